@@ -1,0 +1,410 @@
+"""The site config: one YAML file describes the district and every process's settings.
+
+Each YAML section is one pydantic model with ``extra="forbid"``; cross-field rules are small
+validators.  ``load_config`` turns any mistake into a :class:`ConfigError` whose message names
+the YAML path (``sites[2].cameras[0].zones[1].polygon: ...``) so a process refuses to start with
+one clear line.
+
+Geometry (zone polygons, counting lines) is stored in the pixel coordinates of the camera's
+configured ``frame_size``; the edge converts it once when a stream's real frame size differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from crowdwatch.contracts.errors import ConfigError
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""Ids become MQTT topic levels and SQL values: lower-case, no ``/``, ``+``, ``#`` or spaces."""
+
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case id: a-z, 0-9, - and _")]
+Point = tuple[float, float]
+
+
+class Model(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteKind(StrEnum):
+    BUS_STOP = "bus_stop"
+    BEACH = "beach"
+    ROAD = "road"
+    SCENIC_SPOT = "scenic_spot"
+
+
+class Department(StrEnum):
+    TRANSPORT = "transport"
+    CULTURE_TOURISM = "culture_tourism"
+    TRAFFIC_POLICE = "traffic_police"
+    PUBLIC_SECURITY = "public_security"
+
+
+class LocalizedName(Model):
+    zh: str = Field(min_length=1, max_length=100, description="Chinese name, shown first")
+    en: str = Field(min_length=1, max_length=100, description="English name")
+
+
+class Location(Model):
+    lat: float = Field(ge=-90, le=90, description="latitude, WGS84 degrees")
+    lon: float = Field(ge=-180, le=180, description="longitude, WGS84 degrees")
+
+
+class Zone(Model):
+    """An area of a camera's view where people are counted (a platform, a beach section)."""
+
+    id: Identifier
+    name: LocalizedName
+    polygon: list[Point] = Field(description="vertices in pixels of the camera's frame_size")
+    capacity: int | None = Field(default=None, gt=0, le=1_000_000, description="people at 100%")
+
+    @field_validator("polygon")
+    @classmethod
+    def _at_least_three_points(cls, polygon: list[Point]) -> list[Point]:
+        if len(polygon) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(polygon)}")
+        return polygon
+
+
+class CountingLine(Model):
+    """A line people cross; ``in_direction`` is the vector that counts as "in"."""
+
+    id: Identifier
+    name: LocalizedName
+    start: Point
+    end: Point
+    in_direction: Point = Field(description="direction of travel that counts as 'in', pixels")
+
+    @model_validator(mode="after")
+    def _non_degenerate(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("start and end of a counting line must differ")
+        if self.in_direction == (0.0, 0.0):
+            raise ValueError("in_direction must not be the zero vector")
+        return self
+
+
+SIMULATED = "simulated"
+
+
+class Camera(Model):
+    id: Identifier
+    source: str = Field(
+        min_length=1,
+        description="RTSP/HTTP URL, video file path, USB index ('0'), or 'simulated' for the simulator",
+    )
+    frame_size: tuple[int, int] = Field(description="width, height in pixels that geometry uses")
+    loop: bool = Field(default=False, description="restart a video file at its end (demo footage)")
+    realtime: bool = Field(
+        default=False, description="pace a video file at its own fps as if it were live"
+    )
+    zones: list[Zone] = Field(min_length=1)
+    lines: list[CountingLine] = Field(default_factory=list)
+
+    @property
+    def simulated(self) -> bool:
+        return self.source == SIMULATED
+
+    @field_validator("frame_size")
+    @classmethod
+    def _positive_size(cls, size: tuple[int, int]) -> tuple[int, int]:
+        if size[0] <= 0 or size[1] <= 0 or size[0] > 16384 or size[1] > 16384:
+            raise ValueError(f"frame_size must be two positive pixel sizes, got {list(size)}")
+        return size
+
+    @model_validator(mode="after")
+    def _geometry_inside_frame(self) -> Self:
+        width, height = self.frame_size
+        for kind, items in (("zone", self.zones), ("line", self.lines)):
+            for item in items:
+                points = item.polygon if isinstance(item, Zone) else [item.start, item.end]
+                for x, y in points:
+                    if not (0 <= x <= width and 0 <= y <= height):
+                        raise ValueError(
+                            f"{kind} {item.id!r} has point ({x:g}, {y:g}) outside the "
+                            f"{width}x{height} frame"
+                        )
+        _require_unique("zone", [z.id for z in self.zones])
+        _require_unique("line", [line.id for line in self.lines])
+        return self
+
+
+class Site(Model):
+    id: Identifier
+    kind: SiteKind
+    name: LocalizedName
+    location: Location
+    capacity: int = Field(gt=0, le=1_000_000, description="people the whole site holds safely")
+    department: Department = Field(description="department that acts on this site's alerts")
+    cameras: list[Camera] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        _require_unique("camera", [c.id for c in self.cameras])
+        zone_ids = [z.id for c in self.cameras for z in c.zones]
+        _require_unique("zone (across the site's cameras)", zone_ids)
+        return self
+
+
+class MqttConfig(Model):
+    host: str = Field(default="127.0.0.1", description="broker host")
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: Identifier = Field(default="crowdwatch", description="first topic level")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT protocol; 3.1.1 only for brokers without MQTT 5 (amqtt)"
+    )
+    shared_group: Identifier | None = Field(
+        default="ingest",
+        description="MQTT 5 shared-subscription group of ingest workers; null subscribes plainly",
+    )
+    username: str | None = Field(default=None, description="password from CROWDWATCH_MQTT_PASSWORD")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    @property
+    def password(self) -> str | None:
+        return os.environ.get("CROWDWATCH_MQTT_PASSWORD")
+
+
+class DatabaseConfig(Model):
+    url: str | None = Field(
+        default=None,
+        description="libpq URL; the environment variable CROWDWATCH_DATABASE_URL overrides it",
+    )
+
+    def resolved_url(self) -> str:
+        url = os.environ.get("CROWDWATCH_DATABASE_URL") or self.url
+        if not url:
+            raise ConfigError(
+                "database.url: no database given; set CROWDWATCH_DATABASE_URL or database.url"
+            )
+        return url
+
+
+class DetectorConfig(Model):
+    model: str = Field(description="path to YOLO weights (.onnx) or an Ultralytics model name")
+    confidence: float = Field(default=0.25, gt=0, lt=1)
+    iou: float = Field(default=0.7, gt=0, lt=1, description="NMS IoU threshold")
+    input_size: int = Field(default=640, ge=160, le=2048, description="square input, multiple of 32")
+    threads: int = Field(default=0, ge=0, le=64, description="inference threads; 0 = all cores")
+
+    @field_validator("input_size")
+    @classmethod
+    def _stride_multiple(cls, size: int) -> int:
+        if size % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {size}")
+        return size
+
+
+class EdgeConfig(Model):
+    interval_s: float = Field(default=5.0, gt=0, le=3600, description="seconds per count message")
+    detect_every: int = Field(default=1, ge=1, le=100, description="run the detector every Nth frame")
+
+
+class AlertMetric(StrEnum):
+    OCCUPANCY_RATIO = "occupancy_ratio"
+    """people / capacity of the zone (or of the site when the zone has no capacity)"""
+    PEOPLE = "people"
+    """people counted in the zone"""
+
+
+class AlertRule(Model):
+    id: Identifier
+    metric: AlertMetric
+    fire_at: float = Field(gt=0, description="fire when the metric is at or above this")
+    clear_at: float | None = Field(
+        default=None, ge=0, description="resolve below this (hysteresis); default fire_at"
+    )
+    for_s: float = Field(default=0, ge=0, le=86400, description="pending period before firing")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    site_kinds: list[SiteKind] = Field(default_factory=list, description="empty: every kind")
+    sites: list[Identifier] = Field(default_factory=list, description="empty: every site")
+
+    @model_validator(mode="after")
+    def _clear_not_above_fire(self) -> Self:
+        if self.clear_at is not None and self.clear_at > self.fire_at:
+            raise ValueError(
+                f"clear_at ({self.clear_at:g}) must not be above fire_at ({self.fire_at:g})"
+            )
+        return self
+
+
+class AlertsConfig(Model):
+    evaluate_every_s: float = Field(default=5.0, gt=0, le=3600)
+    stale_after_s: float = Field(
+        default=120.0, gt=0, description="counts older than this are 'no data', never zero"
+    )
+    rules: list[AlertRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> Self:
+        _require_unique("rule", [r.id for r in self.rules])
+        return self
+
+
+class WebConfig(Model):
+    host: str = Field(default="127.0.0.1")
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+
+
+class District(Model):
+    id: Identifier
+    name: LocalizedName
+    timezone: str = Field(default="Asia/Shanghai", description="IANA zone for local days")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, tz: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {tz!r}") from exc
+        return tz
+
+
+class CrowdwatchConfig(Model):
+    """The whole YAML file."""
+
+    district: District
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    detector: DetectorConfig | None = None
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    sites: list[Site] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Self:
+        _require_unique("site", [s.id for s in self.sites])
+        site_ids = {s.id for s in self.sites}
+        for rule in self.alerts.rules:
+            unknown = sorted(set(rule.sites) - site_ids)
+            if unknown:
+                raise ValueError(f"alert rule {rule.id!r} names unknown site(s) {unknown}")
+        if self.detector is None and any(not c.simulated for _, c in self.cameras()):
+            raise ValueError("a camera has a real source, so a 'detector' section is required")
+        return self
+
+    def site(self, site_id: str) -> Site:
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        raise KeyError(site_id)
+
+    def cameras(self) -> list[tuple[Site, Camera]]:
+        """Every camera of the district with its site."""
+        return [(site, cam) for site in self.sites for cam in site.cameras]
+
+
+def _require_unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"duplicate {what} id {item!r}")
+        seen.add(item)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def default_shared_dir() -> Path:
+    """``CROWDWATCH_SHARED_DIR``, else ``../shared`` beside the repository checkout."""
+    env = os.environ.get("CROWDWATCH_SHARED_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared"
+
+
+def _expand_env(value: str, yaml_path: str) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` from the environment."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if name == "CROWDWATCH_SHARED_DIR":
+            return str(default_shared_dir())
+        if default is not None:
+            return default
+        raise ConfigError(f"{yaml_path}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(replace, value)
+
+
+def _expand_tree(node: Any, path: str) -> Any:
+    if isinstance(node, str):
+        return _expand_env(node, path or "<root>")
+    if isinstance(node, list):
+        return [_expand_tree(item, f"{path}[{i}]") for i, item in enumerate(node)]
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    return node
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('sites', 2, 'cameras', 0)`` -> ``sites[2].cameras[0]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def parse_config(data: Any, origin: str = "<config>") -> CrowdwatchConfig:
+    """Validate an already-parsed YAML document.
+
+    Raises:
+        ConfigError: naming the YAML path and the problem of the first mistakes found.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a YAML mapping at the top, got {type(data).__name__}")
+    expanded = _expand_tree(data, "")
+    try:
+        return CrowdwatchConfig.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{format_loc(tuple(err['loc']))}: {msg}")
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"{origin}: " + "; ".join(problems[:3]) + more) from None
+
+
+def load_config(path: str | Path) -> CrowdwatchConfig:
+    """Read and validate the YAML config at ``path``.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or invalid (message names the YAML path).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, origin=str(path))

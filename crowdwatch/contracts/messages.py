@@ -1,0 +1,220 @@
+"""The MQTT message contract, version 1.
+
+Topics (``{prefix}`` is ``mqtt.topic_prefix``, default ``crowdwatch``)::
+
+    {prefix}/v1/{site}/{camera}/counts     CountMessage, QoS 1, not retained
+    {prefix}/v1/{site}/{camera}/status     StatusMessage, QoS 1, retained (carries its own ts)
+    {prefix}/v1/{site}/{camera}/available  "online" | "offline", retained; Last Will "offline"
+    {prefix}/v1/alerts/{site}              AlertMessage, QoS 1, not retained
+
+One count message carries every zone and line of one camera for one interval: MQTT clients
+manage a few thousand messages a second, so per-zone messages would not scale to a district.
+Payloads are UTF-8 JSON; every message has a ``schema`` tag, a unique ``message_id`` (the
+ingest's idempotency key) and a UTC timestamp.  A consumer rejects a payload whose schema
+tag it does not know rather than guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crowdwatch.contracts.config import ID_PATTERN
+from crowdwatch.contracts.errors import MessageError
+
+TOPIC_VERSION = "v1"
+COUNTS_SCHEMA = "crowdwatch.counts/1"
+STATUS_SCHEMA = "crowdwatch.status/1"
+ALERT_SCHEMA = "crowdwatch.alert/1"
+
+MAX_PEOPLE = 100_000
+"""No camera sees more people than this; a larger count is a bug or an attack."""
+
+WireId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _require_utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError("timestamp must carry a time zone (UTC, e.g. 2026-10-01T08:00:00Z)")
+    return ts.astimezone(UTC)
+
+
+class ZoneCount(Wire):
+    zone_id: WireId
+    count: int = Field(ge=0, le=MAX_PEOPLE, description="people in the zone at the interval's end")
+    count_max: int = Field(ge=0, le=MAX_PEOPLE, description="most people seen during the interval")
+    count_mean: float = Field(ge=0, le=MAX_PEOPLE, description="mean over the interval's frames")
+
+
+class LineCount(Wire):
+    line_id: WireId
+    in_count: int = Field(ge=0, le=MAX_PEOPLE, description="crossings in the 'in' direction")
+    out_count: int = Field(ge=0, le=MAX_PEOPLE, description="crossings against it")
+
+
+class CountMessage(Wire):
+    """People counted by one camera over one interval, every zone and line in one message."""
+
+    schema_: Literal["crowdwatch.counts/1"] = Field(default=COUNTS_SCHEMA, alias="schema")
+    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    site_id: WireId
+    camera_id: WireId
+    ts: datetime = Field(description="end of the interval, UTC")
+    interval_s: float = Field(gt=0, le=3600)
+    frames: int = Field(ge=0, le=1_000_000, description="frames analysed in the interval")
+    zones: list[ZoneCount] = Field(max_length=1000)
+    lines: list[LineCount] = Field(default_factory=list, max_length=1000)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _utc = field_validator("ts")(_require_utc)
+
+
+class CameraState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    """the stream cannot be read: its zones have no data (never zero people)"""
+
+
+class StatusMessage(Wire):
+    """Health of one camera worker."""
+
+    schema_: Literal["crowdwatch.status/1"] = Field(default=STATUS_SCHEMA, alias="schema")
+    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    site_id: WireId
+    camera_id: WireId
+    ts: datetime
+    state: CameraState
+    fps: float = Field(default=0.0, ge=0, le=10_000)
+    inference_ms: float = Field(default=0.0, ge=0, le=600_000)
+    dropped_frames: int = Field(default=0, ge=0)
+    detail: str = Field(default="", max_length=500)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _utc = field_validator("ts")(_require_utc)
+
+
+class AlertMessage(Wire):
+    """An alert firing or resolving, as published on the alerts topic."""
+
+    schema_: Literal["crowdwatch.alert/1"] = Field(default=ALERT_SCHEMA, alias="schema")
+    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    alert_key: str = Field(description="site/zone/rule: the deduplication key")
+    site_id: WireId
+    zone_id: WireId | None
+    rule_id: WireId
+    state: Literal["firing", "resolved"]
+    severity: Literal["info", "warning", "critical"]
+    value: float
+    threshold: float
+    ts: datetime
+    summary_zh: str
+    summary_en: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _utc = field_validator("ts")(_require_utc)
+
+
+AVAILABLE_ONLINE = "online"
+AVAILABLE_OFFLINE = "offline"
+
+
+class TopicKind(StrEnum):
+    COUNTS = "counts"
+    STATUS = "status"
+    AVAILABLE = "available"
+
+
+def camera_topic(prefix: str, site_id: str, camera_id: str, kind: TopicKind) -> str:
+    return f"{prefix}/{TOPIC_VERSION}/{site_id}/{camera_id}/{kind.value}"
+
+
+def camera_topic_filter(prefix: str, kind: TopicKind) -> str:
+    """Subscription filter for one kind of message from every camera."""
+    return f"{prefix}/{TOPIC_VERSION}/+/+/{kind.value}"
+
+
+def alert_topic(prefix: str, site_id: str) -> str:
+    return f"{prefix}/{TOPIC_VERSION}/alerts/{site_id}"
+
+
+def parse_camera_topic(prefix: str, topic: str) -> tuple[str, str, TopicKind]:
+    """``crowdwatch/v1/stop-a/cam1/counts`` -> ``("stop-a", "cam1", TopicKind.COUNTS)``.
+
+    Raises:
+        MessageError: the topic is not a camera topic under ``prefix``.
+    """
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != prefix or parts[1] != TOPIC_VERSION:
+        raise MessageError(f"expected topic {prefix}/{TOPIC_VERSION}/SITE/CAMERA/KIND, got {topic!r}")
+    try:
+        kind = TopicKind(parts[4])
+    except ValueError:
+        raise MessageError(f"unknown message kind {parts[4]!r} in topic {topic!r}") from None
+    return parts[2], parts[3], kind
+
+
+def encode(message: Wire) -> bytes:
+    """The JSON payload of a message (``schema`` key included, UTC ``Z`` timestamps)."""
+    return message.model_dump_json(by_alias=True).encode("utf-8")
+
+
+def _decode(payload: bytes, model: type[Wire], schema_tag: str) -> Wire:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError(f"expected a JSON object, got {type(data).__name__}")
+    tag = data.get("schema")
+    if tag != schema_tag:
+        raise MessageError(f"expected schema {schema_tag!r}, got {tag!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise MessageError(f"{loc}: {first['msg']}{more}") from None
+
+
+def decode_counts(payload: bytes) -> CountMessage:
+    """Parse and validate a count message.
+
+    Raises:
+        MessageError: naming the first problem ("zones.0.count: ...").
+    """
+    message = _decode(payload, CountMessage, COUNTS_SCHEMA)
+    assert isinstance(message, CountMessage)
+    return message
+
+
+def decode_status(payload: bytes) -> StatusMessage:
+    message = _decode(payload, StatusMessage, STATUS_SCHEMA)
+    assert isinstance(message, StatusMessage)
+    return message
+
+
+def decode_alert(payload: bytes) -> AlertMessage:
+    message = _decode(payload, AlertMessage, ALERT_SCHEMA)
+    assert isinstance(message, AlertMessage)
+    return message

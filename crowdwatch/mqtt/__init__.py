@@ -1,0 +1,1 @@
+"""MQTT transport shared by the edge, ingest, alerts and the simulator."""

@@ -1,0 +1,1 @@
+"""PostgreSQL access for the server side: connections, migrations, partitions, queries."""

@@ -1,0 +1,60 @@
+"""Connections to PostgreSQL, with psycopg errors translated to :class:`StorageError`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from crowdwatch.contracts.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+
+def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10.0) -> psycopg.Connection:
+    """Open one connection.
+
+    Raises:
+        StorageError: the server is unreachable or refuses us (message names the server).
+    """
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout_s)))
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to PostgreSQL ({_redact(url)}): {exc}") from exc
+
+
+def connect_with_retry(url: str, *, attempts: int = 30, delay_s: float = 1.0) -> psycopg.Connection:
+    """Connect, retrying while the database is starting or briefly away."""
+    last: StorageError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return connect(url)
+        except StorageError as exc:
+            last = exc
+            logger.warning("database not reachable (attempt %d/%d): %s", attempt, attempts, exc)
+            time.sleep(delay_s)
+    assert last is not None
+    raise last
+
+
+@contextmanager
+def transaction(conn: psycopg.Connection) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
+    """A cursor inside one transaction; psycopg errors leave as :class:`StorageError`."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            yield cur
+    except psycopg.Error as exc:
+        raise StorageError(f"database statement failed: {exc}") from exc
+
+
+def _redact(url: str) -> str:
+    """Hide the password of a libpq URL in messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
