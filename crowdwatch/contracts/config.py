@@ -32,7 +32,9 @@ from crowdwatch.contracts.errors import ConfigError
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """Ids become MQTT topic levels and SQL values: lower-case, no ``/``, ``+``, ``#`` or spaces."""
 
-Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case id: a-z, 0-9, - and _")]
+Identifier = Annotated[
+    str, Field(pattern=ID_PATTERN, description="lower-case id: a-z, 0-9, - and _")
+]
 Point = tuple[float, float]
 
 
@@ -200,7 +202,9 @@ class DetectorConfig(Model):
     model: str = Field(description="path to YOLO weights (.onnx) or an Ultralytics model name")
     confidence: float = Field(default=0.25, gt=0, lt=1)
     iou: float = Field(default=0.7, gt=0, lt=1, description="NMS IoU threshold")
-    input_size: int = Field(default=640, ge=160, le=2048, description="square input, multiple of 32")
+    input_size: int = Field(
+        default=640, ge=160, le=2048, description="square input, multiple of 32"
+    )
     threads: int = Field(default=0, ge=0, le=64, description="inference threads; 0 = all cores")
 
     @field_validator("input_size")
@@ -213,7 +217,9 @@ class DetectorConfig(Model):
 
 class EdgeConfig(Model):
     interval_s: float = Field(default=5.0, gt=0, le=3600, description="seconds per count message")
-    detect_every: int = Field(default=1, ge=1, le=100, description="run the detector every Nth frame")
+    detect_every: int = Field(
+        default=1, ge=1, le=100, description="run the detector every Nth frame"
+    )
 
 
 class AlertMetric(StrEnum):
@@ -377,7 +383,9 @@ def parse_config(data: Any, origin: str = "<config>") -> CrowdwatchConfig:
         ConfigError: naming the YAML path and the problem of the first mistakes found.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a YAML mapping at the top, got {type(data).__name__}")
+        raise ConfigError(
+            f"{origin}: expected a YAML mapping at the top, got {type(data).__name__}"
+        )
     expanded = _expand_tree(data, "")
     try:
         return CrowdwatchConfig.model_validate(expanded)

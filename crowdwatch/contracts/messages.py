@@ -20,7 +20,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -28,9 +28,9 @@ from crowdwatch.contracts.config import ID_PATTERN
 from crowdwatch.contracts.errors import MessageError
 
 TOPIC_VERSION = "v1"
-COUNTS_SCHEMA = "crowdwatch.counts/1"
-STATUS_SCHEMA = "crowdwatch.status/1"
-ALERT_SCHEMA = "crowdwatch.alert/1"
+COUNTS_SCHEMA: Final = "crowdwatch.counts/1"
+STATUS_SCHEMA: Final = "crowdwatch.status/1"
+ALERT_SCHEMA: Final = "crowdwatch.alert/1"
 
 MAX_PEOPLE = 100_000
 """No camera sees more people than this; a larger count is a bug or an attack."""
@@ -165,7 +165,9 @@ def parse_camera_topic(prefix: str, topic: str) -> tuple[str, str, TopicKind]:
     """
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != prefix or parts[1] != TOPIC_VERSION:
-        raise MessageError(f"expected topic {prefix}/{TOPIC_VERSION}/SITE/CAMERA/KIND, got {topic!r}")
+        raise MessageError(
+            f"expected topic {prefix}/{TOPIC_VERSION}/SITE/CAMERA/KIND, got {topic!r}"
+        )
     try:
         kind = TopicKind(parts[4])
     except ValueError:

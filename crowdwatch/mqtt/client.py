@@ -20,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -88,7 +89,7 @@ class MqttClient:
         cfg = self._config
         props = None
         if self._v5:
-            props = Properties(paho.PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if not self._clean_start:
                 props.SessionExpiryInterval = 24 * 3600
         try:
@@ -127,7 +128,9 @@ class MqttClient:
         if not info.is_published():
             raise BrokerError(f"broker did not acknowledge {topic!r} within {timeout:g} s")
 
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, shared: bool = False) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, shared: bool = False
+    ) -> None:
         """Subscribe at QoS 1; with ``shared`` use the config's MQTT 5 shared group."""
         group = self._config.shared_group
         if shared and group and self._v5:
@@ -139,6 +142,7 @@ class MqttClient:
 
     def close(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the network thread."""
+        self._connected.clear()  # before disconnect: this is not an outage worth a warning
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -184,7 +188,7 @@ class MqttClient:
         if handler is None:
             return
         try:
-            handler(message.topic, message.payload)
+            handler(message.topic, bytes(message.payload))
         except Exception:
             # A handler bug must not kill paho's network thread (and with it every message).
             logger.exception("MQTT handler failed for topic %s", message.topic)
@@ -193,7 +197,11 @@ class MqttClient:
         with self._lock:
             items = list(self._subscriptions.items())
         for topic_filter, handler in items:
-            plain = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+            plain = (
+                topic_filter.split("/", 2)[2]
+                if topic_filter.startswith("$share/")
+                else topic_filter
+            )
             if paho.topic_matches_sub(plain, topic):
                 return handler
         return None

@@ -1,0 +1,237 @@
+"""The ``crowdwatch`` command: one subcommand per process.
+
+Each subcommand imports its component lazily, so an edge box with only ``crowdwatch[edge]``
+installed can run ``crowdwatch edge`` without the server-side libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from crowdwatch import __version__
+from crowdwatch.contracts.config import CrowdwatchConfig, load_config
+from crowdwatch.contracts.errors import CrowdwatchError
+
+logger = logging.getLogger("crowdwatch")
+
+CONFIG_HELP = (
+    "site config YAML (default: $CROWDWATCH_CONFIG, else configs/district.example.yaml in the "
+    "current folder). Secrets come from the environment: CROWDWATCH_DATABASE_URL, "
+    "CROWDWATCH_MQTT_PASSWORD."
+)
+
+_DESCRIPTIONS = {
+    "edge": (
+        "Count people on real cameras and publish counts over MQTT.\n\n"
+        "Reads the 'detector' section (model path, confidence, iou, input_size, threads), 'edge' "
+        "(interval_s, detect_every), 'mqtt', and each selected camera (source, frame_size, zones). "
+        "Cameras whose source is 'simulated' are left to `crowdwatch simulate`."
+    ),
+    "ingest": (
+        "Subscribe to every camera's counts and status and write them to PostgreSQL.\n\n"
+        "Reads 'mqtt' (host, port, topic_prefix, protocol, shared_group: ingest workers of one "
+        "group share the load) and 'database' (or CROWDWATCH_DATABASE_URL). Creates or upgrades "
+        "the schema at start. Invalid messages go to the dead_letters table with the reason."
+    ),
+    "alerts": (
+        "Evaluate the alert rules on the latest counts; record alerts and publish them over MQTT.\n\n"
+        "Reads 'alerts' (evaluate_every_s, stale_after_s, rules: metric occupancy_ratio|people, "
+        "fire_at, clear_at, for_s, severity, site_kinds, sites), 'database' and 'mqtt'."
+    ),
+    "web": (
+        "Serve the phone page and the JSON API (GET /api/sites, /api/alerts, /healthz).\n\n"
+        "Reads 'web' (host, port; 0 = a free port) and 'database'."
+    ),
+    "simulate": (
+        "Publish realistic holiday counts for every camera whose source is 'simulated'.\n\n"
+        "Uses the same MQTT contract as a real edge worker; reads 'district.timezone', 'edge."
+        "interval_s', 'mqtt' and the simulated cameras' zones and capacities."
+    ),
+    "demo": (
+        "Run the whole district on this machine: embedded PostgreSQL and MQTT broker (unless "
+        "given), an edge worker on real footage, the simulator for the other sites, ingest, "
+        "alerts and the web page. Prints where to look; Ctrl-C stops everything."
+    ),
+    "db": "Database schema: `crowdwatch db upgrade` creates or upgrades it and syncs the sites.",
+    "config": "Validate a config file and print a summary of the district.",
+}
+
+
+def _default_config_path() -> Path:
+    env = os.environ.get("CROWDWATCH_CONFIG")
+    return Path(env) if env else Path("configs/district.example.yaml")
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGINT/SIGTERM so every long-running loop ends cleanly."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        logger.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def _cmd_edge(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.edge.service import run_edge
+
+    run_edge(config, args.camera or None, _stop_event())
+    return 0
+
+
+def _cmd_ingest(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.ingest.service import run_ingest
+
+    run_ingest(config, _stop_event())
+    return 0
+
+
+def _cmd_alerts(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.analytics.engine import run_alerts
+
+    run_alerts(config, _stop_event())
+    return 0
+
+
+def _cmd_web(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.dashboards.web import run_web
+
+    host = args.host or config.web.host
+    port = config.web.port if args.port is None else args.port
+    run_web(config, host, port, _stop_event())
+    return 0
+
+
+def _cmd_simulate(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.simulator.service import run_simulator
+
+    run_simulator(config, _stop_event(), speed=args.speed, seed=args.seed)
+    return 0
+
+
+def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.storage.migrate import upgrade
+
+    version = upgrade(config.database.resolved_url(), config)
+    print(f"database schema at version {version}")
+    return 0
+
+
+def _cmd_config(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    cams = config.cameras()
+    real = [f"{s.id}/{c.id}" for s, c in cams if not c.simulated]
+    print(f"{config.district.name.zh} {config.district.name.en}: {len(config.sites)} sites, ")
+    print(f"{len(cams)} cameras ({len(real)} real: {', '.join(real) or 'none'}), ")
+    print(f"{sum(len(c.zones) for _, c in cams)} zones, {len(config.alerts.rules)} alert rules: OK")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from crowdwatch.demo.runner import DemoOptions, run_demo
+
+    options = DemoOptions(
+        config_path=Path(args.config) if args.config else _default_config_path(),
+        database_url=args.database_url,
+        broker=args.broker,
+        mqtt_protocol=args.mqtt_protocol,
+        video=Path(args.video) if args.video else None,
+        web_port=args.port,
+        duration_s=args.duration,
+        speed=args.speed,
+        workdir=Path(args.workdir) if args.workdir else None,
+    )
+    return run_demo(options, _stop_event())
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crowdwatch",
+        description="Real-time tourist-traffic and beach-crowd monitoring.",
+    )
+    parser.add_argument("--version", action="version", version=f"crowdwatch {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, summary: str, handler: Callable[..., int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=_DESCRIPTIONS[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("--config", "-c", help=CONFIG_HELP)
+        p.set_defaults(handler=handler)
+        return p
+
+    edge = add("edge", "count people on cameras, publish over MQTT", _cmd_edge)
+    edge.add_argument(
+        "--camera",
+        action="append",
+        metavar="SITE/CAMERA",
+        help="camera to run (repeatable); default: every non-simulated camera",
+    )
+    add("ingest", "write MQTT counts into PostgreSQL", _cmd_ingest)
+    add("alerts", "evaluate alert rules, record and publish alerts", _cmd_alerts)
+    web = add("web", "serve the phone page and JSON API", _cmd_web)
+    web.add_argument("--host", help="listen address (default: web.host)")
+    web.add_argument("--port", type=int, help="listen port (default: web.port; 0 = free port)")
+    sim = add("simulate", "publish simulated holiday counts", _cmd_simulate)
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated hours per real hour")
+    sim.add_argument("--seed", type=int, default=0, help="random seed")
+    demo = add("demo", "run the whole district on this machine", _cmd_demo)
+    demo.add_argument("--database-url", help="use this PostgreSQL instead of an embedded one")
+    demo.add_argument("--broker", metavar="HOST:PORT", help="use this MQTT broker instead of amqtt")
+    demo.add_argument(
+        "--mqtt-protocol",
+        choices=["5", "3.1.1"],
+        default="5",
+        help="protocol of --broker (the embedded broker speaks 3.1.1)",
+    )
+    demo.add_argument(
+        "--video",
+        help="footage for the real camera (default: PETS 2009 vtest.avi "
+        "under $CROWDWATCH_SHARED_DIR/data/pets2009_s2l1/)",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="web port (a free one if taken)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--speed", type=float, default=1.0, help="simulator clock speed")
+    demo.add_argument("--workdir", help="folder for the embedded database and logs")
+    db = add("db", "create or upgrade the database schema", _cmd_db)
+    db.add_argument("action", choices=["upgrade"])
+    add("config", "validate a config file", _cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "demo":
+            return _cmd_demo(args)
+        config = load_config(args.config or _default_config_path())
+        result: int = args.handler(config, args)
+        return result
+    except CrowdwatchError as exc:
+        print(f"crowdwatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``crowdwatch demo``: the whole district on one machine with only Python installed."""
