@@ -71,9 +71,11 @@ class MqttClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._subscriptions: dict[str, MessageHandler] = {}
         self._connected = threading.Event()
         self._refusal: str | None = None
+        self._pending_subacks: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
     @property
@@ -107,6 +109,7 @@ class MqttClient:
             self._client.loop_stop()
             reason = self._refusal or f"no answer within {timeout:g} s"
             raise BrokerError(f"MQTT broker {cfg.host}:{cfg.port} refused us: {reason}")
+        self._wait_for_subacks(timeout)
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout: float = 10
@@ -129,16 +132,49 @@ class MqttClient:
             raise BrokerError(f"broker did not acknowledge {topic!r} within {timeout:g} s")
 
     def subscribe(
-        self, topic_filter: str, handler: MessageHandler, *, shared: bool = False
+        self,
+        topic_filter: str,
+        handler: MessageHandler,
+        *,
+        shared: bool = False,
+        timeout: float = 10.0,
     ) -> None:
-        """Subscribe at QoS 1; with ``shared`` use the config's MQTT 5 shared group."""
+        """Subscribe at QoS 1; with ``shared`` use the config's MQTT 5 shared group.
+
+        When connected, returns once the broker acknowledged the subscription; otherwise the
+        subscription is sent (and awaited by :meth:`connect`) on connection.
+
+        Raises:
+            BrokerError: the broker did not acknowledge within ``timeout`` seconds.
+        """
         group = self._config.shared_group
         if shared and group and self._v5:
             topic_filter = f"$share/{group}/{topic_filter}"
         with self._lock:
             self._subscriptions[topic_filter] = handler
         if self.connected:
-            self._client.subscribe(topic_filter, qos=1)
+            self._send_subscribe(self._client, topic_filter)
+            self._wait_for_subacks(timeout)
+
+    def _send_subscribe(self, client: paho.Client, topic_filter: str) -> None:
+        # Register the mid under the lock before the SUBACK can arrive on the network thread.
+        with self._lock:
+            _, mid = client.subscribe(topic_filter, qos=1)
+            if mid is not None:
+                self._pending_subacks[mid] = threading.Event()
+
+    def _wait_for_subacks(self, timeout: float) -> None:
+        """Block until the broker confirmed every subscription sent so far.
+
+        Without this a message published right after ``subscribe`` returns may be missed.
+        """
+        with self._lock:
+            events = list(self._pending_subacks.items())
+        for mid, event in events:
+            if not event.wait(timeout):
+                raise BrokerError(f"broker did not confirm subscription {mid} within {timeout:g} s")
+            with self._lock:
+                self._pending_subacks.pop(mid, None)
 
     def close(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the network thread."""
@@ -167,7 +203,7 @@ class MqttClient:
         with self._lock:
             filters = list(self._subscriptions)
         for topic_filter in filters:
-            client.subscribe(topic_filter, qos=1)
+            self._send_subscribe(client, topic_filter)
         logger.info("MQTT connected to %s:%s", self._config.host, self._config.port)
         self._connected.set()
 
@@ -182,6 +218,22 @@ class MqttClient:
         if self._connected.is_set():
             logger.warning("MQTT disconnected: %s; reconnecting", reason)
         self._connected.clear()
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                logger.error("MQTT broker refused subscription %d: %s", mid, code)
+        with self._lock:
+            event = self._pending_subacks.get(mid)
+        if event is not None:
+            event.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         handler = self._match(message.topic)

@@ -1,0 +1,141 @@
+"""Fixtures with the real services: a private PostgreSQL and mosquitto per test session.
+
+Fixtures:
+    pg_server    (session)  PgServer: ``.admin_url``, ``.create_database() -> url``,
+                            ``.drop_database(url)``
+    db_url       (function) URL of a fresh, empty database, dropped after the test
+    mqtt_broker  (session)  MqttBroker: ``.host``, ``.port``, ``.stop(kill=False)``, ``.start()``
+    mqtt_config  (function) MqttConfig for the broker, MQTT 5, a unique ``topic_prefix``
+    shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
+
+Environment:
+    CROWDWATCH_TEST_DATABASE_URL  admin URL of a running PostgreSQL to create databases on
+    CROWDWATCH_TEST_MQTT          ``host:port`` of a running broker (stop/start tests skip)
+
+Every test also fails when it leaves a non-daemon thread (or an MqttClient's network thread)
+running 2 s after it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from services import (
+    ExternalBroker,
+    MosquittoBroker,
+    MqttBroker,
+    PgServer,
+    ServiceUnavailable,
+    start_pg_server,
+    wait_for_threads,
+)
+from services.mosquitto import find_binary
+
+from crowdwatch.contracts.config import MqttConfig, default_shared_dir
+
+THREAD_GRACE_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the session: our own, or CROWDWATCH_TEST_DATABASE_URL's."""
+    try:
+        server = start_pg_server(os.environ.get("CROWDWATCH_TEST_DATABASE_URL"))
+    except ServiceUnavailable as exc:
+        pytest.skip(f"no PostgreSQL for the tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def db_url(pg_server: PgServer) -> Iterator[str]:
+    """URL of a fresh, empty database, dropped (clients disconnected) after the test."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[MqttBroker]:
+    """A mosquitto for the session: our own, or CROWDWATCH_TEST_MQTT's."""
+    external = os.environ.get("CROWDWATCH_TEST_MQTT")
+    broker: MqttBroker
+    if external:
+        broker = ExternalBroker.parse(external)
+    else:
+        try:
+            broker = MosquittoBroker(find_binary())
+        except ServiceUnavailable as exc:
+            pytest.skip(f"no MQTT broker for the tests: {exc}")
+        try:
+            broker.start()
+        except BaseException:
+            broker.close()
+            raise
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def mqtt_config(mqtt_broker: MqttBroker) -> MqttConfig:
+    """Config for the test broker (MQTT 5) with a topic prefix no other test uses."""
+    # A fault test that failed between stop() and start() must not break the tests after it.
+    mqtt_broker.ensure_running()
+    return MqttConfig(
+        host=mqtt_broker.host,
+        port=mqtt_broker.port,
+        protocol="5",
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}",
+        shared_group="ingest",
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder holding data/ and models/, or skip the test."""
+    folder = default_shared_dir()
+    if not (folder / "data").is_dir():
+        pytest.skip(
+            f"shared data not found at {folder}; set CROWDWATCH_SHARED_DIR to the folder "
+            "holding data/ and models/"
+        )
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_threads() -> Iterator[None]:
+    """Fail a test that leaves threads running (autouse fixtures tear down last)."""
+    before = set(threading.enumerate())
+    yield
+    left = wait_for_threads(before, THREAD_GRACE_S)
+    if left:
+        names = ", ".join(f"{t.name} (daemon={t.daemon})" for t in left)
+        pytest.fail(
+            f"the test left {len(left)} thread(s) running {THREAD_GRACE_S:g} s after it: {names}"
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when non-daemon threads outlive the session (they would hang the exit)."""
+    main = threading.main_thread()
+    left = [t for t in wait_for_threads({main}, THREAD_GRACE_S) if not t.daemon]
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "non-daemon threads still running after the session: " + ", ".join(
+            t.name for t in left
+        )
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        if exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
