@@ -1,0 +1,168 @@
+"""Check one MQTT message against the message contract and the district config.
+
+Every message ends as exactly one of: :class:`Accepted` (to be written), :class:`Rejected`
+(to ``dead_letters`` with the reason), or nothing (an ``available: online`` notice, which
+carries no information the status messages do not).  Nothing here raises: a bad payload is
+data, not an error of the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from crowdwatch.contracts.config import CrowdwatchConfig
+from crowdwatch.contracts.errors import MessageError
+from crowdwatch.contracts.messages import (
+    AVAILABLE_OFFLINE,
+    AVAILABLE_ONLINE,
+    CameraState,
+    CountMessage,
+    StatusMessage,
+    TopicKind,
+    decode_counts,
+    decode_status,
+    new_message_id,
+    parse_camera_topic,
+)
+
+MAX_FUTURE = timedelta(minutes=5)
+"""A timestamp further ahead than this is a wrong clock on the edge box."""
+
+MAX_AGE = timedelta(days=7)
+"""A timestamp older than this is a replay or a wrong clock, not a late message."""
+
+OFFLINE_DETAIL = "available: offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One MQTT message as received, before any parsing."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    """UTC time the ingest received it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    envelope: Envelope
+    message: CountMessage | StatusMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    envelope: Envelope
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CameraIds:
+    zones: frozenset[str]
+    lines: frozenset[str]
+
+
+class MessageValidator:
+    """Validates messages of one topic prefix against the cameras of a config.
+
+    Args:
+        config: the district config; its sites and cameras are the only ones accepted.
+        max_future: how far ahead of the receive time a timestamp may be.
+        max_age: how far behind the receive time a timestamp may be.
+    """
+
+    def __init__(
+        self,
+        config: CrowdwatchConfig,
+        *,
+        max_future: timedelta = MAX_FUTURE,
+        max_age: timedelta = MAX_AGE,
+    ) -> None:
+        self._prefix = config.mqtt.topic_prefix
+        self._max_future = max_future
+        self._max_age = max_age
+        self._cameras = {
+            (site.id, cam.id): _CameraIds(
+                zones=frozenset(z.id for z in cam.zones),
+                lines=frozenset(line.id for line in cam.lines),
+            )
+            for site, cam in config.cameras()
+        }
+
+    def validate(self, envelope: Envelope) -> Accepted | Rejected | None:
+        """Classify one message.
+
+        Args:
+            envelope: the raw message.
+
+        Returns:
+            ``Accepted`` with the parsed message, ``Rejected`` with the reason, or ``None``
+            for a message with nothing to store (``available: online``).
+        """
+        try:
+            return self._validate(envelope)
+        except MessageError as exc:
+            return Rejected(envelope, str(exc))
+
+    def _validate(self, envelope: Envelope) -> Accepted | None:
+        site_id, camera_id, kind = parse_camera_topic(self._prefix, envelope.topic)
+        camera = self._cameras.get((site_id, camera_id))
+        if camera is None:
+            raise MessageError(f"unknown camera {site_id}/{camera_id} (not in the config)")
+        if kind is TopicKind.AVAILABLE:
+            return self._availability(envelope, site_id, camera_id)
+        message: CountMessage | StatusMessage = (
+            decode_counts(envelope.payload)
+            if kind is TopicKind.COUNTS
+            else decode_status(envelope.payload)
+        )
+        if (message.site_id, message.camera_id) != (site_id, camera_id):
+            raise MessageError(
+                f"payload names camera {message.site_id}/{message.camera_id} but was published "
+                f"on the topic of {site_id}/{camera_id}"
+            )
+        self._check_time(message.ts, envelope.received_at)
+        if isinstance(message, CountMessage):
+            _check_ids("zone", [z.zone_id for z in message.zones], camera.zones, camera_id)
+            _check_ids("line", [x.line_id for x in message.lines], camera.lines, camera_id)
+        return Accepted(envelope, message)
+
+    def _availability(self, envelope: Envelope, site_id: str, camera_id: str) -> Accepted | None:
+        text = envelope.payload.decode("utf-8", errors="replace").strip()
+        if text == AVAILABLE_ONLINE:
+            # The worker's status messages say more (fps, detail); "online" adds nothing.
+            return None
+        if text != AVAILABLE_OFFLINE:
+            raise MessageError(f"expected 'online' or 'offline', got {text[:50]!r}")
+        # Usually the broker publishing the worker's Last Will: the camera has no data now,
+        # which must show as "offline", never as 0 people.
+        status = StatusMessage(
+            message_id=new_message_id(),
+            site_id=site_id,
+            camera_id=camera_id,
+            ts=envelope.received_at,
+            state=CameraState.OFFLINE,
+            detail=OFFLINE_DETAIL,
+        )
+        return Accepted(envelope, status)
+
+    def _check_time(self, ts: datetime, received_at: datetime) -> None:
+        if ts > received_at + self._max_future:
+            raise MessageError(
+                f"ts {ts.isoformat()} is more than {self._max_future} ahead of the receive "
+                f"time {received_at.isoformat()} (edge clock wrong?)"
+            )
+        if ts < received_at - self._max_age:
+            raise MessageError(
+                f"ts {ts.isoformat()} is more than {self._max_age} before the receive "
+                f"time {received_at.isoformat()}"
+            )
+
+
+def _check_ids(what: str, ids: list[str], known: frozenset[str], camera_id: str) -> None:
+    unknown = sorted(set(ids) - known)
+    if unknown:
+        raise MessageError(f"unknown {what} id(s) {unknown} for camera {camera_id!r}")
+    if len(ids) != len(set(ids)):
+        raise MessageError(f"a {what} id appears twice in one message")

@@ -1,0 +1,163 @@
+"""Schema migrations, daily partitions and the site registry, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from factories import config_dict, make_config, site_dict
+
+from crowdwatch.contracts.config import load_config
+from crowdwatch.contracts.db_schema import TIME_SERIES_TABLES, migrations
+from crowdwatch.contracts.errors import StorageError
+from crowdwatch.storage.migrate import timescale_available, upgrade
+from crowdwatch.storage.partitions import (
+    drop_partitions_before,
+    ensure_daily_partitions,
+    partition_name,
+)
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "district.example.yaml"
+LATEST = max(m.version for m in migrations(timescale=False))
+
+
+def _partitions(conn: psycopg.Connection, table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = to_regclass(%s)",
+        (table,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _insert_count(conn: psycopg.Connection, ts: datetime, message_id: str) -> None:
+    conn.execute(
+        "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+        " count_mean, interval_s, message_id) VALUES (%s, 's', 'c', 'z', 1, 1, 1, 5, %s)",
+        (ts, message_id),
+    )
+
+
+def test_upgrade_applies_once_and_is_idempotent(db_url: str) -> None:
+    assert upgrade(db_url) == LATEST
+    assert upgrade(db_url) == LATEST
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT version, timescale FROM schema_migrations").fetchall()
+        available = timescale_available(conn)
+    assert rows == [(m.version, available) for m in migrations(available)]
+
+
+def test_concurrent_upgrades_serialise_on_the_lock(db_url: str) -> None:
+    results: list[int | Exception] = []
+
+    def run() -> None:
+        try:
+            results.append(upgrade(db_url, timescale=False))
+        except StorageError as exc:  # pragma: no cover - reported by the assert below
+            results.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert results == [LATEST] * 3
+
+
+def test_plain_upgrade_creates_partitions_from_yesterday_to_a_week_ahead(db_url: str) -> None:
+    upgrade(db_url, timescale=False)
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_url) as conn:
+        for table in TIME_SERIES_TABLES:
+            names = _partitions(conn, table)
+            expected = {partition_name(table, today + timedelta(days=d)) for d in range(-1, 8)}
+            assert names == expected | {f"{table}_default"}
+
+
+def test_a_migrated_database_keeps_its_mode(db_url: str) -> None:
+    upgrade(db_url, timescale=False)
+    # Asking for TimescaleDB later changes nothing: the recorded mode wins.
+    assert upgrade(db_url, timescale=True) == LATEST
+    with psycopg.connect(db_url) as conn:
+        modes = conn.execute("SELECT DISTINCT timescale FROM schema_migrations").fetchall()
+    assert modes == [(False,)]
+
+
+def test_timescale_requested_on_a_server_without_it_fails_clearly(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        if timescale_available(conn):
+            pytest.skip("this server offers TimescaleDB")
+    with pytest.raises(StorageError, match="timescaledb extension"):
+        upgrade(db_url, timescale=True)
+
+
+def test_unreachable_database_raises_storage_error() -> None:
+    with pytest.raises(StorageError, match="cannot connect"):
+        upgrade("postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=1")
+
+
+def test_rows_in_default_move_into_a_new_partition(db_url: str) -> None:
+    upgrade(db_url, timescale=False)
+    far = date(2031, 3, 14)
+    in_day = datetime(2031, 3, 14, 23, 59, tzinfo=UTC)
+    next_day = datetime(2031, 3, 15, 0, 0, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _insert_count(conn, in_day, "m-in-day")
+        _insert_count(conn, next_day, "m-next-day")
+
+        created = ensure_daily_partitions(conn, far, 1)
+
+        assert created == [partition_name(t, far) for t in TIME_SERIES_TABLES]
+        in_partition = conn.execute("SELECT message_id FROM zone_counts_20310314").fetchall()
+        in_default = conn.execute("SELECT message_id FROM zone_counts_default").fetchall()
+        assert in_partition == [("m-in-day",)]
+        assert in_default == [("m-next-day",)]
+        assert ensure_daily_partitions(conn, far, 1) == []
+
+
+def test_drop_partitions_before_keeps_the_day_and_default(db_url: str) -> None:
+    upgrade(db_url, timescale=False)
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _insert_count(conn, datetime.now(UTC) - timedelta(days=1), "m-yesterday")
+
+        dropped = drop_partitions_before(conn, today)
+
+        assert sorted(dropped) == sorted(
+            partition_name(t, today - timedelta(days=1)) for t in TIME_SERIES_TABLES
+        )
+        assert partition_name("zone_counts", today) in _partitions(conn, "zone_counts")
+        assert "zone_counts_default" in _partitions(conn, "zone_counts")
+        assert conn.execute("SELECT count(*) FROM zone_counts").fetchone() == (0,)
+
+
+def _registry(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with psycopg.connect(url) as conn:
+        sites = conn.execute("SELECT site_id, capacity FROM sites ORDER BY site_id").fetchall()
+        zones = conn.execute(
+            "SELECT site_id, camera_id, zone_id, capacity FROM zones ORDER BY site_id, zone_id"
+        ).fetchall()
+    return sites, zones
+
+
+def test_sites_and_zones_follow_the_config(db_url: str) -> None:
+    upgrade(db_url, make_config(config_dict(site_dict("stop-a"), site_dict("stop-b"))))
+    assert _registry(db_url) == (
+        [("stop-a", 50), ("stop-b", 50)],
+        [("stop-a", "cam1", "platform", 50), ("stop-b", "cam1", "platform", 50)],
+    )
+
+    upgrade(db_url, make_config(config_dict(site_dict("stop-b", capacity=70))))
+
+    assert _registry(db_url) == ([("stop-b", 70)], [("stop-b", "cam1", "platform", 70)])
+
+
+def test_the_example_district_syncs(db_url: str) -> None:
+    config = load_config(EXAMPLE_CONFIG)
+    upgrade(db_url, config)
+    sites, zones = _registry(db_url)
+    assert [s[0] for s in sites] == sorted(s.id for s in config.sites)
+    assert len(zones) == sum(len(cam.zones) for _, cam in config.cameras())
