@@ -93,7 +93,7 @@ def _cmd_edge(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 def _cmd_ingest(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     from crowdwatch.ingest.service import run_ingest
 
-    run_ingest(config, _stop_event())
+    run_ingest(config, _stop_event(), worker=args.worker)
     return 0
 
 
@@ -183,7 +183,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="SITE/CAMERA",
         help="camera to run (repeatable); default: every non-simulated camera",
     )
-    add("ingest", "write MQTT counts into PostgreSQL", _cmd_ingest)
+    ingest = add("ingest", "write MQTT counts into PostgreSQL", _cmd_ingest)
+    ingest.add_argument(
+        "--worker",
+        default="0",
+        help="name of this worker on its host; run several with different names (default 0)",
+    )
     add("alerts", "evaluate alert rules, record and publish alerts", _cmd_alerts)
     web = add("web", "serve the phone page and JSON API", _cmd_web)
     web.add_argument("--host", help="listen address (default: web.host)")

@@ -24,7 +24,6 @@ sees every change after that.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import socket
 import threading
@@ -62,9 +61,15 @@ class _Stop:
 _QueueItem = Envelope | _Flush | _Stop
 
 
-def default_client_id() -> str:
-    """``crowdwatch-ingest-{hostname}-{pid}``: unique per process, stable for its lifetime."""
-    return f"crowdwatch-ingest-{socket.gethostname()}-{os.getpid()}"
+def default_client_id(worker: str = "0") -> str:
+    """``crowdwatch-ingest-{hostname}-{worker}``: stable across restarts.
+
+    The session is persistent (``clean_start=False``), so a restarted worker must come back
+    under the same id to take over what the broker queued for it; with a per-process id the
+    old session would keep receiving its share of a shared subscription while nobody reads it.
+    Run several workers on one host with different ``worker`` names.
+    """
+    return f"crowdwatch-ingest-{socket.gethostname()}-{worker}"
 
 
 class IngestService:
@@ -266,13 +271,14 @@ class IngestService:
             logger.info("created partitions %s", ", ".join(created))
 
 
-def run_ingest(config: CrowdwatchConfig, stop: threading.Event) -> None:
+def run_ingest(config: CrowdwatchConfig, stop: threading.Event, *, worker: str = "0") -> None:
     """Upgrade the schema, then ingest until ``stop`` is set; flush and disconnect.
 
     Args:
         config: the district config; the database URL comes from ``database`` (or
             ``CROWDWATCH_DATABASE_URL``).
         stop: set it (e.g. from a SIGTERM handler) to stop.
+        worker: this worker's name on its host (its MQTT client id is built from it).
 
     Raises:
         ConfigError: no database URL.
@@ -282,7 +288,7 @@ def run_ingest(config: CrowdwatchConfig, stop: threading.Event) -> None:
     url = config.database.resolved_url()
     version = upgrade(url, config)
     logger.info("database schema at version %d", version)
-    service = IngestService(config, url)
+    service = IngestService(config, url, client_id=default_client_id(worker))
     service.start()
     try:
         stop.wait()
