@@ -1,0 +1,159 @@
+"""What each configured zone and site shows right now: a count, or a reason there is none.
+
+The database keeps the newest count of every zone and the newest health report of every
+camera; this module joins them with the site config and decides, at one instant, whether a
+count is usable.  A count older than ``alerts.stale_after_s`` is *stale* and a camera whose
+newest status is ``offline`` makes its zones *offline*: both mean "no data", never zero
+people, so neither the alert engine nor the phone page mistakes a dead camera for an empty
+beach.  Everything here is pure (rows + config + now -> readings) and tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from crowdwatch.contracts.config import CrowdwatchConfig, Site, Zone
+from crowdwatch.contracts.messages import CameraState
+from crowdwatch.storage.queries import CameraStatusRow, ZoneLatest
+
+
+class ZoneStatus(StrEnum):
+    OK = "ok"
+    """a fresh count from a working camera"""
+    STALE = "stale"
+    """the newest count is older than ``alerts.stale_after_s``"""
+    OFFLINE = "offline"
+    """the camera reported itself offline"""
+    NO_DATA = "no_data"
+    """the zone never reported"""
+
+
+# Worst first: a site shows the worst status of its zones.
+_SEVERITY = {ZoneStatus.OK: 0, ZoneStatus.NO_DATA: 1, ZoneStatus.STALE: 2, ZoneStatus.OFFLINE: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneReading:
+    """One configured zone at one instant."""
+
+    site: Site
+    camera_id: str
+    zone: Zone
+    status: ZoneStatus
+    count: int | None
+    """people now; ``None`` unless ``status`` is OK"""
+    ts: datetime | None
+    """time of the newest count ever received (even a stale one); ``None`` if never"""
+    age_s: float | None
+
+    @property
+    def capacity(self) -> int:
+        """The zone's capacity, or the site's when the zone has none."""
+        return self.zone.capacity if self.zone.capacity is not None else self.site.capacity
+
+    @property
+    def occupancy(self) -> float | None:
+        return None if self.count is None else self.count / self.capacity
+
+
+@dataclass(frozen=True, slots=True)
+class SiteReading:
+    """One configured site at one instant: its zones and their sum."""
+
+    site: Site
+    zones: tuple[ZoneReading, ...]
+    status: ZoneStatus
+    """the worst status of the site's zones"""
+    count: int | None
+    """sum of the zones with a fresh count; ``None`` when none has one"""
+    ts: datetime | None
+    age_s: float | None
+
+    @property
+    def occupancy(self) -> float | None:
+        return None if self.count is None else self.count / self.site.capacity
+
+
+def zone_readings(
+    config: CrowdwatchConfig,
+    zone_rows: Sequence[ZoneLatest],
+    camera_rows: Sequence[CameraStatusRow],
+    now: datetime,
+) -> list[ZoneReading]:
+    """Classify every configured zone, in config order.
+
+    Args:
+        config: the site config (which zones exist and which camera sees each).
+        zone_rows: newest count per zone (``latest_zone_counts``); unknown zones are ignored.
+        camera_rows: newest status per camera (``latest_camera_status``).
+        now: the instant to judge freshness at (UTC-aware).
+
+    Returns:
+        One reading per configured zone.
+    """
+    counts = {(r.site_id, r.zone_id): r for r in zone_rows}
+    states = {(r.site_id, r.camera_id): r.state for r in camera_rows}
+    stale_after = config.alerts.stale_after_s
+    readings = []
+    for site, camera in config.cameras():
+        offline = states.get((site.id, camera.id)) == CameraState.OFFLINE
+        for zone in camera.zones:
+            row = counts.get((site.id, zone.id))
+            ts = row.ts if row is not None else None
+            age = (now - ts).total_seconds() if ts is not None else None
+            if offline:
+                status = ZoneStatus.OFFLINE
+            elif row is None or age is None:
+                status = ZoneStatus.NO_DATA
+            elif age > stale_after:
+                status = ZoneStatus.STALE
+            else:
+                status = ZoneStatus.OK
+            readings.append(
+                ZoneReading(
+                    site=site,
+                    camera_id=camera.id,
+                    zone=zone,
+                    status=status,
+                    count=row.count if row is not None and status is ZoneStatus.OK else None,
+                    ts=ts,
+                    age_s=age,
+                )
+            )
+    return readings
+
+
+def site_readings(zones: Sequence[ZoneReading], config: CrowdwatchConfig) -> list[SiteReading]:
+    """Group zone readings by site, in config order (every site, even one with no data).
+
+    Args:
+        zones: the output of :func:`zone_readings`.
+        config: the site config.
+
+    Returns:
+        One reading per configured site.
+    """
+    by_site: dict[str, list[ZoneReading]] = {s.id: [] for s in config.sites}
+    for reading in zones:
+        by_site.setdefault(reading.site.id, []).append(reading)
+    out = []
+    for site in config.sites:
+        members = by_site[site.id]
+        fresh = [z.count for z in members if z.count is not None]
+        seen = [(z.ts, z.age_s) for z in members if z.ts is not None]
+        newest_ts, newest_age = max(seen, key=lambda pair: pair[0]) if seen else (None, None)
+        status = max((z.status for z in members), key=_SEVERITY.__getitem__, default=None)
+        out.append(
+            SiteReading(
+                site=site,
+                zones=tuple(members),
+                status=status or ZoneStatus.NO_DATA,
+                count=sum(fresh) if fresh else None,
+                ts=newest_ts,
+                age_s=newest_age,
+            )
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Dashboards: the web API and phone page (:mod:`crowdwatch.dashboards.web`)."""

@@ -1,0 +1,222 @@
+"""Simulated cameras: count messages that follow the holiday curves, with noise.
+
+Each site gets its own seeded character — a busier or quieter day (x0.8-1.15) and a peak
+earlier or later (±30 min) — and each zone its own share, so a wall of simulated sites does
+not move in lockstep.
+
+A zone is a little queue of people rather than a fresh random number each interval: every
+person stays with the probability given by the kind's typical dwell time, and new people
+arrive (a Poisson draw) so that the expected count follows the curve.  For a steady curve the
+count is Poisson-distributed around its expectation (an M/M/inf queue), yet consecutive counts
+are correlated as a real crowd's are, so alerts do not flap on noise alone; arrivals and
+departures are also what a counting line at the entrance sees.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from crowdwatch.contracts.config import Camera, Site, SiteKind, Zone
+from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, LineCount, ZoneCount
+from crowdwatch.simulator.curves import expected_occupancy
+
+SIMULATED_FPS = 10.0
+"""Frames a simulated camera pretends to analyse per second."""
+
+# How long a person stays, in hours: sets how many cross a counting line per interval.
+_DWELL_H = {
+    SiteKind.BEACH: 3.0,
+    SiteKind.BUS_STOP: 0.2,
+    SiteKind.ROAD: 0.03,
+    SiteKind.SCENIC_SPOT: 0.7,
+}
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw: Knuth's method for small means, the normal approximation above 50.
+
+    Args:
+        rng: the random source.
+        mean: the expected value (<= 0 gives 0).
+
+    Returns:
+        A non-negative count.
+    """
+    if mean <= 0:
+        return 0
+    if mean > 50:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    """A binomial draw: how many of ``n`` people each stay with probability ``p``.
+
+    Args:
+        rng: the random source.
+        n: trials (people).
+        p: success probability.
+
+    Returns:
+        A count in ``[0, n]``; exact below 60 trials, the normal approximation above.
+    """
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if n < 60:
+        return sum(1 for _ in range(n) if rng.random() < p)
+    draw = round(rng.gauss(n * p, math.sqrt(n * p * (1 - p))))
+    return min(n, max(0, draw))
+
+
+@dataclass(frozen=True, slots=True)
+class _ZoneFlow:
+    count: ZoneCount
+    arrived: int
+    departed: int
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCharacter:
+    """The seeded per-site variation of the curve."""
+
+    scale: float
+    """multiplies the expected occupancy: a busier or quieter site"""
+    shift_h: float
+    """hours the site's day runs late (positive) or early"""
+
+    @classmethod
+    def draw(cls, site_id: str, seed: int) -> SiteCharacter:
+        # A string seed is hashed by SHA-512, so the character is stable across runs.
+        rng = random.Random(f"{seed}:{site_id}")
+        return cls(scale=rng.uniform(0.8, 1.15), shift_h=rng.uniform(-0.5, 0.5))
+
+
+class SimulatedCamera:
+    """One simulated camera of one site.
+
+    Args:
+        site: the site the camera belongs to.
+        camera: its config (``source: simulated``).
+        seed: the run's seed; the same seed gives the same site character and noise.
+    """
+
+    def __init__(self, site: Site, camera: Camera, seed: int) -> None:
+        self.site = site
+        self.camera = camera
+        self.character = SiteCharacter.draw(site.id, seed)
+        self._rng = random.Random(f"{seed}:{site.id}:{camera.id}:noise")
+        zone_rng = random.Random(f"{seed}:{site.id}:{camera.id}:zones")
+        self._zone_weight = {z.id: zone_rng.uniform(0.85, 1.15) for z in camera.zones}
+        self._zones: dict[str, tuple[int, float]] = {}
+        """zone id -> (people at the last count, the expected number then)"""
+
+    def occupancy(self, local_hour: float) -> float:
+        """The site's expected share of capacity at a local hour, with its character."""
+        kind = self.site.kind
+        return self.character.scale * expected_occupancy(kind, local_hour - self.character.shift_h)
+
+    def zone_capacity(self, zone: Zone) -> float:
+        """The zone's capacity, or an even share of the site's when the zone has none."""
+        if zone.capacity is not None:
+            return float(zone.capacity)
+        zones = sum(len(c.zones) for c in self.site.cameras)
+        return self.site.capacity / zones
+
+    def counts(
+        self,
+        ts: datetime,
+        local_hour: float,
+        interval_s: float,
+        simulated_interval_s: float | None = None,
+    ) -> CountMessage:
+        """The next interval's count message (the camera remembers who is still there).
+
+        Args:
+            ts: end of the interval, real wall-clock UTC (the message is live data).
+            local_hour: the simulated local time of day that drives the curve.
+            interval_s: the interval's real length in seconds (the message's ``interval_s``).
+            simulated_interval_s: simulated seconds since the previous call (``speed *
+                interval_s``); decides how many people leave.  Default ``interval_s``.
+
+        Returns:
+            A :class:`CountMessage` with every zone and line of the camera.
+        """
+        elapsed = interval_s if simulated_interval_s is None else simulated_interval_s
+        share = self.occupancy(local_hour)
+        flows = [self._zone_step(zone, share, elapsed) for zone in self.camera.zones]
+        arrived = sum(f.arrived for f in flows)
+        departed = sum(f.departed for f in flows)
+        people = sum(f.count.count for f in flows)
+        lines = [
+            self._line_count(line.id, people, arrived, departed, local_hour, elapsed)
+            for line in self.camera.lines
+        ]
+        return CountMessage(
+            site_id=self.site.id,
+            camera_id=self.camera.id,
+            ts=ts,
+            interval_s=interval_s,
+            frames=max(1, round(interval_s * SIMULATED_FPS)),
+            zones=[f.count for f in flows],
+            lines=lines,
+        )
+
+    def _zone_step(self, zone: Zone, share: float, elapsed_s: float) -> _ZoneFlow:
+        target = share * self._zone_weight[zone.id] * self.zone_capacity(zone)
+        previous = self._zones.get(zone.id)
+        if previous is None:
+            count, arrived, departed, before = poisson(self._rng, target), 0, 0, None
+        else:
+            before, before_target = previous
+            # Each person stays with the probability of a dwell-time exponential, or less
+            # when the curve falls (people leave faster than they usually would).
+            stay = math.exp(-elapsed_s / (_DWELL_H[self.site.kind] * 3600))
+            if before_target > 0:
+                stay = min(stay, target / before_target)
+            stayed = binomial(self._rng, before, stay)
+            arrived = poisson(self._rng, max(0.0, target - stay * before_target))
+            departed = before - stayed
+            count = stayed + arrived
+        count = min(MAX_PEOPLE, count)
+        self._zones[zone.id] = (count, target)
+        # Within the interval the crowd moved between the previous count and this one.
+        low, high = (count, count) if before is None else sorted((count, before))
+        count_max = min(MAX_PEOPLE, high + poisson(self._rng, math.sqrt(target) / 4))
+        zone_count = ZoneCount(
+            zone_id=zone.id, count=count, count_max=count_max, count_mean=(low + high) / 2
+        )
+        return _ZoneFlow(zone_count, arrived, departed)
+
+    def _line_count(
+        self,
+        line_id: str,
+        people: int,
+        arrived: int,
+        departed: int,
+        local_hour: float,
+        elapsed_s: float,
+    ) -> LineCount:
+        if self.site.kind is not SiteKind.ROAD:
+            # Everyone who came or went crossed the entrance line.
+            return LineCount(
+                line_id=line_id,
+                in_count=min(MAX_PEOPLE, arrived),
+                out_count=min(MAX_PEOPLE, departed),
+            )
+        # Roads: traffic passes through; inbound in the morning, outbound in the evening.
+        passing = people / _DWELL_H[SiteKind.ROAD] * elapsed_s / 3600
+        in_share = 0.8 if local_hour % 24 < 13 else 0.25
+        return LineCount(
+            line_id=line_id,
+            in_count=min(MAX_PEOPLE, poisson(self._rng, passing * in_share)),
+            out_count=min(MAX_PEOPLE, poisson(self._rng, passing * (1 - in_share))),
+        )

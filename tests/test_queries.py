@@ -1,0 +1,153 @@
+"""Read-side queries and alert rows, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from factories import make_config
+
+from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
+from crowdwatch.contracts.errors import StorageError
+from crowdwatch.contracts.messages import AlertMessage
+from crowdwatch.storage.migrate import upgrade
+from crowdwatch.storage.queries import (
+    AlertRow,
+    CameraStatusRow,
+    ZoneLatest,
+    active_alerts,
+    firing_alert,
+    latest_camera_status,
+    latest_zone_counts,
+    recent_alerts,
+)
+
+T0 = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
+
+
+def put_zone(
+    conn: psycopg.Connection,
+    site_id: str,
+    zone_id: str,
+    count: int,
+    ts: datetime,
+    camera_id: str = "cam1",
+) -> None:
+    """Upsert a zone_latest row, as ingest does."""
+    conn.execute(
+        "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (site_id, zone_id) DO UPDATE SET camera_id = EXCLUDED.camera_id,"
+        " ts = EXCLUDED.ts, count = EXCLUDED.count, count_max = EXCLUDED.count_max,"
+        " count_mean = EXCLUDED.count_mean",
+        (site_id, zone_id, camera_id, ts, count, count + 2, count + 0.5),
+    )
+
+
+def put_status(
+    conn: psycopg.Connection, site_id: str, camera_id: str, state: str, ts: datetime
+) -> None:
+    """Upsert a camera_latest_status row, as ingest does."""
+    conn.execute(
+        "INSERT INTO camera_latest_status (site_id, camera_id, ts, state, fps, inference_ms,"
+        " dropped_frames, detail) VALUES (%s, %s, %s, %s, 9.5, 40.0, 3, 'test')"
+        " ON CONFLICT (site_id, camera_id) DO UPDATE SET ts = EXCLUDED.ts,"
+        " state = EXCLUDED.state",
+        (site_id, camera_id, ts, state),
+    )
+
+
+def alert_message(
+    key: str = "stop-a/platform/crowded", state: str = "firing", ts: datetime = T0
+) -> AlertMessage:
+    return AlertMessage.model_validate(
+        {
+            "alert_key": key,
+            "site_id": key.split("/")[0],
+            "zone_id": key.split("/")[1],
+            "rule_id": key.split("/")[2],
+            "state": state,
+            "severity": "warning",
+            "value": 0.9,
+            "threshold": 0.8,
+            "ts": ts,
+            "summary_zh": "甲站 候车区: 45 人",
+            "summary_en": "Stop A platform: 45 people",
+        }
+    )
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    upgrade(db_url, make_config())
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+def test_an_empty_database_has_no_rows(conn: psycopg.Connection) -> None:
+    assert latest_zone_counts(conn) == []
+    assert latest_camera_status(conn) == []
+    assert active_alerts(conn) == []
+    assert firing_alert(conn, "stop-a/platform/crowded") is None
+
+
+def test_latest_zone_counts_are_typed_rows(conn: psycopg.Connection) -> None:
+    put_zone(conn, "stop-b", "platform", 7, T0)
+    put_zone(conn, "stop-a", "platform", 3, T0 - timedelta(seconds=5))
+
+    rows = latest_zone_counts(conn)
+
+    assert rows == [
+        ZoneLatest("stop-a", "platform", "cam1", T0 - timedelta(seconds=5), 3, 5, 3.5),
+        ZoneLatest("stop-b", "platform", "cam1", T0, 7, 9, 7.5),
+    ]
+    assert rows[0].ts.utcoffset() == timedelta(0)
+
+
+def test_latest_camera_status_is_typed_rows(conn: psycopg.Connection) -> None:
+    put_status(conn, "stop-a", "cam1", "offline", T0)
+
+    assert latest_camera_status(conn) == [
+        CameraStatusRow("stop-a", "cam1", T0, "offline", 9.5, 40.0, 3, "test")
+    ]
+
+
+def test_one_firing_alert_per_key_then_resolve(conn: psycopg.Connection) -> None:
+    first = insert_firing(conn, alert_message())
+    duplicate = insert_firing(conn, alert_message(ts=T0 + timedelta(seconds=5)))
+
+    assert isinstance(first, AlertRow)
+    assert first.state == "firing" and first.started_at == T0 and first.resolved_at is None
+    assert duplicate is None, "the unique index must refuse a second firing row for the key"
+    assert firing_alert(conn, first.alert_key) == first
+    assert active_alerts(conn) == [first]
+
+    resolved = resolve_firing(conn, alert_message(state="resolved", ts=T0 + timedelta(minutes=3)))
+
+    assert resolved is not None
+    assert resolved.id == first.id
+    assert resolved.state == "resolved"
+    assert resolved.resolved_at == T0 + timedelta(minutes=3)
+    assert active_alerts(conn) == []
+    assert resolve_firing(conn, alert_message(state="resolved")) is None
+
+    again = insert_firing(conn, alert_message(ts=T0 + timedelta(hours=1)))
+    assert again is not None and again.id != first.id
+    assert [a.id for a in recent_alerts(conn)] == [again.id, first.id]
+
+
+def test_active_alerts_are_newest_first(conn: psycopg.Connection) -> None:
+    older = insert_firing(conn, alert_message("stop-a/platform/crowded", ts=T0))
+    newer = insert_firing(conn, alert_message("stop-b/platform/crowded", ts=T0 + timedelta(1)))
+
+    assert active_alerts(conn) == [newer, older]
+
+
+def test_a_closed_connection_is_a_storage_error(db_url: str) -> None:
+    connection = psycopg.connect(db_url)
+    connection.close()
+
+    with pytest.raises(StorageError, match="database query failed"):
+        latest_zone_counts(connection)

@@ -1,0 +1,254 @@
+"""The web API and phone page: a real uvicorn (``run_web``) over the real PostgreSQL.
+
+Starlette's TestClient warns (deprecated httpx use) and the suite turns warnings into errors,
+so every test serves the app for real on a free port and talks to it with httpx.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from factories import config_dict, make_config, site_dict
+from test_queries import alert_message, put_status, put_zone
+
+from crowdwatch.analytics.alert_store import insert_firing
+from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, site_readings
+from crowdwatch.contracts.config import CrowdwatchConfig
+from crowdwatch.dashboards.web import run_web
+from crowdwatch.storage.migrate import upgrade
+
+PHONE_PAGE = Path(__file__).resolve().parents[1] / "crowdwatch/dashboards/static/phone.html"
+DEAD_DB = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+def beach_dict() -> dict[str, Any]:
+    beach = site_dict("beach-a", capacity=200)
+    beach["kind"] = "beach"
+    beach["name"] = {"zh": "甲海滩", "en": "Beach A"}
+    beach["department"] = "culture_tourism"
+    zone = beach["cameras"][0]["zones"][0]
+    north = {**zone, "id": "north", "name": {"zh": "北区", "en": "North"}, "capacity": 100}
+    south = {**zone, "id": "south", "name": {"zh": "南区", "en": "South"}, "capacity": 100}
+    beach["cameras"][0]["zones"] = [north, south]
+    return beach
+
+
+def web_config(db_url: str = DEAD_DB) -> CrowdwatchConfig:
+    raw = config_dict(site_dict("stop-a"), site_dict("stop-b"), beach_dict())
+    raw["database"] = {"url": db_url}
+    return make_config(raw)
+
+
+# Site aggregation (pure).
+
+NOW = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zones", "status", "count"),
+    [
+        ([("ok", 10), ("ok", 20)], ZoneStatus.OK, 30),
+        ([("ok", 10), ("stale", None)], ZoneStatus.STALE, 10),
+        ([("ok", 10), ("offline", None)], ZoneStatus.OFFLINE, 10),
+        ([("no_data", None), ("stale", None)], ZoneStatus.STALE, None),
+        ([("no_data", None), ("no_data", None)], ZoneStatus.NO_DATA, None),
+    ],
+)
+def test_a_site_sums_fresh_zones_and_shows_the_worst_status(
+    zones: list[tuple[str, int | None]], status: ZoneStatus, count: int | None
+) -> None:
+    config = web_config()
+    beach = config.site("beach-a")
+    camera = beach.cameras[0]
+    readings = [
+        ZoneReading(beach, camera.id, zone, ZoneStatus(s), c, NOW - timedelta(seconds=i), i)
+        for i, (zone, (s, c)) in enumerate(zip(camera.zones, zones, strict=True))
+    ]
+
+    site = next(r for r in site_readings(readings, config) if r.site.id == "beach-a")
+
+    assert (site.status, site.count) == (status, count)
+    assert site.ts == NOW and site.age_s == 0
+    assert site.occupancy == (None if count is None else count / 200)
+
+
+# The API, served for real.
+
+Serve = Callable[[CrowdwatchConfig], httpx.Client]
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
+    """Start ``run_web`` on a free port in a thread; stop it after the test."""
+    monkeypatch.delenv("CROWDWATCH_DATABASE_URL", raising=False)
+    stops: list[tuple[threading.Event, threading.Thread, httpx.Client]] = []
+
+    def start(config: CrowdwatchConfig) -> httpx.Client:
+        stop = threading.Event()
+        urls: queue.Queue[str] = queue.Queue()
+        thread = threading.Thread(
+            target=run_web,
+            args=(config, "127.0.0.1", 0, stop),
+            kwargs={"on_ready": urls.put},
+            name="web",
+        )
+        thread.start()
+        try:
+            url = urls.get(timeout=20)
+        except queue.Empty:
+            stop.set()
+            thread.join(timeout=20)
+            raise
+        http = httpx.Client(base_url=url, timeout=10)
+        stops.append((stop, thread, http))
+        return http
+
+    yield start
+    for stop, thread, http in stops:
+        http.close()
+        stop.set()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "run_web did not stop"
+
+
+@pytest.fixture
+def client(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
+    config = web_config(db_url)
+    upgrade(db_url, config)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield serve(config), conn
+
+
+def test_sites_lists_every_configured_site_with_its_zones(
+    client: tuple[httpx.Client, psycopg.Connection],
+) -> None:
+    http, conn = client
+    now = datetime.now(UTC)
+    put_zone(conn, "beach-a", "north", 70, now - timedelta(seconds=3))
+    put_zone(conn, "beach-a", "south", 90, now - timedelta(seconds=8))
+    put_zone(conn, "stop-b", "platform", 40, now - timedelta(minutes=10))  # stale
+
+    response = http.get("/api/sites")
+
+    assert response.status_code == 200
+    by_id = {s["id"]: s for s in response.json()}
+    assert list(by_id) == ["stop-a", "stop-b", "beach-a"]
+    beach = by_id["beach-a"]
+    assert beach["kind"] == "beach"
+    assert beach["name"] == {"zh": "甲海滩", "en": "Beach A"}
+    assert beach["location"] == {"lat": 22.5, "lon": 114.5}
+    assert (beach["capacity"], beach["department"]) == (200, "culture_tourism")
+    assert (beach["count"], beach["occupancy"], beach["status"]) == (160, 0.8, "ok")
+    assert beach["ts"].endswith("Z")
+    assert datetime.fromisoformat(beach["ts"]) == now - timedelta(seconds=3)
+    assert 0 <= beach["age_s"] < 60
+    assert [(z["zone_id"], z["count"], z["status"]) for z in beach["zones"]] == [
+        ("north", 70, "ok"),
+        ("south", 90, "ok"),
+    ]
+    assert beach["zones"][0]["name"] == {"zh": "北区", "en": "North"}
+    assert beach["zones"][0]["capacity"] == 100
+
+    stale = by_id["stop-b"]
+    assert (stale["count"], stale["occupancy"], stale["status"]) == (None, None, "stale")
+    assert stale["ts"] is not None and stale["age_s"] >= 600
+
+    empty = by_id["stop-a"]
+    assert (empty["count"], empty["status"], empty["ts"], empty["age_s"]) == (
+        None,
+        "no_data",
+        None,
+        None,
+    )
+
+
+def test_an_offline_camera_shows_offline_not_zero(
+    client: tuple[httpx.Client, psycopg.Connection],
+) -> None:
+    http, conn = client
+    now = datetime.now(UTC)
+    put_zone(conn, "stop-a", "platform", 0, now)
+    put_status(conn, "stop-a", "cam1", "offline", now)
+
+    site = http.get("/api/sites/stop-a").json()
+
+    assert (site["status"], site["count"]) == ("offline", None)
+
+
+def test_an_unknown_site_is_a_404_naming_it(
+    client: tuple[httpx.Client, psycopg.Connection],
+) -> None:
+    http, _ = client
+
+    response = http.get("/api/sites/stop-nowhere")
+
+    assert response.status_code == 404
+    assert "stop-nowhere" in response.json()["error"]
+
+
+def test_alerts_lists_the_firing_alerts(client: tuple[httpx.Client, psycopg.Connection]) -> None:
+    http, conn = client
+    insert_firing(conn, alert_message())
+
+    [alert] = http.get("/api/alerts").json()
+
+    assert (alert["alert_key"], alert["state"], alert["severity"]) == (
+        "stop-a/platform/crowded",
+        "firing",
+        "warning",
+    )
+    assert alert["summary"]["zh"].startswith("甲站")
+    assert alert["started_at"] == "2026-10-01T06:00:00Z"
+
+
+def test_healthz_says_the_database_answers(client: tuple[httpx.Client, psycopg.Connection]) -> None:
+    http, _ = client
+
+    response = http.get("/healthz")
+
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "database": "ok"})
+
+
+@pytest.mark.parametrize("path", ["/api/sites", "/api/sites/stop-a", "/api/alerts", "/healthz"])
+def test_a_database_that_is_down_is_a_503_with_a_json_error(path: str, serve: Serve) -> None:
+    response = serve(web_config(DEAD_DB)).get(path)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "database unavailable"
+    assert "cannot connect to PostgreSQL" in body["detail"]
+    assert "Traceback" not in response.text
+
+
+def test_the_phone_page_is_one_small_self_contained_file(serve: Serve) -> None:
+    response = serve(web_config(DEAD_DB)).get("/")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert html == PHONE_PAGE.read_text(encoding="utf-8")
+    assert len(html.encode("utf-8")) < 30_000
+    assert "api/sites" in html and "5000" in html
+    assert "Connection lost, showing figures from" in html
+    assert "<script src" not in html and "<link" not in html, "no external assets"
+    # Beaches are the first group.
+    assert html.index('"beach"') < html.index('"bus_stop"') < html.index('"road"')
+
+
+def test_run_web_picks_a_free_port_and_logs_the_url(
+    db_url: str, serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="crowdwatch.dashboards.web")
+    http = serve(web_config(db_url))
+
+    url = str(http.base_url)
+    assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
+    assert f"web dashboard at {url}" in caplog.text
