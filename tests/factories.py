@@ -12,7 +12,9 @@ from crowdwatch.contracts.messages import CountMessage, ZoneCount
 MODEL_PATH = "${CROWDWATCH_SHARED_DIR}/models/yolo11n_coco_640.onnx"
 
 
-def site_dict(site_id: str = "stop-a", *, source: str = "simulated", capacity: int = 50) -> dict[str, Any]:
+def site_dict(
+    site_id: str = "stop-a", *, source: str = "simulated", capacity: int = 50
+) -> dict[str, Any]:
     return {
         "id": site_id,
         "kind": "bus_stop",
@@ -67,5 +69,7 @@ def count_message(
         ts=ts or datetime.now(UTC),
         interval_s=5.0,
         frames=50,
-        zones=[ZoneCount(zone_id="platform", count=count, count_max=count, count_mean=float(count))],
+        zones=[
+            ZoneCount(zone_id="platform", count=count, count_max=count, count_mean=float(count))
+        ],
     )

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import config_dict, site_dict
 
 from crowdwatch.contracts.config import SiteKind, load_config, parse_config
 from crowdwatch.contracts.errors import ConfigError
-from factories import config_dict, site_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,12 +56,24 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
             r"sites\[0\]\.cameras\[0\]: zone 'platform' has point \(900, 0\) outside the 768x576 frame",
         ),
         ("sites.0.capacity", 0, r"sites\[0\]\.capacity: Input should be greater than 0"),
-        ("sites.0.cameras.0.zones.0.capacity", -5, r"zones\[0\]\.capacity: Input should be greater than 0"),
+        (
+            "sites.0.cameras.0.zones.0.capacity",
+            -5,
+            r"zones\[0\]\.capacity: Input should be greater than 0",
+        ),
         ("sites.0.id", "Stop A", r"sites\[0\]\.id: String should match pattern"),
         ("sites.0.kind", "airport", r"sites\[0\]\.kind: Input should be"),
         ("sites.0.location.lat", 123.0, r"sites\[0\]\.location\.lat: Input should be less than"),
-        ("district.timezone", "Mars/Olympus", r"district\.timezone: unknown time zone 'Mars/Olympus'"),
-        ("alerts.rules.0.clear_at", 0.9, r"alerts\.rules\[0\]: clear_at \(0\.9\) must not be above fire_at \(0\.8\)"),
+        (
+            "district.timezone",
+            "Mars/Olympus",
+            r"district\.timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            "alerts.rules.0.clear_at",
+            0.9,
+            r"alerts\.rules\[0\]: clear_at \(0\.9\) must not be above fire_at \(0\.8\)",
+        ),
         ("detector.input_size", 650, r"detector\.input_size: input_size must be a multiple of 32"),
         ("sites.0.cameras.0.frame_size", [0, 576], r"frame_size: frame_size must be two positive"),
     ],
@@ -114,7 +126,10 @@ def test_environment_references(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAMERA_URL", "rtsp://10.0.0.5/stream1")
     assert parse_config(data).sites[0].cameras[0].source == "rtsp://10.0.0.5/stream1"
     monkeypatch.delenv("CAMERA_URL")
-    with pytest.raises(ConfigError, match=r"sites\[0\]\.cameras\[0\]\.source: environment variable CAMERA_URL is not set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"sites\[0\]\.cameras\[0\]\.source: environment variable CAMERA_URL is not set",
+    ):
         parse_config(data)
     data = config_dict(site_dict(source="${CAMERA_URL:-/videos/default.mp4}"))
     assert parse_config(data).sites[0].cameras[0].source == "/videos/default.mp4"

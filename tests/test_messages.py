@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from factories import count_message
 
 from crowdwatch.contracts.errors import MessageError
 from crowdwatch.contracts.messages import (
@@ -16,7 +17,6 @@ from crowdwatch.contracts.messages import (
     encode,
     parse_camera_topic,
 )
-from factories import count_message
 
 
 def test_count_message_round_trip() -> None:
@@ -40,7 +40,10 @@ def _payload(**changes: object) -> bytes:
         (b"\xff\xfe", "not UTF-8 JSON"),
         (b"{not json", "not UTF-8 JSON"),
         (b"[1, 2]", "expected a JSON object, got list"),
-        (_payload(schema="crowdwatch.counts/9"), "expected schema 'crowdwatch.counts/1', got 'crowdwatch.counts/9'"),
+        (
+            _payload(schema="crowdwatch.counts/9"),
+            "expected schema 'crowdwatch.counts/1', got 'crowdwatch.counts/9'",
+        ),
         (_payload(ts="2026-10-01T08:00:00"), "ts: Value error, timestamp must carry a time zone"),
         (
             _payload(zones=[{"zone_id": "p", "count": -1, "count_max": 0, "count_mean": 0}]),

@@ -1,0 +1,213 @@
+"""The loop of one camera: frames -> people -> zone counts -> one message per interval.
+
+Time base of the intervals (``edge.interval_s``)::
+
+    live stream, USB, realtime file   wall clock: an interval is interval_s seconds of time
+    file read as fast as possible     video time: an interval is interval_s seconds of footage,
+                                      so the same file gives the same messages on any machine
+
+Either way a message's ``ts`` is the UTC time it was built.  An interval in which no frame
+was analysed (the camera is offline) gives no count message, only a status saying offline:
+downstream that is "no data", never zero people.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crowdwatch.contracts.config import Camera
+from crowdwatch.contracts.errors import BrokerError
+from crowdwatch.contracts.messages import (
+    AVAILABLE_OFFLINE,
+    AVAILABLE_ONLINE,
+    CameraState,
+    StatusMessage,
+    TopicKind,
+    camera_topic,
+    encode,
+    utc_now,
+)
+from crowdwatch.edge.detector import Detector
+from crowdwatch.edge.interval import IntervalCounts
+from crowdwatch.edge.source import Frame, VideoSource
+from crowdwatch.edge.zones import ZoneOccupancy
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes, bool], None]
+"""``publish(topic, payload, retain)`` at QoS 1; raises BrokerError when the broker is away."""
+
+
+@dataclass(slots=True)
+class _IntervalStats:
+    """Health figures of one interval, for the status message."""
+
+    started: float = field(default_factory=time.monotonic)
+    analysed: int = 0
+    inference_s: float = 0.0
+    dropped_before: int = 0
+
+
+class CameraWorker:
+    """Counts people in one camera's zones and publishes the counts.
+
+    Args:
+        site_id: the camera's site.
+        camera: the camera from the config (zones, configured frame size).
+        source: an opened :class:`VideoSource` of that camera (see ``open_camera``).
+        detector: finds people in a frame.
+        publish: sends ``(topic, payload, retain)`` to the broker at QoS 1.
+        topic_prefix: ``mqtt.topic_prefix``.
+        interval_s: seconds per count message (wall or video time, see the module doc).
+        detect_every: analyse every Nth frame of the source.
+
+    Example:
+        >>> sent = []
+        >>> worker = CameraWorker(  # doctest: +SKIP
+        ...     "stop-a", camera, open_camera(camera), detector,
+        ...     lambda topic, payload, retain: sent.append((topic, payload, retain)),
+        ...     topic_prefix="crowdwatch", interval_s=5.0,
+        ... )
+        >>> worker.run(threading.Event())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        site_id: str,
+        camera: Camera,
+        source: VideoSource,
+        detector: Detector,
+        publish: Publish,
+        *,
+        topic_prefix: str,
+        interval_s: float,
+        detect_every: int = 1,
+    ) -> None:
+        self.site_id = site_id
+        self.camera = camera
+        self.source = source
+        self.detector = detector
+        self.interval_s = interval_s
+        self.detect_every = detect_every
+        self._publish = publish
+        self._topics = {
+            kind: camera_topic(topic_prefix, site_id, camera.id, kind) for kind in TopicKind
+        }
+        self._counts = IntervalCounts(site_id, camera.id, [z.id for z in camera.zones])
+        self._zones: list[ZoneOccupancy] = []
+        self._stats = _IntervalStats()
+        self._interval_start: float | None = None
+        self._last_ts = 0.0
+        self._announced: bool | None = None  # the availability last published
+
+    def run(self, stop: threading.Event) -> None:
+        """Count until ``stop`` is set or the source ends, then publish ``offline``.
+
+        Args:
+            stop: set from another thread to end the loop.
+        """
+        logger.info(
+            "camera %s/%s: counting from %s", self.site_id, self.camera.id, self.source.name
+        )
+        self._announce()
+        try:
+            for frame in self.source.frames(stop):
+                now = self._clock(frame)
+                self._announce()
+                self._close_due_intervals(now)
+                if frame is not None and frame.index % self.detect_every == 0:
+                    self._analyse(frame)
+        finally:
+            self._finish()
+
+    def _clock(self, frame: Frame | None) -> float:
+        if self.source.video_clock and frame is not None:
+            self._last_ts = frame.ts
+            return frame.ts
+        return time.monotonic()
+
+    def _analyse(self, frame: Frame) -> None:
+        if not self._zones or self._zones[0].frame_size != frame.size:
+            if self._zones:
+                logger.info("camera %s: frame size changed to %s", self.camera.id, frame.size)
+            self._zones = [
+                ZoneOccupancy(zone, self.camera.frame_size, frame.size)
+                for zone in self.camera.zones
+            ]
+        started = time.perf_counter()
+        detections = self.detector.detect(frame.image)
+        self._stats.inference_s += time.perf_counter() - started
+        self._stats.analysed += 1
+        for zone in self._zones:
+            zone.trigger(detections)
+        self._counts.add({zone.zone_id: zone.current_count for zone in self._zones})
+
+    def _close_due_intervals(self, now: float) -> None:
+        if self._interval_start is None:
+            self._interval_start = now
+            return
+        while now >= self._interval_start + self.interval_s:
+            self._close_interval(self.interval_s)
+            self._interval_start += self.interval_s
+            if not self.source.video_clock and now >= self._interval_start + self.interval_s:
+                # After a stall (a suspended box) skip the empty intervals instead of
+                # publishing a burst of statuses for time that has passed.
+                self._interval_start = now
+
+    def _close_interval(self, interval_s: float, *, final: bool = False) -> None:
+        message = self._counts.finish(utc_now(), interval_s)
+        if message is not None:
+            self._send(TopicKind.COUNTS, encode(message), retain=False)
+        self._send(TopicKind.STATUS, encode(self._status(final=final)), retain=True)
+
+    def _status(self, *, final: bool = False) -> StatusMessage:
+        """Health over the interval; ``final``: the worker stops, so the camera goes offline."""
+        stats, elapsed = self._stats, max(time.monotonic() - self._stats.started, 1e-6)
+        dropped_total = self.source.dropped_frames
+        online = self.source.online and not final
+        inference_ms = 1000 * stats.inference_s / stats.analysed if stats.analysed else 0.0
+        status = StatusMessage(
+            site_id=self.site_id,
+            camera_id=self.camera.id,
+            ts=utc_now(),
+            state=CameraState.ONLINE if online else CameraState.OFFLINE,
+            fps=round(min(stats.analysed / elapsed, 10_000.0), 2),
+            inference_ms=round(inference_ms, 2),
+            dropped_frames=dropped_total - stats.dropped_before,
+            detail="" if online else (self.source.detail or "worker stopped")[:500],
+        )
+        self._stats = _IntervalStats(dropped_before=dropped_total)
+        return status
+
+    def _announce(self) -> None:
+        """Publish the retained availability when the source went online or offline."""
+        online = self.source.online
+        if online == self._announced:
+            return
+        self._announced = online
+        payload = AVAILABLE_ONLINE if online else AVAILABLE_OFFLINE
+        self._send(TopicKind.AVAILABLE, payload.encode(), retain=True)
+
+    def _finish(self) -> None:
+        """Publish the last, partial interval and say the camera is no longer watched."""
+        if self._interval_start is not None:
+            if self.source.video_clock:
+                fps = self.source.fps or 1.0
+                partial = self._last_ts + 1 / fps - self._interval_start
+            else:
+                partial = time.monotonic() - self._interval_start
+            self._close_interval(min(max(partial, 1e-3), self.interval_s), final=True)
+        self._send(TopicKind.AVAILABLE, AVAILABLE_OFFLINE.encode(), retain=True)
+        logger.info("camera %s/%s: stopped", self.site_id, self.camera.id)
+
+    def _send(self, kind: TopicKind, payload: bytes, *, retain: bool) -> None:
+        topic = self._topics[kind]
+        try:
+            self._publish(topic, payload, retain)
+        except BrokerError as exc:
+            # Counting goes on; a later issue adds store-and-forward for these gaps.
+            logger.warning("could not publish %s: %s; message lost", topic, exc)
