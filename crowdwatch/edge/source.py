@@ -373,7 +373,9 @@ class VideoSource:
             except queue.Full:
                 with self._lock:
                     self._dropped += 1
-        if self._limit_reached():
+        if self._closing.is_set():
+            self._set_state(online=False, detail="worker stopped")
+        elif self._limit_reached():
             self._set_state(online=False, detail=f"read the {self.max_frames} frames asked for")
             self._put_end()
         elif self.kind is SourceKind.FILE:
