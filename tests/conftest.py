@@ -7,6 +7,8 @@ Fixtures:
     mqtt_broker  (session)  MqttBroker: ``.host``, ``.port``, ``.stop(kill=False)``, ``.start()``
     mqtt_config  (function) MqttConfig for the broker, MQTT 5, a unique ``topic_prefix``
     shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
+    browser      (session)  a Playwright Browser: Debian's headless Chromium
+    screenshots  (session)  folder for page screenshots (test-artifacts/screenshots, not committed)
 
 Environment:
     CROWDWATCH_TEST_DATABASE_URL  admin URL of a running PostgreSQL to create databases on
@@ -19,12 +21,14 @@ running 2 s after it ends.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from services import (
     ExternalBroker,
     MosquittoBroker,
@@ -34,6 +38,7 @@ from services import (
     start_pg_server,
     wait_for_threads,
 )
+from services.browser import CHROMIUM_ARGS, find_chromium
 from services.mosquitto import find_binary
 
 from crowdwatch.contracts.config import MqttConfig, default_shared_dir
@@ -139,3 +144,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(message, red=True)
         if exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium under Playwright, for the whole session."""
+    try:
+        executable = find_chromium()
+    except ServiceUnavailable as exc:
+        pytest.skip(f"no browser for the page tests: {exc}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        try:
+            _warm_up(chromium)
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _warm_up(chromium: Browser) -> None:
+    """Let Playwright start its file-writing thread now, so no test is blamed for it lingering."""
+    page = chromium.new_page()
+    try:
+        page.set_content("<p>ready</p>")
+        with tempfile.TemporaryDirectory() as folder:
+            page.screenshot(path=Path(folder) / "warm-up.png")
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """Where page tests leave screenshots for people to look at."""
+    folder = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 from factories import config_dict, make_config, site_dict
+from playwright.sync_api import Browser, expect
 from test_queries import alert_message, put_status, put_zone
 
 from crowdwatch.analytics.alert_store import insert_firing
@@ -252,3 +253,29 @@ def test_run_web_picks_a_free_port_and_logs_the_url(
     url = str(http.base_url)
     assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
     assert f"web dashboard at {url}" in caplog.text
+
+
+def test_the_phone_page_in_a_real_browser_shows_the_database_and_updates_live(
+    client: tuple[httpx.Client, psycopg.Connection], browser: Browser, screenshots: Path
+) -> None:
+    http, conn = client
+    now = datetime.now(UTC)
+    put_zone(conn, "beach-a", "north", 70, now)
+    put_zone(conn, "beach-a", "south", 90, now)
+    put_zone(conn, "stop-a", "platform", 12, now)
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        page.goto(str(http.base_url))
+        beach = page.locator("#site-beach-a .count")
+        expect(beach).to_have_text("160", timeout=10_000)  # 70 + 90, the sum of its sections
+        expect(page.locator("#site-beach-a .pct")).to_have_text("80%")
+        expect(page.locator("#site-stop-a .count")).to_have_text("12")
+        expect(page.locator("#site-stop-b .count")).to_have_text("–")  # no data is not 0
+        assert page.locator("h2").first.inner_text().startswith("海滩")
+        page.screenshot(path=screenshots / "phone-390x844.png", full_page=True)
+
+        put_zone(conn, "stop-a", "platform", 41, datetime.now(UTC))
+        # The page polls every 5 s: the new figure arrives without a reload.
+        expect(page.locator("#site-stop-a .count")).to_have_text("41", timeout=12_000)
+    finally:
+        page.close()
