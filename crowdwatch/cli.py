@@ -131,9 +131,11 @@ def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 def _cmd_config(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     cams = config.cameras()
     real = [f"{s.id}/{c.id}" for s, c in cams if not c.simulated]
-    print(f"{config.district.name.zh} {config.district.name.en}: {len(config.sites)} sites, ")
-    print(f"{len(cams)} cameras ({len(real)} real: {', '.join(real) or 'none'}), ")
-    print(f"{sum(len(c.zones) for _, c in cams)} zones, {len(config.alerts.rules)} alert rules: OK")
+    zones = sum(len(c.zones) for _, c in cams)
+    print(f"{config.district.name.zh} {config.district.name.en}: config OK")
+    print(f"  {len(config.sites)} sites, {len(cams)} cameras, {zones} zones")
+    print(f"  real cameras: {', '.join(real) or 'none'}")
+    print(f"  alert rules: {', '.join(r.id for r in config.alerts.rules) or 'none'}")
     return 0
 
 

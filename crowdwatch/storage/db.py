@@ -23,7 +23,9 @@ def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10.0) -> p
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout_s)))
     except psycopg.Error as exc:
-        raise StorageError(f"cannot connect to PostgreSQL ({_redact(url)}): {exc}") from exc
+        # libpq's message spans lines ("...refused\n\tIs the server running..."): make it one.
+        reason = " ".join(str(exc).split())
+        raise StorageError(f"cannot connect to PostgreSQL ({_redact(url)}): {reason}") from exc
 
 
 def connect_with_retry(url: str, *, attempts: int = 30, delay_s: float = 1.0) -> psycopg.Connection:
