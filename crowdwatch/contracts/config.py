@@ -102,6 +102,41 @@ class CountingLine(Model):
         return self
 
 
+class Calibration(Model):
+    """Four image points and where they lie on the ground, in metres: a homography.
+
+    Used for density (people per m²) and real distances; pick four well-spread ground marks
+    (kerb corners, painted lines) that a surveyor or a map gives in metres.
+    """
+
+    image_points: list[Point] = Field(description="4 pixel points in the camera's frame_size")
+    ground_points_m: list[Point] = Field(description="the same 4 points on the ground, metres")
+
+    @model_validator(mode="after")
+    def _four_spread_points(self) -> Self:
+        for name, points in (
+            ("image_points", self.image_points),
+            ("ground_points_m", self.ground_points_m),
+        ):
+            if len(points) != 4:
+                raise ValueError(f"{name} needs exactly 4 points, got {len(points)}")
+            for i in range(4):
+                a, b, c = points[i], points[(i + 1) % 4], points[(i + 2) % 4]
+                cross = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+                if abs(cross) < 1e-9:
+                    raise ValueError(f"{name}: three of the points lie on one line")
+        return self
+
+
+class TrackedClass(StrEnum):
+    PERSON = "person"
+    BICYCLE = "bicycle"
+    CAR = "car"
+    MOTORCYCLE = "motorcycle"
+    BUS = "bus"
+    TRUCK = "truck"
+
+
 SIMULATED = "simulated"
 
 
@@ -118,6 +153,14 @@ class Camera(Model):
     )
     zones: list[Zone] = Field(min_length=1)
     lines: list[CountingLine] = Field(default_factory=list)
+    classes: list[TrackedClass] = Field(
+        default_factory=lambda: [TrackedClass.PERSON],
+        min_length=1,
+        description="what to count: person, plus car/bus/truck/... for road cameras",
+    )
+    calibration: Calibration | None = Field(
+        default=None, description="ground calibration for density per m²"
+    )
 
     @property
     def simulated(self) -> bool:

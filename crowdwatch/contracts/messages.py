@@ -61,6 +61,25 @@ class ZoneCount(Wire):
     count: int = Field(ge=0, le=MAX_PEOPLE, description="people in the zone at the interval's end")
     count_max: int = Field(ge=0, le=MAX_PEOPLE, description="most people seen during the interval")
     count_mean: float = Field(ge=0, le=MAX_PEOPLE, description="mean over the interval's frames")
+    # Optional, additive in v1: absent from edges that do not track or are not calibrated.
+    longest_wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        description="longest time a person now in the zone has been there",
+    )
+    median_wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        description="median time the people now in the zone have been there",
+    )
+    density_per_m2: float | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="people per square metre (needs a ground calibration)",
+    )
 
 
 class LineCount(Wire):
