@@ -60,8 +60,30 @@ _DESCRIPTIONS = {
         "given), an edge worker on real footage, the simulator for the other sites, ingest, "
         "alerts and the web page. Prints where to look; Ctrl-C stops everything."
     ),
-    "db": "Database schema: `crowdwatch db upgrade` creates or upgrades it and syncs the sites.",
+    "db": (
+        "Database schema: `crowdwatch db upgrade` creates or upgrades it and syncs the sites.\n\n"
+        "`crowdwatch db refresh` brings the 1 min / 15 min / 1 h rollups up to date (ingest does "
+        "it every database.rollup_refresh_s); `crowdwatch db retention` drops raw days older than "
+        "database.retention.raw_days and rollups older than rollup_days (ingest does it hourly)."
+    ),
     "config": "Validate a config file and print a summary of the district.",
+    "count": (
+        "Count people in images, image folders or videos with the edge's detector.\n\n"
+        "One line per analysed frame (with --json one JSON object: source, frame, count, width, "
+        "height, ms). Detector settings come from --config's 'detector' section when a config "
+        "is given (else the shared yolo11n_coco_640.onnx), overridden by --model, --input-size, "
+        "--confidence, --tiles, --backend. --zone counts only people whose feet are inside it."
+    ),
+    "eval": (
+        "Measure the counter on the ground truth under $CROWDWATCH_SHARED_DIR/data: PETS 2009 "
+        "S2L1, Mall frames 1-800, ShanghaiTech B test, beach_webcam_a (MAE, RMSE, frames/s) and "
+        "PETS line crossing. Uses the per-scene detector settings of "
+        "crowdwatch.evaluation.settings; data sets that are absent are skipped with a message."
+    ),
+    "bench": (
+        "Benchmarks: `crowdwatch bench NAME --help`. Each prints its figures beside a baseline "
+        "measured in the same run and ends with one JSON line."
+    ),
 }
 
 
@@ -93,7 +115,13 @@ def _cmd_edge(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 def _cmd_ingest(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     from crowdwatch.ingest.service import run_ingest
 
-    run_ingest(config, _stop_event(), worker=args.worker)
+    run_ingest(
+        config,
+        _stop_event(),
+        worker=args.worker,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    )
     return 0
 
 
@@ -123,8 +151,29 @@ def _cmd_simulate(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     from crowdwatch.storage.migrate import upgrade
 
+    if args.action in ("refresh", "retention"):
+        return _cmd_db_maintenance(config, args.action)
     version = upgrade(config.database.resolved_url(), config)
     print(f"database schema at version {version}")
+    return 0
+
+
+def _cmd_db_maintenance(config: CrowdwatchConfig, action: str) -> int:
+    from crowdwatch.storage.db import connect
+    from crowdwatch.storage.retention import apply_retention
+    from crowdwatch.storage.rollups import refresh_rollups
+
+    retention = config.database.retention
+    with connect(config.database.resolved_url(), autocommit=True) as conn:
+        if action == "refresh":
+            result = refresh_rollups(conn, retention=retention)
+            print(f"rollups refreshed: {result.minutes} minutes recomputed")
+        else:
+            done = apply_retention(conn, retention)
+            print(
+                f"retention applied: {len(done.dropped_partitions)} partitions dropped, "
+                f"{done.rollup_rows_deleted} rollup rows deleted"
+            )
     return 0
 
 
@@ -137,6 +186,30 @@ def _cmd_config(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     print(f"  real cameras: {', '.join(real) or 'none'}")
     print(f"  alert rules: {', '.join(r.id for r in config.alerts.rules) or 'none'}")
     return 0
+
+
+def _cmd_bench(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
+    # Benchmarks build their own district (or read --config themselves).
+    result: int = args.bench_run(args)
+    return result
+
+
+def _cmd_count(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
+    from crowdwatch.evaluation.count_command import run
+
+    return run(args, config.detector if config is not None else None)
+
+
+def _cmd_eval(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
+    from crowdwatch.evaluation.eval_command import run
+
+    return run(args)
+
+
+def _optional_config(args: argparse.Namespace) -> CrowdwatchConfig | None:
+    """The config for commands that work without one (count, eval): only when given."""
+    path = args.config or os.environ.get("CROWDWATCH_CONFIG")
+    return load_config(path) if path else None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -191,6 +264,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default="0",
         help="name of this worker on its host; run several with different names (default 0)",
     )
+    ingest.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port (0 = a free one; default: no endpoint)",
+    )
+    ingest.add_argument(
+        "--metrics-host", default="127.0.0.1", help="listen address of /metrics (default 127.0.0.1)"
+    )
     add("alerts", "evaluate alert rules, record and publish alerts", _cmd_alerts)
     web = add("web", "serve the phone page and JSON API", _cmd_web)
     web.add_argument("--host", help="listen address (default: web.host)")
@@ -216,9 +297,21 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--speed", type=float, default=1.0, help="simulator clock speed")
     demo.add_argument("--workdir", help="folder for the embedded database and logs")
-    db = add("db", "create or upgrade the database schema", _cmd_db)
-    db.add_argument("action", choices=["upgrade"])
+    db = add("db", "upgrade the schema, refresh rollups, apply retention", _cmd_db)
+    db.add_argument("action", choices=["upgrade", "refresh", "retention"])
     add("config", "validate a config file", _cmd_config)
+    from crowdwatch.evaluation import cli_arguments
+
+    cli_arguments.add_count_arguments(
+        add("count", "count people in images, folders or videos", _cmd_count)
+    )
+    cli_arguments.add_eval_arguments(
+        add("eval", "accuracy and speed on the shared ground truth", _cmd_eval)
+    )
+    bench = add("bench", "run a benchmark (`crowdwatch bench NAME`)", _cmd_bench)
+    from crowdwatch.bench import add_parsers as add_bench_parsers
+
+    add_bench_parsers(bench)
     return parser
 
 
@@ -232,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command in ("count", "eval"):
+            optional: int = args.handler(_optional_config(args), args)
+            return optional
+        if args.command == "bench":
+            return _cmd_bench(None, args)
         config = load_config(args.config or _default_config_path())
         result: int = args.handler(config, args)
         return result

@@ -226,10 +226,36 @@ class MqttConfig(Model):
         return os.environ.get("CROWDWATCH_MQTT_PASSWORD")
 
 
+class RetentionConfig(Model):
+    """How long the database keeps data (``crowdwatch db retention``; ingest applies it hourly)."""
+
+    raw_days: int = Field(
+        default=30, ge=2, le=3650, description="days of raw counts (whole UTC-day partitions)"
+    )
+    rollup_days: int = Field(
+        default=730, ge=2, le=36500, description="days of 1 min / 15 min / 1 h rollups"
+    )
+
+    @model_validator(mode="after")
+    def _rollups_outlive_raw(self) -> Self:
+        # Rollups are rebuilt from raw rows: dropping them first would lose data for good.
+        if self.rollup_days < self.raw_days:
+            raise ValueError(
+                f"rollup_days must be at least raw_days ({self.raw_days}), got {self.rollup_days}"
+            )
+        return self
+
+
 class DatabaseConfig(Model):
     url: str | None = Field(
         default=None,
         description="libpq URL; the environment variable CROWDWATCH_DATABASE_URL overrides it",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="raw_days, rollup_days"
+    )
+    rollup_refresh_s: float = Field(
+        default=20.0, ge=1, le=60, description="seconds between rollup refreshes (plain PostgreSQL)"
     )
 
     def resolved_url(self) -> str:
@@ -241,14 +267,43 @@ class DatabaseConfig(Model):
         return url
 
 
+class DetectorBackend(StrEnum):
+    AUTO = "auto"
+    """``.onnx`` runs on ONNX Runtime; anything else (.pt, OpenVINO folder, a name) on Ultralytics"""
+    ONNXRUNTIME = "onnxruntime"
+    """the light path: ONNX Runtime + OpenCV, no torch"""
+    ULTRALYTICS = "ultralytics"
+    """``YOLO(model)``: .pt, .onnx, OpenVINO folders; needs ``crowdwatch[ultralytics]``"""
+
+
+class TilingConfig(Model):
+    """Sliced inference for wide shots where people are small: overlapping square tiles."""
+
+    size: int = Field(
+        ge=64, le=4096, description="tile side in frame pixels; each tile is fitted to input_size"
+    )
+    overlap: float = Field(
+        default=0.2, ge=0, le=0.75, description="fraction of a tile shared with its neighbour"
+    )
+    full_frame: bool = Field(
+        default=False, description="also detect on the whole frame, for people larger than a tile"
+    )
+
+
 class DetectorConfig(Model):
     model: str = Field(description="path to YOLO weights (.onnx) or an Ultralytics model name")
+    backend: DetectorBackend = Field(
+        default=DetectorBackend.AUTO, description="auto | onnxruntime | ultralytics"
+    )
     confidence: float = Field(default=0.25, gt=0, lt=1)
     iou: float = Field(default=0.7, gt=0, lt=1, description="NMS IoU threshold")
     input_size: int = Field(
         default=640, ge=160, le=2048, description="square input, multiple of 32"
     )
     threads: int = Field(default=0, ge=0, le=64, description="inference threads; 0 = all cores")
+    tiles: TilingConfig | None = Field(
+        default=None, description="sliced inference (e.g. {size: 320, overlap: 0.2}); off if null"
+    )
 
     @field_validator("input_size")
     @classmethod
@@ -258,10 +313,56 @@ class DetectorConfig(Model):
         return size
 
 
+class TrackingConfig(Model):
+    """ByteTrack settings and the debounce of line crossings and waiting times."""
+
+    enabled: bool = Field(
+        default=True, description="track people; off: no lines and no waiting times"
+    )
+    activation_confidence: float = Field(
+        default=0.7, gt=0, lt=1, description="detection score that may start a new track"
+    )
+    high_confidence: float = Field(
+        default=0.6, gt=0, lt=1, description="ByteTrack's split of high- and low-score boxes"
+    )
+    min_iou: float = Field(default=0.1, gt=0, lt=1, description="IoU to match a box to a track")
+    lost_track_s: float = Field(
+        default=1.0, ge=0, le=60, description="keep a lost track this long for re-association"
+    )
+    confirm_frames: int = Field(
+        default=2, ge=1, le=30, description="matched frames before a track gets an id"
+    )
+    line_min_frames: int = Field(
+        default=2, ge=1, le=100, description="frames a track is seen on one side before it counts"
+    )
+    line_min_distance_px: float = Field(
+        default=6.0, ge=0, le=1000, description="distance from the line (pixels) before it counts"
+    )
+    line_cooldown_s: float = Field(
+        default=2.0, ge=0, le=3600, description="one track counts once per direction in this time"
+    )
+    wait_grace_s: float = Field(
+        default=2.0, ge=0, le=600, description="a person lost this briefly keeps their wait"
+    )
+
+
+class DebugSnapshotConfig(Model):
+    """A JPEG for installers, written on the edge box only; people are blurred."""
+
+    dir: str = Field(min_length=1, description="folder on the edge box (never published)")
+    every_s: float = Field(default=60.0, gt=0, le=86400, description="seconds between snapshots")
+
+
 class EdgeConfig(Model):
     interval_s: float = Field(default=5.0, gt=0, le=3600, description="seconds per count message")
     detect_every: int = Field(
         default=1, ge=1, le=100, description="run the detector every Nth frame"
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="ByteTrack, line and waiting-time settings"
+    )
+    debug_snapshot: DebugSnapshotConfig | None = Field(
+        default=None, description="blurred local JPEG for installers; off if null"
     )
 
 

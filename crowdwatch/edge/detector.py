@@ -1,7 +1,12 @@
-"""Person detection with a YOLO ONNX export run by ONNX Runtime (no torch, no ultralytics).
+"""Person detection behind one interface: ONNX Runtime (light, no torch) or Ultralytics.
 
 The model runtime stays behind this module: the rest of the edge sees only
-:class:`~crowdwatch.edge.detections.Detections`.  Pre- and post-processing follow the
+:class:`~crowdwatch.edge.detections.Detections`.  :func:`load_detector` picks the backend
+(``detector.backend``: ``.onnx`` runs here on ONNX Runtime, ``.pt``/OpenVINO/model names go to
+:mod:`crowdwatch.edge.ultralytics_adapter`, imported only then, since it pulls in torch) and
+wraps it in :class:`~crowdwatch.edge.tiling.TiledDetector` when ``detector.tiles`` is set.
+
+Pre- and post-processing of the ONNX Runtime path follow the
 Ultralytics export of YOLOv8/YOLO11 detection heads::
 
     frame (BGR, HxW) --letterbox--> SxS, grey (114) padding, aspect kept
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from crowdwatch.contracts.config import DetectorConfig
+from crowdwatch.contracts.config import DetectorBackend, DetectorConfig, TrackedClass
 from crowdwatch.contracts.errors import ModelError
 from crowdwatch.edge.detections import Detections
 
@@ -33,6 +39,16 @@ logger = logging.getLogger(__name__)
 
 PERSON = 0
 """COCO class index of a person."""
+
+COCO_CLASS_IDS: dict[TrackedClass, int] = {
+    TrackedClass.PERSON: 0,
+    TrackedClass.BICYCLE: 1,
+    TrackedClass.CAR: 2,
+    TrackedClass.MOTORCYCLE: 3,
+    TrackedClass.BUS: 5,
+    TrackedClass.TRUCK: 7,
+}
+"""Where the classes a camera counts (``Camera.classes``) sit in the COCO head of YOLO."""
 
 LETTERBOX_FILL = 114
 MAX_DETECTIONS = 300
@@ -56,6 +72,35 @@ class Detector(Protocol):
     """Anything that finds people in a BGR frame (the worker needs nothing else)."""
 
     def detect(self, frame: NDArray[np.uint8]) -> Detections: ...
+
+
+class BatchDetector(Detector, Protocol):
+    """A model backend: detects on several images at once and times its forward pass.
+
+    ``forward_s`` accumulates the seconds spent in the model itself (not pre/post-processing),
+    so a benchmark can tell the pipeline's own overhead from the network's cost.
+    """
+
+    input_size: int
+    forward_s: float
+
+    def detect_batch(self, frames: Sequence[NDArray[np.uint8]]) -> list[Detections]: ...
+
+
+def coco_class_ids(classes: Sequence[TrackedClass | str]) -> tuple[int, ...]:
+    """COCO indices of the classes a camera counts.
+
+    Args:
+        classes: ``Camera.classes`` (``"person"``, ``"car"``, ...).
+
+    Returns:
+        Sorted, unique COCO class indices.
+
+    Example:
+        >>> coco_class_ids(["person", "bus", "car"])
+        (0, 2, 5)
+    """
+    return tuple(sorted({COCO_CLASS_IDS[TrackedClass(name)] for name in classes}))
 
 
 def expected_anchors(input_size: int) -> int:
@@ -139,16 +184,20 @@ class OnnxYoloDetector:
         if self.classes.size == 0:
             raise ModelError("classes: expected at least one class index, got none")
         self.threads = threads or os.cpu_count() or 1
+        self.forward_s = 0.0
         self._session = self._load()
         self._input_name: str = self._session.get_inputs()[0].name
+        # A fixed batch dimension (the shared exports have 1) means tiles run one by one.
+        batch_dim = self._session.get_inputs()[0].shape[0]
+        self.max_batch: int = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 64
 
     def _load(self) -> Any:
         path = self.model_path
         if path.suffix.lower() != ".onnx":
             kind = f"a {path.suffix} file" if path.suffix else "a file without suffix"
             raise ModelError(
-                f"{path}: only ONNX models are supported for now, got {kind}; "
-                "use an .onnx export (Ultralytics .pt/OpenVINO come later)"
+                f"{path}: the onnxruntime backend reads ONNX models, got {kind}; "
+                "use an .onnx export, or detector.backend: ultralytics for .pt/OpenVINO"
             )
         if not path.is_file():
             raise ModelError(f"{path}: model file not found (expected a YOLO .onnx export)")
@@ -187,19 +236,45 @@ class OnnxYoloDetector:
             ValueError: the frame is not a BGR image.
             ModelError: the model's output does not have the shape the head needs.
         """
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected a BGR frame of shape (H, W, 3), got {frame.shape}")
-        padded, box = letterbox(frame, self.input_size)
-        blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True)
-        output = np.asarray(self._session.run(None, {self._input_name: blob})[0])
-        anchors = expected_anchors(self.input_size)
-        if output.ndim != 3 or output.shape[2] != anchors:
-            # Only reachable with symbolic output dims that the load-time check could not pin.
-            raise ModelError(
-                f"{self.model_path}: expected output (1, 4 + classes, {anchors}), "
-                f"got {output.shape}"
-            )
-        return self._postprocess(output[0], box, frame.shape[1], frame.shape[0])
+        return self.detect_batch([frame])[0]
+
+    def detect_batch(self, frames: Sequence[NDArray[np.uint8]]) -> list[Detections]:
+        """Detect on several frames (tiles); one forward pass per ``max_batch`` of them.
+
+        Args:
+            frames: ``(H, W, 3)`` uint8 BGR images, any sizes.
+
+        Returns:
+            One :class:`Detections` per frame, in pixels of that frame.
+
+        Raises:
+            ValueError: a frame is not a BGR image.
+            ModelError: the model's output does not have the shape the head needs.
+        """
+        results: list[Detections] = []
+        for start in range(0, len(frames), self.max_batch):
+            chunk = frames[start : start + self.max_batch]
+            boxes, blobs = [], []
+            for frame in chunk:
+                if frame.ndim != 3 or frame.shape[2] != 3:
+                    raise ValueError(f"expected a BGR frame of shape (H, W, 3), got {frame.shape}")
+                padded, box = letterbox(frame, self.input_size)
+                boxes.append(box)
+                blobs.append(padded)
+            blob = cv2.dnn.blobFromImages(blobs, scalefactor=1 / 255.0, swapRB=True)
+            started = time.perf_counter()
+            output = np.asarray(self._session.run(None, {self._input_name: blob})[0])
+            self.forward_s += time.perf_counter() - started
+            anchors = expected_anchors(self.input_size)
+            if output.ndim != 3 or output.shape[0] != len(chunk) or output.shape[2] != anchors:
+                # Only reachable with symbolic output dims that the load-time check could not pin.
+                raise ModelError(
+                    f"{self.model_path}: expected output ({len(chunk)}, 4 + classes, {anchors}), "
+                    f"got {output.shape}"
+                )
+            for i, (frame, box) in enumerate(zip(chunk, boxes, strict=True)):
+                results.append(self._postprocess(output[i], box, frame.shape[1], frame.shape[0]))
+        return results
 
     def _postprocess(
         self, output: NDArray[np.float32], box: Letterbox, width: int, height: int
@@ -287,24 +362,99 @@ def _dim_matches(dim: object, check: Callable[[int], bool]) -> bool:
     return check(dim) if isinstance(dim, int) else dim is None or isinstance(dim, str)
 
 
-def load_detector(config: DetectorConfig, threads: int | None = None) -> OnnxYoloDetector:
+def load_detector(
+    config: DetectorConfig,
+    threads: int | None = None,
+    classes: Sequence[TrackedClass | str] = (TrackedClass.PERSON,),
+) -> Detector:
     """Build the detector that the config's ``detector`` section describes.
+
+    Backends (``config.backend``): ``auto`` runs ``.onnx`` files on ONNX Runtime and hands
+    everything else (``.pt``, an OpenVINO folder, a model name) to Ultralytics, which is
+    imported only then (it needs ``pip install 'crowdwatch[ultralytics]'`` and pulls in torch).
+    With ``config.tiles`` the model runs on overlapping tiles and the boxes are merged.
 
     Args:
         config: the ``detector`` section.
         threads: overrides ``config.threads`` (``run_edge`` splits the cores between cameras).
+        classes: what to detect (``Camera.classes``); default people only.
 
     Returns:
-        A ready detector for people (COCO class 0).
+        A ready detector of those classes (COCO indices in ``class_id``).
 
     Raises:
-        ModelError: the model file is missing or unusable.
+        ModelError: the model is missing or unusable, or its backend is not installed.
+
+    Example:
+        >>> cfg = DetectorConfig(model="yolo11n_coco_640.onnx", tiles={"size": 320})  # doctest: +SKIP
+        >>> load_detector(cfg, classes=["person", "bus"]).detect(frame)  # doctest: +SKIP
     """
+    backend = load_backend(config, threads=threads, classes=classes)
+    if config.tiles is None:
+        return backend
+    from crowdwatch.edge.tiling import TiledDetector
+
+    return TiledDetector(
+        backend,
+        size=config.tiles.size,
+        overlap=config.tiles.overlap,
+        full_frame=config.tiles.full_frame,
+        iou=config.iou,
+    )
+
+
+def resolve_backend(config: DetectorConfig) -> DetectorBackend:
+    """The backend ``auto`` stands for: ONNX Runtime for ``.onnx`` files, else Ultralytics.
+
+    Args:
+        config: the ``detector`` section.
+
+    Returns:
+        ``onnxruntime`` or ``ultralytics``.
+    """
+    if config.backend is not DetectorBackend.AUTO:
+        return config.backend
+    if Path(config.model).suffix.lower() == ".onnx":
+        return DetectorBackend.ONNXRUNTIME
+    return DetectorBackend.ULTRALYTICS
+
+
+def load_backend(
+    config: DetectorConfig,
+    threads: int | None = None,
+    classes: Sequence[TrackedClass | str] = (TrackedClass.PERSON,),
+) -> BatchDetector:
+    """The model backend alone (no tiling): see :func:`load_detector`.
+
+    Args:
+        config: the ``detector`` section.
+        threads: overrides ``config.threads``.
+        classes: what to detect.
+
+    Returns:
+        An :class:`OnnxYoloDetector` or an ``UltralyticsDetector``.
+
+    Raises:
+        ModelError: the model is missing or unusable, or its backend is not installed.
+    """
+    class_ids = coco_class_ids(classes)
+    n_threads = config.threads if threads is None else threads
+    if resolve_backend(config) is DetectorBackend.ULTRALYTICS:
+        from crowdwatch.edge.ultralytics_adapter import UltralyticsDetector
+
+        return UltralyticsDetector(
+            config.model,
+            input_size=config.input_size,
+            confidence=config.confidence,
+            iou=config.iou,
+            threads=n_threads,
+            classes=class_ids,
+        )
     return OnnxYoloDetector(
         config.model,
         input_size=config.input_size,
         confidence=config.confidence,
         iou=config.iou,
-        threads=config.threads if threads is None else threads,
-        classes=(PERSON,),
+        threads=n_threads,
+        classes=class_ids,
     )

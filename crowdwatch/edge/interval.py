@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from crowdwatch.contracts.messages import CountMessage, ZoneCount
+from crowdwatch.contracts.messages import CountMessage, LineCount, ZoneCount
+from crowdwatch.edge.density import density_per_m2
+from crowdwatch.edge.dwell import WaitSummary
 
 
 class IntervalCounts:
@@ -57,12 +59,24 @@ class IntervalCounts:
             self._sum[zone_id] += n
         self.frames += 1
 
-    def finish(self, ts: datetime, interval_s: float) -> CountMessage | None:
+    def finish(
+        self,
+        ts: datetime,
+        interval_s: float,
+        *,
+        waits: Mapping[str, WaitSummary] | None = None,
+        areas_m2: Mapping[str, float] | None = None,
+        lines: Sequence[LineCount] = (),
+    ) -> CountMessage | None:
         """Close the interval: build its message and start a new, empty one.
 
         Args:
             ts: end of the interval, UTC.
             interval_s: length of the interval in seconds.
+            waits: waiting times per zone at the interval's end (``None``: not tracking).
+            areas_m2: ground area per zone (``None``: the camera is not calibrated); the
+                density is the zone's count at the interval's end over its area.
+            lines: in/out crossings of each counting line during the interval.
 
         Returns:
             The message, or ``None`` when no frame was analysed (the camera was offline or
@@ -76,6 +90,13 @@ class IntervalCounts:
                 count=self._last[zone_id],
                 count_max=self._max[zone_id],
                 count_mean=round(self._sum[zone_id] / self.frames, 3),
+                longest_wait_s=waits[zone_id].longest_s if waits is not None else None,
+                median_wait_s=waits[zone_id].median_s if waits is not None else None,
+                density_per_m2=(
+                    density_per_m2(self._last[zone_id], areas_m2[zone_id])
+                    if areas_m2 is not None
+                    else None
+                ),
             )
             for zone_id in self.zone_ids
         ]
@@ -86,7 +107,7 @@ class IntervalCounts:
             interval_s=interval_s,
             frames=self.frames,
             zones=zones,
-            lines=[],  # line crossings need tracking, which this edge does not do yet
+            lines=list(lines),
         )
         self._reset()
         return message

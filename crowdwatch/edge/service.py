@@ -121,7 +121,10 @@ def run_edge(
     prefix = config.mqtt.topic_prefix
     with ExitStack() as stack:
         sources = [stack.enter_context(open_camera(cam)) for _, cam in cameras]
-        detectors = [load_detector(config.detector, threads=ort_threads) for _ in cameras]
+        detectors = [
+            load_detector(config.detector, threads=ort_threads, classes=cam.classes)
+            for _, cam in cameras
+        ]
         workers = []
         for (site, cam), source, detector in zip(cameras, sources, detectors, strict=True):
             available = camera_topic(prefix, site.id, cam.id, TopicKind.AVAILABLE)
@@ -142,6 +145,8 @@ def run_edge(
                     topic_prefix=prefix,
                     interval_s=config.edge.interval_s,
                     detect_every=config.edge.detect_every,
+                    tracking=config.edge.tracking,
+                    snapshot=config.edge.debug_snapshot,
                 )
             )
         threads = [

@@ -1,4 +1,8 @@
-"""The loop of one camera: frames -> people -> zone counts -> one message per interval.
+"""The loop of one camera: frames -> people -> tracks -> zones, lines, waits -> a message.
+
+The counting itself (tracking, zones, lines, waits, density) is
+:class:`~crowdwatch.edge.counting.CameraCounter`, which has no I/O; this loop reads frames,
+runs the detector, closes intervals and publishes.
 
 Time base of the intervals (``edge.interval_s``)::
 
@@ -18,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from crowdwatch.contracts.config import Camera
+from crowdwatch.contracts.config import Camera, DebugSnapshotConfig, TrackingConfig
 from crowdwatch.contracts.errors import BrokerError
 from crowdwatch.contracts.messages import (
     AVAILABLE_OFFLINE,
@@ -31,10 +36,11 @@ from crowdwatch.contracts.messages import (
     encode,
     utc_now,
 )
+from crowdwatch.edge.counting import CameraCounter
+from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector
-from crowdwatch.edge.interval import IntervalCounts
-from crowdwatch.edge.source import Frame, VideoSource
-from crowdwatch.edge.zones import ZoneOccupancy
+from crowdwatch.edge.snapshot import render_snapshot, write_snapshot
+from crowdwatch.edge.source import DEFAULT_FPS, Frame, VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,8 @@ class CameraWorker:
         topic_prefix: ``mqtt.topic_prefix``.
         interval_s: seconds per count message (wall or video time, see the module doc).
         detect_every: analyse every Nth frame of the source.
+        tracking: ``edge.tracking`` (ByteTrack, lines, waits); default settings when ``None``.
+        snapshot: ``edge.debug_snapshot``: a blurred local JPEG now and then; ``None``: off.
 
     Example:
         >>> sent = []
@@ -86,6 +94,8 @@ class CameraWorker:
         topic_prefix: str,
         interval_s: float,
         detect_every: int = 1,
+        tracking: TrackingConfig | None = None,
+        snapshot: DebugSnapshotConfig | None = None,
     ) -> None:
         self.site_id = site_id
         self.camera = camera
@@ -97,8 +107,10 @@ class CameraWorker:
         self._topics = {
             kind: camera_topic(topic_prefix, site_id, camera.id, kind) for kind in TopicKind
         }
-        self._counts = IntervalCounts(site_id, camera.id, [z.id for z in camera.zones])
-        self._zones: list[ZoneOccupancy] = []
+        frame_rate = (source.fps or DEFAULT_FPS) / detect_every
+        self._counter = CameraCounter(site_id, camera, tracking or TrackingConfig(), frame_rate)
+        self._snapshot = snapshot
+        self._snapshot_due = 0.0
         self._stats = _IntervalStats()
         self._interval_start: float | None = None
         self._last_ts = 0.0
@@ -120,7 +132,7 @@ class CameraWorker:
                 self._announce()
                 self._close_due_intervals(now)
                 if frame is not None and frame.index % self.detect_every == 0:
-                    self._analyse(frame)
+                    self._analyse(frame, now)
         finally:
             self._finish()
 
@@ -130,21 +142,26 @@ class CameraWorker:
             return frame.ts
         return time.monotonic()
 
-    def _analyse(self, frame: Frame) -> None:
-        if not self._zones or self._zones[0].frame_size != frame.size:
-            if self._zones:
-                logger.info("camera %s: frame size changed to %s", self.camera.id, frame.size)
-            self._zones = [
-                ZoneOccupancy(zone, self.camera.frame_size, frame.size)
-                for zone in self.camera.zones
-            ]
+    def _analyse(self, frame: Frame, now: float) -> None:
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
         self._stats.inference_s += time.perf_counter() - started
         self._stats.analysed += 1
-        for zone in self._zones:
-            zone.trigger(detections)
-        self._counts.add({zone.zone_id: zone.current_count for zone in self._zones})
+        tracked = self._counter.observe(detections, now, frame.size)
+        if self._snapshot is not None and now >= self._snapshot_due:
+            self._snapshot_due = now + self._snapshot.every_s
+            self._write_snapshot(frame, tracked)
+
+    def _write_snapshot(self, frame: Frame, detections: Detections) -> None:
+        assert self._snapshot is not None
+        path = Path(self._snapshot.dir) / f"{self.site_id}_{self.camera.id}.jpg"
+        counter = self._counter
+        lines = [(line.start, line.end) for line in counter.lines]
+        image = render_snapshot(frame.image, detections, [z.polygon for z in counter.zones], lines)
+        try:
+            write_snapshot(path, image)
+        except OSError as exc:
+            logger.warning("camera %s: debug snapshot not written: %s", self.camera.id, exc)
 
     def _close_due_intervals(self, now: float) -> None:
         if self._interval_start is None:
@@ -159,7 +176,7 @@ class CameraWorker:
                 self._interval_start = now
 
     def _close_interval(self, interval_s: float, *, final: bool = False) -> None:
-        message = self._counts.finish(utc_now(), interval_s)
+        message = self._counter.finish(utc_now(), interval_s)
         if message is not None:
             self._send(TopicKind.COUNTS, encode(message), retain=False)
         self._send(TopicKind.STATUS, encode(self._status(final=final)), retain=True)

@@ -1,0 +1,55 @@
+"""Command-line options of ``crowdwatch count`` and ``eval``, kept light (no OpenCV, no models).
+
+``crowdwatch --help`` builds every parser, so nothing heavy may be imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DATASETS = ("pets", "mall", "shanghaitech_b", "beach")
+
+
+def add_count_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``crowdwatch count``."""
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="image, image folder or video")
+    parser.add_argument("--json", action="store_true", help="one JSON object per frame")
+    parser.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
+    parser.add_argument(
+        "--zone", help="count only people standing in this polygon: x1,y1,x2,y2,x3,y3,..."
+    )
+    parser.add_argument(
+        "--model",
+        help="weights (.onnx, .pt, OpenVINO folder) (default: the config's detector.model, "
+        "else $CROWDWATCH_SHARED_DIR/models/yolo11n_coco_640.onnx)",
+    )
+    parser.add_argument("--input-size", type=int, help="model input side (default 640)")
+    parser.add_argument("--confidence", type=float, help="minimum score (default 0.25)")
+    parser.add_argument(
+        "--tiles", help="tiled inference for small people: SIZE[,OVERLAP], e.g. 320,0.2"
+    )
+    parser.add_argument(
+        "--backend", choices=["auto", "onnxruntime", "ultralytics"], help="detector backend"
+    )
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``crowdwatch eval``."""
+    parser.add_argument("--json", action="store_true", help="end with one JSON object")
+    parser.add_argument(
+        "--datasets",
+        default=",".join(DATASETS),
+        help=f"comma-separated, from {', '.join(DATASETS)} (default: all)",
+    )
+    parser.add_argument(
+        "--limit", type=int, help="at most N samples per data set, spread over it (quick look)"
+    )
+    parser.add_argument(
+        "--subset",
+        choices=["all", "even", "odd"],
+        default="all",
+        help="evaluate only the even or odd samples (tune on one half, report the other)",
+    )
+    parser.add_argument("--model", help="use this model instead of the recommended one")
+    parser.add_argument("--confidence", type=float, help="override the recommended confidence")
+    parser.add_argument("--no-lines", action="store_true", help="skip PETS line crossing")

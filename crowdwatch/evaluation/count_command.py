@@ -1,0 +1,254 @@
+"""``crowdwatch count SOURCE...``: people in images, image folders and videos.
+
+The same detector and zone code as the edge worker (``load_detector``, ``ZoneOccupancy``), so
+anyone can check the counter on their own footage before installing a camera.  One line per
+analysed frame; with ``--json`` one JSON object per line::
+
+    {"source": "walkway.avi", "frame": 0, "count": 6, "width": 768, "height": 576, "ms": 41.2}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from crowdwatch.contracts.config import (
+    DetectorConfig,
+    LocalizedName,
+    TilingConfig,
+    Zone,
+    default_shared_dir,
+)
+from crowdwatch.contracts.errors import ConfigError, SourceError
+from crowdwatch.edge.detector import Detector, load_detector
+from crowdwatch.edge.zones import ZoneOccupancy
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """People counted in one frame of one source."""
+
+    source: str
+    frame: int
+    count: int
+    width: int
+    height: int
+    ms: float
+    """detection and zone time of this frame (decoding excluded)"""
+    zone: bool
+    """true when only people standing in ``--zone`` are counted"""
+
+
+def parse_zone(text: str) -> list[tuple[float, float]]:
+    """``"x1,y1,x2,y2,x3,y3,..."`` as polygon vertices in pixels.
+
+    Args:
+        text: comma-separated coordinates, at least 3 points.
+
+    Returns:
+        The vertices.
+
+    Raises:
+        ConfigError: odd number of values, fewer than 3 points, or not numbers.
+
+    Example:
+        >>> parse_zone("0,0,100,0,100,50")
+        [(0.0, 0.0), (100.0, 0.0), (100.0, 50.0)]
+    """
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--zone: expected numbers x1,y1,x2,y2,..., got {text!r}") from exc
+    if len(values) % 2 or len(values) < 6:
+        raise ConfigError(
+            f"--zone: expected at least 3 x,y points (an even count of 6+ numbers), "
+            f"got {len(values)} numbers"
+        )
+    return list(zip(values[::2], values[1::2], strict=True))
+
+
+def parse_tiles(text: str) -> TilingConfig:
+    """``"320"`` or ``"320,0.2"`` (tile size, overlap) as a :class:`TilingConfig`.
+
+    Raises:
+        ConfigError: not a size and an optional overlap.
+    """
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        size = int(parts[0])
+        overlap = float(parts[1]) if len(parts) > 1 else 0.2
+        return TilingConfig(size=size, overlap=overlap)
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(
+            f"--tiles: expected SIZE or SIZE,OVERLAP (e.g. 320,0.2), got {text!r}"
+        ) from exc
+
+
+def expand_sources(sources: Sequence[str]) -> list[Path]:
+    """Files to count: images and videos as given, folders as their sorted images.
+
+    Raises:
+        SourceError: a path does not exist, or a folder holds no image.
+    """
+    files: list[Path] = []
+    for spec in sources:
+        path = Path(spec)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise SourceError(
+                    f"{path}: folder holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+            files.extend(images)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SourceError(f"{path}: no such file or folder")
+    return files
+
+
+def frames_of(path: Path, every: int) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+    """``(frame number, BGR image)`` of an image (frame 0) or every ``every``-th video frame.
+
+    Raises:
+        SourceError: OpenCV can read the file neither as an image nor as a video.
+    """
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"{path}: not a readable image")
+        yield 0, np.asarray(image, dtype=np.uint8)
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise SourceError(f"{path}: OpenCV cannot open it as an image or a video")
+        number = 0
+        while capture.grab():
+            if number % every == 0:
+                ok, image = capture.retrieve()
+                if not ok:
+                    raise SourceError(f"{path}: frame {number} cannot be decoded")
+                yield number, np.asarray(image, dtype=np.uint8)
+            number += 1
+        if number == 0:
+            raise SourceError(f"{path}: no frame could be read (truncated or not a video)")
+    finally:
+        capture.release()
+
+
+def count_frames(
+    files: Sequence[Path],
+    detector: Detector,
+    *,
+    every: int = 1,
+    zone: list[tuple[float, float]] | None = None,
+) -> Iterator[CountRow]:
+    """Count people frame by frame, whole frame or inside ``zone``.
+
+    Args:
+        files: images and videos (see :func:`expand_sources`).
+        detector: the edge's detector.
+        every: analyse every Nth video frame.
+        zone: polygon in pixels of the frames; ``None`` counts the whole frame.
+
+    Yields:
+        One row per analysed frame.
+
+    Raises:
+        SourceError: a file cannot be read.
+        ConfigError: the zone lies outside a frame.
+    """
+    for path in files:
+        occupancy: ZoneOccupancy | None = None
+        for number, image in frames_of(path, every):
+            height, width = image.shape[:2]
+            if zone is not None and (occupancy is None or occupancy.frame_size != (width, height)):
+                occupancy = _zone_for(zone, (width, height), path)
+            started = time.perf_counter()
+            detections = detector.detect(image)
+            count = len(detections)
+            if occupancy is not None:
+                occupancy.trigger(detections)
+                count = occupancy.current_count
+            ms = 1000 * (time.perf_counter() - started)
+            yield CountRow(str(path), number, count, width, height, round(ms, 1), zone is not None)
+
+
+def _zone_for(
+    polygon: list[tuple[float, float]], size: tuple[int, int], path: Path
+) -> ZoneOccupancy:
+    outside = [(x, y) for x, y in polygon if not (0 <= x <= size[0] and 0 <= y <= size[1])]
+    if outside:
+        raise ConfigError(
+            f"--zone: point ({outside[0][0]:g}, {outside[0][1]:g}) lies outside the "
+            f"{size[0]}x{size[1]} frames of {path}"
+        )
+    zone = Zone(id="zone", name=LocalizedName(zh="区域", en="zone"), polygon=polygon)
+    return ZoneOccupancy(zone, size)
+
+
+def detector_config(args: argparse.Namespace, base: DetectorConfig | None) -> DetectorConfig:
+    """The config's ``detector`` section (or the default model) with the flags applied.
+
+    Raises:
+        ConfigError: a flag has a value the detector section refuses.
+    """
+    data: dict[str, Any] = (
+        base.model_dump()
+        if base is not None
+        else {"model": str(default_shared_dir() / "models" / "yolo11n_coco_640.onnx")}
+    )
+    for flag, key in (
+        ("model", "model"),
+        ("input_size", "input_size"),
+        ("confidence", "confidence"),
+        ("backend", "backend"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            data[key] = value
+    if args.tiles:
+        data["tiles"] = parse_tiles(args.tiles).model_dump()
+    try:
+        return DetectorConfig.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"detector options: {exc}") from exc
+
+
+def run(args: argparse.Namespace, base: DetectorConfig | None = None) -> int:
+    """``crowdwatch count``: print one line per analysed frame; 0 on success.
+
+    Args:
+        args: parsed options (see :func:`add_arguments`).
+        base: the config file's ``detector`` section, when a config was given.
+    """
+    if args.every < 1:
+        raise ConfigError(f"--every: expected a positive frame step, got {args.every}")
+    zone = parse_zone(args.zone) if args.zone else None
+    files = expand_sources(args.sources)
+    detector = load_detector(detector_config(args, base))
+    total = frames = 0
+    for row in count_frames(files, detector, every=args.every, zone=zone):
+        frames += 1
+        total += row.count
+        if args.json:
+            print(json.dumps(asdict(row)), flush=True)
+        else:
+            print(f"{row.source}  frame {row.frame:>6}  {row.count:>4} people  {row.ms:7.1f} ms")
+    if not args.json:
+        mean = total / frames if frames else 0.0
+        print(f"{frames} frames, mean {mean:.2f} people per frame", file=sys.stderr)
+    return 0

@@ -1,0 +1,157 @@
+"""Line crossing: segment intersection, direction, hysteresis, cool-down, id switches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdwatch.contracts.config import CountingLine, LocalizedName
+from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.edge.lines import CrossingRules, LineCrossing
+
+FRAME = (100, 100)
+HEIGHT = 20.0  # box height of every person below: the teleport guard allows 40 px a step
+
+Step = list[tuple[int, float, float]]  # one frame: (track id, anchor x, anchor y)
+
+
+def gate(
+    start: tuple[float, float] = (50, 10),
+    end: tuple[float, float] = (50, 90),
+    in_direction: tuple[float, float] = (1, 0),
+) -> CountingLine:
+    return CountingLine(
+        id="gate",
+        name=LocalizedName(zh="门", en="Gate"),
+        start=start,
+        end=end,
+        in_direction=in_direction,
+    )
+
+
+def walk(*xs: float, track: int = 1, y: float = 50.0) -> list[Step]:
+    return [[(track, x, y)] for x in xs]
+
+
+def run(line: CountingLine, frames: list[Step], rules: CrossingRules | None = None) -> tuple:
+    crossing = LineCrossing(line, FRAME, rules=rules)
+    for i, frame in enumerate(frames):
+        anchors = np.array([(x, y) for _, x, y in frame], dtype=np.float64).reshape(-1, 2)
+        ids = np.array([t for t, _, _ in frame], dtype=np.int64)
+        crossing.update(anchors, ids, np.full(len(frame), HEIGHT), ts=i * 0.1)
+    counts = crossing.take_counts()
+    return counts.in_count, counts.out_count
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        pytest.param(walk(30, 35, 40, 45, 55, 60, 65), (1, 0), id="walks in"),
+        pytest.param(walk(70, 65, 60, 55, 45, 40, 35), (0, 1), id="walks out"),
+        pytest.param(walk(30, 40, 50, 40, 30), (0, 0), id="touches the line, turns back"),
+        pytest.param(walk(30, 40, 50, 50, 60, 70), (1, 0), id="steps on the line, then over"),
+        pytest.param(walk(30, 40, 48, 49, 48, 40, 30), (0, 0), id="approaches, never crosses"),
+        pytest.param(
+            walk(30, 40, 48, 52, 48, 52, 49, 51, 48, 52, 60, 70),
+            (1, 0),
+            id="lingers on the line, then goes in: once",
+        ),
+        pytest.param(
+            walk(30, 40, 48, 52, 48, 52, 49, 51, 48, 40, 30),
+            (0, 0),
+            id="lingers on the line, then goes back: never",
+        ),
+        pytest.param(
+            walk(30, 40, 60, 70, 60, 40, 30),
+            (1, 1),
+            id="goes in and comes back out",
+        ),
+        pytest.param(walk(20, 25, 62, 66), (1, 0), id="fast mover jumps across in one step"),
+        pytest.param(walk(52, 60, 70), (0, 0), id="born past the line: no crossing"),
+        pytest.param(
+            walk(30, 40, 45, 55, 60, 70, 71, track=1) + walk(72, 75, track=2),
+            (1, 0),
+            id="id switch after the crossing: counted once",
+        ),
+        pytest.param(
+            walk(30, 40, 45, track=1) + walk(47, 55, 60, 70, track=2),
+            (0, 0),
+            id="id switch next to the line: the new track never settled, not counted",
+        ),
+        pytest.param(
+            [[(1, 30, 50), (2, 70, 50)], [(1, 40, 50), (2, 60, 50)], [(2, 40, 50), (1, 60, 50)]]
+            + [[(2, 35, 50), (1, 65, 50)]] * 2,
+            (1, 1),
+            id="two people cross each other: one in, one out",
+        ),
+        pytest.param(
+            walk(30, 40, 45, 55, 60, 70) + walk(70, 5, 5, 5),
+            (1, 0),
+            id="teleport (id swap across the picture) is not a crossing",
+        ),
+        pytest.param(
+            walk(30, 40, 45, 55, 60, 70, y=95.0),
+            (0, 0),
+            id="passes beyond the end of the line segment",
+        ),
+        pytest.param(
+            walk(30, 40, 45, 55, 60) + [[]] * 15,
+            (1, 0),
+            id="crosses and is lost on the far side",
+        ),
+        pytest.param(
+            walk(30, 40, 45, 52) + [[]] * 15,
+            (1, 0),
+            id="crosses and is lost right behind the line (left the picture)",
+        ),
+    ],
+)
+def test_crossings(frames: list[Step], expected: tuple[int, int]) -> None:
+    assert run(gate(), frames) == expected
+
+
+def test_a_line_near_the_frame_edge_counts_people_leaving_the_picture() -> None:
+    edge = gate(start=(98, 0), end=(98, 100))
+    # Feet at 88, 93, 97 and then 99.5 (the box clipped by the frame edge), then gone.
+    assert run(edge, walk(88, 93, 97, 99.5) + [[]] * 15) == (1, 0)
+
+
+def test_cool_down_counts_one_track_once_per_direction() -> None:
+    back_and_forth = walk(30, 40, 60, 70, 40, 30, 60, 70)
+    assert run(gate(), back_and_forth, CrossingRules(cooldown_s=0.0)) == (2, 1)
+    assert run(gate(), back_and_forth, CrossingRules(cooldown_s=5.0)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("in_direction", "expected"),
+    [((1, 0), (1, 0)), ((-1, 0), (0, 1)), ((1, 1), (1, 0)), ((-3, 2), (0, 1))],
+)
+def test_direction_is_the_side_in_direction_points_to(
+    in_direction: tuple[float, float], expected: tuple[int, int]
+) -> None:
+    assert run(gate(in_direction=in_direction), walk(30, 40, 60, 70)) == expected
+
+
+def test_diagonal_line_and_vertical_walk() -> None:
+    diagonal = gate(start=(10, 10), end=(90, 90), in_direction=(0, -1))
+    up = [[(1, 70.0, y)] for y in (95, 85, 75, 60, 50, 40)]
+    assert run(diagonal, up) == (1, 0)
+
+
+def test_in_direction_along_the_line_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"in_direction .* runs along the line"):
+        LineCrossing(gate(in_direction=(0, 1)), FRAME)
+
+
+def test_line_is_scaled_to_the_real_frame_size() -> None:
+    crossing = LineCrossing(gate(), FRAME, frame_size=(200, 200))
+    assert crossing.start.tolist() == [100.0, 20.0]
+    assert crossing.end.tolist() == [100.0, 180.0]
+
+
+def test_unconfirmed_tracks_are_ignored_and_counts_reset_per_interval() -> None:
+    crossing = LineCrossing(gate(), FRAME)
+    for i, x in enumerate((30, 40, 60, 70)):
+        crossing.update(np.array([[x, 50.0], [x, 60.0]]), np.array([-1, 3]), np.full(2, HEIGHT), i)
+    assert crossing.take_counts().in_count == 1
+    assert (crossing.take_counts().in_count, crossing.take_counts().out_count) == (0, 0)
