@@ -25,6 +25,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,14 @@ def browser() -> Iterator[Browser]:
         executable = find_chromium()
     except ServiceUnavailable as exc:
         pytest.skip(f"no browser for the page tests: {exc}")
-    with sync_playwright() as playwright:
+    manager = sync_playwright()
+    with manager as playwright:
+        # Playwright's loop writes files through asyncio's default executor, which grows a
+        # thread per concurrent call; one named thread, started in the warm-up, keeps the
+        # lingering-thread check meaningful for the tests themselves.
+        manager._loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright-io")
+        )
         chromium = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         try:
             _warm_up(chromium)

@@ -6,6 +6,7 @@ Topics (``{prefix}`` is ``mqtt.topic_prefix``, default ``crowdwatch``)::
     {prefix}/v1/{site}/{camera}/status     StatusMessage, QoS 1, retained (carries its own ts)
     {prefix}/v1/{site}/{camera}/available  "online" | "offline", retained; Last Will "offline"
     {prefix}/v1/alerts/{site}              AlertMessage, QoS 1, not retained
+    {prefix}/v1/_ingest/{worker}/stats     IngestStatsMessage, QoS 1, retained
 
 One count message carries every zone and line of one camera for one interval: MQTT clients
 manage a few thousand messages a second, so per-zone messages would not scale to a district.
@@ -31,6 +32,7 @@ TOPIC_VERSION = "v1"
 COUNTS_SCHEMA: Final = "crowdwatch.counts/1"
 STATUS_SCHEMA: Final = "crowdwatch.status/1"
 ALERT_SCHEMA: Final = "crowdwatch.alert/1"
+INGEST_STATS_SCHEMA: Final = "crowdwatch.ingest_stats/1"
 
 MAX_PEOPLE = 100_000
 """No camera sees more people than this; a larger count is a bug or an attack."""
@@ -153,6 +155,30 @@ class AlertMessage(Wire):
     _utc = field_validator("ts")(_require_utc)
 
 
+class IngestStatsMessage(Wire):
+    """Counters of one ingest worker, published retained every few seconds (and at stop)."""
+
+    schema_: Literal["crowdwatch.ingest_stats/1"] = Field(
+        default=INGEST_STATS_SCHEMA, alias="schema"
+    )
+    worker: str = Field(description="host and worker name, as in the topic")
+    ts: datetime
+    state: Literal["running", "stopped"]
+    messages_in: int = Field(ge=0)
+    rows_written: int = Field(ge=0)
+    dead_letters: int = Field(ge=0)
+    batches: int = Field(ge=0)
+    db_errors: int = Field(ge=0)
+    queued: int = Field(ge=0, description="received, not yet committed")
+    last_batch_latency_s: float = Field(ge=0)
+    newest_ts_written: datetime | None = Field(description="newest count/status ts committed")
+    lag_s: float | None = Field(description="ts of this message minus newest_ts_written")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _utc = field_validator("ts")(_require_utc)
+
+
 AVAILABLE_ONLINE = "online"
 AVAILABLE_OFFLINE = "offline"
 
@@ -174,6 +200,11 @@ def camera_topic_filter(prefix: str, kind: TopicKind) -> str:
 
 def alert_topic(prefix: str, site_id: str) -> str:
     return f"{prefix}/{TOPIC_VERSION}/alerts/{site_id}"
+
+
+def ingest_stats_topic(prefix: str, worker: str) -> str:
+    """``{prefix}/v1/_ingest/{worker}/stats``: no camera filter (``+/+/KIND``) matches it."""
+    return f"{prefix}/{TOPIC_VERSION}/_ingest/{worker}/stats"
 
 
 def parse_camera_topic(prefix: str, topic: str) -> tuple[str, str, TopicKind]:
@@ -238,4 +269,10 @@ def decode_status(payload: bytes) -> StatusMessage:
 def decode_alert(payload: bytes) -> AlertMessage:
     message = _decode(payload, AlertMessage, ALERT_SCHEMA)
     assert isinstance(message, AlertMessage)
+    return message
+
+
+def decode_ingest_stats(payload: bytes) -> IngestStatsMessage:
+    message = _decode(payload, IngestStatsMessage, INGEST_STATS_SCHEMA)
+    assert isinstance(message, IngestStatsMessage)
     return message

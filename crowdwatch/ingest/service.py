@@ -3,28 +3,44 @@
 ::
 
     paho thread ── on_message ──► bounded queue ──► writer thread
-    (enqueue only; blocks when       (Envelope)      validate → batch (size or time)
-     the queue is full, which                        → one transaction (COPY, upserts)
-     slows the broker down)                          → retry with backoff on a lost DB
+    (enqueue only; blocks when       (Envelope)      validate → date offline notices
+     the queue is full, which                        → batch (size or time) → one transaction
+     slows the broker down)                          (COPY, upserts) → PUBACK each message
+                                                     → retry with backoff on a lost DB
 
-Several ingest processes share the load as one MQTT 5 shared-subscription group.
+Delivery guarantee: **a message is acknowledged to the broker only after its rows (or its
+dead letter) are committed** (paho's manual ack, ``Client(manual_ack=True)``).  The session is
+persistent (MQTT 5 ``clean_start=False`` with a session expiry; 3.1.1 ``clean_session=False``)
+under a client id that is stable across restarts, so whatever was received but not committed
+when the process dies (SIGKILL, power loss) is sent again by the broker when the worker comes
+back, and a database outage only delays the acknowledgements.  Every raw row is keyed by its
+message id, so a redelivered message is written once: exactly once in the database, given
+that the broker keeps the session (``max_queued_messages`` must hold an outage's worth).
 
-Delivery guarantee as it stands: paho acknowledges a QoS 1 message to the broker as soon as
-the callback has queued it, before the row is committed.  A clean stop (``stop()``, SIGTERM)
-writes everything queued first, and a database outage only delays writes (the batch is
-retried until it commits), so nothing is lost in either case; a crash of the process itself
-loses what was queued but not yet committed (at most one queue's worth).  Redelivered or
-duplicated messages are harmless: every raw row is keyed by its message id.
+The broker limits the unacknowledged messages in flight: an MQTT 5 client announces its
+Receive Maximum (here the queue size), while mosquitto's ``max_inflight_messages`` (default
+20) applies to 3.1.1 clients; raise it there or a whole batch never fills.  amqtt, the demo's
+3.1.1 broker, waits 5 s for each acknowledgement and then forgets the message, so on amqtt
+the guarantee holds only while batches commit within 5 s (it does not redeliver).
+
+Several ingest processes share the load as one MQTT 5 shared-subscription group
+(``$share/{group}/...``), each with its own worker name (client id).
 
 Retained messages are not delivered to shared subscriptions (MQTT 5 rule), so a new ingest
 group does not see the ``available``/``status`` values retained before it subscribed; it
-sees every change after that.
+sees every change after that.  How an ``available: offline`` notice is dated (it has no
+timestamp of its own): :mod:`crowdwatch.ingest.offline`.
+
+Metrics (:mod:`crowdwatch.ingest.metrics`): ``GET /metrics`` on ``metrics_port`` for
+Prometheus, and a retained :class:`~crowdwatch.contracts.messages.IngestStatsMessage` on
+``{prefix}/v1/_ingest/{worker}/stats`` every ``stats_every_s``.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -32,20 +48,37 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.contracts.errors import StorageError
-from crowdwatch.contracts.messages import TopicKind, camera_topic_filter, utc_now
-from crowdwatch.ingest.metrics import IngestMetrics, IngestStats
-from crowdwatch.ingest.validate import Envelope, MessageValidator
+from crowdwatch.contracts.errors import BrokerError, StorageError
+from crowdwatch.contracts.messages import (
+    TopicKind,
+    camera_topic_filter,
+    encode,
+    ingest_stats_topic,
+    utc_now,
+)
+from crowdwatch.ingest.exposition import MetricsServer
+from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
+from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
+from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter, Item
-from crowdwatch.mqtt.client import MqttClient
+from crowdwatch.mqtt.client import Delivery, MqttClient
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.migrate import ensure_partition_window, upgrade
+from crowdwatch.storage.rollups import RollupRefresher
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_EVERY_S = 30.0
 PARTITIONS_EVERY_S = 3600.0
 MAX_BACKOFF_S = 30.0
+MAX_RECEIVE_MAXIMUM = 65535
+"""The largest Receive Maximum MQTT 5 can express."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    envelope: Envelope
+    delivery: Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +91,7 @@ class _Stop:
     pass
 
 
-_QueueItem = Envelope | _Flush | _Stop
+_QueueItem = _Received | _Flush | _Stop
 
 
 def default_client_id(worker: str = "0") -> str:
@@ -72,6 +105,13 @@ def default_client_id(worker: str = "0") -> str:
     return f"crowdwatch-ingest-{socket.gethostname()}-{worker}"
 
 
+def worker_label(client_id: str) -> str:
+    """The worker's name in metrics and in its stats topic: the client id without the
+    ``crowdwatch-ingest-`` prefix, with characters a topic level cannot hold replaced."""
+    name = client_id.removeprefix("crowdwatch-ingest-")
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name) or "ingest"
+
+
 class IngestService:
     """Subscribe to every camera's counts, status and availability; write them in batches.
 
@@ -81,12 +121,17 @@ class IngestService:
         client_id: MQTT client id; default :func:`default_client_id`.
         batch_size: write when this many messages are waiting...
         batch_interval_s: ...or when the oldest waiting message is this old.
-        queue_size: messages held in memory before the MQTT thread is made to wait.
+        queue_size: messages held in memory (received, not yet acknowledged); also the MQTT 5
+            Receive Maximum, so the broker never sends more than this unacknowledged.
+        metrics_port: serve Prometheus ``/metrics`` on this port (0: a free one, see
+            :attr:`metrics_port`); None: no endpoint.
+        metrics_host: listen address of the endpoint.
+        stats_every_s: publish the retained stats message this often (0: never).
 
     Example:
         >>> service = IngestService(config, url)
         >>> service.start()
-        >>> service.flush()  # everything received so far is committed
+        >>> service.flush()  # everything received so far is committed and acknowledged
         True
         >>> service.stop()
     """
@@ -100,6 +145,9 @@ class IngestService:
         batch_size: int = 500,
         batch_interval_s: float = 0.5,
         queue_size: int = 10_000,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        stats_every_s: float = 10.0,
     ) -> None:
         self._config = config
         self._db_url = db_url
@@ -108,11 +156,36 @@ class IngestService:
         self._queue: queue.Queue[_QueueItem] = queue.Queue(maxsize=queue_size)
         self._validator = MessageValidator(config)
         self._writer = BatchWriter(db_url)
+        self._last_seen = DatabaseLastSeen(db_url)
+        self._dating = OfflineDating(self._last_seen)
         self._metrics = IngestMetrics()
-        self._mqtt = MqttClient(config.mqtt, client_id or default_client_id(), clean_start=False)
+        client_id = client_id or default_client_id()
+        self.worker = worker_label(client_id)
+        self._mqtt = MqttClient(
+            config.mqtt,
+            client_id,
+            clean_start=False,
+            manual_ack=True,
+            receive_maximum=min(queue_size, MAX_RECEIVE_MAXIMUM),
+        )
+        self._stats_topic = ingest_stats_topic(config.mqtt.topic_prefix, self.worker)
+        self._stats_every_s = stats_every_s
         self._thread = threading.Thread(target=self._run, name="ingest-writer")
+        self._reporter = threading.Thread(target=self._report, name="ingest-stats")
         self._closing = threading.Event()
         self._abort = threading.Event()
+        self._metrics_server = (
+            None
+            if metrics_port is None
+            else MetricsServer(
+                lambda: prometheus_text(self.stats(), self.worker), metrics_host, metrics_port
+            )
+        )
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the ``/metrics`` endpoint (None when there is none)."""
+        return None if self._metrics_server is None else self._metrics_server.port
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the writer thread, connect to the broker and subscribe.
@@ -123,16 +196,22 @@ class IngestService:
         self._thread.start()
         prefix = self._config.mqtt.topic_prefix
         for kind in (TopicKind.COUNTS, TopicKind.STATUS, TopicKind.AVAILABLE):
-            self._mqtt.subscribe(camera_topic_filter(prefix, kind), self._on_message, shared=True)
+            self._mqtt.subscribe_deliveries(
+                camera_topic_filter(prefix, kind), self._on_delivery, shared=True
+            )
         try:
             self._mqtt.connect(timeout)
         except BaseException:
             self._stop_writer(timeout)
+            self._close_metrics()
             raise
-        logger.info("ingest started: %s -> database", prefix)
+        if self._metrics_server is not None:
+            self._metrics_server.start()
+        self._reporter.start()
+        logger.info("ingest %s started: %s -> database", self.worker, prefix)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every message received so far is committed.
+        """Wait until every message received so far is committed (and acknowledged).
 
         Returns:
             False when that did not happen within ``timeout`` seconds (database down?).
@@ -145,20 +224,35 @@ class IngestService:
         return marker.done.wait(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Disconnect from the broker, write what is queued, and stop.
+        """Commit and acknowledge what is queued, disconnect, and stop.
 
         Args:
             timeout: how long to keep retrying the last batches if the database is away;
-                after that they are dropped with an error in the log.
+                after that they are left unacknowledged, and the broker delivers them again
+                to the next worker with this client id.
         """
+        deadline = time.monotonic() + timeout
         self._closing.set()
+        if self._reporter.is_alive():
+            self._reporter.join()
+        # Commit while still connected, so the acknowledgements reach the broker.
+        if self._thread.is_alive():
+            self.flush(min(timeout, 10.0))
+        self._publish_stats(stopped=True)
         self._mqtt.close()
-        self._stop_writer(timeout)
+        # What arrived after the flush is written, unacknowledged: redelivered, written once.
+        self._stop_writer(max(0.0, deadline - time.monotonic()))
+        self._close_metrics()
+        self._last_seen.close()
         logger.info("ingest stopped: %s", self.stats().summary())
 
     def stats(self) -> IngestStats:
         """The counters since start (thread-safe snapshot)."""
         return self._metrics.snapshot(queued=self._queue.qsize())
+
+    def _close_metrics(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.close()
 
     def _stop_writer(self, timeout: float) -> None:
         if not self._thread.is_alive():
@@ -175,25 +269,54 @@ class IngestService:
 
     # paho's network thread
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_delivery(self, delivery: Delivery) -> None:
         self._metrics.message_in()
-        envelope = Envelope(topic=topic, payload=payload, received_at=utc_now())
+        envelope = Envelope(
+            topic=delivery.topic,
+            payload=delivery.payload,
+            received_at=utc_now(),
+            retained=delivery.retain,
+        )
+        received = _Received(envelope, delivery)
         while True:
             try:
                 # Blocking is the backpressure: paho stops reading and the broker holds on.
-                self._queue.put(envelope, timeout=0.5)
+                self._queue.put(received, timeout=0.5)
                 return
             except queue.Full:
                 if self._closing.is_set():
-                    logger.error("queue full while stopping: dropped a message on %s", topic)
+                    # Not acknowledged: the broker delivers it again next time.
+                    logger.warning(
+                        "queue full while stopping: left %s to the broker", delivery.topic
+                    )
                     return
+
+    # the stats thread
+
+    def _report(self) -> None:
+        next_summary = time.monotonic() + SUMMARY_EVERY_S
+        every = self._stats_every_s if self._stats_every_s > 0 else SUMMARY_EVERY_S
+        while not self._closing.wait(every):
+            if self._stats_every_s > 0:
+                self._publish_stats()
+            if time.monotonic() >= next_summary:
+                next_summary = time.monotonic() + SUMMARY_EVERY_S
+                logger.info("ingest: %s", self.stats().summary())
+
+    def _publish_stats(self, *, stopped: bool = False) -> None:
+        if self._stats_every_s <= 0 or not self._mqtt.connected:
+            return
+        message = stats_message(self.stats(), self.worker, stopped=stopped)
+        try:
+            self._mqtt.publish(self._stats_topic, encode(message), retain=True, timeout=5.0)
+        except BrokerError as exc:
+            logger.debug("stats not published: %s", exc)
 
     # the writer thread
 
     def _run(self) -> None:
-        batch: list[Envelope] = []
+        batch: list[_Received] = []
         batch_deadline = 0.0
-        next_summary = time.monotonic() + SUMMARY_EVERY_S
         next_partitions = time.monotonic() + PARTITIONS_EVERY_S
         try:
             while True:
@@ -203,7 +326,7 @@ class IngestService:
                     item: _QueueItem | None = self._queue.get(timeout=max(0.0, wait))
                 except queue.Empty:
                     item = None
-                if isinstance(item, Envelope):
+                if isinstance(item, _Received):
                     if not batch:
                         batch_deadline = time.monotonic() + self._batch_interval_s
                     batch.append(item)
@@ -219,43 +342,59 @@ class IngestService:
                 elif isinstance(item, _Stop):
                     return
                 now = time.monotonic()
-                if now >= next_summary:
-                    next_summary = now + SUMMARY_EVERY_S
-                    logger.info("ingest: %s", self.stats().summary())
                 if now >= next_partitions:
                     next_partitions = now + PARTITIONS_EVERY_S
                     self._maintain_partitions()
         finally:
             self._writer.close()
 
-    def _commit(self, envelopes: list[Envelope]) -> None:
+    def _commit(self, batch: list[_Received]) -> None:
+        envelopes = [r.envelope for r in batch]
+        oldest = envelopes[0].received_at
         try:
             items = [r for r in map(self._validator.validate, envelopes) if r is not None]
-            if items:
-                self._write_with_retry(items, oldest=envelopes[0].received_at)
-        except Exception:
-            # A bug here must not stop the service; the batch is lost, and the log says so.
-            logger.exception("ingest dropped a batch of %d messages", len(envelopes))
+            committed = self._write_with_retry(items, oldest)
+        except Exception as exc:
+            # A bug here must not stop the service nor lose the batch: keep every payload
+            # as a dead letter with the error, then acknowledge.
+            logger.exception("ingest failed on a batch of %d messages", len(envelopes))
+            reason = f"ingest error (payload not examined): {type(exc).__name__}: {exc}"
+            committed = self._write_with_retry([Rejected(e, reason) for e in envelopes], oldest)
+        if not committed:
+            return  # left unacknowledged: the broker delivers them again
+        for received in batch:
+            self._mqtt.ack(received.delivery)
+        self._metrics.acked(len(batch))
 
-    def _write_with_retry(self, items: list[Item], oldest: datetime) -> None:
+    def _write_with_retry(self, items: list[Item], oldest: datetime) -> bool:
+        """Write one batch, retrying while the database is away.
+
+        Returns:
+            True once committed (also for an empty batch); False when stopping gave up.
+        """
         delay = 0.5
         while True:
             try:
-                result = self._writer.write(items)
+                dated = self._dating.apply(items)
+                result = self._writer.write(dated) if dated else None
             except StorageError as exc:
                 self._metrics.db_error()
                 if self._abort.is_set():
                     logger.error("giving up on a batch of %d messages: %s", len(items), exc)
-                    return
+                    return False
                 logger.error(
                     "batch of %d not written, retrying in %.1f s: %s", len(items), delay, exc
                 )
                 self._abort.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
-            latency = (utc_now() - oldest).total_seconds()
-            self._metrics.batch_written(result.rows_written, result.dead_letters, latency)
-            return
+            if result is not None:
+                latency = (utc_now() - oldest).total_seconds()
+                newest = max((i.message.ts for i in dated if isinstance(i, Accepted)), default=None)
+                self._metrics.batch_written(
+                    result.rows_written, result.dead_letters, latency, newest
+                )
+            return True
 
     def _maintain_partitions(self) -> None:
         try:
@@ -271,26 +410,49 @@ class IngestService:
             logger.info("created partitions %s", ", ".join(created))
 
 
-def run_ingest(config: CrowdwatchConfig, stop: threading.Event, *, worker: str = "0") -> None:
-    """Upgrade the schema, then ingest until ``stop`` is set; flush and disconnect.
+def run_ingest(
+    config: CrowdwatchConfig,
+    stop: threading.Event,
+    *,
+    worker: str = "0",
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> None:
+    """Upgrade the schema, then ingest (and keep the rollups fresh) until ``stop`` is set.
+
+    Every worker runs a rollup refresher; a database lock lets one refresh at a time, so a
+    group of workers keeps rollups fresh as long as any of them lives.
 
     Args:
         config: the district config; the database URL comes from ``database`` (or
             ``CROWDWATCH_DATABASE_URL``).
         stop: set it (e.g. from a SIGTERM handler) to stop.
         worker: this worker's name on its host (its MQTT client id is built from it).
+        metrics_port: serve Prometheus ``/metrics`` on this port; None: no endpoint.
+        metrics_host: listen address of the endpoint.
 
     Raises:
-        ConfigError: no database URL.
+        ConfigError: no database URL, or the metrics port cannot be bound.
         StorageError: the database is unreachable at start.
         BrokerError: the broker is unreachable or refused us at start.
     """
     url = config.database.resolved_url()
     version = upgrade(url, config)
     logger.info("database schema at version %d", version)
-    service = IngestService(config, url, client_id=default_client_id(worker))
+    service = IngestService(
+        config,
+        url,
+        client_id=default_client_id(worker),
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
+    refresher = RollupRefresher(
+        url, config.database.rollup_refresh_s, retention=config.database.retention
+    )
     service.start()
+    refresher.start()
     try:
         stop.wait()
     finally:
+        refresher.stop()
         service.stop()

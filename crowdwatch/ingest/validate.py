@@ -43,6 +43,8 @@ class Envelope:
     payload: bytes
     received_at: datetime
     """UTC time the ingest received it."""
+    retained: bool = False
+    """The broker replayed a stored retained value because we subscribed (MQTT retain flag)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,8 @@ class MessageValidator:
         if text != AVAILABLE_OFFLINE:
             raise MessageError(f"expected 'online' or 'offline', got {text[:50]!r}")
         # Usually the broker publishing the worker's Last Will: the camera has no data now,
-        # which must show as "offline", never as 0 people.
+        # which must show as "offline", never as 0 people.  The receive time is only a
+        # provisional ts: the service dates the notice (see crowdwatch.ingest.offline).
         status = StatusMessage(
             message_id=new_message_id(),
             site_id=site_id,

@@ -32,7 +32,7 @@ Item = Accepted | Rejected
 
 _ZONE_COLS = (
     "ts, site_id, camera_id, zone_id, count, count_max, count_mean, interval_s, message_id,"
-    " received_at"
+    " received_at, longest_wait_s, median_wait_s, density_per_m2"
 )
 _LINE_COLS = "ts, site_id, camera_id, line_id, in_count, out_count, message_id, received_at"
 _STATUS_COLS = (
@@ -62,14 +62,18 @@ _INSERT_RAW = (
 
 # DISTINCT ON: one candidate per key, or ON CONFLICT DO UPDATE would touch a row twice.
 _UPSERT_ZONE_LATEST = """
-INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean)
+INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,
+                         longest_wait_s, median_wait_s, density_per_m2)
 SELECT DISTINCT ON (site_id, zone_id)
-       site_id, zone_id, camera_id, ts, count, count_max, count_mean
+       site_id, zone_id, camera_id, ts, count, count_max, count_mean,
+       longest_wait_s, median_wait_s, density_per_m2
 FROM stage_zone_counts
 ORDER BY site_id, zone_id, ts DESC, message_id
 ON CONFLICT (site_id, zone_id) DO UPDATE SET
     camera_id = EXCLUDED.camera_id, ts = EXCLUDED.ts, count = EXCLUDED.count,
-    count_max = EXCLUDED.count_max, count_mean = EXCLUDED.count_mean
+    count_max = EXCLUDED.count_max, count_mean = EXCLUDED.count_mean,
+    longest_wait_s = EXCLUDED.longest_wait_s, median_wait_s = EXCLUDED.median_wait_s,
+    density_per_m2 = EXCLUDED.density_per_m2
 WHERE zone_latest.ts < EXCLUDED.ts
 """
 
@@ -197,6 +201,9 @@ class BatchWriter:
                             msg.interval_s,
                             msg.message_id,
                             at,
+                            z.longest_wait_s,
+                            z.median_wait_s,
+                            z.density_per_m2,
                         )
                     )
                 for line in msg.lines:

@@ -9,6 +9,12 @@ callable) and hands it bytes.  What this wrapper adds over paho:
 - Subscriptions are remembered and renewed after every reconnect (paho's background loop
   reconnects with backoff on its own).
 - MQTT 5 or 3.1.1 (amqtt, the demo's embedded broker, speaks only 3.1.1) from the config.
+- Optional manual acknowledgement (``manual_ack=True``): a handler registered with
+  :meth:`MqttClient.subscribe_deliveries` gets a :class:`Delivery` (topic, payload, retain
+  flag, ...) and the PUBACK goes out only when the owner calls :meth:`MqttClient.ack`, e.g.
+  after the database commit.  Until then the broker keeps the message; after a crash it
+  redelivers it to the persistent session.  Handlers registered with plain :meth:`subscribe`
+  are acknowledged as soon as they return, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -34,6 +41,40 @@ MessageHandler = Callable[[str, bytes], None]
 
 _AUTH_FAILURES = {"Bad user name or password", "Not authorized", "Banned"}
 
+SESSION_EXPIRY_S = 24 * 3600
+"""How long the broker keeps a persistent (``clean_start=False``) MQTT 5 session while we are away."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as the broker delivered it, for handlers that need more than the payload.
+
+    ``retain`` is set when the broker sent a stored retained message because we subscribed
+    (a replay of an old value), not for a message published while we listened.
+    """
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    """The broker sent it before and got no acknowledgement (a redelivery)."""
+    mid: int
+    connection: int
+    """Which connection of this client it arrived on (acks are only valid on that one)."""
+
+
+DeliveryHandler = Callable[[Delivery], None]
+"""Called with each :class:`Delivery` on paho's network thread: keep it quick."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a subscription's messages go: exactly one of the two handlers is set."""
+
+    on_message: MessageHandler | None = None
+    on_delivery: DeliveryHandler | None = None
+
 
 class MqttClient:
     """One connection to the broker.
@@ -42,7 +83,13 @@ class MqttClient:
         config: the ``mqtt`` section of the site config.
         client_id: unique per process (MQTT drops an older session with the same id).
         will: ``(topic, payload)`` the broker publishes, retained, if we vanish.
-        clean_start: ``False`` keeps the session (queued QoS 1 messages) across reconnects.
+        clean_start: ``False`` keeps the session (queued QoS 1 messages) across reconnects
+            (MQTT 5: for :data:`SESSION_EXPIRY_S` after a disconnect).
+        manual_ack: acknowledge QoS 1 messages to :meth:`subscribe_deliveries` handlers only
+            when :meth:`ack` is called.
+        receive_maximum: MQTT 5 only: how many unacknowledged messages the broker may send us
+            at once (mosquitto otherwise allows its ``max_inflight_messages``, 20 by default,
+            which starves a client that acknowledges a whole batch at once).
     """
 
     def __init__(
@@ -52,15 +99,22 @@ class MqttClient:
         *,
         will: tuple[str, bytes] | None = None,
         clean_start: bool = True,
+        manual_ack: bool = False,
+        receive_maximum: int | None = None,
     ) -> None:
+        if receive_maximum is not None and not 1 <= receive_maximum <= 65535:
+            raise ValueError(f"receive_maximum must be 1..65535, got {receive_maximum}")
         self._config = config
         self._v5 = config.protocol == "5"
         self._clean_start = clean_start
+        self._manual_ack = manual_ack
+        self._receive_maximum = receive_maximum
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
             clean_session=None if self._v5 else clean_start,
+            manual_ack=manual_ack,
         )
         if config.username:
             self._client.username_pw_set(config.username, config.password)
@@ -72,7 +126,8 @@ class MqttClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._subscriptions: dict[str, MessageHandler] = {}
+        self._subscriptions: dict[str, _Route] = {}
+        self._connection = 0
         self._connected = threading.Event()
         self._refusal: str | None = None
         self._pending_subacks: dict[int, threading.Event] = {}
@@ -93,7 +148,9 @@ class MqttClient:
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if not self._clean_start:
-                props.SessionExpiryInterval = 24 * 3600
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if self._receive_maximum is not None:
+                props.ReceiveMaximum = self._receive_maximum
         try:
             self._client.connect(
                 cfg.host,
@@ -147,11 +204,49 @@ class MqttClient:
         Raises:
             BrokerError: the broker did not acknowledge within ``timeout`` seconds.
         """
+        self._add_route(topic_filter, _Route(on_message=handler), shared, timeout)
+
+    def subscribe_deliveries(
+        self,
+        topic_filter: str,
+        handler: DeliveryHandler,
+        *,
+        shared: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        """Like :meth:`subscribe`, but the handler gets the whole :class:`Delivery`.
+
+        With ``manual_ack`` the message stays unacknowledged until :meth:`ack` is called.
+
+        Raises:
+            BrokerError: the broker did not acknowledge within ``timeout`` seconds.
+        """
+        self._add_route(topic_filter, _Route(on_delivery=handler), shared, timeout)
+
+    def ack(self, delivery: Delivery) -> None:
+        """Acknowledge a delivery to the broker (only needed with ``manual_ack``).
+
+        Safe from any thread.  An ack for a delivery of an earlier connection is dropped: the
+        broker sends such a message again on the new connection (persistent session), and
+        that copy gets its own ack.
+
+        Args:
+            delivery: what a :meth:`subscribe_deliveries` handler was given.
+        """
+        if not self._manual_ack or delivery.qos == 0:
+            return
+        with self._lock:
+            current = self._connection
+        if delivery.connection != current or not self.connected:
+            return
+        self._client.ack(delivery.mid, delivery.qos)
+
+    def _add_route(self, topic_filter: str, route: _Route, shared: bool, timeout: float) -> None:
         group = self._config.shared_group
         if shared and group and self._v5:
             topic_filter = f"$share/{group}/{topic_filter}"
         with self._lock:
-            self._subscriptions[topic_filter] = handler
+            self._subscriptions[topic_filter] = route
         if self.connected:
             self._send_subscribe(self._client, topic_filter)
             self._wait_for_subacks(timeout)
@@ -201,6 +296,7 @@ class MqttClient:
                 client.disconnect()
             return
         with self._lock:
+            self._connection += 1
             filters = list(self._subscriptions)
         for topic_filter in filters:
             self._send_subscribe(client, topic_filter)
@@ -236,24 +332,42 @@ class MqttClient:
             event.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        handler = self._match(message.topic)
-        if handler is None:
-            return
+        with self._lock:
+            connection = self._connection
+        delivery = Delivery(
+            topic=message.topic,
+            payload=bytes(message.payload),
+            qos=message.qos,
+            retain=bool(message.retain),
+            dup=bool(message.dup),
+            mid=message.mid,
+            connection=connection,
+        )
+        route = self._match(message.topic)
         try:
-            handler(message.topic, bytes(message.payload))
+            if route is not None and route.on_delivery is not None:
+                # Its owner acknowledges; if the handler failed, the message stays
+                # unacknowledged and the broker sends it again on the next connection.
+                route.on_delivery(delivery)
+                return
+            if route is not None and route.on_message is not None:
+                route.on_message(delivery.topic, delivery.payload)
         except Exception:
             # A handler bug must not kill paho's network thread (and with it every message).
             logger.exception("MQTT handler failed for topic %s", message.topic)
+            if route is not None and route.on_delivery is not None:
+                return
+        self.ack(delivery)
 
-    def _match(self, topic: str) -> MessageHandler | None:
+    def _match(self, topic: str) -> _Route | None:
         with self._lock:
             items = list(self._subscriptions.items())
-        for topic_filter, handler in items:
+        for topic_filter, route in items:
             plain = (
                 topic_filter.split("/", 2)[2]
                 if topic_filter.startswith("$share/")
                 else topic_filter
             )
             if paho.topic_matches_sub(plain, topic):
-                return handler
+                return route
         return None

@@ -1,0 +1,430 @@
+"""``crowdwatch bench ingest``: ingest throughput against raw COPY, and a district-scale soak.
+
+(a) **Throughput.**  The ingest subscribes once (persistent session) and leaves; publisher
+    processes load the broker with M realistic messages (one per camera, every zone inside);
+    the ingest comes back and drains them into PostgreSQL.  Rows/s from its start to the last
+    row, beside a raw psycopg ``COPY`` of the same rows into the same table, in batches of the
+    same size, measured in the same run.  Repeated; medians.
+(b) **Soak.**  N cameras publish one message a second each for S seconds (several publisher
+    processes) into a real ``crowdwatch ingest`` process.  Sampled every 0.5 s from its
+    ``/metrics``: ingest lag (now minus the newest ts written); from ``/proc``: its RSS.
+    At the end: acknowledged messages (PUBACK) missing from the database = rows lost.
+
+Without ``--database-url``/``--broker`` it starts a private PostgreSQL and mosquitto, the way
+the test suite does (:mod:`crowdwatch.devservices`; ``fsync=off``, which favours neither side
+of the comparison).  The last stdout line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+SUMMARY = "ingest rows/s vs raw COPY; N cameras at 1 msg/s: lag p99, rows lost, memory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--cameras", type=int, default=1000, help="soak: cameras (default 1000)")
+    parser.add_argument("--seconds", type=float, default=300, help="soak: seconds (default 300)")
+    parser.add_argument("--zones", type=int, default=4, help="zones per camera (default 4)")
+    parser.add_argument(
+        "--messages", type=int, default=20_000, help="throughput: messages per repeat"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="throughput: repeats (median)")
+    parser.add_argument("--publishers", type=int, default=4, help="publisher processes")
+    parser.add_argument(
+        "--skip", choices=["throughput", "soak"], action="append", default=[], help="skip a part"
+    )
+    parser.add_argument(
+        "--database-url", help="admin URL of a PostgreSQL to create a scratch database on"
+    )
+    parser.add_argument("--broker", metavar="HOST:PORT", help="an MQTT 5 broker to use")
+
+
+def run(args: argparse.Namespace) -> int:
+    from crowdwatch.devservices import MosquittoBroker, PgServer, find_binary, start_pg_server
+
+    def say(message: str) -> None:
+        if not args.json:
+            print(message, flush=True)
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
+        if args.database_url:
+            pg = PgServer(args.database_url)
+        else:
+            say("starting a private PostgreSQL ...")
+            pg = start_pg_server(None)
+            stack.callback(pg.close)
+        if args.broker:
+            host, _, port = args.broker.rpartition(":")
+            broker = (host, int(port))
+        else:
+            say("starting a private mosquitto ...")
+            mosquitto = MosquittoBroker(find_binary())
+            stack.callback(mosquitto.close)
+            mosquitto.start()
+            broker = (mosquitto.host, mosquitto.port)
+        figures: dict[str, Any] = {
+            "benchmark": "ingest",
+            "zones_per_camera": args.zones,
+            "machine": f"{os.cpu_count()} cpus, shared: figures are noisy",
+        }
+        if "throughput" not in args.skip:
+            figures["throughput"] = _throughput(args, pg, broker, Path(tmp), say)
+        if "soak" not in args.skip:
+            figures["soak"] = _soak(args, pg, broker, Path(tmp), say)
+    print(json.dumps(figures, separators=(",", ":")))
+    return 0
+
+
+# --- (a) throughput --------------------------------------------------------------------------
+
+
+def _throughput(
+    args: argparse.Namespace, pg: Any, broker: tuple[str, int], tmp: Path, say: Any
+) -> dict[str, Any]:
+    import psycopg
+
+    from crowdwatch.bench._load import (
+        PublisherJob,
+        bench_district,
+        camera_specs,
+        count_for,
+        run_publishers,
+    )
+    from crowdwatch.contracts.config import MqttConfig
+    from crowdwatch.contracts.messages import TopicKind, camera_topic, encode
+    from crowdwatch.ingest import IngestService
+    from crowdwatch.storage.migrate import upgrade
+
+    db_url = pg.create_database()
+    try:
+        cameras = max(1, min(args.cameras, args.messages))
+        batch_size = 500
+        ours: list[float] = []
+        copy: list[float] = []
+        for repeat in range(args.repeats):
+            # A new prefix each time: the sessions of earlier repeats stay in the shared group
+            # and would take their share of the messages while nobody reads them.
+            mqtt = MqttConfig(
+                host=broker[0], port=broker[1], topic_prefix=f"bench{uuid.uuid4().hex[:8]}"
+            )
+            config = bench_district(cameras, args.zones, mqtt, db_url)
+            upgrade(db_url, config)
+            specs = camera_specs(config)
+            messages = [
+                count_for(specs[i % len(specs)], i, age_s=i * 0.001) for i in range(args.messages)
+            ]
+            rows = len(messages) * args.zones
+            copy.append(_raw_copy(db_url, messages, batch_size, psycopg))
+            _truncate(db_url, psycopg)
+            client_id = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+            # Subscribe once so the broker keeps a session, then leave while it is loaded.
+            first = IngestService(config, db_url, client_id=client_id, stats_every_s=0)
+            first.start()
+            first.stop()
+            burst = [
+                (
+                    camera_topic(mqtt.topic_prefix, m.site_id, m.camera_id, TopicKind.COUNTS),
+                    encode(m),
+                    m.message_id,
+                )
+                for m in messages
+            ]
+            jobs = [
+                PublisherJob(
+                    broker[0],
+                    broker[1],
+                    mqtt.topic_prefix,
+                    [],
+                    0,
+                    burst[p :: args.publishers],
+                    tmp / f"tput-{repeat}-{p}.ids",
+                )
+                for p in range(args.publishers)
+            ]
+            accepted = run_publishers(jobs)
+            expected_rows = len(set(accepted)) * args.zones
+            service = IngestService(
+                config, db_url, client_id=client_id, batch_size=batch_size, stats_every_s=0
+            )
+            started = time.perf_counter()
+            service.start()
+            try:
+                written, progress_at = 0, time.monotonic()
+                while written < expected_rows:
+                    if service.stats().rows_written > written:
+                        written, progress_at = service.stats().rows_written, time.monotonic()
+                    elif time.monotonic() - progress_at > 30:
+                        raise RuntimeError(f"ingest stalled at {written} of {expected_rows} rows")
+                    time.sleep(0.01)
+                elapsed = time.perf_counter() - started
+            finally:
+                service.stop()
+            ours.append(expected_rows / elapsed)
+            _truncate(db_url, psycopg)
+            say(
+                f"throughput {repeat + 1}/{args.repeats}: ingest {ours[-1]:,.0f} rows/s, "
+                f"raw COPY {copy[-1]:,.0f} rows/s ({rows:,} rows)"
+            )
+        result = {
+            "messages": args.messages,
+            "rows": args.messages * args.zones,
+            "ingest_rows_per_s": round(statistics.median(ours)),
+            "copy_rows_per_s": round(statistics.median(copy)),
+            "ratio": round(statistics.median(ours) / statistics.median(copy), 3),
+            "target_ratio": 0.8,
+        }
+        say(
+            f"throughput (median of {args.repeats}): ingest {result['ingest_rows_per_s']:,} "
+            f"rows/s = {result['ratio']:.2f} x raw COPY {result['copy_rows_per_s']:,} rows/s"
+        )
+        return result
+    finally:
+        pg.drop_database(db_url)
+
+
+def _raw_copy(db_url: str, messages: list[Any], batch_size: int, psycopg: Any) -> float:
+    """Rows/s of a plain COPY of the messages' zone rows into zone_counts, batch by batch."""
+    cols = "ts, site_id, camera_id, zone_id, count, count_max, count_mean, interval_s, message_id"
+    batches = [
+        [
+            (
+                m.ts,
+                m.site_id,
+                m.camera_id,
+                z.zone_id,
+                z.count,
+                z.count_max,
+                z.count_mean,
+                m.interval_s,
+                m.message_id,
+            )
+            for m in messages[i : i + batch_size]
+            for z in m.zones
+        ]
+        for i in range(0, len(messages), batch_size)
+    ]
+    rows = sum(len(b) for b in batches)
+    with psycopg.connect(db_url) as conn:
+        started = time.perf_counter()
+        for batch in batches:
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(f"COPY zone_counts ({cols}) FROM STDIN") as copy,
+            ):
+                for row in batch:
+                    copy.write_row(row)
+        elapsed = time.perf_counter() - started
+    _truncate(db_url, psycopg)
+    return rows / elapsed
+
+
+def _truncate(db_url: str, psycopg: Any) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE zone_counts, zone_latest")
+
+
+# --- (b) soak --------------------------------------------------------------------------------
+
+
+def _soak(
+    args: argparse.Namespace, pg: Any, broker: tuple[str, int], tmp: Path, say: Any
+) -> dict[str, Any]:
+    import psycopg
+    import yaml
+
+    from crowdwatch.bench._load import PublisherJob, bench_district, camera_specs
+    from crowdwatch.contracts.config import MqttConfig
+    from crowdwatch.devservices.host import free_port
+    from crowdwatch.storage.migrate import upgrade
+
+    db_url = pg.create_database()
+    try:
+        mqtt = MqttConfig(
+            host=broker[0], port=broker[1], topic_prefix=f"bench{uuid.uuid4().hex[:8]}"
+        )
+        config = bench_district(args.cameras, args.zones, mqtt, db_url)
+        upgrade(db_url, config)
+        config_path = tmp / "soak.yaml"
+        raw = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+        config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        port = free_port()
+        log_path = tmp / "soak-ingest.log"
+        with log_path.open("wb") as log:
+            ingest = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "crowdwatch", "--log-level", "WARNING", "ingest"),
+                    *("--config", str(config_path), "--worker", f"bench-{uuid.uuid4().hex[:6]}"),
+                    *("--metrics-port", str(port)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            if _scrape(port, wait_s=60, proc=ingest) is None:
+                raise RuntimeError(f"crowdwatch ingest did not come up; see {log_path}")
+            specs = camera_specs(config)
+            jobs = [
+                PublisherJob(
+                    broker[0],
+                    broker[1],
+                    mqtt.topic_prefix,
+                    specs[p :: args.publishers],
+                    args.seconds,
+                    [],
+                    tmp / f"soak-{p}.ids",
+                )
+                for p in range(args.publishers)
+            ]
+            say(f"soak: {args.cameras} cameras x 1 msg/s for {args.seconds:g} s ...")
+            samples = _run_sampled(jobs, port, ingest.pid, args.seconds)
+            accepted = samples.pop("accepted")
+            drained = _wait_for_rows(db_url, accepted, args.zones, psycopg)
+        finally:
+            ingest.send_signal(signal.SIGTERM)
+            try:
+                ingest.wait(60)
+            except subprocess.TimeoutExpired:
+                ingest.kill()
+                ingest.wait()
+        result = {"cameras": args.cameras, "seconds": args.seconds, **samples, **drained}
+        say(
+            f"soak: lag p50 {result['lag_p50_s']} s, p99 {result['lag_p99_s']} s (target < 2), "
+            f"rows lost {result['rows_lost']} of {result['rows_expected']:,}, duplicates "
+            f"{result['duplicate_rows']}, RSS {result['rss_start_mb']} -> {result['rss_end_mb']} "
+            f"MB (max {result['rss_max_mb']}, slope {result['rss_slope_mb_per_min']} MB/min)"
+        )
+        return result
+    finally:
+        pg.drop_database(db_url)
+
+
+def _run_sampled(jobs: list[Any], port: int, pid: int, seconds: float) -> dict[str, Any]:
+    """Run the publishers in a thread while sampling lag and RSS every 0.5 s."""
+    import threading
+
+    from crowdwatch.bench._load import run_publishers
+
+    accepted: list[str] = []
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            accepted.extend(run_publishers(jobs))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=publish, name="bench-publishers")
+    started = time.monotonic()
+    thread.start()
+    lags: list[float] = []
+    rss: list[tuple[float, float]] = []
+    while thread.is_alive():
+        time.sleep(0.5)
+        now = time.monotonic() - started
+        values = _scrape(port) or {}
+        lag = values.get("crowdwatch_ingest_lag_seconds")
+        # The first seconds are start-up (spawned publishers connecting), not steady state.
+        if lag is not None and lag == lag and 5.0 < now < seconds:
+            lags.append(lag)
+        mb = _rss_mb(pid)
+        if mb is not None:
+            rss.append((now, mb))
+    thread.join()
+    if errors:
+        raise errors[0]
+    if not lags:
+        raise RuntimeError("no lag samples: did the ingest write anything?")
+    ordered = sorted(lags)
+    half = [(t, m) for t, m in rss if t >= seconds / 2] or rss
+    return {
+        "accepted": accepted,
+        "lag_p50_s": round(statistics.median(ordered), 3),
+        "lag_p99_s": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
+        "lag_max_s": round(ordered[-1], 3),
+        "lag_samples": len(ordered),
+        "target_lag_p99_s": 2.0,
+        "rss_start_mb": round(rss[0][1], 1) if rss else None,
+        "rss_end_mb": round(rss[-1][1], 1) if rss else None,
+        "rss_max_mb": round(max(m for _, m in rss), 1) if rss else None,
+        "rss_slope_mb_per_min": round(_slope(half) * 60, 2) if len(half) > 1 else None,
+        "rss_series_mb": [round(m, 1) for _, m in rss[:: max(1, len(rss) // 20)]],
+    }
+
+
+def _wait_for_rows(db_url: str, accepted: list[str], zones: int, psycopg: Any) -> dict[str, Any]:
+    """Wait (up to 60 s) for every acknowledged message; count what is missing or doubled."""
+    want = set(accepted)
+    deadline = time.monotonic() + 60
+    while True:
+        with psycopg.connect(db_url) as conn:
+            stored = {r[0] for r in conn.execute("SELECT DISTINCT message_id FROM zone_counts")}
+            rows, distinct_keys = conn.execute(
+                "SELECT count(*), count(DISTINCT (message_id, zone_id)) FROM zone_counts"
+            ).fetchone() or (0, 0)
+        missing = want - stored
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    return {
+        "messages_accepted": len(want),
+        "rows_expected": len(want) * zones,
+        "rows_written": rows,
+        "messages_lost": len(missing),
+        "rows_lost": len(missing) * zones,
+        "duplicate_rows": rows - distinct_keys,
+    }
+
+
+def _scrape(
+    port: int, wait_s: float = 0.0, proc: subprocess.Popen[bytes] | None = None
+) -> dict[str, float] | None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+            return {
+                m.group(1): float(m.group(2))
+                for m in re.finditer(r"^(crowdwatch_\w+)\{[^}]*\} (\S+)$", text, re.MULTILINE)
+            }
+        except OSError:
+            if time.monotonic() >= deadline or (proc is not None and proc.poll() is not None):
+                return None
+            time.sleep(0.2)
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope (MB per second)."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_m = sum(m for _, m in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((t - mean_t) * (m - mean_m) for t, m in points) / var

@@ -1,0 +1,74 @@
+"""A tiny ``/metrics`` HTTP endpoint for Prometheus, on the standard library's HTTP server.
+
+No ``prometheus_client`` dependency: the ingest has a handful of counters, and
+:func:`crowdwatch.ingest.metrics.prometheus_text` writes the text format directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from crowdwatch.contracts.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MetricsServer:
+    """Serves ``GET /metrics`` (and ``/healthz``) on a background thread.
+
+    Args:
+        render: returns the current exposition text (called per request).
+        host: listen address.
+        port: listen port; 0 picks a free one (see :attr:`port`).
+
+    Raises:
+        ConfigError: the address cannot be bound (port taken?).
+    """
+
+    def __init__(self, render: Callable[[], str], host: str = "127.0.0.1", port: int = 0) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] == "/metrics":
+                    body, status = render().encode("utf-8"), 200
+                elif self.path == "/healthz":
+                    body, status = b"ok\n", 200
+                else:
+                    body, status = b"not found: try /metrics\n", 404
+                self.send_response(status)
+                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                logger.debug("metrics request: " + format, *args)  # noqa: G003
+
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="ingest-metrics"
+        )
+
+    @property
+    def port(self) -> int:
+        port: int = self._server.server_address[1]
+        return port
+
+    def start(self) -> None:
+        self._thread.start()
+        logger.info("metrics on http://%s:%d/metrics", self._server.server_address[0], self.port)
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
