@@ -10,6 +10,10 @@ Idempotency: each raw row's primary key contains the message id, so a redelivere
 inserts nothing (``ON CONFLICT DO NOTHING``).  The partition key ``ts`` is part of every
 primary key because PostgreSQL requires it on partitioned tables.
 
+Rollups (migration 3) at 1 min, 15 min and 1 h per zone and line, with site views over them,
+have the same names and columns on both paths: continuous aggregates with TimescaleDB, tables
+refreshed from an invalidation log (``crowdwatch.storage.rollups``) otherwise.
+
 This module is pure text so every component (and the edge, which has no database driver)
 may import it; ``crowdwatch.storage.migrate`` executes it.
 """
@@ -169,6 +173,238 @@ CREATE TABLE camera_status_default PARTITION OF camera_status DEFAULT;
 """
 
 
+# Migration 2: optional per-zone waiting time and density (ZoneCount's additive fields).
+# ADD COLUMN on the partitioned parent (or hypertable) reaches every partition (or chunk).
+_V2_COMMON = """
+ALTER TABLE zone_counts
+    ADD COLUMN longest_wait_s real,
+    ADD COLUMN median_wait_s real,
+    ADD COLUMN density_per_m2 real;
+ALTER TABLE zone_latest
+    ADD COLUMN longest_wait_s real,
+    ADD COLUMN median_wait_s real,
+    ADD COLUMN density_per_m2 real;
+"""
+
+ROLLUP_ORIGIN = "2000-01-01 00:00:00+00"
+"""Origin of every rollup bucket (``date_bin``).  TimescaleDB's ``time_bucket`` counts
+minute and hour buckets from 2000-01-03 00:00 UTC, which is on the same 1 min / 15 min / 1 h
+grid, so both paths cut time at the same instants."""
+
+ROLLUP_RESOLUTIONS = (("1m", "1 minute"), ("15m", "15 minutes"), ("1h", "1 hour"))
+"""(table suffix, bucket width) of the rollups, finest first."""
+
+# Rollup tables (plain) and continuous aggregates (TimescaleDB) have the same names and
+# columns, so every query reads both alike.  They hold composable parts (sums and counts,
+# not means) so a coarser rollup is an exact aggregate of a finer one:
+#   samples          raw rows (count messages) in the bucket
+#   count_max        max of count_max          count_mean_sum   sum of count_mean
+#   count_last       count of the newest row   last_ts          ts of the newest row
+#   wait_max         max of longest_wait_s     wait_median_sum / wait_samples: mean median wait
+#   density_max      max of density_per_m2     density_sum / density_samples: mean density
+# A raw row belongs to the bucket of its ts (the end of its interval).
+_ZONE_ROLLUP_COLUMNS = """
+    bucket           timestamptz NOT NULL,
+    site_id          text NOT NULL,
+    zone_id          text NOT NULL,
+    samples          bigint NOT NULL,
+    count_max        integer NOT NULL,
+    count_mean_sum   double precision NOT NULL,
+    count_last       integer NOT NULL,
+    last_ts          timestamptz NOT NULL,
+    wait_max         real,
+    wait_median_sum  double precision,
+    wait_samples     bigint NOT NULL,
+    density_max      real,
+    density_sum      double precision,
+    density_samples  bigint NOT NULL,
+    PRIMARY KEY (site_id, zone_id, bucket)
+"""
+
+_LINE_ROLLUP_COLUMNS = """
+    bucket           timestamptz NOT NULL,
+    site_id          text NOT NULL,
+    line_id          text NOT NULL,
+    samples          bigint NOT NULL,
+    in_sum           bigint NOT NULL,
+    out_sum          bigint NOT NULL,
+    PRIMARY KEY (site_id, line_id, bucket)
+"""
+
+# Site rollups: per bucket, the sum over the site's zones of each zone's value in the same
+# bucket.  So count_max is the sum of the zones' maxima (an upper bound of the site's true
+# maximum when zones peak at different moments), count_mean is the sum of the zones' means
+# (the mean of the site total when every zone reported throughout the bucket), count_last the
+# sum of the zones' last counts.  Waiting time and density are not additive: wait_max and
+# density_max are the largest over the zones, wait_mean and density_mean the mean over every
+# sample of every zone.  A zone that sent nothing in a bucket adds nothing.
+# Plain PostgreSQL materialises this into tables ``site_counts_*`` in the same refresh as the
+# zone rollups (the wall reads sites a lot); TimescaleDB gets views of the same name and
+# columns over the continuous aggregates (always exact; no hierarchical aggregate to test).
+SITE_ROLLUP_SELECT = """
+SELECT bucket,
+       site_id,
+       count(*)::integer AS zones,
+       sum(samples)::bigint AS samples,
+       sum(count_max)::bigint AS count_max,
+       sum(count_mean_sum / samples) AS count_mean,
+       sum(count_last)::bigint AS count_last,
+       max(wait_max) AS wait_max,
+       sum(wait_median_sum) / nullif(sum(wait_samples), 0) AS wait_mean,
+       max(density_max) AS density_max,
+       sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean
+FROM zone_counts_{suffix}
+"""
+"""The site rollup of ``zone_counts_{suffix}`` rows; append a WHERE, then
+``GROUP BY bucket, site_id``."""
+
+SITE_ROLLUP_COLUMNS = (
+    "bucket, site_id, zones, samples, count_max, count_mean, count_last, wait_max, wait_mean,"
+    " density_max, density_mean"
+)
+
+_SITE_TABLE = """
+CREATE TABLE site_counts_{suffix} (
+    bucket        timestamptz NOT NULL,
+    site_id       text NOT NULL,
+    zones         integer NOT NULL,
+    samples       bigint NOT NULL,
+    count_max     bigint NOT NULL,
+    count_mean    double precision NOT NULL,
+    count_last    bigint NOT NULL,
+    wait_max      real,
+    wait_mean     double precision,
+    density_max   real,
+    density_mean  double precision,
+    PRIMARY KEY (site_id, bucket)
+);
+CREATE INDEX site_counts_{suffix}_bucket ON site_counts_{suffix} (bucket);
+"""
+
+_SITE_VIEW = (
+    "CREATE VIEW site_counts_{suffix} AS" + SITE_ROLLUP_SELECT + "GROUP BY bucket, site_id;\n"
+)
+
+_ROLLUP_INDEXES = """
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+CREATE INDEX line_counts_{suffix}_bucket ON line_counts_{suffix} (bucket);
+"""
+
+# Plain PostgreSQL: the raw tables log which 1-minute buckets each INSERT touched (a
+# statement trigger reading the transition table, so one row per bucket per batch, not per
+# raw row).  The log row commits or rolls back with the raw rows, so the refresher sees a
+# bucket as touched exactly when it can see the rows: late, out-of-order and retried batches
+# (whose received_at may be minutes old) are never missed.  TimescaleDB keeps the same kind
+# of invalidation log for its continuous aggregates.  No unique key: concurrent ingest
+# workers append without waiting on each other; the refresher de-duplicates.
+_V3_PLAIN_LOG = """
+CREATE TABLE rollup_invalidations (
+    source     text NOT NULL,
+    bucket     timestamptz NOT NULL,
+    logged_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION log_rollup_invalidation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rollup_invalidations (source, bucket)
+    SELECT DISTINCT TG_TABLE_NAME,
+           date_bin(INTERVAL '1 minute', ts, TIMESTAMPTZ '{origin}')
+    FROM new_rows;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER zone_counts_rollup_invalidation AFTER INSERT ON zone_counts
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION log_rollup_invalidation();
+CREATE TRIGGER line_counts_rollup_invalidation AFTER INSERT ON line_counts
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION log_rollup_invalidation();
+"""
+
+# TimescaleDB: one continuous aggregate per resolution, straight from the raw hypertable
+# (the same sums and counts as the plain path's chain 1m -> 15m -> 1h), real-time so
+# the newest minute is always included, refreshed every 30 s over the last two days (older
+# late rows: ``crowdwatch db refresh``).  Compression: raw chunks older than two days,
+# segmented by the key the queries filter on.
+_TS_ZONE_CAGG = """
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       last(count, ts) AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW line_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       line_id,
+       count(*) AS samples,
+       sum(in_count)::bigint AS in_sum,
+       sum(out_count)::bigint AS out_sum
+FROM line_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+SELECT add_continuous_aggregate_policy('line_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+"""
+
+_V3_TIMESCALE_COMPRESSION = """
+ALTER TABLE zone_counts SET (timescaledb.compress,
+    timescaledb.compress_segmentby = 'site_id, zone_id',
+    timescaledb.compress_orderby = 'ts DESC, message_id');
+ALTER TABLE line_counts SET (timescaledb.compress,
+    timescaledb.compress_segmentby = 'site_id, line_id',
+    timescaledb.compress_orderby = 'ts DESC, message_id');
+ALTER TABLE camera_status SET (timescaledb.compress,
+    timescaledb.compress_segmentby = 'site_id, camera_id',
+    timescaledb.compress_orderby = 'ts DESC, message_id');
+SELECT add_compression_policy('zone_counts', compress_after => INTERVAL '2 days');
+SELECT add_compression_policy('line_counts', compress_after => INTERVAL '2 days');
+SELECT add_compression_policy('camera_status', compress_after => INTERVAL '2 days');
+"""
+
+
+def _v3_plain() -> str:
+    parts = [_V3_PLAIN_LOG.replace("{origin}", ROLLUP_ORIGIN)]
+    for suffix, _ in ROLLUP_RESOLUTIONS:
+        parts.append(f"CREATE TABLE zone_counts_{suffix} ({_ZONE_ROLLUP_COLUMNS});")
+        parts.append(f"CREATE TABLE line_counts_{suffix} ({_LINE_ROLLUP_COLUMNS});")
+        parts.append(_ROLLUP_INDEXES.replace("{suffix}", suffix))
+        parts.append(_SITE_TABLE.replace("{suffix}", suffix))
+    return "\n".join(parts)
+
+
+def _v3_timescale() -> str:
+    parts = []
+    for suffix, width in ROLLUP_RESOLUTIONS:
+        parts.append(_TS_ZONE_CAGG.replace("{suffix}", suffix).replace("{width}", width))
+        parts.append(_ROLLUP_INDEXES.replace("{suffix}", suffix))
+        parts.append(_SITE_VIEW.replace("{suffix}", suffix))
+    parts.append(_V3_TIMESCALE_COMPRESSION)
+    return "\n".join(parts)
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -183,6 +419,20 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_v1(partitioned=not timescale),
             timescale_sql=_V1_TIMESCALE,
             plain_sql=_V1_PLAIN,
+        ),
+        Migration(
+            version=2,
+            name="waiting time and density per zone",
+            common_sql=_V2_COMMON,
+            timescale_sql="",
+            plain_sql="",
+        ),
+        Migration(
+            version=3,
+            name="rollups at 1 min, 15 min, 1 h per zone, line and site",
+            common_sql="",
+            timescale_sql=_v3_timescale(),
+            plain_sql=_v3_plain(),
         ),
     ]
 

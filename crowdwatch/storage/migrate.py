@@ -91,8 +91,13 @@ def ensure_partition_window(conn: psycopg.Connection, today: date | None = None)
 
 def _apply(conn: psycopg.Connection, migration: Migration, timescale: bool) -> None:
     with conn.transaction():
-        conn.execute(migration.common_sql)
-        conn.execute(migration.timescale_sql if timescale else migration.plain_sql)
+        # A migration may have nothing for one of its parts; PostgreSQL refuses an empty query.
+        for statement in (
+            migration.common_sql,
+            migration.timescale_sql if timescale else migration.plain_sql,
+        ):
+            if statement.strip():
+                conn.execute(statement)
         conn.execute(
             "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, %s)",
             (migration.version, migration.name, timescale),
@@ -220,7 +225,7 @@ def upgrade(
 
     Example:
         >>> upgrade("postgresql://crowdwatch@127.0.0.1/crowdwatch", load_config("district.yaml"))
-        1
+        3
     """
     conn = connect(url, autocommit=True)
     try:

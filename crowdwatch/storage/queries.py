@@ -1,4 +1,8 @@
-"""Read-side queries: the newest counts, camera health and alerts, as typed rows.
+"""Read-side queries for the wall and the alert engine, as typed rows.
+
+The newest counts, camera health and alerts; count series per zone or site at a resolution
+chosen from the time range; a comparison with the same local time on a reference day (the
+last holiday); daily totals in the district's local time.
 
 Each function takes an open psycopg connection, runs one parameterised statement and returns
 frozen dataclasses, so the alert engine and the web page never see tuples or column order.
@@ -8,13 +12,15 @@ whatever transaction the caller has open (an autocommit connection is the usual 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Literal, cast
 
 import psycopg
 
+from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN, ROLLUP_RESOLUTIONS
 from crowdwatch.contracts.errors import StorageError
 
 AlertState = Literal["firing", "resolved"]
@@ -32,6 +38,9 @@ class ZoneLatest:
     count: int
     count_max: int
     count_mean: float
+    longest_wait_s: float | None = None
+    median_wait_s: float | None = None
+    density_per_m2: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,7 @@ ALERT_COLUMNS = (
 
 
 def _fetch_all(
-    conn: psycopg.Connection, sql: str, params: Sequence[Any] = ()
+    conn: psycopg.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
 ) -> list[tuple[Any, ...]]:
     try:
         with conn.cursor() as cur:
@@ -83,6 +92,10 @@ def _fetch_all(
             return cur.fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"database query failed: {exc}") from exc
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def alert_from_row(row: Sequence[Any]) -> AlertRow:
@@ -118,7 +131,8 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
     """
     rows = _fetch_all(
         conn,
-        "SELECT site_id, zone_id, camera_id, ts, count, count_max, count_mean "
+        "SELECT site_id, zone_id, camera_id, ts, count, count_max, count_mean, "
+        "longest_wait_s, median_wait_s, density_per_m2 "
         "FROM zone_latest ORDER BY site_id, zone_id",
     )
     return [
@@ -130,6 +144,9 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
             count=int(r[4]),
             count_max=int(r[5]),
             count_mean=float(r[6]),
+            longest_wait_s=_opt_float(r[7]),
+            median_wait_s=_opt_float(r[8]),
+            density_per_m2=_opt_float(r[9]),
         )
         for r in rows
     ]
@@ -227,3 +244,467 @@ def recent_alerts(conn: psycopg.Connection, limit: int = 100) -> list[AlertRow]:
         (limit,),
     )
     return [alert_from_row(r) for r in rows]
+
+
+# --- Series, reference day, daily totals ------------------------------------------------
+#
+# Every statement below is a constant with named parameters (``%(site_id)s``), chosen from
+# a closed set by resolution: no SQL is ever built from a value.  Each reads the same on
+# plain PostgreSQL (rollup tables) and TimescaleDB (continuous aggregates of the same names
+# and columns), and stays usable as a Grafana panel query with the parameters replaced by
+# Grafana macros (``$__timeFrom()``, ``$__timeTo()``, a ``$site`` variable).
+
+
+class Resolution(StrEnum):
+    """The step of a series: raw rows, or one of the rollups."""
+
+    RAW = "raw"
+    MINUTE = "1m"
+    QUARTER_HOUR = "15m"
+    HOUR = "1h"
+
+
+RAW_UNDER = timedelta(hours=2)
+MINUTE_UNDER = timedelta(days=1)
+QUARTER_HOUR_UNDER = timedelta(days=14)
+
+
+def choose_resolution(start: datetime, end: datetime) -> Resolution:
+    """The resolution for a time range: raw under 2 h, 1 min under 1 day, 15 min under 2
+    weeks, 1 h beyond; at most about 1,440 points per zone (raw: one per message).
+
+    Args:
+        start: first instant of the range.
+        end: end of the range (excluded).
+
+    Returns:
+        The resolution; a site series never uses raw rows (see :func:`site_series`).
+    """
+    span = end - start
+    if span < RAW_UNDER:
+        return Resolution.RAW
+    if span < MINUTE_UNDER:
+        return Resolution.MINUTE
+    if span < QUARTER_HOUR_UNDER:
+        return Resolution.QUARTER_HOUR
+    return Resolution.HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One step of a series: a raw row or a rollup bucket (``ts`` is the bucket start)."""
+
+    ts: datetime
+    count_last: int
+    """The count of the bucket's newest message (a site: summed over its zones)."""
+    count_mean: float
+    count_max: int
+    samples: int
+    """Count messages behind the point (a site: over all its zones)."""
+    wait_max: float | None = None
+    wait_mean: float | None = None
+    density_max: float | None = None
+    density_mean: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    resolution: Resolution
+    points: list[SeriesPoint]
+
+
+_WIDTHS = dict(ROLLUP_RESOLUTIONS)
+_ORIGIN = f"TIMESTAMPTZ '{ROLLUP_ORIGIN}'"
+
+ZONE_RAW_SERIES_SQL = """
+SELECT ts, count, count_mean, count_max, 1,
+       longest_wait_s, median_wait_s, density_per_m2, density_per_m2
+FROM zone_counts
+WHERE site_id = %(site_id)s AND zone_id = %(zone_id)s AND ts >= %(start)s AND ts < %(end)s
+ORDER BY ts, message_id
+"""
+
+# The bucket containing ``start`` is included, so a range never starts with a gap.
+_ZONE_ROLLUP_SERIES = """
+SELECT bucket, count_last, count_mean_sum / samples, count_max, samples,
+       wait_max, wait_median_sum / nullif(wait_samples, 0),
+       density_max, density_sum / nullif(density_samples, 0)
+FROM zone_counts_{suffix}
+WHERE site_id = %(site_id)s AND zone_id = %(zone_id)s
+  AND bucket >= date_bin(INTERVAL '{width}', %(start)s::timestamptz, {origin})
+  AND bucket < %(end)s
+ORDER BY bucket
+"""
+
+_SITE_ROLLUP_SERIES = """
+SELECT bucket, count_last, count_mean, count_max, samples,
+       wait_max, wait_mean, density_max, density_mean
+FROM site_counts_{suffix}
+WHERE site_id = %(site_id)s
+  AND bucket >= date_bin(INTERVAL '{width}', %(start)s::timestamptz, {origin})
+  AND bucket < %(end)s
+ORDER BY bucket
+"""
+
+ZONE_SERIES_SQL: dict[Resolution, str] = {Resolution.RAW: ZONE_RAW_SERIES_SQL} | {
+    Resolution(suffix): _ZONE_ROLLUP_SERIES.format(suffix=suffix, width=width, origin=_ORIGIN)
+    for suffix, width in ROLLUP_RESOLUTIONS
+}
+"""The statement of :func:`zone_series` per resolution (parameters site_id, zone_id,
+start, end)."""
+
+SITE_SERIES_SQL: dict[Resolution, str] = {
+    Resolution(suffix): _SITE_ROLLUP_SERIES.format(suffix=suffix, width=width, origin=_ORIGIN)
+    for suffix, width in ROLLUP_RESOLUTIONS
+}
+"""The statement of :func:`site_series` per resolution (parameters site_id, start, end)."""
+
+
+def _points(rows: list[tuple[Any, ...]]) -> list[SeriesPoint]:
+    return [
+        SeriesPoint(
+            ts=r[0],
+            count_last=int(r[1]),
+            count_mean=float(r[2]),
+            count_max=int(r[3]),
+            samples=int(r[4]),
+            wait_max=_opt_float(r[5]),
+            wait_mean=_opt_float(r[6]),
+            density_max=_opt_float(r[7]),
+            density_mean=_opt_float(r[8]),
+        )
+        for r in rows
+    ]
+
+
+def zone_series(
+    conn: psycopg.Connection,
+    site_id: str,
+    zone_id: str,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution | None = None,
+) -> Series:
+    """The counts of one zone over ``[start, end)``.
+
+    Buckets with no message are absent (never zeros: no data is not "nobody").  Rollups are
+    as fresh as the last refresh (plain PostgreSQL, about 20 s) or real-time (TimescaleDB).
+
+    Args:
+        conn: an open connection.
+        site_id: the site.
+        zone_id: the zone.
+        start: first instant (timezone-aware); the bucket containing it is included.
+        end: end of the range, excluded.
+        resolution: default :func:`choose_resolution`.
+
+    Returns:
+        The points in time order.
+
+    Raises:
+        StorageError: the query failed or the database is away.
+    """
+    resolution = resolution or choose_resolution(start, end)
+    params = {"site_id": site_id, "zone_id": zone_id, "start": start, "end": end}
+    return Series(resolution, _points(_fetch_all(conn, ZONE_SERIES_SQL[resolution], params)))
+
+
+def site_series(
+    conn: psycopg.Connection,
+    site_id: str,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution | None = None,
+) -> Series:
+    """The counts of one site (summed over its zones) over ``[start, end)``.
+
+    A site's cameras report at different instants, so its finest step is 1 minute: a range
+    that would get raw rows gets 1-minute buckets.  Semantics of the sums: see the
+    ``site_counts_*`` views in :mod:`crowdwatch.contracts.db_schema`.
+
+    Args:
+        conn: an open connection.
+        site_id: the site.
+        start: first instant (timezone-aware); the bucket containing it is included.
+        end: end of the range, excluded.
+        resolution: default :func:`choose_resolution` (raw becomes 1 minute).
+
+    Returns:
+        The points in time order.
+
+    Raises:
+        StorageError: the query failed or the database is away.
+    """
+    resolution = resolution or choose_resolution(start, end)
+    if resolution is Resolution.RAW:
+        resolution = Resolution.MINUTE
+    params = {"site_id": site_id, "start": start, "end": end}
+    return Series(resolution, _points(_fetch_all(conn, SITE_SERIES_SQL[resolution], params)))
+
+
+def reference_instant(at: datetime, reference_day: date, tz: str) -> datetime:
+    """The same local wall-clock time as ``at``, on ``reference_day`` (in zone ``tz``)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    return datetime.combine(reference_day, local.time().replace(tzinfo=None), tzinfo=zone)
+
+
+def reference_series(
+    conn: psycopg.Connection,
+    site_id: str,
+    start: datetime,
+    end: datetime,
+    reference_day: date,
+    tz: str,
+    *,
+    zone_id: str | None = None,
+    resolution: Resolution | None = None,
+) -> Series:
+    """What the reference day (the last holiday) looked like at the same local times.
+
+    The range is moved to start at ``start``'s local time on ``reference_day``; the points'
+    ``ts`` are moved back onto ``[start, end)`` so the two series plot on one time axis.
+
+    Args:
+        conn: an open connection.
+        site_id: the site.
+        start: first instant of the range being compared.
+        end: end of that range, excluded.
+        reference_day: the local date to compare with.
+        tz: the district's IANA time zone (``district.timezone``).
+        zone_id: one zone; default the whole site.
+        resolution: default :func:`choose_resolution` of the range.
+
+    Returns:
+        The reference day's points, on the compared range's time axis.
+
+    Raises:
+        StorageError: the query failed or the database is away.
+    """
+    shift = reference_instant(start, reference_day, tz) - start
+    if zone_id is None:
+        series = site_series(conn, site_id, start + shift, end + shift, resolution)
+    else:
+        series = zone_series(conn, site_id, zone_id, start + shift, end + shift, resolution)
+    moved = [
+        SeriesPoint(
+            p.ts - shift,
+            p.count_last,
+            p.count_mean,
+            p.count_max,
+            p.samples,
+            p.wait_max,
+            p.wait_mean,
+            p.density_max,
+            p.density_mean,
+        )
+        for p in series.points
+    ]
+    return Series(series.resolution, moved)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceComparison:
+    """A zone now and at the same local time on the reference day (1-minute rollups)."""
+
+    site_id: str
+    zone_id: str
+    now_mean: float | None
+    """Mean count over the window ending now; None without data."""
+    now_max: int | None
+    reference_mean: float | None
+    """Mean count over the same local window on the reference day; None without data."""
+    reference_max: int | None
+
+
+_REFERENCE_COMPARISON = """
+WITH bounds AS (
+    SELECT %(at)s::timestamptz - %(window)s::interval AS now_from,
+           %(at)s::timestamptz AS now_to,
+           ((%(reference_day)s::date + (%(at)s::timestamptz AT TIME ZONE %(tz)s)::time)
+               AT TIME ZONE %(tz)s) AS ref_to
+)
+SELECT z.site_id, z.zone_id,
+       sum(z.count_mean_sum) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to)
+         / nullif(sum(z.samples) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to), 0),
+       max(z.count_max) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to),
+       sum(z.count_mean_sum) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval)
+         / nullif(sum(z.samples) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval), 0),
+       max(z.count_max) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval)
+FROM zone_counts_1m z, bounds b
+WHERE ((z.bucket >= b.now_from AND z.bucket < b.now_to)
+    OR (z.bucket >= b.ref_to - %(window)s::interval AND z.bucket < b.ref_to))
+  {site_filter}
+GROUP BY z.site_id, z.zone_id
+ORDER BY z.site_id, z.zone_id
+"""
+
+# Two constants rather than "site_id IS NULL OR ...": a prepared statement's generic plan
+# could then not use the site index.
+REFERENCE_COMPARISON_SQL = _REFERENCE_COMPARISON.format(site_filter="")
+"""Every zone; parameters: at, window (interval), reference_day (date), tz."""
+REFERENCE_COMPARISON_SITE_SQL = _REFERENCE_COMPARISON.format(
+    site_filter="AND z.site_id = %(site_id)s"
+)
+"""One site's zones; parameters as :data:`REFERENCE_COMPARISON_SQL` plus site_id."""
+
+
+def compare_with_reference_day(
+    conn: psycopg.Connection,
+    at: datetime,
+    reference_day: date,
+    tz: str,
+    *,
+    window: timedelta = timedelta(minutes=15),
+    site_id: str | None = None,
+) -> list[ReferenceComparison]:
+    """Every zone's counts over ``[at - window, at)`` beside the same local window on
+    ``reference_day`` (e.g. the last holiday), from the 1-minute rollups.
+
+    A 1-minute bucket counts when it starts inside the window.
+
+    Args:
+        conn: an open connection.
+        at: the end of the window (usually now).
+        reference_day: the local date to compare with.
+        tz: the district's IANA time zone (``district.timezone``).
+        window: how far back from ``at``.
+        site_id: one site; default every site.
+
+    Returns:
+        One row per zone with data in either window, ordered by site and zone.
+
+    Raises:
+        StorageError: the query failed or the database is away.
+    """
+    params = {
+        "at": at,
+        "window": window,
+        "reference_day": reference_day,
+        "tz": tz,
+        "site_id": site_id,
+    }
+    statement = REFERENCE_COMPARISON_SQL if site_id is None else REFERENCE_COMPARISON_SITE_SQL
+    rows = _fetch_all(conn, statement, params)
+    return [
+        ReferenceComparison(
+            site_id=r[0],
+            zone_id=r[1],
+            now_mean=_opt_float(r[2]),
+            now_max=None if r[3] is None else int(r[3]),
+            reference_mean=_opt_float(r[4]),
+            reference_max=None if r[5] is None else int(r[5]),
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTotal:
+    """One site on one local day."""
+
+    day: date
+    site_id: str
+    crossings_in: int
+    """Line crossings in the 'in' direction, over every line of the site."""
+    crossings_out: int
+    peak_count: int | None
+    """Largest site count_max of the day's buckets (hourly, or 15-minute in a time zone with
+    a fractional-hour offset; the sum of the zones' maxima in the bucket); None when the site
+    has lines but no zone data that day."""
+
+
+_DAILY_TOTALS = """
+WITH crossings AS (
+    SELECT (bucket AT TIME ZONE %(tz)s)::date AS day, site_id,
+           sum(in_sum)::bigint AS crossings_in, sum(out_sum)::bigint AS crossings_out
+    FROM line_counts_{suffix}
+    WHERE bucket >= (%(first_day)s::date::timestamp AT TIME ZONE %(tz)s)
+      AND bucket < ((%(last_day)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
+      {site_filter}
+    GROUP BY 1, 2
+), peaks AS (
+    SELECT (bucket AT TIME ZONE %(tz)s)::date AS day, site_id,
+           max(count_max)::bigint AS peak_count
+    FROM site_counts_{suffix}
+    WHERE bucket >= (%(first_day)s::date::timestamp AT TIME ZONE %(tz)s)
+      AND bucket < ((%(last_day)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
+      {site_filter}
+    GROUP BY 1, 2
+)
+SELECT day, site_id, coalesce(c.crossings_in, 0), coalesce(c.crossings_out, 0), p.peak_count
+FROM crossings c FULL JOIN peaks p USING (day, site_id)
+ORDER BY day, site_id
+"""
+
+DAILY_TOTALS_SQL: dict[tuple[Resolution, bool], str] = {
+    (Resolution(suffix), one_site): _DAILY_TOTALS.format(
+        suffix=suffix, site_filter="AND site_id = %(site_id)s" if one_site else ""
+    )
+    for suffix in ("15m", "1h")
+    for one_site in (False, True)
+}
+"""The statement of :func:`daily_totals` by (resolution, one site?); parameters first_day,
+last_day (local dates, inclusive), tz, and site_id for one site."""
+
+
+def daily_resolution(tz: str, first_day: date, last_day: date) -> Resolution:
+    """Hourly buckets when ``tz`` is a whole number of hours from UTC at both ends of the
+    range (Asia/Shanghai always is), else 15-minute buckets (every zone in use today is a
+    whole number of quarter hours from UTC), so a local day is always whole buckets.
+    """
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    for day in (first_day, last_day + timedelta(days=1)):
+        offset = datetime.combine(day, datetime.min.time(), tzinfo=zone).utcoffset()
+        if offset is None or offset % timedelta(hours=1):
+            return Resolution.QUARTER_HOUR
+    return Resolution.HOUR
+
+
+def daily_totals(
+    conn: psycopg.Connection,
+    first_day: date,
+    last_day: date,
+    tz: str,
+    *,
+    site_id: str | None = None,
+    resolution: Resolution | None = None,
+) -> list[DailyTotal]:
+    """Per local day and site: line crossings in and out, and the peak occupancy.
+
+    A raw row counts on the local day of its ``ts`` (the end of its interval); in
+    Asia/Shanghai (UTC+8) a day runs from 16:00 UTC the day before.
+
+    Args:
+        conn: an open connection.
+        first_day: first local date.
+        last_day: last local date (included).
+        tz: the district's IANA time zone (``district.timezone``).
+        site_id: one site; default every site.
+        resolution: the rollup read, 15m or 1h; default :func:`daily_resolution`.
+
+    Returns:
+        One row per (day, site) with any data, ordered by day and site.
+
+    Raises:
+        StorageError: the query failed or the database is away.
+    """
+    resolution = resolution or daily_resolution(tz, first_day, last_day)
+    if resolution not in (Resolution.QUARTER_HOUR, Resolution.HOUR):
+        raise ValueError(f"expected a 15m or 1h resolution for daily totals, got {resolution}")
+    params = {"first_day": first_day, "last_day": last_day, "tz": tz, "site_id": site_id}
+    rows = _fetch_all(conn, DAILY_TOTALS_SQL[(resolution, site_id is not None)], params)
+    return [
+        DailyTotal(
+            day=r[0],
+            site_id=r[1],
+            crossings_in=int(r[2]),
+            crossings_out=int(r[3]),
+            peak_count=None if r[4] is None else int(r[4]),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,347 @@
+"""Rollups of the raw counts at 1 min, 15 min and 1 h, kept fresh while ingest runs.
+
+Tables ``zone_counts_{1m,15m,1h}``, ``line_counts_{1m,15m,1h}`` and
+``site_counts_{1m,15m,1h}`` are created by migration 3 in
+:mod:`crowdwatch.contracts.db_schema`, which documents their columns.
+
+TimescaleDB: they are continuous aggregates (the site ones: views over them) with refresh
+policies, real-time so queries also see the newest minute; :func:`refresh_rollups` only asks
+TimescaleDB to process its invalidation log over the raw retention window (late rows older
+than the policy's two days).
+
+Plain PostgreSQL: they are tables refreshed here, incrementally.  A statement trigger on the
+raw tables logs every 1-minute bucket an INSERT touched in ``rollup_invalidations``, in the
+inserting transaction.  A refresh takes the log (``DELETE ... RETURNING``), recomputes those
+1-minute buckets from the raw rows, then the 15-minute buckets containing them from the
+1-minute rollups, then the hours from the 15-minute rollups, then the site rows of every
+bucket touched from the zone rows of that bucket, all in one transaction: readers
+see the old buckets until it commits, and running it again changes nothing.  Because the log
+is written with the raw rows, a row that arrives late, out of order, or in a batch retried
+after a database outage (whose ``received_at`` can be minutes old) is never missed, which a
+``received_at`` watermark cannot promise.  Buckets older than the raw retention are never
+recomputed: their raw rows are gone and a rebuild would replace a full bucket with a part.
+
+Example:
+    >>> refresher = RollupRefresher(url, interval_s=20)
+    >>> refresher.start()   # in the ingest process
+    >>> refresher.stop()
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from crowdwatch.contracts.config import RetentionConfig
+from crowdwatch.contracts.db_schema import (
+    ROLLUP_ORIGIN,
+    ROLLUP_RESOLUTIONS,
+    SITE_ROLLUP_COLUMNS,
+    SITE_ROLLUP_SELECT,
+)
+from crowdwatch.contracts.errors import StorageError
+from crowdwatch.storage.db import connect
+from crowdwatch.storage.migrate import recorded_mode
+from crowdwatch.storage.retention import apply_retention, raw_cutoff
+
+logger = logging.getLogger(__name__)
+
+ROLLUP_LOCK_KEY = 0x63770003
+"""Advisory lock held by the one process refreshing the rollups (any bigint unique to us)."""
+
+_ORIGIN = f"TIMESTAMPTZ '{ROLLUP_ORIGIN}'"
+
+# Finest first: each level is rebuilt from the one before it (raw for 1 min).
+_LEVELS = list(ROLLUP_RESOLUTIONS)
+
+_ZONE_COLS = (
+    "bucket, site_id, zone_id, samples, count_max, count_mean_sum, count_last, last_ts,"
+    " wait_max, wait_median_sum, wait_samples, density_max, density_sum, density_samples"
+)
+_LINE_COLS = "bucket, site_id, line_id, samples, in_sum, out_sum"
+
+# Newest row wins count_last; message_id breaks a tie of two rows with the same ts so a
+# rebuild always picks the same one.
+_ZONE_FROM_RAW = f"""
+INSERT INTO zone_counts_1m ({_ZONE_COLS})
+SELECT t.bucket, c.site_id, c.zone_id,
+       count(*), max(c.count_max), sum(c.count_mean::double precision),
+       (array_agg(c.count ORDER BY c.ts DESC, c.message_id DESC))[1], max(c.ts),
+       max(c.longest_wait_s), sum(c.median_wait_s::double precision), count(c.median_wait_s),
+       max(c.density_per_m2), sum(c.density_per_m2::double precision), count(c.density_per_m2)
+FROM rollup_touched t
+JOIN zone_counts c ON c.ts >= t.bucket AND c.ts < t.bucket + INTERVAL '1 minute'
+WHERE t.source = 'zone_counts'
+GROUP BY t.bucket, c.site_id, c.zone_id
+"""
+
+_LINE_FROM_RAW = f"""
+INSERT INTO line_counts_1m ({_LINE_COLS})
+SELECT t.bucket, c.site_id, c.line_id, count(*), sum(c.in_count), sum(c.out_count)
+FROM rollup_touched t
+JOIN line_counts c ON c.ts >= t.bucket AND c.ts < t.bucket + INTERVAL '1 minute'
+WHERE t.source = 'line_counts'
+GROUP BY t.bucket, c.site_id, c.line_id
+"""
+
+_ZONE_FROM_FINER = """
+INSERT INTO zone_counts_{coarse} ({cols})
+SELECT t.bucket, f.site_id, f.zone_id,
+       sum(f.samples)::bigint, max(f.count_max), sum(f.count_mean_sum),
+       (array_agg(f.count_last ORDER BY f.last_ts DESC))[1], max(f.last_ts),
+       max(f.wait_max), sum(f.wait_median_sum), sum(f.wait_samples)::bigint,
+       max(f.density_max), sum(f.density_sum), sum(f.density_samples)::bigint
+FROM ({touched}) t
+JOIN zone_counts_{fine} f ON f.bucket >= t.bucket AND f.bucket < t.bucket + INTERVAL '{width}'
+GROUP BY t.bucket, f.site_id, f.zone_id
+"""
+
+_LINE_FROM_FINER = """
+INSERT INTO line_counts_{coarse} ({cols})
+SELECT t.bucket, f.site_id, f.line_id,
+       sum(f.samples)::bigint, sum(f.in_sum)::bigint, sum(f.out_sum)::bigint
+FROM ({touched}) t
+JOIN line_counts_{fine} f ON f.bucket >= t.bucket AND f.bucket < t.bucket + INTERVAL '{width}'
+GROUP BY t.bucket, f.site_id, f.line_id
+"""
+
+
+def _touched_sql(source: str, width: str) -> str:
+    """The distinct buckets of ``width`` that contain a touched minute of ``source``."""
+    return (
+        f"SELECT DISTINCT date_bin(INTERVAL '{width}', bucket, {_ORIGIN}) AS bucket"
+        f" FROM rollup_touched WHERE source = '{source}'"
+    )
+
+
+def _plain_statements() -> list[str]:
+    """The refresh statements after the log was taken into ``rollup_touched``, in order.
+
+    Built once from constants (table names and widths), never from values.
+    """
+    statements: list[str] = []
+    for source, insert_raw, from_finer, cols in (
+        ("zone_counts", _ZONE_FROM_RAW, _ZONE_FROM_FINER, _ZONE_COLS),
+        ("line_counts", _LINE_FROM_RAW, _LINE_FROM_FINER, _LINE_COLS),
+    ):
+        statements.append(
+            f"DELETE FROM {source}_1m r USING rollup_touched t"
+            f" WHERE t.source = '{source}' AND r.bucket = t.bucket"
+        )
+        statements.append(insert_raw)
+        for (fine, _), (coarse, width) in itertools.pairwise(_LEVELS):
+            touched = _touched_sql(source, width)
+            statements.append(
+                f"DELETE FROM {source}_{coarse} r USING ({touched}) t WHERE r.bucket = t.bucket"
+            )
+            statements.append(
+                from_finer.format(coarse=coarse, fine=fine, width=width, cols=cols, touched=touched)
+            )
+    # Sites last, from the zone rollups just rebuilt, bucket for bucket.
+    for suffix, width in _LEVELS:
+        touched = _touched_sql("zone_counts", width)
+        statements.append(
+            f"DELETE FROM site_counts_{suffix} r USING ({touched}) t WHERE r.bucket = t.bucket"
+        )
+        statements.append(
+            f"INSERT INTO site_counts_{suffix} ({SITE_ROLLUP_COLUMNS})"
+            + SITE_ROLLUP_SELECT.replace("{suffix}", suffix)
+            + f"WHERE bucket IN ({touched}) GROUP BY bucket, site_id"
+        )
+    return statements
+
+
+_PLAIN_REFRESH = _plain_statements()
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one refresh did."""
+
+    minutes: int
+    """Distinct 1-minute buckets recomputed (zones and lines together)."""
+    skipped_old: int
+    """Touched minutes older than the raw retention, left as they were."""
+    busy: bool = False
+    """Another process was refreshing; this call did nothing."""
+    timescale: bool = False
+
+
+def refresh_rollups(
+    conn: psycopg.Connection,
+    *,
+    retention: RetentionConfig | None = None,
+    now: datetime | None = None,
+) -> RefreshResult:
+    """Bring every rollup up to date with the raw rows committed so far.
+
+    Idempotent, and safe from several processes at once (one refreshes, the others return
+    ``busy``).
+
+    Args:
+        conn: a connection in autocommit mode to a migrated database.
+        retention: its ``raw_days`` bounds what may be recomputed (default: 30 days).
+        now: the current time (default: the clock), for the retention bound.
+
+    Returns:
+        How many 1-minute buckets were recomputed.
+
+    Raises:
+        StorageError: the database refused a statement or went away.
+    """
+    retention = retention or RetentionConfig()
+    floor = raw_cutoff(retention, (now or datetime.now(UTC)).date())
+    try:
+        if recorded_mode(conn):
+            return _refresh_timescale(conn, floor)
+        return _refresh_plain(conn, floor)
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot refresh rollups: {exc}") from exc
+
+
+def _refresh_plain(conn: psycopg.Connection, floor: datetime) -> RefreshResult:
+    with conn.transaction():
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ROLLUP_LOCK_KEY,)).fetchone()
+        if not got or not got[0]:
+            return RefreshResult(minutes=0, skipped_old=0, busy=True)
+        conn.execute(
+            "CREATE TEMP TABLE rollup_touched (source text, bucket timestamptz) ON COMMIT DROP"
+        )
+        # Only the log rows this statement sees are taken: rows of batches that commit later
+        # stay for the next refresh, and their raw rows commit together with them.
+        conn.execute(
+            "WITH taken AS (DELETE FROM rollup_invalidations RETURNING source, bucket)"
+            " INSERT INTO rollup_touched SELECT DISTINCT source, bucket FROM taken"
+        )
+        skipped = conn.execute("DELETE FROM rollup_touched WHERE bucket < %s", (floor,)).rowcount
+        if skipped:
+            logger.warning(
+                "%d touched minutes before %s are older than the raw retention; their rollups "
+                "are kept as they are",
+                skipped,
+                floor,
+            )
+        row = conn.execute("SELECT count(*) FROM rollup_touched").fetchone()
+        minutes = int(row[0]) if row else 0
+        if minutes:
+            conn.execute("ANALYZE rollup_touched")
+            for statement in _PLAIN_REFRESH:
+                conn.execute(statement)
+    return RefreshResult(minutes=minutes, skipped_old=max(skipped, 0))
+
+
+_CAGGS = [
+    f"{source}_{suffix}" for suffix, _ in _LEVELS for source in ("zone_counts", "line_counts")
+]
+
+
+def _refresh_timescale(conn: psycopg.Connection, floor: datetime) -> RefreshResult:
+    # Not run by the test suite (no TimescaleDB here).  The policies keep the last two days
+    # fresh; this processes the invalidation log back to the raw retention for late rows.
+    # CALL cannot run in a transaction block: the connection must be in autocommit mode.
+    for name in _CAGGS:
+        conn.execute(
+            "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, NULL)",
+            (name, floor),
+        )
+    return RefreshResult(minutes=0, skipped_old=0, timescale=True)
+
+
+class RollupRefresher:
+    """A thread that refreshes the rollups every ``interval_s`` (and applies retention hourly).
+
+    Meant to run inside every ingest worker: the workers' refreshes do not overlap (an
+    advisory lock), so rollups are fresh within about ``interval_s`` plus one refresh.
+
+    Args:
+        db_url: libpq URL of a migrated database.
+        interval_s: seconds between refreshes (``database.rollup_refresh_s``).
+        retention: ``database.retention``; bounds the refresh, and is applied every
+            ``retention_every_s``.
+        retention_every_s: seconds between retention runs; ``None`` never runs it.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        interval_s: float = 20.0,
+        *,
+        retention: RetentionConfig | None = None,
+        retention_every_s: float | None = 3600.0,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        self._url = db_url
+        self._interval_s = interval_s
+        self._retention = retention or RetentionConfig()
+        self._retention_every_s = retention_every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection | None = None
+        self._last_retention = float("-inf")
+        self.refreshes = 0
+        """Refreshes completed (read by metrics and tests)."""
+
+    def start(self) -> None:
+        """Start the thread; the first refresh runs at once."""
+        if self._thread is not None:
+            raise RuntimeError("RollupRefresher already started")
+        self._thread = threading.Thread(target=self._run, name="rollup-refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread after the refresh in progress, and close its connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("rollup refresher did not stop within %.0f s", timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._tick()
+                if self._stop.wait(self._interval_s):
+                    break
+        finally:
+            self._close()
+
+    def _tick(self) -> None:
+        # Top of a long-running loop: log any failure and try again next time.
+        try:
+            conn = self._connection()
+            started = time.monotonic()
+            result = refresh_rollups(conn, retention=self._retention)
+            self.refreshes += 1
+            logger.debug(
+                "rollups refreshed: %d minutes in %.3f s%s",
+                result.minutes,
+                time.monotonic() - started,
+                " (another worker was refreshing)" if result.busy else "",
+            )
+            if (
+                self._retention_every_s is not None
+                and time.monotonic() - self._last_retention >= self._retention_every_s
+            ):
+                apply_retention(conn, self._retention)
+                self._last_retention = time.monotonic()
+        except Exception:
+            logger.exception("rollup refresh failed; retrying in %.0f s", self._interval_s)
+            self._close()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._url, autocommit=True)
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
