@@ -152,8 +152,12 @@ class VideoSource:
         backoff: Backoff | None = None,
         max_frames: int | None = None,
         poll_s: float = 0.5,
+        stall_timeout_s: float = STREAM_TIMEOUT_MS / 1000,
     ) -> None:
         self.spec = spec
+        # The watchdog of a live stream: FFmpeg gives up an open or a read after this long, so
+        # a frozen stream ends as "stream lost" and is reopened with backoff, never hangs.
+        self.stall_timeout_ms = max(100, int(stall_timeout_s * 1000))
         self.name = redact_source(spec)  # for messages and logs: never show a password
         self.kind = classify_source(spec)
         self.loop = loop and self.kind is SourceKind.FILE
@@ -224,9 +228,9 @@ class VideoSource:
         else:
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                STREAM_TIMEOUT_MS,
+                self.stall_timeout_ms,
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                STREAM_TIMEOUT_MS,
+                self.stall_timeout_ms,
             ]
             capture = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
@@ -443,6 +447,7 @@ def open_camera(
         camera.source,
         loop=camera.loop,
         realtime=camera.realtime,
+        stall_timeout_s=camera.stall_timeout_s,
         max_frames=max_frames,
         backoff=backoff,
     )
