@@ -151,6 +151,12 @@ class Camera(Model):
     realtime: bool = Field(
         default=False, description="pace a video file at its own fps as if it were live"
     )
+    stall_timeout_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=300,
+        description="a live stream silent this long is reported offline and reopened",
+    )
     zones: list[Zone] = Field(min_length=1)
     lines: list[CountingLine] = Field(default_factory=list)
     classes: list[TrackedClass] = Field(
