@@ -1,144 +1,633 @@
-"""The alert engine process: read the newest counts, evaluate rules, record and announce.
+"""The alert engine process: evaluate counts as they arrive, record, notify.
 
-Every ``alerts.evaluate_every_s`` it reads ``zone_latest`` and ``camera_latest_status``, turns
-them into zone readings, runs :class:`AlertEvaluator` and, for each transition, first writes
-the ``alerts`` row (the unique index deduplicates) and then publishes an
-:class:`AlertMessage` on ``{prefix}/v1/alerts/{site}`` at QoS 1.  A message the broker did not
-acknowledge is kept and sent again on the next evaluation with the same ``message_id``
-(at-least-once; consumers deduplicate by id).  A database outage reverts the transition so
-the next evaluation tries again.
+Two inputs feed one :class:`AlertEvaluator`:
+
+- **Count messages over MQTT** (``alerts.listen_counts``, on by default): the engine has its
+  own plain subscription to every camera's counts and evaluates the zones of each message
+  (in small batches) as it arrives, so an alert leaves well under a second after the count
+  was published.  A message whose ``ts`` is not newer than what the engine has for its
+  zones (a redelivery, a late message) changes nothing.
+- **A periodic tick** every ``alerts.evaluate_every_s``: renews the lease, reads
+  ``zone_latest`` and ``camera_latest_status`` (what ingest wrote, including anything missed
+  over MQTT), judges staleness and offline cameras (no data: its own alert), and does the
+  follow-ups — held-back notifications whose silence or mute window ended, timed
+  escalation of unacknowledged alerts, hand escalations from the dispatcher page.
+
+Every change is written to PostgreSQL in one transaction per evaluation (alerts, their
+history, pending timers, ``clearing_since``, and the notifications to send), then the
+notifications go to the :class:`Deliverer` (per-channel worker threads, retries with
+backoff) and the engine moves on.  A database outage reverts the evaluation so the next one
+tries again.  State lives in the database, so a restarted engine (or a standby taking over
+the lease) continues where the last one stopped, without notifying twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import queue
+import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
-from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
-from crowdwatch.analytics.evaluator import AlertEvaluator, Transition
-from crowdwatch.analytics.readings import zone_readings
-from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.contracts.errors import BrokerError, CrowdwatchError, StorageError
-from crowdwatch.contracts.messages import AlertMessage, alert_topic, encode
+from crowdwatch.analytics.alert_store import (
+    ActiveAlert,
+    NewAlert,
+    NotificationDraft,
+    active_alert_states,
+    hold_lease,
+    pending_timers,
+    queue_followups,
+    record_batch,
+    release_lease,
+)
+from crowdwatch.analytics.channels import NOTIFICATION_SCHEMA
+from crowdwatch.analytics.delivery import MQTT_CHANNEL, Deliverer, Job, queued_jobs
+from crowdwatch.analytics.evaluator import (
+    AlertEvaluator,
+    Transition,
+    camera_readings,
+)
+from crowdwatch.analytics.forecast import ReferenceTrend
+from crowdwatch.analytics.history import CountHistory
+from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, zone_readings
+from crowdwatch.analytics.routing import (
+    channels_by_id,
+    escalation_step,
+    group_key,
+    matching_routes,
+    muted_by,
+)
+from crowdwatch.analytics.rules import CROWD_METRICS, camera_alert_key
+from crowdwatch.analytics.silences import Silence, active_silences
+from crowdwatch.contracts.config import AlertMetric, CrowdwatchConfig, Site
+from crowdwatch.contracts.errors import CrowdwatchError, MessageError, StorageError
+from crowdwatch.contracts.messages import (
+    AlertMessage,
+    CameraState,
+    CountMessage,
+    TopicKind,
+    alert_topic,
+    camera_topic_filter,
+    decode_counts,
+    encode,
+)
 from crowdwatch.mqtt.client import MqttClient
 from crowdwatch.storage.db import connect
-from crowdwatch.storage.queries import active_alerts, latest_camera_status, latest_zone_counts
+from crowdwatch.storage.queries import (
+    AlertRow,
+    CameraStatusRow,
+    Resolution,
+    ZoneLatest,
+    latest_camera_status,
+    latest_zone_counts,
+    reference_series,
+)
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], None]
 """``publish(topic, payload)`` at QoS 1 that raises :class:`BrokerError` when not acknowledged."""
 
+_SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+_REFERENCE_TTL_S = 300.0
+
 
 class AlertEngine:
-    """One evaluation at a time, against a database and a publish callable.
+    """The engine's state and one evaluation at a time (not thread-safe: one thread drives it).
 
     Args:
-        config: the site config (sites, zones, rules, staleness).
+        config: the site config (sites, zones, rules, routes, channels).
         db_url: libpq URL of the crowdwatch database.
         publish: sends one payload to one topic, raising :class:`BrokerError` on failure.
+        holder: this engine's name in the lease (default host, pid and a random part).
     """
 
-    def __init__(self, config: CrowdwatchConfig, db_url: str, publish: Publish) -> None:
+    def __init__(
+        self,
+        config: CrowdwatchConfig,
+        db_url: str,
+        publish: Publish,
+        *,
+        holder: str | None = None,
+    ) -> None:
         self._config = config
+        self._alerts = config.alerts
+        self._tz = config.district.timezone
         self._db_url = db_url
-        self._publish = publish
-        self._evaluator = AlertEvaluator(config.alerts.rules)
+        self._holder = holder or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        windows = [r.window_s for r in self._alerts.rules] + [600.0]
+        self._history = CountHistory(timedelta(seconds=max(windows) + 120))
+        self._evaluator = AlertEvaluator(self._alerts.rules, self._history, self._reference)
+        self._rules = {r.id: r for r in self._alerts.rules}
+        self._camera_rules = [r for r in self._alerts.rules if r.metric is AlertMetric.NO_DATA_S]
+        self._channels = channels_by_id(self._alerts)
+        self._deliverer = Deliverer(db_url, self._channels, publish, self._alerts.delivery)
         self._conn: psycopg.Connection | None = None
-        self._restored = False
-        self._unsent: list[AlertMessage] = []
+        self._holding = False
+        self._lease_until = 0.0
+        self._seeded = False
+        self._started_at = datetime.now(UTC)
+        self._latest: dict[tuple[str, str], ZoneLatest] = {}
+        self._camera_rows: list[CameraStatusRow] = []
+        self._camera_status: dict[tuple[str, str], CameraStatusRow] = {}
+        self._cameras = {(s.id, c.id): (s, c) for s, c in config.cameras()}
+        self._silences: list[Silence] = []
+        self._active: dict[str, ActiveAlert] = {}
+        self._references: dict[tuple[str, str, float], tuple[float, ReferenceTrend | None]] = {}
+        self._now = self._started_at
+        self._sites = {s.id: s for s in config.sites}
+        self._zone_camera = {(s.id, z.id): c.id for s, c in config.cameras() for z in c.zones}
 
     @property
     def evaluator(self) -> AlertEvaluator:
         return self._evaluator
 
+    @property
+    def holder(self) -> str:
+        """This engine's name in the lease."""
+        return self._holder
+
+    @property
+    def is_active(self) -> bool:
+        """Whether this engine held the lease at its last renewal (the standby: False)."""
+        return self._holding and time.monotonic() < self._lease_until
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued notification is delivered or given up (tests, benchmarks)."""
+        return self._deliverer.wait_idle(timeout)
+
     def tick(self, now: datetime | None = None) -> list[Transition]:
-        """Evaluate once.
+        """One full evaluation: lease, every zone and camera, follow-ups.
 
         Args:
             now: evaluation time (UTC-aware); the wall clock when omitted.
 
         Returns:
-            The transitions recorded in the database at this evaluation.
+            The transitions recorded in the database at this evaluation (none on a standby).
 
         Raises:
             StorageError: the database is away (the engine reconnects on the next tick).
         """
         now = now or datetime.now(UTC)
+        self._now = now
         try:
             conn = self._connection()
-            if not self._restored:
-                firing = active_alerts(conn)
-                self._evaluator.restore(a.alert_key for a in firing)
-                self._restored = True
-                logger.info("alert engine restored %d firing alert(s)", len(firing))
-            self._send_unsent()
-            readings = zone_readings(
-                self._config, latest_zone_counts(conn), latest_camera_status(conn), now
-            )
+            if not self._renew_lease(conn):
+                return []
+            if not self._seeded:
+                self._seed_history(conn, now)
+            self._silences = active_silences(conn, now)
+            for row in latest_zone_counts(conn):
+                self._store_latest(row)
+            self._camera_rows = latest_camera_status(conn)
+            self._camera_status = {(c.site_id, c.camera_id): c for c in self._camera_rows}
+            readings = self._readings(now)
         except StorageError:
             self._drop_connection()
             raise
-        recorded = []
-        transitions = self._evaluator.evaluate(readings, now)
-        for i, transition in enumerate(transitions):
-            message = transition.message()
-            try:
-                stored = self._record(conn, message)
-            except StorageError:
-                # Unrecorded transitions must happen again on the next tick, not be lost.
-                for pending in transitions[i:]:
-                    self._evaluator.revert(pending)
-                self._drop_connection()
-                raise
-            if stored:
-                recorded.append(transition)
-                self._announce(message)
+        cameras = camera_readings(readings, now, self._started_at)
+        transitions = self._evaluator.evaluate(readings, now, cameras)
+        recorded = self._record(conn, transitions, now)
+        try:
+            self._follow_up(conn, now)
+        except StorageError:
+            self._drop_connection()
+            raise
         return recorded
 
+    def on_counts(
+        self, messages: Iterable[CountMessage], now: datetime | None = None
+    ) -> list[Transition]:
+        """Evaluate the zones of freshly received count messages (the fast path).
+
+        Args:
+            messages: decoded count messages, in any order; duplicates and messages older
+                than what the engine has are ignored.
+            now: evaluation time; the wall clock when omitted.
+
+        Returns:
+            The transitions recorded (none on a standby or when nothing changed).
+
+        Raises:
+            StorageError: the database is away.
+        """
+        now = now or datetime.now(UTC)
+        if not self.is_active:
+            for message in messages:
+                self._store_message(message)
+            return []
+        self._now = now
+        # In time order, each camera evaluated after each of its messages: a short spike
+        # followed by a calm count in the same batch still fires (and then resolves).
+        transitions: list[Transition] = []
+        for message in sorted(messages, key=lambda m: m.ts):
+            if not self._store_message(message):
+                continue
+            readings = self._camera_zone_readings(message.site_id, message.camera_id, now)
+            cameras = camera_readings(readings, now, self._started_at)
+            transitions += self._evaluator.evaluate(readings, now, cameras)
+        try:
+            return self._record(self._connection(), transitions, now)
+        except StorageError:
+            self._drop_connection()
+            raise
+
+    def _store_message(self, message: CountMessage) -> bool:
+        stored = False
+        for zone in message.zones:
+            row = ZoneLatest(
+                message.site_id,
+                zone.zone_id,
+                message.camera_id,
+                message.ts,
+                zone.count,
+                zone.count_max,
+                zone.count_mean,
+                zone.longest_wait_s,
+                zone.median_wait_s,
+                zone.density_per_m2,
+            )
+            stored = self._store_latest(row) or stored
+        return stored
+
+    def _camera_zone_readings(
+        self, site_id: str, camera_id: str, now: datetime
+    ) -> list[ZoneReading]:
+        """The readings of one camera's zones (what ``zone_readings`` says, for one camera)."""
+        found = self._cameras.get((site_id, camera_id))
+        if found is None:
+            return []
+        site, camera = found
+        status_row = self._camera_status.get((site_id, camera_id))
+        rows = [self._latest.get((site_id, z.id)) for z in camera.zones]
+        newest = max((r.ts for r in rows if r is not None), default=None)
+        offline = (
+            status_row is not None
+            and status_row.state == CameraState.OFFLINE
+            and (newest is None or status_row.ts >= newest)
+        )
+        stale_after = self._alerts.stale_after_s
+        out = []
+        for zone, row in zip(camera.zones, rows, strict=True):
+            age = (now - row.ts).total_seconds() if row is not None else None
+            if offline:
+                status = ZoneStatus.OFFLINE
+            elif row is None or age is None:
+                status = ZoneStatus.NO_DATA
+            elif age > stale_after:
+                status = ZoneStatus.STALE
+            else:
+                status = ZoneStatus.OK
+            ok = row is not None and status is ZoneStatus.OK
+            out.append(
+                ZoneReading(
+                    site=site,
+                    camera_id=camera_id,
+                    zone=zone,
+                    status=status,
+                    count=row.count if ok and row is not None else None,
+                    ts=row.ts if row is not None else None,
+                    age_s=age,
+                    longest_wait_s=row.longest_wait_s if ok and row is not None else None,
+                    density_per_m2=row.density_per_m2 if ok and row is not None else None,
+                )
+            )
+        return out
+
     def close(self) -> None:
-        """Close the database connection."""
+        """Stop delivering (undelivered rows stay queued for the next engine), let the lease go."""
+        self._deliverer.close()
+        if self._holding and self._conn is not None and not self._conn.closed:
+            try:
+                release_lease(self._conn, self._holder)
+            except StorageError as exc:
+                logger.warning("could not release the alert lease: %s", exc)
         self._drop_connection()
 
-    def _record(self, conn: psycopg.Connection, message: AlertMessage) -> bool:
-        if message.state == "firing":
-            row = insert_firing(conn, message)
-        else:
-            row = resolve_firing(conn, message)
-        if row is None:
-            # Another engine (a standby) got there first and notified; stay quiet.
-            logger.info("alert %s already %s in the database", message.alert_key, message.state)
-        return row is not None
+    # --- inputs ----------------------------------------------------------------------
 
-    def _announce(self, message: AlertMessage) -> None:
-        log = logger.warning if message.state == "firing" else logger.info
-        log("alert %s %s: %s", message.state, message.alert_key, message.summary_en)
-        if self._unsent:
-            # Keep order: an earlier undelivered message goes first.
-            self._unsent.append(message)
-            return
+    def _store_latest(self, row: ZoneLatest) -> bool:
+        key = (row.site_id, row.zone_id)
+        if key not in self._zone_camera:
+            return False
+        current = self._latest.get(key)
+        if current is not None and row.ts <= current.ts:
+            return False
+        self._latest[key] = row
+        self._history.add(key, row.ts, row.count)
+        return True
+
+    def _readings(self, now: datetime) -> list[ZoneReading]:
+        # A camera whose counts resumed after its offline notice is online again.
+        newest: dict[tuple[str, str], datetime] = {}
+        for row in self._latest.values():
+            cam = (row.site_id, row.camera_id)
+            newest[cam] = max(newest.get(cam, row.ts), row.ts)
+        cameras = [
+            c
+            for c in self._camera_rows
+            if c.state != CameraState.OFFLINE or c.ts >= newest.get((c.site_id, c.camera_id), c.ts)
+        ]
+        return zone_readings(self._config, list(self._latest.values()), cameras, now)
+
+    def _seed_history(self, conn: psycopg.Connection, now: datetime) -> None:
         try:
-            self._send(message)
-        except BrokerError as exc:
-            logger.warning("alert %s not delivered (%s); will retry", message.alert_key, exc)
-            self._unsent.append(message)
+            rows = conn.execute(
+                "SELECT site_id, zone_id, ts, count FROM zone_counts WHERE ts >= %s ORDER BY ts",
+                (now - self._history_keep(),),
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot read recent counts: {exc}") from exc
+        self._history.extend(rows)
+        self._seeded = True
 
-    def _send_unsent(self) -> None:
-        while self._unsent:
+    def _history_keep(self) -> timedelta:
+        return timedelta(seconds=max([r.window_s for r in self._alerts.rules] + [600.0]) + 120)
+
+    def _reference(self, site_id: str, zone_id: str, horizon_min: float) -> ReferenceTrend | None:
+        """The reference holiday around this local time (cached for a few minutes)."""
+        if not self._alerts.reference_days or self._conn is None:
+            return None
+        key = (site_id, zone_id, horizon_min)
+        cached = self._references.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        now, margin = self._now, timedelta(minutes=5)
+        horizon = timedelta(minutes=horizon_min)
+        trend = None
+        for day in self._alerts.reference_days:
             try:
-                self._send(self._unsent[0])
-            except BrokerError as exc:
-                logger.warning("%d alert message(s) still undelivered: %s", len(self._unsent), exc)
-                return
-            self._unsent.pop(0)
+                series = reference_series(
+                    self._conn,
+                    site_id,
+                    now - margin,
+                    now + horizon,
+                    day,
+                    self._tz,
+                    zone_id=zone_id,
+                    resolution=Resolution.MINUTE,
+                )
+            except StorageError as exc:
+                logger.warning("reference day %s unavailable: %s", day, exc)
+                break
+            before = [p.count_mean for p in series.points if p.ts < now]
+            after = [p.count_mean for p in series.points if p.ts >= now + horizon - margin]
+            if before and after:
+                trend = ReferenceTrend(sum(before) / len(before), sum(after) / len(after))
+                break
+        self._references[key] = (time.monotonic() + _REFERENCE_TTL_S, trend)
+        return trend
 
-    def _send(self, message: AlertMessage) -> None:
-        self._publish(alert_topic(self._config.mqtt.topic_prefix, message.site_id), encode(message))
+    # --- lease -----------------------------------------------------------------------
+
+    def _renew_lease(self, conn: psycopg.Connection) -> bool:
+        lease_s = self._alerts.lease_s
+        holding = hold_lease(conn, self._holder, lease_s)
+        if holding:
+            # Count only most of the lease as ours: the clocks of two engines may differ.
+            self._lease_until = time.monotonic() + lease_s * 0.8
+        if holding and not self._holding:
+            self._take_over(conn)
+        elif not holding and self._holding:
+            logger.warning("alert engine %s lost the lease: standing by", self._holder)
+            self._evaluator.reset()
+        self._holding = holding
+        return holding
+
+    def _take_over(self, conn: psycopg.Connection) -> None:
+        active = active_alert_states(conn)
+        pending = pending_timers(conn)
+        self._evaluator.reset()
+        self._evaluator.restore({a.row.alert_key: a.clearing_since for a in active}, pending)
+        self._active = {a.row.alert_key: a for a in active}
+        jobs = queued_jobs(conn)
+        for job in jobs:
+            self._deliverer.submit(job)
+        logger.info(
+            "alert engine %s is active: %d firing, %d pending, %d notification(s) to resend",
+            self._holder,
+            len(active),
+            len(pending),
+            len(jobs),
+        )
+
+    # --- evaluation ------------------------------------------------------------------
+
+    def _record(
+        self, conn: psycopg.Connection, transitions: list[Transition], now: datetime
+    ) -> list[Transition]:
+        """Write one evaluation's transitions and timer changes, then queue the notifications.
+
+        A key may fire and resolve within one batch of messages; both are recorded in order.
+        """
+        changes = self._evaluator.drain_changes()
+        if not transitions and not changes:
+            return []
+        messages = [(t, t.message(self._tz)) for t in transitions]
+        keys = {t.key for t in transitions}
+        fired: list[NewAlert] = []
+        resolved: list[AlertMessage] = []
+        notified: set[str] = set()
+        suppressed: dict[str, str] = {}
+        drafts: list[NotificationDraft] = []
+        people: dict[str, list[tuple[dict[str, Any], Site, str | None, str]]] = {
+            "firing": [],
+            "resolved": [],
+        }
+        for t, message in messages:
+            site = t.reading.site
+            drafts.append(self._mqtt_draft(message))
+            if t.state == "firing":
+                routes = matching_routes(self._alerts, site.department, t.rule.severity)
+                by = routes[0].group_by if routes else "route"
+                fired.append(
+                    NewAlert(
+                        message,
+                        t.camera_id,
+                        site.department.value,
+                        group_key(by, site, t.zone_id, t.key),
+                    )
+                )
+                reason = self._held_back(site.id, t.zone_id, t.camera_id, t.rule.id, now)
+                if reason is None:
+                    notified.add(t.key)
+                    people["firing"].append((_alert_json(message), site, t.zone_id, t.key))
+                else:
+                    suppressed[t.key] = reason
+            else:
+                resolved.append(message)
+                was = self._active.get(t.key)
+                if t.key in notified or t.key in suppressed:
+                    told = t.key in notified  # fired earlier in this same batch
+                else:
+                    told = was is None or was.notified_at is not None
+                if (
+                    told
+                    and self._held_back(site.id, t.zone_id, t.camera_id, t.rule.id, now) is None
+                ):
+                    people["resolved"].append((_alert_json(message), site, t.zone_id, t.key))
+        for event, items in people.items():
+            drafts += self._plan(event, items, now)
+        pending = {k: s.pending_since for k, s in changes.items() if k not in keys and not s.firing}
+        clearing = {k: s.clearing_since for k, s in changes.items() if k not in keys and s.firing}
+        try:
+            inserted, closed, queued = record_batch(
+                conn, fired, resolved, notified, suppressed, drafts, pending, clearing
+            )
+        except StorageError:
+            # Unrecorded transitions must happen again on the next evaluation, not be lost.
+            for t in reversed(transitions):
+                self._evaluator.revert(t)
+            self._evaluator.mark_changed(changes)
+            raise
+        for row in inserted:
+            at = row.started_at if row.alert_key in notified else None
+            self._active[row.alert_key] = ActiveAlert(row, None, at, 0)
+        for row in closed:
+            self._active.pop(row.alert_key, None)
+        for notification_id, draft, alert_ids in queued:
+            self._deliverer.submit(Job(notification_id, draft.channel_id, alert_ids, draft.payload))
+        recorded_keys = {r.alert_key for r in inserted} | {r.alert_key for r in closed}
+        for t, message in messages:
+            if t.key in recorded_keys:
+                log = logger.warning if t.state == "firing" else logger.info
+                log("alert %s %s: %s", t.state, t.key, message.summary_en)
+            else:
+                logger.info("alert %s already %s in the database", t.key, t.state)
+        return [t for t in transitions if t.key in recorded_keys]
+
+    def _held_back(
+        self, site_id: str, zone_id: str | None, camera_id: str | None, rule_id: str, now: datetime
+    ) -> str | None:
+        """Why people are not told of this alert now (silence, mute window, inhibition)."""
+        for silence in self._silences:
+            if silence.matches(site_id, zone_id, rule_id, now):
+                return f"silenced by {silence.created_by}: {silence.comment}".rstrip(": ")
+        rule = self._rules.get(rule_id)
+        if rule is None:
+            return None
+        window = muted_by(self._alerts, rule.mute_windows, now, self._tz)
+        if window is not None:
+            return f"mute window {window}"
+        if rule.metric in CROWD_METRICS and camera_id is not None:
+            firing = self._evaluator.firing
+            for camera_rule in self._camera_rules:
+                if camera_alert_key(site_id, camera_id, camera_rule.id) in firing:
+                    return f"inhibited: camera {camera_id} has no data"
+        return None
+
+    def _mqtt_draft(self, message: AlertMessage) -> NotificationDraft:
+        topic = alert_topic(self._config.mqtt.topic_prefix, message.site_id)
+        return NotificationDraft(
+            MQTT_CHANNEL,
+            "mqtt",
+            message.state,
+            0,
+            None,
+            (message.alert_key,),
+            {"topic": topic, "message": json.loads(encode(message))},
+        )
+
+    def _plan(
+        self,
+        event: str,
+        items: list[tuple[dict[str, Any], Site, str | None, str]],
+        now: datetime,
+        level: int = 0,
+    ) -> list[NotificationDraft]:
+        """Group alerts per channel and group key into one notification each."""
+        groups: dict[tuple[str, str], list[tuple[str, dict[str, Any], Site]]] = {}
+        for alert, site, zone_id, key in items:
+            for route in matching_routes(self._alerts, site.department, alert["severity"]):
+                if event == "resolved" and not route.send_resolved:
+                    continue
+                if muted_by(self._alerts, route.mute_windows, now, self._tz) is not None:
+                    continue
+                if event == "escalation":
+                    step = escalation_step(route, level)
+                    channels = list(step.notify) if step is not None else []
+                else:
+                    channels = list(route.notify)
+                group = group_key(route.group_by, site, zone_id, key)
+                for channel_id in channels:
+                    members = groups.setdefault((channel_id, group), [])
+                    if all(k != key for k, _, _ in members):
+                        members.append((key, alert, site))
+        drafts = []
+        for (channel_id, group), members in groups.items():
+            payload = _payload(event, level, group, [a for _, a, _ in members], members[0][2], now)
+            drafts.append(
+                NotificationDraft(
+                    channel_id,
+                    self._channels[channel_id].type.value,
+                    event,
+                    level,
+                    group,
+                    tuple(k for k, _, _ in members),
+                    payload,
+                )
+            )
+        return drafts
+
+    # --- follow-ups of firing alerts ---------------------------------------------------
+
+    def _follow_up(self, conn: psycopg.Connection, now: datetime) -> None:
+        active = active_alert_states(conn)
+        self._active = {a.row.alert_key: a for a in active}
+        drafts: list[tuple[NotificationDraft, tuple[int, ...]]] = []
+        notified: list[tuple[int, datetime]] = []
+        escalate: list[int] = []
+        escalation_notified: dict[int, int] = {}
+        for alert in active:
+            row = alert.row
+            site = self._sites.get(row.site_id)
+            if site is None:
+                continue
+            camera_id = row.camera_id or self._zone_camera.get((row.site_id, row.zone_id or ""))
+            if self._held_back(row.site_id, row.zone_id, camera_id, row.rule_id, now) is not None:
+                continue
+            item = [(_row_json(row), site, row.zone_id, row.alert_key)]
+            if alert.notified_at is None:
+                notified.append((row.id, now))
+                drafts += [(d, (row.id,)) for d in self._plan("firing", item, now)]
+                continue
+            level = row.escalation_level
+            if row.acknowledged_at is None and self._escalation_due(alert, site, now):
+                escalate.append(row.id)
+                level += 1
+            for n in range(alert.escalation_notified + 1, level + 1):
+                drafts += [(d, (row.id,)) for d in self._plan("escalation", item, now, n)]
+            if level > alert.escalation_notified:
+                escalation_notified[row.id] = level
+        if not (drafts or notified or escalate or escalation_notified):
+            return
+        queued = queue_followups(conn, drafts, notified, escalate, escalation_notified, now)
+        for notification_id, draft, alert_ids in queued:
+            self._deliverer.submit(Job(notification_id, draft.channel_id, alert_ids, draft.payload))
+        for alert_id in escalate:
+            logger.warning("alert %d escalated: not acknowledged in time", alert_id)
+
+    def _escalation_due(self, alert: ActiveAlert, site: Site, now: datetime) -> bool:
+        row = alert.row
+        for route in matching_routes(self._alerts, site.department, row.severity):
+            if not route.escalation:
+                continue
+            if row.escalation_level >= len(route.escalation):
+                return False
+            step = route.escalation[row.escalation_level]
+            since = row.escalated_at or alert.notified_at or row.started_at
+            return now - since >= timedelta(minutes=step.after_min)
+        return False
+
+    # --- connection ------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -151,11 +640,66 @@ class AlertEngine:
             self._conn = None
 
 
+def _alert_json(message: AlertMessage) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(encode(message))
+    return data
+
+
+def _row_json(row: AlertRow) -> dict[str, Any]:
+    return {
+        "alert_id": row.id,
+        "alert_key": row.alert_key,
+        "site_id": row.site_id,
+        "zone_id": row.zone_id,
+        "rule_id": row.rule_id,
+        "state": row.state,
+        "severity": row.severity,
+        "value": row.value,
+        "threshold": row.threshold,
+        "ts": row.started_at.isoformat(),
+        "summary_zh": row.summary_zh,
+        "summary_en": row.summary_en,
+        "acknowledged_by": row.acknowledged_by,
+    }
+
+
+def _payload(
+    event: str, level: int, group: str, alerts: list[dict[str, Any]], site: Site, now: datetime
+) -> dict[str, Any]:
+    """The stored notification (``crowdwatch.notification/1``)."""
+    severity = max((a["severity"] for a in alerts), key=_SEVERITY_ORDER.__getitem__)
+    n = len(alerts)
+    if event == "resolved":
+        title_zh, title_en = f"【已解除】{n} 条人流告警", f"Cleared: {n} crowd alert(s)"
+    elif event == "escalation":
+        title_zh = f"【升级 第 {level} 级】{n} 条告警未确认"
+        title_en = f"Escalation level {level}: {n} alert(s) not acknowledged"
+    else:
+        tag = "紧急" if severity == "critical" else "人流告警"
+        title_zh, title_en = f"【{tag}】{n} 条", f"Crowd alert ({severity}): {n}"
+    return {
+        "schema": NOTIFICATION_SCHEMA,
+        "event": event,
+        "level": level,
+        "group": group,
+        "department": site.department.value,
+        "severity": severity,
+        "at": now.isoformat(),
+        "at_ms": int(now.timestamp() * 1000),
+        "title_zh": title_zh,
+        "title_en": title_en,
+        "alerts": alerts,
+    }
+
+
 def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
     """Run the alert engine until ``stop`` is set.
 
-    Connects to the broker (fails fast with :class:`BrokerError` if it cannot) and evaluates
-    every ``config.alerts.evaluate_every_s``; database outages are logged and retried.
+    Connects to the broker (fails fast with :class:`BrokerError` if it cannot), subscribes to
+    every camera's counts (``alerts.listen_counts``), and evaluates each batch of arriving
+    messages at once and everything every ``alerts.evaluate_every_s``; database outages are
+    logged and retried.  Several engines may run: the lease makes one active, the others
+    stand by and take over within ``alerts.lease_s`` when it stops.
 
     Args:
         config: the site config; the database URL comes from ``config.database``.
@@ -166,30 +710,65 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
         BrokerError: the MQTT broker is unreachable at start.
     """
     db_url = config.database.resolved_url()
+    inbox: queue.Queue[bytes] = queue.Queue()
     client = MqttClient(config.mqtt, client_id=f"crowdwatch-alerts-{uuid.uuid4().hex[:12]}")
+    if config.alerts.listen_counts:
+        topic = camera_topic_filter(config.mqtt.topic_prefix, TopicKind.COUNTS)
+        client.subscribe(topic, lambda _topic, payload: inbox.put(payload))
     client.connect()
 
     def publish(topic: str, payload: bytes) -> None:
         client.publish(topic, payload, qos=1, timeout=5)
 
     engine = AlertEngine(config, db_url, publish)
+    every = config.alerts.evaluate_every_s
     logger.info(
-        "alert engine started: %d rule(s), every %g s",
+        "alert engine %s started: %d rule(s), %d channel(s), every %g s",
+        engine.holder,
         len(config.alerts.rules),
-        config.alerts.evaluate_every_s,
+        len(config.alerts.channels),
+        every,
     )
+    next_tick = 0.0
     try:
-        while True:
+        while not stop.is_set():
+            wait = min(0.5, max(0.0, next_tick - time.monotonic()))
+            batch = _take_batch(inbox, wait)
             try:
-                engine.tick()
+                if batch:
+                    engine.on_counts(batch)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + every
+                    engine.tick()
             except CrowdwatchError as exc:
                 logger.warning("alert evaluation failed: %s", exc)
+                stop.wait(min(every, 1.0))
             except Exception:
                 # Top of a long-running loop: one bad evaluation must not end alerting.
                 logger.exception("alert evaluation crashed")
-            if stop.wait(config.alerts.evaluate_every_s):
-                break
+                stop.wait(min(every, 1.0))
     finally:
         engine.close()
         client.close()
         logger.info("alert engine stopped")
+
+
+def _take_batch(inbox: queue.Queue[bytes], wait: float, limit: int = 2000) -> list[CountMessage]:
+    """The count messages waiting (at most ``limit``), after waiting up to ``wait`` for one."""
+    try:
+        payloads = [inbox.get(timeout=wait) if wait > 0 else inbox.get_nowait()]
+    except queue.Empty:
+        return []
+    while len(payloads) < limit:
+        try:
+            payloads.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    messages = []
+    for payload in payloads:
+        try:
+            messages.append(decode_counts(payload))
+        except MessageError as exc:
+            # Ingest dead-letters bad payloads; the engine just does not evaluate them.
+            logger.debug("ignoring a count payload: %s", exc)
+    return messages

@@ -48,6 +48,10 @@ class ZoneReading:
     ts: datetime | None
     """time of the newest count ever received (even a stale one); ``None`` if never"""
     age_s: float | None
+    longest_wait_s: float | None = None
+    """longest wait of the people now in the zone (OK status and a tracking edge only)"""
+    density_per_m2: float | None = None
+    """people per m² (OK status and a calibrated camera only)"""
 
     @property
     def capacity(self) -> int:
@@ -121,6 +125,12 @@ def zone_readings(
                     count=row.count if row is not None and status is ZoneStatus.OK else None,
                     ts=ts,
                     age_s=age,
+                    longest_wait_s=row.longest_wait_s
+                    if row is not None and status is ZoneStatus.OK
+                    else None,
+                    density_per_m2=row.density_per_m2
+                    if row is not None and status is ZoneStatus.OK
+                    else None,
                 )
             )
     return readings

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -204,6 +205,10 @@ class Site(Model):
     capacity: int = Field(gt=0, le=1_000_000, description="people the whole site holds safely")
     department: Department = Field(description="department that acts on this site's alerts")
     cameras: list[Camera] = Field(min_length=1)
+    routes: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list,
+        description="bus routes serving the stop (alert text and grouping: 'add buses on K1')",
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -376,7 +381,37 @@ class AlertMetric(StrEnum):
     OCCUPANCY_RATIO = "occupancy_ratio"
     """people / capacity of the zone (or of the site when the zone has no capacity)"""
     PEOPLE = "people"
-    """people counted in the zone"""
+    """people counted in the zone (at a bus stop: people waiting)"""
+    LONGEST_WAIT_MIN = "longest_wait_min"
+    """minutes the longest-waiting person now in the zone has been there (needs tracking)"""
+    RISE = "rise"
+    """people gained over the rule's ``window_s`` (now minus the count ``window_s`` ago)"""
+    FORECAST_OCCUPANCY = "forecast_occupancy"
+    """share of capacity forecast ``horizon_min`` minutes ahead: fire_at 1.0 reads
+    "forecast to reach capacity within horizon_min minutes"
+    (see :mod:`crowdwatch.analytics.forecast`)"""
+    DENSITY_PER_M2 = "density_per_m2"
+    """people per square metre (needs a calibrated camera)"""
+    NO_DATA_S = "no_data_s"
+    """seconds a camera has sent no fresh count (offline, stale or never): its own alert,
+    one per camera, never read as zero people"""
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class RuleOverride(Model):
+    """Different thresholds (or none) for some sites or zones of a rule."""
+
+    sites: list[Identifier] = Field(default_factory=list, description="empty: every site")
+    zones: list[Identifier] = Field(default_factory=list, description="empty: every zone")
+    enabled: bool = Field(default=True, description="false: the rule does not watch these")
+    fire_at: float | None = Field(default=None, gt=0)
+    clear_at: float | None = Field(default=None, ge=0)
+    for_s: float | None = Field(default=None, ge=0, le=86400)
+    keep_firing_for_s: float | None = Field(default=None, ge=0, le=86400)
+    severity: Severity | None = None
+    action: LocalizedName | None = None
 
 
 class AlertRule(Model):
@@ -387,9 +422,28 @@ class AlertRule(Model):
         default=None, ge=0, description="resolve below this (hysteresis); default fire_at"
     )
     for_s: float = Field(default=0, ge=0, le=86400, description="pending period before firing")
-    severity: Literal["info", "warning", "critical"] = "warning"
+    keep_firing_for_s: float = Field(
+        default=0, ge=0, le=86400, description="stay firing this long after clearing (flapping)"
+    )
+    severity: Severity = "warning"
     site_kinds: list[SiteKind] = Field(default_factory=list, description="empty: every kind")
     sites: list[Identifier] = Field(default_factory=list, description="empty: every site")
+    window_s: float = Field(
+        default=600, ge=30, le=7200, description="rise / forecast: seconds of history used"
+    )
+    horizon_min: float = Field(
+        default=15, gt=0, le=240, description="forecast: minutes ahead (forecast_occupancy)"
+    )
+    action: LocalizedName | None = Field(
+        default=None,
+        description="suggested action; {routes} becomes the site's bus routes",
+    )
+    mute_windows: list[Identifier] = Field(
+        default_factory=list, description="alerts.mute_windows ids: no notifications then"
+    )
+    overrides: list[RuleOverride] = Field(
+        default_factory=list, description="per-site / per-zone thresholds, first match wins"
+    )
 
     @model_validator(mode="after")
     def _clear_not_above_fire(self) -> Self:
@@ -397,7 +451,118 @@ class AlertRule(Model):
             raise ValueError(
                 f"clear_at ({self.clear_at:g}) must not be above fire_at ({self.fire_at:g})"
             )
+        for i, override in enumerate(self.overrides):
+            fire = override.fire_at if override.fire_at is not None else self.fire_at
+            clear = override.clear_at if override.clear_at is not None else self.clear_at
+            if clear is not None and clear > fire:
+                raise ValueError(
+                    f"overrides[{i}]: clear_at ({clear:g}) must not be above fire_at ({fire:g})"
+                )
         return self
+
+
+class ChannelType(StrEnum):
+    WEBHOOK = "webhook"
+    """POST the alert as JSON (``crowdwatch.notification/1``) to ``url``"""
+    WECOM = "wecom"
+    """WeCom (企业微信) group robot: ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``"""
+    DINGTALK = "dingtalk"
+    """DingTalk (钉钉) custom robot: ``https://oapi.dingtalk.com/robot/send?access_token=...``"""
+    FEISHU = "feishu"
+    """Feishu / Lark (飞书) custom bot: ``https://open.feishu.cn/open-apis/bot/v2/hook/...``"""
+    EMAIL = "email"
+    """e-mail over SMTP (``smtp``)"""
+    GRAFANA = "grafana"
+    """Grafana annotation: POST ``{url}/api/annotations`` with a service-account token"""
+
+
+class SmtpConfig(Model):
+    host: str = Field(description="SMTP server")
+    port: int = Field(default=25, ge=1, le=65535)
+    from_addr: str = Field(min_length=3, description="sender address")
+    to: list[str] = Field(min_length=1, description="recipients")
+    username: str | None = Field(default=None, description="password: CROWDWATCH_SMTP_PASSWORD")
+    starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS")
+
+    @property
+    def password(self) -> str | None:
+        return os.environ.get("CROWDWATCH_SMTP_PASSWORD")
+
+
+class AlertChannel(Model):
+    """Somewhere notifications go: a robot in a department's group chat, a mailbox, ..."""
+
+    id: Identifier
+    type: ChannelType
+    url: str | None = Field(default=None, description="webhook / robot URL; Grafana base URL")
+    secret: str | None = Field(
+        default=None, description="DingTalk / Feishu signing secret (use ${ENV})"
+    )
+    token: str | None = Field(default=None, description="Grafana service-account token (${ENV})")
+    smtp: SmtpConfig | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="per attempt")
+    mention: list[str] = Field(
+        default_factory=list, description="WeCom/DingTalk: mobile numbers to @ on critical"
+    )
+
+    @model_validator(mode="after")
+    def _settings_for_type(self) -> Self:
+        if self.type is ChannelType.EMAIL:
+            if self.smtp is None:
+                raise ValueError("an email channel needs 'smtp'")
+        elif not self.url:
+            raise ValueError(f"a {self.type.value} channel needs 'url'")
+        return self
+
+
+class EscalationStep(Model):
+    after_min: float = Field(
+        gt=0, le=1440, description="minutes unacknowledged (since the last level) before this"
+    )
+    notify: list[Identifier] = Field(min_length=1, description="channel ids")
+
+
+class AlertRoute(Model):
+    """Who hears of which alerts: by department and severity (empty lists match all)."""
+
+    departments: list[Department] = Field(default_factory=list)
+    severities: list[Severity] = Field(default_factory=list)
+    notify: list[Identifier] = Field(min_length=1, description="channel ids")
+    escalation: list[EscalationStep] = Field(
+        default_factory=list, description="next contacts, then the duty officer"
+    )
+    group_by: Literal["route", "site", "zone"] = Field(
+        default="route",
+        description="one message per bus route (a stop without routes: its site) / site / zone",
+    )
+    mute_windows: list[Identifier] = Field(default_factory=list)
+    send_resolved: bool = True
+
+
+class MuteWindow(Model):
+    """Local times without notifications (outside operating hours): start..end, may wrap."""
+
+    id: Identifier
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local")
+    weekdays: list[int] = Field(
+        default_factory=list, description="ISO weekdays 1=Mon..7=Sun of the start; empty: all"
+    )
+
+    @field_validator("weekdays")
+    @classmethod
+    def _iso_weekdays(cls, days: list[int]) -> list[int]:
+        bad = [d for d in days if not 1 <= d <= 7]
+        if bad:
+            raise ValueError(f"weekdays are 1 (Monday) .. 7 (Sunday), got {bad}")
+        return days
+
+
+class DeliveryConfig(Model):
+    attempts: int = Field(default=5, ge=1, le=50, description="tries per notification")
+    backoff_s: float = Field(default=1.0, gt=0, le=600, description="first retry delay, doubled")
+    max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
+    workers: int = Field(default=4, ge=1, le=64, description="parallel deliveries per channel")
 
 
 class AlertsConfig(Model):
@@ -406,16 +571,81 @@ class AlertsConfig(Model):
         default=120.0, gt=0, description="counts older than this are 'no data', never zero"
     )
     rules: list[AlertRule] = Field(default_factory=list)
+    channels: list[AlertChannel] = Field(default_factory=list)
+    routes: list[AlertRoute] = Field(default_factory=list)
+    mute_windows: list[MuteWindow] = Field(default_factory=list)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    reference_days: list[date] = Field(
+        default_factory=list,
+        description="past holidays (local dates) the forecast compares with, newest first",
+    )
+    lease_s: float = Field(
+        default=15.0, ge=2, le=600, description="active/standby: the lease lasts this long"
+    )
+    listen_counts: bool = Field(
+        default=True, description="also evaluate each count message as it arrives (MQTT)"
+    )
 
     @model_validator(mode="after")
     def _unique_rules(self) -> Self:
         _require_unique("rule", [r.id for r in self.rules])
+        _require_unique("channel", [c.id for c in self.channels])
+        _require_unique("mute window", [w.id for w in self.mute_windows])
+        channels = {c.id for c in self.channels}
+        windows = {w.id for w in self.mute_windows}
+        for i, route in enumerate(self.routes):
+            named = list(route.notify) + [c for step in route.escalation for c in step.notify]
+            unknown = sorted(set(named) - channels)
+            if unknown:
+                raise ValueError(f"routes[{i}]: unknown channel(s) {unknown}")
+            if set(route.mute_windows) - windows:
+                missing = sorted(set(route.mute_windows) - windows)
+                raise ValueError(f"routes[{i}].mute_windows: unknown mute window(s) {missing}")
+        for i, rule in enumerate(self.rules):
+            if set(rule.mute_windows) - windows:
+                missing = sorted(set(rule.mute_windows) - windows)
+                raise ValueError(f"rules[{i}].mute_windows: unknown mute window(s) {missing}")
         return self
+
+
+PASSWORD_HASH_PATTERN = r"^(scrypt|pbkdf2_sha256)\$[0-9$]+\$[A-Za-z0-9+/=_-]+\$[A-Za-z0-9+/=_-]+$"
+"""``scrypt$n$r$p$salt$hash`` or ``pbkdf2_sha256$iterations$salt$hash`` (base64 parts), as
+printed by ``python -m crowdwatch.dashboards.passwords``."""
+
+
+class WebUser(Model):
+    """A dispatcher who may log in to ``/dispatch`` and act on alerts."""
+
+    name: Identifier = Field(description="login name; recorded with every action")
+    department: Department | None = Field(
+        default=None, description="alerts of this department's sites; null sees every department"
+    )
+    password_hash: str = Field(
+        pattern=PASSWORD_HASH_PATTERN,
+        description="from `python -m crowdwatch.dashboards.passwords` (never the password)",
+    )
 
 
 class WebConfig(Model):
     host: str = Field(default="127.0.0.1")
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    users: list[WebUser] = Field(
+        default_factory=list, description="dispatchers; the signing secret is CROWDWATCH_WEB_SECRET"
+    )
+    session_ttl_s: int = Field(
+        default=12 * 3600, ge=60, le=7 * 86400, description="a login lasts this long"
+    )
+    live_poll_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often the live stream reads the database"
+    )
+    heartbeat_s: float = Field(
+        default=15.0, gt=0, le=120, description="a live stream with no news sends a ping this often"
+    )
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> Self:
+        _require_unique("web user", [u.name for u in self.users])
+        return self
 
 
 class District(Model):
@@ -450,11 +680,7 @@ class CrowdwatchConfig(Model):
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
         _require_unique("site", [s.id for s in self.sites])
-        site_ids = {s.id for s in self.sites}
-        for rule in self.alerts.rules:
-            unknown = sorted(set(rule.sites) - site_ids)
-            if unknown:
-                raise ValueError(f"alert rule {rule.id!r} names unknown site(s) {unknown}")
+        _check_alert_rule_scopes(self)
         if self.detector is None and any(not c.simulated for _, c in self.cameras()):
             raise ValueError("a camera has a real source, so a 'detector' section is required")
         return self
@@ -468,6 +694,28 @@ class CrowdwatchConfig(Model):
     def cameras(self) -> list[tuple[Site, Camera]]:
         """Every camera of the district with its site."""
         return [(site, cam) for site in self.sites for cam in site.cameras]
+
+
+def _check_alert_rule_scopes(config: CrowdwatchConfig) -> None:
+    """Every site and zone a rule or override names exists (message names the YAML path)."""
+    zones_of = {s.id: {z.id for c in s.cameras for z in c.zones} for s in config.sites}
+    for i, rule in enumerate(config.alerts.rules):
+        path = f"alerts.rules[{i}]"
+        unknown = sorted(set(rule.sites) - set(zones_of))
+        if unknown:
+            raise ValueError(f"{path}.sites: rule {rule.id!r} names unknown site(s) {unknown}")
+        for j, override in enumerate(rule.overrides):
+            here = f"{path}.overrides[{j}]"
+            unknown = sorted(set(override.sites) - set(zones_of))
+            if unknown:
+                raise ValueError(f"{here}.sites: unknown site(s) {unknown}")
+            scope = override.sites or rule.sites or list(zones_of)
+            known = set().union(*(zones_of[s] for s in scope)) if scope else set()
+            unknown = sorted(set(override.zones) - known)
+            if unknown:
+                raise ValueError(
+                    f"{here}.zones: unknown zone(s) {unknown} of sites {sorted(scope)}"
+                )
 
 
 def _require_unique(what: str, ids: list[str]) -> None:
@@ -545,7 +793,9 @@ def parse_config(data: Any, origin: str = "<config>") -> CrowdwatchConfig:
             msg = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            problems.append(f"{format_loc(tuple(err['loc']))}: {msg}")
+            # A cross-section check at the top names its own YAML path in the message.
+            loc = tuple(err["loc"])
+            problems.append(f"{format_loc(loc)}: {msg}" if loc else msg)
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ConfigError(f"{origin}: " + "; ".join(problems[:3]) + more) from None
 

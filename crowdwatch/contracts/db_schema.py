@@ -405,6 +405,92 @@ def _v3_timescale() -> str:
     return "\n".join(parts)
 
 
+# Migration 4: the alert engine's durable state.  Acknowledgement and escalation on the alert
+# row; every step of an alert's life in ``alert_events`` (who, when, what, note); pending
+# timers (``alert_pending``) so a restarted engine neither restarts nor forgets a ``for``
+# period; each notification to each channel with its attempts (``notifications``); silences;
+# and the lease that lets exactly one of several engines notify (``alert_engine_lease``).
+_V4_COMMON = """
+ALTER TABLE alerts
+    ADD COLUMN camera_id text,
+    ADD COLUMN department text,
+    ADD COLUMN group_key text,
+    ADD COLUMN acknowledged_at timestamptz,
+    ADD COLUMN acknowledged_by text,
+    ADD COLUMN ack_note text,
+    ADD COLUMN escalation_level integer NOT NULL DEFAULT 0,
+    ADD COLUMN escalated_at timestamptz,
+    ADD COLUMN escalation_notified integer NOT NULL DEFAULT 0,
+    ADD COLUMN clearing_since timestamptz,
+    ADD COLUMN notified_at timestamptz,
+    ADD COLUMN resolve_notified_at timestamptz,
+    ADD COLUMN resolve_value double precision;
+CREATE INDEX alerts_state_started ON alerts (state, started_at DESC);
+
+CREATE TABLE alert_events (
+    id           bigserial PRIMARY KEY,
+    alert_id     bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    at           timestamptz NOT NULL,
+    kind         text NOT NULL,
+    who          text NOT NULL DEFAULT '',
+    note         text NOT NULL DEFAULT '',
+    recorded_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX alert_events_alert ON alert_events (alert_id, at, id);
+
+CREATE TABLE alert_pending (
+    alert_key     text PRIMARY KEY,
+    site_id       text NOT NULL,
+    zone_id       text,
+    rule_id       text NOT NULL,
+    pending_since timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE notifications (
+    id            bigserial PRIMARY KEY,
+    alert_id      bigint REFERENCES alerts (id) ON DELETE CASCADE,
+    alert_ids     bigint[] NOT NULL DEFAULT '{}',
+    event         text NOT NULL,
+    level         integer NOT NULL DEFAULT 0,
+    channel_id    text NOT NULL,
+    channel_type  text NOT NULL,
+    group_key     text,
+    state         text NOT NULL DEFAULT 'queued'
+                  CHECK (state IN ('queued', 'sent', 'failed', 'suppressed')),
+    attempts      integer NOT NULL DEFAULT 0,
+    last_error    text,
+    payload       jsonb NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    sent_at       timestamptz
+);
+CREATE INDEX notifications_alert ON notifications (alert_id, id);
+CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state = 'queued';
+
+CREATE TABLE alert_silences (
+    id          bigserial PRIMARY KEY,
+    site_id     text,
+    zone_id     text,
+    rule_id     text,
+    starts_at   timestamptz NOT NULL,
+    ends_at     timestamptz NOT NULL,
+    created_by  text NOT NULL,
+    comment     text NOT NULL DEFAULT '',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CHECK (ends_at > starts_at)
+);
+CREATE INDEX alert_silences_ends ON alert_silences (ends_at);
+
+CREATE TABLE alert_engine_lease (
+    name        text PRIMARY KEY,
+    holder      text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    renewed_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -433,6 +519,14 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql="",
             timescale_sql=_v3_timescale(),
             plain_sql=_v3_plain(),
+        ),
+        Migration(
+            version=4,
+            name="alert acknowledgement, escalation, events, pending timers, notifications, "
+            "silences, engine lease",
+            common_sql=_V4_COMMON,
+            timescale_sql="",
+            plain_sql="",
         ),
     ]
 

@@ -74,11 +74,23 @@ class AlertRow:
     resolved_at: datetime | None
     summary_zh: str
     summary_en: str
+    # Migration 4: who acted on it, and the engine's own bookkeeping.
+    camera_id: str | None = None
+    department: str | None = None
+    group_key: str | None = None
+    """what notifications group it by: a bus route or the beach (site)"""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    ack_note: str | None = None
+    escalation_level: int = 0
+    """0: first contacts only; each escalation (timed or by hand) adds one"""
+    escalated_at: datetime | None = None
 
 
 ALERT_COLUMNS = (
     "id, alert_key, site_id, zone_id, rule_id, severity, state, value, threshold, "
-    "started_at, resolved_at, summary_zh, summary_en"
+    "started_at, resolved_at, summary_zh, summary_en, camera_id, department, group_key, "
+    "acknowledged_at, acknowledged_by, ack_note, escalation_level, escalated_at"
 )
 """The ``alerts`` columns in the order :func:`alert_from_row` expects."""
 
@@ -114,6 +126,14 @@ def alert_from_row(row: Sequence[Any]) -> AlertRow:
         resolved_at=row[10],
         summary_zh=row[11],
         summary_en=row[12],
+        camera_id=row[13] if len(row) > 13 else None,
+        department=row[14] if len(row) > 14 else None,
+        group_key=row[15] if len(row) > 15 else None,
+        acknowledged_at=row[16] if len(row) > 16 else None,
+        acknowledged_by=row[17] if len(row) > 17 else None,
+        ack_note=row[18] if len(row) > 18 else None,
+        escalation_level=int(row[19]) if len(row) > 19 else 0,
+        escalated_at=row[20] if len(row) > 20 else None,
     )
 
 

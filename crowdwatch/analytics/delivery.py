@@ -1,0 +1,271 @@
+"""The delivery worker: notifications leave here, retried with backoff, every attempt recorded.
+
+The engine writes each notification to the ``notifications`` table (state ``queued``) in the
+same transaction as the alert change, then hands it to :class:`Deliverer` and goes on
+evaluating: it never waits for a channel.  Each channel has its own queue and worker
+threads, so a robot that hangs (each attempt is bounded by the channel's ``timeout_s``) or
+answers 500 delays only its own messages.  A failed attempt is retried after
+``backoff_s``, doubled each time up to ``max_backoff_s``; after ``attempts`` tries the row is
+``failed`` and the alert's history says so.  A row still ``queued`` when the engine stops is
+sent by the next engine that holds the lease (:func:`queued_jobs`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from crowdwatch.analytics.actions import ENGINE, record_event
+from crowdwatch.analytics.channels import DeliveryError, Publish, send
+from crowdwatch.contracts.config import AlertChannel, DeliveryConfig
+from crowdwatch.contracts.errors import StorageError
+from crowdwatch.storage.db import connect, transaction
+
+logger = logging.getLogger(__name__)
+
+MQTT_CHANNEL = "mqtt"
+"""Channel id of the built-in MQTT alerts topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One notification row to deliver to one channel."""
+
+    notification_id: int
+    channel_id: str
+    alert_ids: tuple[int, ...]
+    payload: dict[str, Any]
+    attempts: int = 0
+    """attempts already made"""
+
+
+def queued_jobs(conn: psycopg.Connection) -> list[Job]:
+    """Notifications a previous engine queued but did not finish, oldest first.
+
+    Raises:
+        StorageError: the database failed.
+    """
+    try:
+        rows = conn.execute(
+            "SELECT id, channel_id, alert_ids, payload, attempts FROM notifications "
+            "WHERE state = 'queued' ORDER BY id"
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read queued notifications: {exc}") from exc
+    return [Job(int(r[0]), r[1], tuple(r[2]), r[3], int(r[4])) for r in rows]
+
+
+class Deliverer:
+    """Per-channel queues and worker threads that send, retry and record.
+
+    Args:
+        db_url: where to record attempts (each worker has its own connection).
+        channels: the configured channels by id.
+        publish: the MQTT publish callable (channel :data:`MQTT_CHANNEL`).
+        config: attempts and backoff.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        channels: Mapping[str, AlertChannel],
+        publish: Publish,
+        config: DeliveryConfig,
+    ) -> None:
+        self._db_url = db_url
+        self._channels = dict(channels)
+        self._publish = publish
+        self._config = config
+        self._queues: dict[str, queue.Queue[Job | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._retries: list[tuple[float, int, Job]] = []
+        self._retry_lock = threading.Condition()
+        self._seq = itertools.count()
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._stopping = threading.Event()
+        for channel_id in [MQTT_CHANNEL, *self._channels]:
+            self._queues[channel_id] = queue.Queue()
+            workers = 1 if channel_id == MQTT_CHANNEL else config.workers
+            for i in range(workers):
+                thread = threading.Thread(
+                    target=self._work, args=(channel_id,), name=f"deliver-{channel_id}-{i}"
+                )
+                thread.start()
+                self._threads.append(thread)
+        self._scheduler = threading.Thread(target=self._schedule, name="deliver-retries")
+        self._scheduler.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job (never blocks).  Unknown channels (removed from the config) fail at once."""
+        target = self._queues.get(job.channel_id)
+        with self._idle:
+            self._busy += 1
+        if target is None:
+            self._record_failure(job, "channel is not configured any more", final=True, conn=None)
+            self._done()
+            return
+        target.put(job)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every submitted job is delivered or given up (tests, benchmarks).
+
+        Returns:
+            True when idle, False on time-out.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not yet finished (waiting for a retry included)."""
+        with self._idle:
+            return self._busy
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers; jobs not yet delivered stay ``queued`` in the database."""
+        self._stopping.set()
+        for target in self._queues.values():
+            for _ in range(self._config.workers):
+                target.put(None)
+        with self._retry_lock:
+            self._retry_lock.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in [*self._threads, self._scheduler]:
+            thread.join(max(0.1, deadline - time.monotonic()))
+
+    def _done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def _work(self, channel_id: str) -> None:
+        conn: psycopg.Connection | None = None
+        target = self._queues[channel_id]
+        try:
+            while True:
+                job = target.get()
+                if job is None or self._stopping.is_set():
+                    if job is not None:
+                        self._done()
+                    return
+                conn = self._attempt(job, conn)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _attempt(self, job: Job, conn: psycopg.Connection | None) -> psycopg.Connection | None:
+        channel = self._channels.get(job.channel_id)
+        attempt = replace_attempts(job, job.attempts + 1)
+        try:
+            send(channel, job.payload, self._publish)
+        except DeliveryError as exc:
+            final = attempt.attempts >= self._config.attempts
+            logger.warning(
+                "notification %d to %s failed (attempt %d/%d): %s",
+                job.notification_id,
+                job.channel_id,
+                attempt.attempts,
+                self._config.attempts,
+                exc,
+            )
+            conn = self._record_failure(attempt, str(exc), final=final, conn=conn)
+            if final:
+                self._done()
+            else:
+                self._retry_later(attempt)
+            return conn
+        except Exception as exc:
+            # A bug in one body must not kill the worker thread: record it, give up on it.
+            logger.exception("notification %d to %s crashed", job.notification_id, job.channel_id)
+            conn = self._record_failure(attempt, f"crashed: {exc!r}", final=True, conn=conn)
+            self._done()
+            return conn
+        conn = self._record(
+            conn,
+            "UPDATE notifications SET state = 'sent', attempts = %s, sent_at = now(), "
+            "last_error = NULL WHERE id = %s",
+            (attempt.attempts, job.notification_id),
+        )
+        self._done()
+        return conn
+
+    def _delay(self, attempts: int) -> float:
+        return float(min(self._config.max_backoff_s, self._config.backoff_s * 2 ** (attempts - 1)))
+
+    def _retry_later(self, job: Job) -> None:
+        due = time.monotonic() + self._delay(job.attempts)
+        with self._retry_lock:
+            heapq.heappush(self._retries, (due, next(self._seq), job))
+            self._retry_lock.notify_all()
+
+    def _schedule(self) -> None:
+        with self._retry_lock:
+            while not self._stopping.is_set():
+                if not self._retries:
+                    self._retry_lock.wait()
+                    continue
+                due, _, job = self._retries[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._retry_lock.wait(wait)
+                    continue
+                heapq.heappop(self._retries)
+                self._queues[job.channel_id].put(job)
+            # Stopping: retries still waiting stay queued in the database for the next engine.
+            for _ in self._retries:
+                self._done()
+            self._retries.clear()
+
+    def _record_failure(
+        self, job: Job, error: str, *, final: bool, conn: psycopg.Connection | None
+    ) -> psycopg.Connection | None:
+        state = "failed" if final else "queued"
+        next_at = datetime.now(UTC) + timedelta(seconds=self._delay(job.attempts))
+        conn = self._record(
+            conn,
+            "UPDATE notifications SET state = %s, attempts = %s, last_error = %s, "
+            "next_attempt_at = %s WHERE id = %s",
+            (state, job.attempts, error[:500], next_at, job.notification_id),
+            events=[(a, f"{job.channel_id}: {error}"[:500]) for a in job.alert_ids]
+            if final
+            else [],
+        )
+        return conn
+
+    def _record(
+        self,
+        conn: psycopg.Connection | None,
+        sql: str,
+        params: tuple[Any, ...],
+        events: list[tuple[int, str]] | None = None,
+    ) -> psycopg.Connection | None:
+        try:
+            if conn is None or conn.closed:
+                conn = connect(self._db_url, autocommit=True)
+            with transaction(conn) as cur:
+                cur.execute(sql, params)
+                for alert_id, note in events or []:
+                    record_event(cur, alert_id, datetime.now(UTC), "delivery_failed", ENGINE, note)
+        except StorageError as exc:
+            # The row stays as it was ('queued'): the next engine sends it again (at least once).
+            logger.warning("cannot record a delivery attempt: %s", exc)
+            if conn is not None:
+                conn.close()
+            return None
+        return conn
+
+
+def replace_attempts(job: Job, attempts: int) -> Job:
+    """The same job with another attempt count."""
+    return Job(job.notification_id, job.channel_id, job.alert_ids, job.payload, attempts)
