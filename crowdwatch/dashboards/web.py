@@ -1,16 +1,22 @@
-"""The web server: a JSON API of live site counts and a phone page for field staff.
+"""The web server: the live JSON API, the phone page, the wall and the dispatcher page.
 
-Endpoints::
+Endpoints (all JSON errors are ``{"error": ...}``; never a 500 for bad input)::
 
-    GET /                      the phone page (static HTML that polls /api/sites)
-    GET /api/sites             every configured site with its zones, count and status
+    GET /                      the phone page for field staff (no login)
+    GET /wall                  the built-in wall, 1920x1080 (no login)
+    GET /dispatch              the dispatcher page (logs in through the API below)
+    GET /api/stream            Server-Sent Events: the full state on connect, then changes
+    GET /api/state             the same state once (the pages' fallback when SSE fails)
+    GET /api/sites             every configured site with its zones, count, status, trend
     GET /api/sites/{site_id}   one site (404 naming the id when unknown)
+    GET /api/sites/{site_id}/series?minutes=60[&zone=ID]   counts over the last minutes
     GET /api/alerts            firing alerts, newest first
     GET /healthz               200 when the database answers, 503 otherwise
+    ... and the dispatcher's API: see :mod:`crowdwatch.dashboards.dispatch`.
 
-Every request opens its own short-lived connection: the page polls every few seconds, a
-connection costs a few milliseconds on the district's network, and an outage then heals
-without a pool to reset.  A database that is away is a 503 with a JSON error, never a 500.
+Every database read opens its own short-lived connection: an outage then heals without a
+pool to reset, and the live stream (:mod:`crowdwatch.dashboards.live`) makes one read per
+poll for every listener together.  A database that is away is a 503 with a JSON error.
 """
 
 from __future__ import annotations
@@ -19,122 +25,65 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from importlib import resources
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import psycopg
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Query, Request
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from crowdwatch.analytics.readings import SiteReading, ZoneReading, site_readings, zone_readings
 from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.contracts.errors import StorageError
-from crowdwatch.storage.db import connect
-from crowdwatch.storage.queries import (
-    AlertRow,
-    active_alerts,
-    latest_camera_status,
-    latest_zone_counts,
+from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, StorageError
+from crowdwatch.dashboards.bodies import BodyError
+from crowdwatch.dashboards.dispatch import dispatch_router
+from crowdwatch.dashboards.live import LiveHub
+from crowdwatch.dashboards.pages import Page
+from crowdwatch.dashboards.sessions import AuthError, SessionSigner, load_secret
+from crowdwatch.dashboards.snapshot import (
+    Snapshot,
+    alert_json,
+    iso,
+    read_snapshot,
+    site_json,
 )
+from crowdwatch.storage.db import connect
+from crowdwatch.storage.queries import active_alerts, site_series, zone_series
 
 logger = logging.getLogger(__name__)
 
 DB_TIMEOUT_S = 3.0
 """A request waits at most this long for the database before answering 503."""
 
+__all__ = ["alert_json", "create_app", "run_web", "site_json"]
+
 
 class SiteNotFoundError(LookupError):
-    """A request named a site the config does not have."""
+    """A request named a site (or a zone of a site) the config does not have."""
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _age(age_s: float | None) -> float | None:
-    return None if age_s is None else round(age_s, 1)
-
-
-def _ratio(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
-def zone_json(reading: ZoneReading) -> dict[str, Any]:
-    """One zone of ``/api/sites``."""
-    return {
-        "zone_id": reading.zone.id,
-        "camera_id": reading.camera_id,
-        "name": {"zh": reading.zone.name.zh, "en": reading.zone.name.en},
-        "capacity": reading.capacity,
-        "count": reading.count,
-        "occupancy": _ratio(reading.occupancy),
-        "status": reading.status.value,
-        "ts": _iso(reading.ts),
-        "age_s": _age(reading.age_s),
-    }
-
-
-def site_json(reading: SiteReading) -> dict[str, Any]:
-    """One site of ``/api/sites``."""
-    site = reading.site
-    return {
-        "id": site.id,
-        "kind": site.kind.value,
-        "name": {"zh": site.name.zh, "en": site.name.en},
-        "location": {"lat": site.location.lat, "lon": site.location.lon},
-        "capacity": site.capacity,
-        "department": site.department.value,
-        "count": reading.count,
-        "occupancy": _ratio(reading.occupancy),
-        "status": reading.status.value,
-        "ts": _iso(reading.ts),
-        "age_s": _age(reading.age_s),
-        "zones": [zone_json(z) for z in reading.zones],
-    }
-
-
-def alert_json(alert: AlertRow) -> dict[str, Any]:
-    """One alert of ``/api/alerts``."""
-    return {
-        "id": alert.id,
-        "alert_key": alert.alert_key,
-        "site_id": alert.site_id,
-        "zone_id": alert.zone_id,
-        "rule_id": alert.rule_id,
-        "severity": alert.severity,
-        "state": alert.state,
-        "value": alert.value,
-        "threshold": alert.threshold,
-        "started_at": _iso(alert.started_at),
-        "resolved_at": _iso(alert.resolved_at),
-        "summary": {"zh": alert.summary_zh, "en": alert.summary_en},
-    }
-
-
-def _phone_page() -> str:
-    return (
-        resources.files("crowdwatch.dashboards")
-        .joinpath("static/phone.html")
-        .read_text(encoding="utf-8")
-    )
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, **extra})
 
 
 def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     """The FastAPI application of the dashboard.
 
     Args:
-        config: the site config (every site is listed, even one without data).
+        config: the site config (every site is listed, even one without data; dispatchers
+            are ``config.web.users``).
         db_url: libpq URL of the crowdwatch database.
 
     Returns:
-        The application; serve it with uvicorn (see :func:`run_web`).
+        The application; serve it with uvicorn (see :func:`run_web`).  ``app.state.live``
+        is its :class:`LiveHub`; call its ``close()`` to end open streams before stopping.
+
+    Raises:
+        ConfigError: ``CROWDWATCH_WEB_SECRET`` is set but too short.
     """
-    app = FastAPI(title="crowdwatch", version="1", docs_url=None, redoc_url=None)
-    page = _phone_page()
 
     @contextmanager
     def database() -> Iterator[psycopg.Connection]:
@@ -144,46 +93,151 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         finally:
             conn.close()
 
-    def read_sites() -> list[SiteReading]:
+    def snapshot(now: datetime) -> Snapshot:
         with database() as conn:
-            zones, cameras = latest_zone_counts(conn), latest_camera_status(conn)
-        now = datetime.now(UTC)
-        return site_readings(zone_readings(config, zones, cameras, now), config)
+            return read_snapshot(conn, config, now)
+
+    live = LiveHub(config, snapshot, config.web.live_poll_s, config.web.heartbeat_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(live.run(), name="live-hub")
+        try:
+            yield
+        finally:
+            live.close()
+            await task
+
+    app = FastAPI(title="crowdwatch", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.live = live
+    # JSON of 50 sites is ~40 KB and compresses ~10x; the SSE stream compresses itself.
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+    pages = {name: Page.load(name) for name in ("phone", "wall", "dispatch")}
+    signer = SessionSigner(config.web, load_secret(warn=bool(config.web.users)))
+    app.include_router(dispatch_router(config, signer, database))
+    site_ids = {s.id for s in config.sites}
 
     @app.exception_handler(StorageError)
     def _storage_down(request: Request, exc: StorageError) -> JSONResponse:
         logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            status_code=503,
-            content={"error": "database unavailable", "detail": str(exc)},
-            headers={"Retry-After": "5"},
-        )
+        response = _error(503, "database unavailable", detail=str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(SiteNotFoundError)
     def _unknown_site(request: Request, exc: SiteNotFoundError) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"error": f"unknown site {exc.args[0]!r}"})
+        return _error(404, str(exc.args[0]))
 
-    @app.get("/", response_class=HTMLResponse)
-    def phone_page() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+    @app.exception_handler(AuthError)
+    def _refused(request: Request, exc: AuthError) -> JSONResponse:
+        logger.info("%s %s refused: %s", request.method, request.url.path, exc)
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(BodyError)
+    def _bad_body(request: Request, exc: BodyError) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(AlertNotFound)
+    def _no_alert(request: Request, exc: AlertNotFound) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(AlertNotActive)
+    def _not_firing(request: Request, exc: AlertNotActive) -> JSONResponse:
+        return _error(409, str(exc))
+
+    def require_site(site_id: str) -> None:
+        if site_id not in site_ids:
+            raise SiteNotFoundError(f"unknown site {site_id!r}")
+
+    @app.get("/")
+    def phone_page(request: Request) -> Response:
+        return pages["phone"].respond(request)
+
+    @app.get("/wall")
+    def wall_page(request: Request) -> Response:
+        return pages["wall"].respond(request)
+
+    @app.get("/dispatch")
+    def dispatch_page(request: Request) -> Response:
+        return pages["dispatch"].respond(request)
+
+    @app.get("/api/stream")
+    async def stream(request: Request) -> StreamingResponse:
+        gzip = "gzip" in request.headers.get("accept-encoding", "")
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if gzip:
+            headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        return StreamingResponse(
+            live.events(gzip=gzip), media_type="text/event-stream", headers=headers
+        )
+
+    @app.get("/api/state")
+    async def state() -> JSONResponse:
+        body = await live.current()
+        status = 200 if body["database"]["ok"] else 503
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def read_sites() -> Snapshot:
+        return snapshot(datetime.now(UTC))
 
     @app.get("/api/sites")
     def sites() -> JSONResponse:
-        body = [site_json(r) for r in read_sites()]
+        snap = read_sites()
+        body = [site_json(r, snap.zone_rows, snap.earlier) for r in snap.sites]
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/sites/{site_id}")
     def one_site(site_id: str) -> JSONResponse:
-        if site_id not in {s.id for s in config.sites}:
-            raise SiteNotFoundError(site_id)
-        reading = next(r for r in read_sites() if r.site.id == site_id)
-        return JSONResponse(site_json(reading), headers={"Cache-Control": "no-store"})
+        require_site(site_id)
+        snap = read_sites()
+        reading = next(r for r in snap.sites if r.site.id == site_id)
+        body = site_json(reading, snap.zone_rows, snap.earlier)
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/sites/{site_id}/series")
+    def series(
+        site_id: str,
+        minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60,
+        zone: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> JSONResponse:
+        require_site(site_id)
+        site = config.site(site_id)
+        if zone is not None and zone not in {
+            z.id for _, c in [(site, c) for c in site.cameras] for z in c.zones
+        }:
+            raise SiteNotFoundError(f"unknown zone {zone!r} of site {site_id!r}")
+        end = datetime.now(UTC)
+        start = end - timedelta(minutes=minutes)
+        with database() as conn:
+            if zone is None:
+                found = site_series(conn, site_id, start, end)
+            else:
+                found = zone_series(conn, site_id, zone, start, end)
+        body = {
+            "site_id": site_id,
+            "zone_id": zone,
+            "start": iso(start),
+            "end": iso(end),
+            "resolution": found.resolution.value,
+            # No rows in the range is an empty list, never zeros: no data is not "nobody".
+            "points": [
+                {
+                    "ts": iso(p.ts),
+                    "count": p.count_last,
+                    "mean": round(p.count_mean, 2),
+                    "max": p.count_max,
+                }
+                for p in found.points
+            ],
+        }
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/alerts")
     def alerts() -> JSONResponse:
         with database() as conn:
             rows = active_alerts(conn)
-        return JSONResponse([alert_json(a) for a in rows], headers={"Cache-Control": "no-store"})
+        body = [alert_json(a, config) for a in rows]
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -227,6 +281,7 @@ def run_web(
         OSError: the address cannot be bound.
     """
     app = create_app(config, config.database.resolved_url())
+    live: LiveHub = app.state.live
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -242,7 +297,7 @@ def run_web(
     shown_host = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown_host}:{bound_port}/"
     try:
-        asyncio.run(_serve(server, sock, url, stop, on_ready))
+        asyncio.run(_serve(server, sock, url, stop, on_ready, live))
     finally:
         sock.close()
         logger.info("web dashboard stopped")
@@ -254,6 +309,7 @@ async def _serve(
     url: str,
     stop: threading.Event | None,
     on_ready: Callable[[str], None] | None,
+    live: LiveHub,
 ) -> None:
     """Run uvicorn on ``sock``; announce ``url`` once listening; exit when ``stop`` is set."""
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -265,6 +321,8 @@ async def _serve(
             if on_ready is not None:
                 on_ready(url)
         if stop is not None and stop.is_set():
+            # End the open streams first: uvicorn waits for running responses to finish.
+            live.close()
             server.should_exit = True
         # Polling a threading.Event from the loop: 0.1 s of shutdown latency, no extra thread.
         await asyncio.wait({serving}, timeout=0.1)

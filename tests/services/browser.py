@@ -7,12 +7,17 @@ when it is missing.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 from services.host import ServiceUnavailable, apt_install
 
+logger = logging.getLogger(__name__)
+
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
+# Chinese glyphs for the pages' screenshots; without them every hanzi renders as a box.
+NOTO_CJK = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 
 # Without these, Chromium keeps trying to reach Google's services, which a closed network refuses.
 CHROMIUM_ARGS = [
@@ -32,6 +37,7 @@ def find_chromium() -> Path:
     Raises:
         ServiceUnavailable: not installed and cannot be installed.
     """
+    _ensure_cjk_fonts()
     if DEBIAN_CHROMIUM.exists():
         return DEBIAN_CHROMIUM
     on_path = shutil.which("chromium")
@@ -41,3 +47,13 @@ def find_chromium() -> Path:
     if not DEBIAN_CHROMIUM.exists():
         raise ServiceUnavailable(f"chromium is not installed ({DEBIAN_CHROMIUM} is missing)")
     return DEBIAN_CHROMIUM
+
+
+def _ensure_cjk_fonts() -> None:
+    """Install Debian's Noto CJK fonts when missing; pages still work without them."""
+    if NOTO_CJK.exists():
+        return
+    try:
+        apt_install("fonts-noto-cjk")
+    except ServiceUnavailable as exc:
+        logger.warning("no CJK fonts, screenshots will show boxes for Chinese: %s", exc)

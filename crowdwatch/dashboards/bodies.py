@@ -1,0 +1,82 @@
+"""Request bodies read with a size limit and validated into a model: a bad body is a 4xx.
+
+FastAPI's own body parsing reads a body of any size into memory; the dispatcher's forms are
+a name, a password or a note, so anything over :data:`MAX_BODY_BYTES` is refused while it
+streams in (413), unparsable JSON is a 400, and a body of the wrong shape a 422 that names
+the field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_BODY_BYTES = 16 * 1024
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class BodyError(Exception):
+    """A request body that cannot be used; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(default="", max_length=1000)
+
+
+async def read_body(request: Request, model: type[Body], *, allow_empty: bool = False) -> Body:
+    """The request's JSON body as ``model``.
+
+    Args:
+        request: the request.
+        model: the pydantic model of the body.
+        allow_empty: an empty body means ``{}``.
+
+    Returns:
+        The validated body.
+
+    Raises:
+        BodyError: 413 too large, 415 not JSON, 400 unparsable, 422 wrong shape.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyError(413, f"body of {declared} bytes is over the {MAX_BODY_BYTES} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyError(413, f"body is over the {MAX_BODY_BYTES} byte limit")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip() and allow_empty:
+        raw = b"{}"
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if raw and media != "application/json":
+        raise BodyError(415, f"expected an application/json body, got {media}")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BodyError(400, f"body is not valid JSON: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BodyError(422, problems) from exc

@@ -1,0 +1,199 @@
+"""The dispatcher's API: log in, see the department's alerts, acknowledge and escalate them.
+
+Endpoints (JSON; errors are ``{"error": ...}`` with 400/401/403/404/409/413/415/422)::
+
+    POST /api/login                  {name, password} -> session cookie + {name, department, csrf}
+    POST /api/token                  {name, password} -> {token} for ``Authorization: Bearer``
+    POST /api/logout                 clears the cookie
+    GET  /api/me                     who is logged in, and the CSRF token
+    GET  /api/dispatch/alerts        the department's firing alerts, each with its history
+    GET  /api/dispatch/history       the department's alerts of the last ``hours`` (default 24)
+    POST /api/alerts/{id}/acknowledge  {note}
+    POST /api/alerts/{id}/escalate     {note}
+
+Writes go through :mod:`crowdwatch.analytics.actions`, which records who and when in
+``alert_events``; this module never writes alert state itself.  A cookie-authenticated write
+needs ``X-CSRF-Token`` (see :mod:`crowdwatch.dashboards.sessions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from crowdwatch.analytics.actions import acknowledge, alert_history, escalate, get_alert
+from crowdwatch.contracts.config import CrowdwatchConfig, WebUser
+from crowdwatch.dashboards.bodies import LoginBody, NoteBody, read_body
+from crowdwatch.dashboards.passwords import hash_password, verify_password
+from crowdwatch.dashboards.sessions import AuthError, Session, SessionSigner
+from crowdwatch.dashboards.snapshot import alert_department, alert_json, iso
+from crowdwatch.storage.queries import AlertRow, active_alerts, recent_alerts
+
+SESSION_COOKIE = "cw_session"
+CSRF_HEADER = "X-CSRF-Token"
+HISTORY_LIMIT = 200
+
+OpenDatabase = Callable[[], AbstractContextManager[psycopg.Connection]]
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="alerts.id")]
+
+# Checked when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = hash_password("not a password", n=2**14)
+
+
+def _no_store(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _sees(user: WebUser, department: str | None) -> bool:
+    return user.department is None or department == user.department.value
+
+
+def _session_json(session: Session) -> dict[str, Any]:
+    user = session.user
+    return {
+        "name": user.name,
+        "department": None if user.department is None else user.department.value,
+        "csrf": session.csrf,
+        "expires_at": iso(session.expires_at),
+    }
+
+
+def dispatch_router(
+    config: CrowdwatchConfig, signer: SessionSigner, database: OpenDatabase
+) -> APIRouter:
+    """The dispatcher's routes.
+
+    Args:
+        config: the site config (users are in ``config.web.users``).
+        signer: issues and checks session tokens.
+        database: opens a short-lived autocommit connection (a context manager).
+
+    Returns:
+        A router to include in the app.
+    """
+    router = APIRouter()
+
+    def authenticate(request: Request, *, write: bool) -> Session:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            # A bearer token is never sent by a browser on its own: no CSRF check needed.
+            return signer.verify(header[7:].strip())
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise AuthError(401, "login required")
+        session = signer.verify(cookie)
+        if write:
+            signer.check_csrf(session, request.headers.get(CSRF_HEADER))
+        return session
+
+    async def check_login(request: Request) -> WebUser:
+        body = await read_body(request, LoginBody)
+        user = signer.user(body.name)
+        stored = user.password_hash if user is not None else _DUMMY_HASH
+        matches = await asyncio.to_thread(verify_password, body.password, stored)
+        if user is None or not matches:
+            raise AuthError(401, "wrong name or password")
+        return user
+
+    @router.post("/api/login")
+    async def login(request: Request) -> JSONResponse:
+        user = await check_login(request)
+        token, session = signer.issue(user)
+        response = _no_store(_session_json(session))
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=config.web.session_ttl_s,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @router.post("/api/token")
+    async def token(request: Request) -> JSONResponse:
+        user = await check_login(request)
+        value, session = signer.issue(user)
+        body = {"token": value, "token_type": "bearer", "expires_at": iso(session.expires_at)}
+        return _no_store(body)
+
+    @router.post("/api/logout")
+    def logout() -> JSONResponse:
+        response = _no_store({"logged_out": True})
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @router.get("/api/me")
+    def me(request: Request) -> JSONResponse:
+        return _no_store(_session_json(authenticate(request, write=False)))
+
+    def department_alerts(user: WebUser) -> list[dict[str, Any]]:
+        with database() as conn:
+            rows = [a for a in active_alerts(conn) if _sees(user, alert_department(a, config))]
+            out = []
+            for alert in rows:
+                item = alert_json(alert, config) | {"ack_note": alert.ack_note}
+                item["history"] = [
+                    {"at": iso(e.at), "kind": e.kind, "who": e.who, "note": e.note}
+                    for e in alert_history(conn, alert.id)
+                ]
+                out.append(item)
+        return out
+
+    @router.get("/api/dispatch/alerts")
+    async def dispatch_alerts(request: Request) -> JSONResponse:
+        session = authenticate(request, write=False)
+        alerts = await asyncio.to_thread(department_alerts, session.user)
+        return _no_store({"user": _session_json(session), "alerts": alerts})
+
+    def department_history(user: WebUser, hours: int) -> list[dict[str, Any]]:
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        with database() as conn:
+            rows = recent_alerts(conn, HISTORY_LIMIT)
+        return [
+            alert_json(a, config) | {"ack_note": a.ack_note}
+            for a in rows
+            if a.started_at >= since and _sees(user, alert_department(a, config))
+        ]
+
+    @router.get("/api/dispatch/history")
+    async def dispatch_history(
+        request: Request, hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24
+    ) -> JSONResponse:
+        session = authenticate(request, write=False)
+        alerts = await asyncio.to_thread(department_history, session.user, hours)
+        return _no_store({"hours": hours, "alerts": alerts})
+
+    def act(user: WebUser, alert_id: int, note: str, action: str) -> AlertRow:
+        with database() as conn:
+            alert = get_alert(conn, alert_id)
+            department = alert_department(alert, config)
+            if not _sees(user, department):
+                raise AuthError(403, f"alert {alert_id} belongs to department {department!r}")
+            if action == "acknowledge":
+                return acknowledge(conn, alert_id, user.name, note)
+            return escalate(conn, alert_id, user.name, note)
+
+    async def action_route(request: Request, alert_id: int, action: str) -> JSONResponse:
+        session = authenticate(request, write=True)
+        body = await read_body(request, NoteBody, allow_empty=True)
+        row = await asyncio.to_thread(act, session.user, alert_id, body.note.strip(), action)
+        return _no_store(alert_json(row, config) | {"ack_note": row.ack_note})
+
+    @router.post("/api/alerts/{alert_id}/acknowledge")
+    async def acknowledge_alert(request: Request, alert_id: AlertId) -> JSONResponse:
+        return await action_route(request, alert_id, "acknowledge")
+
+    @router.post("/api/alerts/{alert_id}/escalate")
+    async def escalate_alert(request: Request, alert_id: AlertId) -> JSONResponse:
+        return await action_route(request, alert_id, "escalate")
+
+    return router

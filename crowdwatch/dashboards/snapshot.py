@@ -1,0 +1,209 @@
+"""The live picture every page shows, as JSON: sites, zones, trends, queues' waits, alerts.
+
+One :class:`Snapshot` is read from the database in four short statements (newest counts,
+camera health, firing alerts, the trend window) and turned into the JSON of ``/api/state``
+and of each ``state`` event of ``/api/stream``.  The phone page, the wall and the dispatcher
+page all draw from it, so the three never disagree about a figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from crowdwatch.analytics.readings import SiteReading, ZoneReading, site_readings, zone_readings
+from crowdwatch.contracts.config import CrowdwatchConfig, Site
+from crowdwatch.dashboards.trends import earlier_means, site_earlier, trend
+from crowdwatch.storage.queries import (
+    AlertRow,
+    ZoneLatest,
+    active_alerts,
+    latest_camera_status,
+    latest_zone_counts,
+)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """UTC ISO 8601 with a ``Z`` (what JavaScript's ``Date`` parses everywhere)."""
+    return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The database's view of the district at one instant."""
+
+    at: datetime
+    sites: list[SiteReading]
+    zone_rows: dict[tuple[str, str], ZoneLatest]
+    earlier: dict[tuple[str, str], float]
+    alerts: list[AlertRow] = field(default_factory=list)
+
+
+def read_snapshot(conn: psycopg.Connection, config: CrowdwatchConfig, now: datetime) -> Snapshot:
+    """Read the live picture.
+
+    Args:
+        conn: an open (autocommit) connection.
+        config: the site config: every configured site appears, even one without data.
+        now: the instant to judge freshness and trends at.
+
+    Returns:
+        The snapshot.
+
+    Raises:
+        StorageError: a query failed or the database is away.
+    """
+    zones, cameras = latest_zone_counts(conn), latest_camera_status(conn)
+    alerts = active_alerts(conn)
+    earlier = earlier_means(conn, now)
+    readings = site_readings(zone_readings(config, zones, cameras, now), config)
+    rows = {(r.site_id, r.zone_id): r for r in zones}
+    return Snapshot(now, readings, rows, earlier, alerts)
+
+
+def _wait(row: ZoneLatest | None, reading: ZoneReading) -> float | None:
+    # A wait from a stale or offline camera is as unknown as its count.
+    if row is None or reading.count is None or row.longest_wait_s is None:
+        return None
+    return round(row.longest_wait_s, 1)
+
+
+def zone_json(
+    reading: ZoneReading,
+    row: ZoneLatest | None = None,
+    earlier: Mapping[tuple[str, str], float] | None = None,
+) -> dict[str, Any]:
+    """One zone: count, share of capacity, status, trend, longest wait, age."""
+    key = (reading.site.id, reading.zone.id)
+    direction = trend(reading.count, (earlier or {}).get(key), reading.capacity)
+    return {
+        "zone_id": reading.zone.id,
+        "camera_id": reading.camera_id,
+        "name": {"zh": reading.zone.name.zh, "en": reading.zone.name.en},
+        "capacity": reading.capacity,
+        "count": reading.count,
+        "occupancy": _round(reading.occupancy, 4),
+        "status": reading.status.value,
+        "trend": None if direction is None else direction.value,
+        "longest_wait_s": _wait(row, reading),
+        "ts": iso(reading.ts),
+        "age_s": _round(reading.age_s, 1),
+    }
+
+
+def site_json(
+    reading: SiteReading,
+    rows: Mapping[tuple[str, str], ZoneLatest] | None = None,
+    earlier: Mapping[tuple[str, str], float] | None = None,
+) -> dict[str, Any]:
+    """One site with its zones (the shape of ``/api/sites``, plus trends and waits)."""
+    site = reading.site
+    rows = rows or {}
+    earlier = earlier or {}
+    zones = [zone_json(z, rows.get((site.id, z.zone.id)), earlier) for z in reading.zones]
+    fresh = [(site.id, z.zone.id) for z in reading.zones if z.count is not None]
+    direction = trend(reading.count, site_earlier(fresh, earlier), site.capacity)
+    waits = [z["longest_wait_s"] for z in zones if z["longest_wait_s"] is not None]
+    return {
+        "id": site.id,
+        "kind": site.kind.value,
+        "name": {"zh": site.name.zh, "en": site.name.en},
+        "location": {"lat": site.location.lat, "lon": site.location.lon},
+        "capacity": site.capacity,
+        "department": site.department.value,
+        "count": reading.count,
+        "occupancy": _round(reading.occupancy, 4),
+        "status": reading.status.value,
+        "trend": None if direction is None else direction.value,
+        "longest_wait_s": max(waits) if waits else None,
+        "ts": iso(reading.ts),
+        "age_s": _round(reading.age_s, 1),
+        "zones": zones,
+    }
+
+
+def alert_json(alert: AlertRow, config: CrowdwatchConfig | None = None) -> dict[str, Any]:
+    """One alert, with who acknowledged it and its escalation level."""
+    return {
+        "id": alert.id,
+        "alert_key": alert.alert_key,
+        "site_id": alert.site_id,
+        "zone_id": alert.zone_id,
+        "rule_id": alert.rule_id,
+        "department": alert_department(alert, config),
+        "severity": alert.severity,
+        "state": alert.state,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "started_at": iso(alert.started_at),
+        "resolved_at": iso(alert.resolved_at),
+        "summary": {"zh": alert.summary_zh, "en": alert.summary_en},
+        "acknowledged_at": iso(alert.acknowledged_at),
+        "acknowledged_by": alert.acknowledged_by,
+        "escalation_level": alert.escalation_level,
+        "escalated_at": iso(alert.escalated_at),
+    }
+
+
+def alert_department(alert: AlertRow, config: CrowdwatchConfig | None) -> str | None:
+    """The department an alert goes to: its own column, else its site's in the config."""
+    if alert.department:
+        return alert.department
+    site = _site(config, alert.site_id)
+    return None if site is None else site.department.value
+
+
+def _site(config: CrowdwatchConfig | None, site_id: str) -> Site | None:
+    if config is None:
+        return None
+    return next((s for s in config.sites if s.id == site_id), None)
+
+
+def state_json(
+    config: CrowdwatchConfig,
+    snapshot: Snapshot | None,
+    *,
+    database_ok: bool,
+    detail: str | None = None,
+    generated_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The body of ``/api/state`` and of every ``state`` event of ``/api/stream``.
+
+    Args:
+        config: the site config.
+        snapshot: the newest snapshot read (the last good one while the database is away);
+            None before any read succeeded.
+        database_ok: whether the newest read succeeded.
+        detail: why it failed.
+        generated_at: when this state is sent (default now).
+
+    Returns:
+        ``{generated_at, district, stale_after_s, database: {ok, detail, as_of}, sites,
+        alerts}``; ``database.as_of`` is when ``sites`` were read, so a page can say how old
+        the figures it keeps are.
+    """
+    sites: Sequence[dict[str, Any]] = []
+    alerts: Sequence[dict[str, Any]] = []
+    if snapshot is not None:
+        sites = [site_json(r, snapshot.zone_rows, snapshot.earlier) for r in snapshot.sites]
+        alerts = [alert_json(a, config) for a in snapshot.alerts]
+    return {
+        "generated_at": iso(generated_at or datetime.now(UTC)),
+        "district": {"zh": config.district.name.zh, "en": config.district.name.en},
+        "stale_after_s": config.alerts.stale_after_s,
+        "database": {
+            "ok": database_ok,
+            "detail": detail,
+            "as_of": None if snapshot is None else iso(snapshot.at),
+        },
+        "sites": sites,
+        "alerts": alerts,
+    }
