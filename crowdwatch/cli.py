@@ -42,13 +42,21 @@ _DESCRIPTIONS = {
         "the schema at start. Invalid messages go to the dead_letters table with the reason."
     ),
     "alerts": (
-        "Evaluate the alert rules on the latest counts; record alerts and publish them over MQTT.\n\n"
-        "Reads 'alerts' (evaluate_every_s, stale_after_s, rules: metric occupancy_ratio|people, "
-        "fire_at, clear_at, for_s, severity, site_kinds, sites), 'database' and 'mqtt'."
+        "Evaluate the alert rules on each count message and on the latest counts; record alerts,\n"
+        "notify the departments' channels, escalate unacknowledged alerts.\n\n"
+        "Reads 'alerts' (evaluate_every_s, stale_after_s, rules: metric occupancy_ratio|people|"
+        "longest_wait_min|rise|forecast_occupancy|density_per_m2|no_data_s, fire_at, clear_at, "
+        "for_s, keep_firing_for_s, severity, site_kinds, sites, overrides, mute_windows; channels; "
+        "routes; mute_windows; delivery; reference_days; lease_s), 'database' and 'mqtt'. "
+        "Several engines may run: one holds the lease, the others stand by."
     ),
     "web": (
-        "Serve the phone page and the JSON API (GET /api/sites, /api/alerts, /healthz).\n\n"
-        "Reads 'web' (host, port; 0 = a free port) and 'database'."
+        "Serve the pages and the JSON API: the phone page /, the wall /wall, the dispatcher page\n"
+        "/dispatch (login), live updates /api/stream (Server-Sent Events), /api/sites, /api/alerts,\n"
+        "/healthz.\n\n"
+        "Reads 'web' (host, port (0 = a free port), users with name, department and password_hash\n"
+        "(python -m crowdwatch.dashboards.passwords prints one), session_ttl_s) and 'database'.\n"
+        "Set CROWDWATCH_WEB_SECRET (16+ characters) so dispatcher logins survive a restart."
     ),
     "simulate": (
         "Publish realistic holiday counts for every camera whose source is 'simulated'.\n\n"
@@ -83,6 +91,16 @@ _DESCRIPTIONS = {
     "bench": (
         "Benchmarks: `crowdwatch bench NAME --help`. Each prints its figures beside a baseline "
         "measured in the same run and ends with one JSON line."
+    ),
+    "dashboards": (
+        "Grafana dashboards (the command-center wall and the per-site drill-down) as code.\n\n"
+        "`crowdwatch dashboards generate [--out configs/grafana]` rewrites the provisioning "
+        "files (PostgreSQL data source, dashboard provider, dashboard JSON) from the config's "
+        "district and sites. `crowdwatch dashboards push --url URL --token TOKEN` creates or "
+        "updates the folder, data source and dashboards through Grafana's HTTP API; the token "
+        "may come from CROWDWATCH_GRAFANA_TOKEN, the database Grafana should use from "
+        "--datasource-url or CROWDWATCH_GRAFANA_DATABASE_URL (else database.url), its password "
+        "from CROWDWATCH_GRAFANA_DB_PASSWORD when set."
     ),
 }
 
@@ -174,6 +192,35 @@ def _cmd_db_maintenance(config: CrowdwatchConfig, action: str) -> int:
                 f"retention applied: {len(done.dropped_partitions)} partitions dropped, "
                 f"{done.rollup_rows_deleted} rollup rows deleted"
             )
+    return 0
+
+
+def _cmd_dashboards(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.dashboards.grafana.provisioning import DataSourceSettings, write_provisioning
+
+    if args.action == "generate":
+        written = write_provisioning(
+            config, Path(args.out), dashboards_path=args.dashboards_path, sslmode=args.sslmode
+        )
+        print(f"wrote {len(written)} Grafana provisioning files under {args.out}")
+        return 0
+    from crowdwatch.dashboards.grafana.push import TOKEN_ENV, push_dashboards
+
+    if not args.url:
+        print("crowdwatch dashboards push: error: --url is required", file=sys.stderr)
+        return 2
+    db_url = (
+        args.datasource_url
+        or os.environ.get("CROWDWATCH_GRAFANA_DATABASE_URL")
+        or config.database.resolved_url()
+    )
+    settings = DataSourceSettings.from_url(
+        db_url, password=os.environ.get("CROWDWATCH_GRAFANA_DB_PASSWORD")
+    )
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    result = push_dashboards(config, args.url, token, settings)
+    for kind, uid, action in result.actions:
+        print(f"{kind} {uid}: {action}")
     return 0
 
 
@@ -300,6 +347,27 @@ def _build_parser() -> argparse.ArgumentParser:
     db = add("db", "upgrade the schema, refresh rollups, apply retention", _cmd_db)
     db.add_argument("action", choices=["upgrade", "refresh", "retention"])
     add("config", "validate a config file", _cmd_config)
+    dash = add("dashboards", "generate or push the Grafana dashboards", _cmd_dashboards)
+    dash.add_argument("action", choices=["generate", "push"])
+    dash.add_argument("--out", default="configs/grafana", help="generate: output folder")
+    dash.add_argument(
+        "--dashboards-path",
+        default="/etc/grafana/provisioning/dashboards",
+        help="generate: where the Grafana process finds the dashboard JSON",
+    )
+    dash.add_argument(
+        "--sslmode",
+        default="disable",
+        choices=["disable", "require", "verify-ca", "verify-full"],
+        help="generate: SSL mode of the PostgreSQL data source",
+    )
+    dash.add_argument("--url", help="push: Grafana base URL, e.g. http://grafana:3000")
+    dash.add_argument("--token", help="push: service-account token ($CROWDWATCH_GRAFANA_TOKEN)")
+    dash.add_argument(
+        "--datasource-url",
+        help="push: postgresql://user@host:port/db as Grafana reaches it "
+        "($CROWDWATCH_GRAFANA_DATABASE_URL, else database.url)",
+    )
     from crowdwatch.evaluation import cli_arguments
 
     cli_arguments.add_count_arguments(
