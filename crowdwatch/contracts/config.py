@@ -364,6 +364,17 @@ class DebugSnapshotConfig(Model):
     every_s: float = Field(default=60.0, gt=0, le=86400, description="seconds between snapshots")
 
 
+class SpoolConfig(Model):
+    """Store-and-forward on the edge box: count messages the broker could not take."""
+
+    path: str = Field(
+        min_length=1, description="folder on the edge box; one SQLite file per camera"
+    )
+    max_messages: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="oldest dropped (and counted) beyond"
+    )
+
+
 class EdgeConfig(Model):
     interval_s: float = Field(default=5.0, gt=0, le=3600, description="seconds per count message")
     detect_every: int = Field(
@@ -374,6 +385,10 @@ class EdgeConfig(Model):
     )
     debug_snapshot: DebugSnapshotConfig | None = Field(
         default=None, description="blurred local JPEG for installers; off if null"
+    )
+    spool: SpoolConfig | None = Field(
+        default=None,
+        description="keep count messages on disk while the broker is away; off (lost) if null",
     )
 
 

@@ -74,6 +74,10 @@ def _derive_config(
     raw = yaml.safe_load(options.config_path.read_text(encoding="utf-8"))
     raw["mqtt"] = {**raw.get("mqtt", {}), **mqtt}
     raw["web"] = {**raw.get("web", {}), "host": "127.0.0.1", "port": web_port}
+    edge = raw.get("edge") or {}
+    if edge.get("spool"):
+        # The demo keeps everything it writes in its own work folder.
+        raw["edge"] = {**edge, "spool": {**edge["spool"], "path": str(out.parent / "spool")}}
     for site in raw["sites"]:
         for cam in site["cameras"]:
             if cam["source"] == "simulated":

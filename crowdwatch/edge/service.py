@@ -4,7 +4,8 @@ Everything that can be wrong at start is checked before any thread starts, in th
 so a mistake fails with one clear error: camera keys (ConfigError), video files
 (SourceError), detector weights (ModelError), the broker (BrokerError).  After that nothing
 stops a worker but ``stop`` or the end of a (non-looping) file: a lost stream is reopened,
-a lost broker costs messages but not counting.
+a lost broker costs no counting, and with ``edge.spool`` no count messages either
+(:mod:`crowdwatch.edge.spool`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from crowdwatch.contracts.errors import BrokerError, ConfigError
 from crowdwatch.contracts.messages import AVAILABLE_OFFLINE, TopicKind, camera_topic
 from crowdwatch.edge.detector import load_detector
 from crowdwatch.edge.source import open_camera
+from crowdwatch.edge.spool import open_store_and_forward
 from crowdwatch.edge.worker import CameraWorker, Publish
 from crowdwatch.mqtt.client import MqttClient
 
@@ -79,7 +81,7 @@ def mqtt_publisher(client: MqttClient, timeout_s: float = PUBLISH_TIMEOUT_S) -> 
     """Adapt an :class:`MqttClient` to the worker's ``publish(topic, payload, retain)``.
 
     While the client is disconnected it fails at once instead of queueing in paho, so a
-    worker never stalls on a broker that is away (store-and-forward comes later).
+    worker never stalls on a broker that is away (``edge.spool`` keeps what it refuses).
 
     Args:
         client: a connected client.
@@ -135,18 +137,25 @@ def run_edge(
             )
             stack.callback(client.close)
             client.connect()
+            publish = mqtt_publisher(client)
+            health = None
+            if config.edge.spool is not None:
+                forwarder = open_store_and_forward(publish, config.edge.spool, site.id, cam.id)
+                stack.callback(forwarder.close)
+                publish, health = forwarder, forwarder.health
             workers.append(
                 CameraWorker(
                     site.id,
                     cam,
                     source,
                     detector,
-                    mqtt_publisher(client),
+                    publish,
                     topic_prefix=prefix,
                     interval_s=config.edge.interval_s,
                     detect_every=config.edge.detect_every,
                     tracking=config.edge.tracking,
                     snapshot=config.edge.debug_snapshot,
+                    health=health,
                 )
             )
         threads = [

@@ -72,6 +72,8 @@ class CameraWorker:
         detect_every: analyse every Nth frame of the source.
         tracking: ``edge.tracking`` (ByteTrack, lines, waits); default settings when ``None``.
         snapshot: ``edge.debug_snapshot``: a blurred local JPEG now and then; ``None``: off.
+        health: a line about the publish path (spool backlog, drops, errors) for the status
+            detail, "" when all is well (see :class:`~crowdwatch.edge.spool.StoreAndForward`).
 
     Example:
         >>> sent = []
@@ -96,6 +98,7 @@ class CameraWorker:
         detect_every: int = 1,
         tracking: TrackingConfig | None = None,
         snapshot: DebugSnapshotConfig | None = None,
+        health: Callable[[], str] | None = None,
     ) -> None:
         self.site_id = site_id
         self.camera = camera
@@ -110,6 +113,7 @@ class CameraWorker:
         frame_rate = (source.fps or DEFAULT_FPS) / detect_every
         self._counter = CameraCounter(site_id, camera, tracking or TrackingConfig(), frame_rate)
         self._snapshot = snapshot
+        self._health = health
         self._snapshot_due = 0.0
         self._stats = _IntervalStats()
         self._interval_start: float | None = None
@@ -195,10 +199,15 @@ class CameraWorker:
             fps=round(min(stats.analysed / elapsed, 10_000.0), 2),
             inference_ms=round(inference_ms, 2),
             dropped_frames=dropped_total - stats.dropped_before,
-            detail="" if online else (self.source.detail or "worker stopped")[:500],
+            detail=self._detail(online)[:500],
         )
         self._stats = _IntervalStats(dropped_before=dropped_total)
         return status
+
+    def _detail(self, online: bool) -> str:
+        parts = [] if online else [self.source.detail or "worker stopped"]
+        health = self._health() if self._health is not None else ""
+        return "; ".join([*parts, health] if health else parts)
 
     def _announce(self) -> None:
         """Publish the retained availability when the source went online or offline."""
@@ -226,5 +235,6 @@ class CameraWorker:
         try:
             self._publish(topic, payload, retain)
         except BrokerError as exc:
-            # Counting goes on; a later issue adds store-and-forward for these gaps.
+            # Counting goes on.  With edge.spool, counts never get here (they are spooled);
+            # a retained status or availability is sent fresh again later.
             logger.warning("could not publish %s: %s; message lost", topic, exc)
