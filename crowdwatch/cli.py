@@ -18,7 +18,7 @@ from types import FrameType
 
 from crowdwatch import __version__
 from crowdwatch.contracts.config import CrowdwatchConfig, load_config
-from crowdwatch.contracts.errors import CrowdwatchError
+from crowdwatch.contracts.errors import ConfigError, CrowdwatchError
 
 logger = logging.getLogger("crowdwatch")
 
@@ -75,6 +75,14 @@ _DESCRIPTIONS = {
         "database.retention.raw_days and rollups older than rollup_days (ingest does it hourly)."
     ),
     "config": "Validate a config file and print a summary of the district.",
+    "security": (
+        "Security material from the site config.\n\n"
+        "`crowdwatch security mosquitto-config --out DIR` writes mosquitto.conf, passwd (PBKDF2 "
+        "hashes), acl and credentials.tsv (0600, clear passwords for the installer): one account "
+        "per real camera (edge-SITE-CAMERA, may publish only under its own topics, reads "
+        "nothing), crowdwatch-ingest, crowdwatch-alerts, crowdwatch-simulator. Anonymous access "
+        "is off; --tls-cert/--tls-key/--tls-ca add a TLS listener. Rerunning rotates every password."
+    ),
     "count": (
         "Count people in images, image folders or videos with the edge's detector.\n\n"
         "One line per analysed frame (with --json one JSON object: source, frame, count, width, "
@@ -224,6 +232,29 @@ def _cmd_dashboards(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_security(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.security.mosquitto_config import TlsFiles, write_mosquitto_files
+
+    tls_paths = (args.tls_ca, args.tls_cert, args.tls_key)
+    if any(tls_paths) and not all(tls_paths):
+        raise ConfigError("--tls-ca, --tls-cert and --tls-key go together")
+    tls = TlsFiles(*(Path(p) for p in tls_paths)) if all(tls_paths) else None
+    files = write_mosquitto_files(
+        config,
+        Path(args.out),
+        port=args.port,
+        bind=args.bind,
+        tls=tls,
+        tls_port=args.tls_port,
+        persistence_dir=Path(args.persistence_dir) if args.persistence_dir else None,
+    )
+    print(
+        f"{len(files.accounts)} MQTT accounts: {files.config}, {files.password_file}, {files.acl_file}"
+    )
+    print(f"passwords for the installer (mode 0600): {files.credentials}")
+    return 0
+
+
 def _cmd_config(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     cams = config.cameras()
     real = [f"{s.id}/{c.id}" for s, c in cams if not c.simulated]
@@ -347,6 +378,16 @@ def _build_parser() -> argparse.ArgumentParser:
     db = add("db", "upgrade the schema, refresh rollups, apply retention", _cmd_db)
     db.add_argument("action", choices=["upgrade", "refresh", "retention"])
     add("config", "validate a config file", _cmd_config)
+    security = add("security", "generate broker accounts, ACLs and TLS config", _cmd_security)
+    security.add_argument("action", choices=["mosquitto-config"])
+    security.add_argument("--out", default="mosquitto", help="output folder (default mosquitto)")
+    security.add_argument("--port", type=int, default=1883, help="plain listener port")
+    security.add_argument("--bind", default="", help="plain listener address (default: all)")
+    security.add_argument("--tls-port", type=int, default=8883, help="TLS listener port")
+    security.add_argument("--tls-ca", help="CA certificate (PEM) for the TLS listener")
+    security.add_argument("--tls-cert", help="server certificate (PEM)")
+    security.add_argument("--tls-key", help="server private key (PEM)")
+    security.add_argument("--persistence-dir", help="broker persistence folder (default: off)")
     dash = add("dashboards", "generate or push the Grafana dashboards", _cmd_dashboards)
     dash.add_argument("action", choices=["generate", "push"])
     dash.add_argument("--out", default="configs/grafana", help="generate: output folder")

@@ -3,6 +3,7 @@
 Endpoints (JSON; errors are ``{"error": ...}`` with 400/401/403/404/409/413/415/422)::
 
     POST /api/login                  {name, password} -> session cookie + {name, department, csrf}
+                                     (429 + Retry-After after 5 failures in 5 min per name/address)
     POST /api/token                  {name, password} -> {token} for ``Authorization: Bearer``
     POST /api/logout                 clears the cookie
     GET  /api/me                     who is logged in, and the CSRF token
@@ -31,6 +32,7 @@ from fastapi.responses import JSONResponse
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate, get_alert
 from crowdwatch.contracts.config import CrowdwatchConfig, WebUser
 from crowdwatch.dashboards.bodies import LoginBody, NoteBody, read_body
+from crowdwatch.dashboards.login_limits import LoginLimiter
 from crowdwatch.dashboards.passwords import hash_password, verify_password
 from crowdwatch.dashboards.sessions import AuthError, Session, SessionSigner
 from crowdwatch.dashboards.snapshot import alert_department, alert_json, iso
@@ -66,7 +68,10 @@ def _session_json(session: Session) -> dict[str, Any]:
 
 
 def dispatch_router(
-    config: CrowdwatchConfig, signer: SessionSigner, database: OpenDatabase
+    config: CrowdwatchConfig,
+    signer: SessionSigner,
+    database: OpenDatabase,
+    limiter: LoginLimiter | None = None,
 ) -> APIRouter:
     """The dispatcher's routes.
 
@@ -74,11 +79,13 @@ def dispatch_router(
         config: the site config (users are in ``config.web.users``).
         signer: issues and checks session tokens.
         database: opens a short-lived autocommit connection (a context manager).
+        limiter: failed-login throttle; a new :class:`LoginLimiter` (5 per 5 min) by default.
 
     Returns:
         A router to include in the app.
     """
     router = APIRouter()
+    limits = limiter if limiter is not None else LoginLimiter()
 
     def authenticate(request: Request, *, write: bool) -> Session:
         header = request.headers.get("authorization", "")
@@ -95,11 +102,16 @@ def dispatch_router(
 
     async def check_login(request: Request) -> WebUser:
         body = await read_body(request, LoginBody)
+        address = request.client.host if request.client is not None else "unknown"
+        # Before the password check: a throttled guess must not learn whether it was right.
+        limits.check(body.name, address)
         user = signer.user(body.name)
         stored = user.password_hash if user is not None else _DUMMY_HASH
         matches = await asyncio.to_thread(verify_password, body.password, stored)
         if user is None or not matches:
+            limits.record_failure(body.name, address)
             raise AuthError(401, "wrong name or password")
+        limits.record_success(body.name)
         return user
 
     @router.post("/api/login")

@@ -36,12 +36,13 @@ MIN_SECRET_CHARS = 16
 class AuthError(Exception):
     """A request's credentials are missing, forged, expired or not allowed.
 
-    ``status`` is the HTTP status to answer with (401 or 403).
+    ``status`` is the HTTP status to answer with (401, 403, or 429 with ``retry_after_s``).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)

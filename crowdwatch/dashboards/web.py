@@ -131,7 +131,10 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     @app.exception_handler(AuthError)
     def _refused(request: Request, exc: AuthError) -> JSONResponse:
         logger.info("%s %s refused: %s", request.method, request.url.path, exc)
-        return _error(exc.status, str(exc))
+        response = _error(exc.status, str(exc))
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(BodyError)
     def _bad_body(request: Request, exc: BodyError) -> JSONResponse:
