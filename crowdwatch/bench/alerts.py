@@ -114,28 +114,14 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crowdwatch.devservices import MosquittoBroker, PgServer, find_binary, start_pg_server
+    from crowdwatch.bench._services import bench_services
 
     def say(message: str) -> None:
         if not args.json:
             print(message, flush=True)
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cw-bench-alerts-") as tmp:
-        if args.database_url:
-            pg = PgServer(args.database_url)
-        else:
-            say("starting a private PostgreSQL ...")
-            pg = start_pg_server(None)
-            stack.callback(pg.close)
-        if args.broker:
-            host, _, port = args.broker.rpartition(":")
-            broker = (host, int(port))
-        else:
-            say("starting a private mosquitto ...")
-            mosquitto = MosquittoBroker(find_binary())
-            stack.callback(mosquitto.close)
-            mosquitto.start()
-            broker = (mosquitto.host, mosquitto.port)
+        pg, broker = bench_services(stack, args.database_url, args.broker, say)
         receiver = _Receiver()
         stack.callback(receiver.close)
         db_url = pg.create_database()

@@ -56,28 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crowdwatch.devservices import MosquittoBroker, PgServer, find_binary, start_pg_server
+    from crowdwatch.bench._services import bench_services
 
     def say(message: str) -> None:
         if not args.json:
             print(message, flush=True)
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
-        if args.database_url:
-            pg = PgServer(args.database_url)
-        else:
-            say("starting a private PostgreSQL ...")
-            pg = start_pg_server(None)
-            stack.callback(pg.close)
-        if args.broker:
-            host, _, port = args.broker.rpartition(":")
-            broker = (host, int(port))
-        else:
-            say("starting a private mosquitto ...")
-            mosquitto = MosquittoBroker(find_binary())
-            stack.callback(mosquitto.close)
-            mosquitto.start()
-            broker = (mosquitto.host, mosquitto.port)
+        pg, broker = bench_services(stack, args.database_url, args.broker, say)
         figures: dict[str, Any] = {
             "benchmark": "ingest",
             "zones_per_camera": args.zones,
