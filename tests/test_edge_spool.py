@@ -182,6 +182,7 @@ def _wait(condition: object, what: str, timeout_s: float = TIMEOUT_S) -> None:
 
 @pytest.mark.data
 @pytest.mark.e2e
+@pytest.mark.faults
 def test_a_broker_outage_on_real_video_loses_and_duplicates_no_count(
     shared_dir: Path, mqtt_config: MqttConfig, mqtt_broker: MqttBroker, db_url: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,9 @@ from services.mjpeg import MjpegCamera
 from crowdwatch.contracts.errors import SourceError
 from crowdwatch.edge.source import Backoff, SourceKind, VideoSource, classify_source
 
+# The camera-stream faults: part of `pytest -m faults`.
+pytestmark = pytest.mark.faults
+
 STALL_S = 1.5
 
 

@@ -37,7 +37,7 @@ from crowdwatch.storage.migrate import upgrade
 
 RATE_PER_S = 150.0
 RECOVERY_TIMEOUT_S = 30.0
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 
 class CountingPublisher:

@@ -799,7 +799,10 @@ def parse_config(data: Any, origin: str = "<config>") -> CrowdwatchConfig:
         raise ConfigError(
             f"{origin}: expected a YAML mapping at the top, got {type(data).__name__}"
         )
-    expanded = _expand_tree(data, "")
+    try:
+        expanded = _expand_tree(data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
     try:
         return CrowdwatchConfig.model_validate(expanded)
     except ValidationError as exc:

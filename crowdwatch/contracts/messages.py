@@ -235,6 +235,9 @@ def _decode(payload: bytes, model: type[Wire], schema_tag: str) -> Wire:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MessageError(f"payload is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        # json nests by recursion: a payload of "[[[[…" would otherwise escape as a crash.
+        raise MessageError("payload is nested too deeply to be a message") from None
     if not isinstance(data, dict):
         raise MessageError(f"expected a JSON object, got {type(data).__name__}")
     tag = data.get("schema")

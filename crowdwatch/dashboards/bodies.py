@@ -73,6 +73,9 @@ async def read_body(request: Request, model: type[Body], *, allow_empty: bool = 
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(400, f"body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        # json nests by recursion: 16 KiB of "[[[[…" would otherwise be a 500.
+        raise BodyError(400, "body is not valid JSON: nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,270 @@
+"""Bad input at the doors that take no network: MQTT payloads, the site config, the alert rules.
+
+Property-based (hypothesis): arbitrary bytes, and valid documents with a few random mutations
+(a value replaced by any JSON value or by a nasty one, a key deleted, an unknown key added).
+Every outcome must be the contract's own error (``MessageError``, ``ConfigError``) or a valid
+value; any other exception is a bug in the door.  ``mutated`` is reused by test_fuzz_web.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from factories import config_dict, count_message, site_dict
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crowdwatch.analytics.rules import effective_rule
+from crowdwatch.contracts.config import CrowdwatchConfig, parse_config
+from crowdwatch.contracts.errors import ConfigError, MessageError
+from crowdwatch.contracts.messages import (
+    CameraState,
+    CountMessage,
+    StatusMessage,
+    decode_counts,
+    decode_status,
+    encode,
+)
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs/district.example.yaml"
+
+# Small and deadline-free: the suite runs on a shared 2-core box.
+FUZZ = settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+INJECTIONS = [
+    "'; DROP TABLE zone_counts; --",
+    "stop-a' OR '1'='1",
+    '"; DROP TABLE alerts; --',
+    "%s %(x)s {0} ${HOME} $1",
+    "\\'); DELETE FROM sites; --",
+]
+
+JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+"""Any JSON value (NaN and infinities included: Python's json writes and reads them)."""
+
+NASTY: st.SearchStrategy[Any] = st.sampled_from(
+    [
+        None,
+        "",
+        "x" * 5000,
+        "\x00",
+        "${UNSET_CROWDWATCH_FUZZ_VARIABLE}",
+        "${",
+        -1,
+        0,
+        2**63,
+        -(2**63) - 1,
+        1e308,
+        float("nan"),
+        float("inf"),
+        [],
+        {},
+        True,
+        "2026-13-45T99:00:00Z",
+        "2026-10-01T08:00:00",  # no time zone
+        *INJECTIONS,
+    ]
+)
+"""Values at the edges of what the fields accept."""
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _fresh(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> Any:
+    # NASTY hands out the same [] and {} objects each time: a later mutation must not edit them.
+    return copy.deepcopy(draw(values))
+
+
+def _mutate_once(draw: st.DrawFn, doc: Any) -> Any:
+    path = draw(st.sampled_from(_paths(doc)))
+    if not path:
+        return _fresh(draw, JSON_VALUES | NASTY)
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    operation = draw(st.sampled_from(["replace", "nasty", "delete", "add_key"]))
+    if operation == "delete":
+        del parent[last]
+    elif operation == "add_key" and isinstance(parent[last], dict):
+        parent[last][draw(st.text(max_size=12))] = draw(JSON_VALUES)
+    elif operation == "nasty":
+        parent[last] = _fresh(draw, NASTY)
+    else:
+        parent[last] = draw(JSON_VALUES)
+    return doc
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: Any, max_mutations: int = 3) -> Any:
+    """``base`` (deep-copied) with 1 to ``max_mutations`` random mutations.
+
+    Args:
+        draw: hypothesis' draw function.
+        base: a JSON-like document (dicts, lists, scalars).
+        max_mutations: the most mutations applied.
+
+    Returns:
+        The mutated copy.
+    """
+    doc = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, max_mutations))):
+        doc = _mutate_once(draw, doc)
+    return doc
+
+
+def _json_bytes(doc: Any) -> bytes:
+    return json.dumps(doc).encode("utf-8")
+
+
+COUNTS_DOC = json.loads(encode(count_message()))
+STATUS_DOC = json.loads(
+    encode(
+        StatusMessage(
+            site_id="stop-a",
+            camera_id="cam1",
+            ts=count_message().ts,
+            state=CameraState.ONLINE,
+            fps=10.0,
+            inference_ms=30.0,
+            dropped_frames=0,
+        )
+    )
+)
+
+
+# --- MQTT payloads ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decode", [decode_counts, decode_status])
+@FUZZ
+@given(payload=st.binary(max_size=400))
+def test_any_bytes_decode_to_a_message_or_a_message_error(decode: Any, payload: bytes) -> None:
+    try:
+        message = decode(payload)
+    except MessageError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(message, CountMessage | StatusMessage)
+
+
+@pytest.mark.parametrize(
+    ("decode", "base"), [(decode_counts, COUNTS_DOC), (decode_status, STATUS_DOC)]
+)
+@FUZZ
+@given(data=st.data())
+def test_a_mutated_message_is_valid_or_a_message_error(
+    decode: Any, base: dict[str, Any], data: st.DataObject
+) -> None:
+    doc = data.draw(mutated(base))
+    try:
+        message = decode(_json_bytes(doc))
+    except MessageError as exc:
+        assert str(exc)
+    else:
+        # What passes holds the contract's invariants.
+        assert message.ts.utcoffset() is not None
+        if isinstance(message, CountMessage):
+            assert all(z.count >= 0 and z.count_max >= 0 for z in message.zones)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000,
+        b'{"a":' * 50_000,
+        b'{"schema": "crowdwatch.counts/1", "zones": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    ],
+    ids=["deep-array", "deep-object", "deep-field"],
+)
+def test_a_deeply_nested_payload_is_a_message_error(payload: bytes) -> None:
+    for decode in (decode_counts, decode_status):
+        with pytest.raises(MessageError):
+            decode(payload)
+
+
+# --- the site config and the alert rules --------------------------------------------------
+
+
+def _example_doc() -> dict[str, Any]:
+    doc = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+EXAMPLE_DOC = _example_doc()
+SMALL_DOC = config_dict(site_dict("stop-a"), site_dict("stop-b"))
+
+
+def _parse_or_config_error(doc: Any) -> CrowdwatchConfig | None:
+    try:
+        return parse_config(doc, origin="fuzz")
+    except ConfigError as exc:
+        assert str(exc)  # names the YAML path (an unset ${VAR} is reported without the origin)
+        return None
+
+
+def test_the_unmutated_documents_are_valid() -> None:
+    # The mutations start from valid configs, or the property would prove nothing.
+    assert _parse_or_config_error(copy.deepcopy(EXAMPLE_DOC)) is not None
+    assert _parse_or_config_error(copy.deepcopy(SMALL_DOC)) is not None
+
+
+@pytest.mark.parametrize("base", [EXAMPLE_DOC, SMALL_DOC], ids=["example", "small"])
+@FUZZ
+@given(data=st.data())
+def test_a_mutated_config_is_valid_or_a_config_error(
+    base: dict[str, Any], data: st.DataObject
+) -> None:
+    config = _parse_or_config_error(data.draw(mutated(base)))
+    if config is not None:
+        # A config that loads can be walked without surprises.
+        assert all(config.site(site.id) is site for site in config.sites)
+        assert {(s.id, c.id) for s, c in config.cameras()}
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_alert_rules_are_valid_or_a_config_error(data: st.DataObject) -> None:
+    doc = copy.deepcopy(EXAMPLE_DOC)
+    doc["alerts"] = data.draw(mutated(EXAMPLE_DOC["alerts"], max_mutations=4))
+    config = _parse_or_config_error(doc)
+    if config is None:
+        return
+    # Every rule of a config that loads resolves for every site and zone without an error.
+    for rule in config.alerts.rules:
+        for site in config.sites:
+            effective_rule(rule, site, None)
+            for camera in site.cameras:
+                for zone in camera.zones:
+                    resolved = effective_rule(rule, site, zone.id)
+                    if resolved is not None:
+                        assert resolved.id == rule.id and resolved.clear_at <= resolved.fire_at
