@@ -57,7 +57,7 @@ from crowdwatch.analytics.evaluator import (
 )
 from crowdwatch.analytics.forecast import ReferenceTrend
 from crowdwatch.analytics.history import CountHistory
-from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, zone_readings
+from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, zone_readings, zone_status
 from crowdwatch.analytics.routing import (
     channels_by_id,
     escalation_step,
@@ -278,14 +278,7 @@ class AlertEngine:
         out = []
         for zone, row in zip(camera.zones, rows, strict=True):
             age = (now - row.ts).total_seconds() if row is not None else None
-            if offline:
-                status = ZoneStatus.OFFLINE
-            elif row is None or age is None:
-                status = ZoneStatus.NO_DATA
-            elif age > stale_after:
-                status = ZoneStatus.STALE
-            else:
-                status = ZoneStatus.OK
+            status = zone_status(offline=offline, age_s=age, stale_after_s=stale_after)
             ok = row is not None and status is ZoneStatus.OK
             out.append(
                 ZoneReading(

@@ -81,6 +81,23 @@ class SiteReading:
         return None if self.count is None else self.count / self.site.capacity
 
 
+def zone_status(*, offline: bool, age_s: float | None, stale_after_s: float) -> ZoneStatus:
+    """How fresh a zone's newest count is: offline wins, then no data, stale, ok.
+
+    Args:
+        offline: the zone's camera last reported itself offline.
+        age_s: seconds since the newest count; None when there is none.
+        stale_after_s: older counts are stale (no data for alerts, never zero).
+    """
+    if offline:
+        return ZoneStatus.OFFLINE
+    if age_s is None:
+        return ZoneStatus.NO_DATA
+    if age_s > stale_after_s:
+        return ZoneStatus.STALE
+    return ZoneStatus.OK
+
+
 def zone_readings(
     config: CrowdwatchConfig,
     zone_rows: Sequence[ZoneLatest],
@@ -108,14 +125,7 @@ def zone_readings(
             row = counts.get((site.id, zone.id))
             ts = row.ts if row is not None else None
             age = (now - ts).total_seconds() if ts is not None else None
-            if offline:
-                status = ZoneStatus.OFFLINE
-            elif row is None or age is None:
-                status = ZoneStatus.NO_DATA
-            elif age > stale_after:
-                status = ZoneStatus.STALE
-            else:
-                status = ZoneStatus.OK
+            status = zone_status(offline=offline, age_s=age, stale_after_s=stale_after)
             readings.append(
                 ZoneReading(
                     site=site,
