@@ -1,0 +1,120 @@
+"""The crowd counter's training pieces: targets, loss, a few real steps, and the ONNX export."""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs torch (crowdwatch[train])")
+pytest.importorskip("ultralytics", reason="training needs crowdwatch[train]")
+
+from crowdwatch.training.density_net import STRIDE, DensityNet, export_onnx, yolo_backbone  # noqa: E402
+from crowdwatch.training.head_points import PointImage, points_in_grid  # noqa: E402
+from crowdwatch.training.train_counter import loss_terms, make_crop  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def yolo_weights(shared_dir: Path) -> Path:
+    path = shared_dir / "models" / "yolo11n_coco.pt"
+    if not path.is_file():
+        pytest.skip(f"YOLO11n checkpoint not found at {path}")
+    return path
+
+
+def _sample(points: list[tuple[float, float]], mask: np.ndarray | None = None) -> PointImage:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    return PointImage("synthetic", "x", image, np.array(points, np.float32).reshape(-1, 2), mask)
+
+
+def test_points_fall_into_the_cell_under_them() -> None:
+    grid = points_in_grid(
+        np.array([[0, 0], [15.9, 8], [16, 8], [-1, 3], [64, 0]], np.float32), (32, 64), STRIDE
+    )
+    assert grid.shape == (4, 8)
+    assert grid[0, 0] == 1 and grid[1, 1] == 1 and grid[1, 2] == 1
+    assert grid.sum() == 3  # the points left of and right of the image are dropped
+
+
+def test_a_crop_keeps_every_head_inside_it() -> None:
+    rng = random.Random(3)
+    points = [(x, y) for x in range(20, 620, 40) for y in range(20, 460, 40)]
+    for _ in range(20):
+        image, target, mask, count = make_crop(_sample(points), 256, rng)
+        assert image.shape == (256, 256, 3) and target.shape == (32, 32)
+        # Blurring spreads heads but keeps their number (reflecting borders lose none).
+        assert target.sum() == pytest.approx(count, abs=1e-3)
+        assert mask.min() == 1.0
+
+
+def test_a_crop_ignores_people_outside_the_region_of_interest() -> None:
+    mask = np.zeros((480, 640), bool)
+    mask[:, :320] = True  # only the left half is annotated, as in Mall
+    rng = random.Random(1)
+    partial = 0
+    for _ in range(30):
+        # One head inside the region, one outside it (which the truth would not list).
+        _, target, cell_mask, count = make_crop(_sample([(100, 100), (500, 100)], mask), 320, rng)
+        assert (target * (1 - cell_mask)).sum() == 0
+        assert count <= 1
+        partial += 0 < cell_mask.mean() < 1
+    assert partial > 0
+
+
+def test_the_loss_is_zero_for_a_perfect_density_and_grows_with_the_count_error() -> None:
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, 2, 3] = 1.0
+    mask = torch.ones_like(target)
+    counts = torch.tensor([1.0, 0.0])
+    pixel, count = loss_terms(target.clone(), target, mask, counts)
+    assert float(pixel) == 0.0 and float(count) == 0.0
+    _, worse = loss_terms(target * 2.0, target, mask, counts)
+    assert float(worse) > 0.0
+
+
+def test_training_steps_lower_the_loss_and_the_export_runs_without_torch(
+    yolo_weights: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = DensityNet(yolo_backbone(yolo_weights))
+    image = torch.rand(2, 3, 128, 128)
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, 0, 4:8, 4:8] = 0.25  # four people per image
+    mask, counts = torch.ones_like(target), torch.tensor([4.0, 4.0])
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        pixel, count = loss_terms(net(image), target, mask, counts)
+        loss = pixel + 30 * count
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+    path = tmp_path / "counter.onnx"
+    export_onnx(net, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for height, width in [(96, 160), (256, 320), (1088, 1920)]:
+        frame = np.random.default_rng(height).random((1, 3, height, width), dtype=np.float32)
+        (density,) = session.run(None, {"images": frame})
+        assert density.shape == (1, 1, height // STRIDE, width // STRIDE)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(frame)).numpy()
+        np.testing.assert_allclose(density, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_the_training_command_parses_its_documented_arguments(tmp_path: Path) -> None:
+    from crowdwatch.training.train_counter import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, tmp_path)
+    args = parser.parse_args(["--steps", "12000", "--minutes", "95", "--seed", "0"])
+    assert (args.steps, args.minutes, args.seed, args.crop) == (12000, 95.0, 0, 320)
+    assert args.weights == tmp_path / "models" / "yolo11n_coco.pt"
