@@ -70,9 +70,14 @@ _DESCRIPTIONS = {
     ),
     "db": (
         "Database schema: `crowdwatch db upgrade` creates or upgrades it and syncs the sites.\n\n"
-        "`crowdwatch db refresh` brings the 1 min / 15 min / 1 h rollups up to date (ingest does "
-        "it every database.rollup_refresh_s); `crowdwatch db retention` drops raw days older than "
-        "database.retention.raw_days and rollups older than rollup_days (ingest does it hourly)."
+        "`crowdwatch db refresh` brings the 1 min / 15 min / 1 h rollups up to date; `crowdwatch "
+        "db retention` drops raw days older than database.retention.raw_days and rollups older "
+        "than rollup_days. `crowdwatch db maintain` does both and creates the coming days' "
+        "partitions, in a loop (--once: one round): the owner's upkeep, which ingest does itself "
+        "only when it connects with database.url. `crowdwatch db roles` creates the groups "
+        "{roles_prefix}_ingest, _web, _alerts with least privilege, and the login users of "
+        "database.ingest_url, web_url, alerts_url (passwords from the URL, written ${ENV}). "
+        "Every action connects with database.url (or CROWDWATCH_DATABASE_URL): the owner's."
     ),
     "config": "Validate a config file and print a summary of the district.",
     "security": (
@@ -88,13 +93,21 @@ _DESCRIPTIONS = {
         "One line per analysed frame (with --json one JSON object: source, frame, count, width, "
         "height, ms). Detector settings come from --config's 'detector' section when a config "
         "is given (else the shared yolo11n_coco_640.onnx), overridden by --model, --input-size, "
-        "--confidence, --tiles, --backend. --zone counts only people whose feet are inside it."
+        "--confidence, --tiles, --backend. --zone counts only people whose feet are inside it.\n\n"
+        "--mode dense counts with the crowd counter's density map instead (--dense-model, else "
+        "the config's edge.dense.model, else models/crowd_counter.onnx); --mode auto runs both "
+        "and picks per frame by the edge's edge.dense.auto rule, as a zone in mode auto does."
     ),
     "eval": (
         "Measure the counter on the ground truth under $CROWDWATCH_SHARED_DIR/data: PETS 2009 "
-        "S2L1, Mall frames 1-800, ShanghaiTech B test, beach_webcam_a (MAE, RMSE, frames/s) and "
-        "PETS line crossing. Uses the per-scene detector settings of "
-        "crowdwatch.evaluation.settings; data sets that are absent are skipped with a message."
+        "S2L1, Mall frames 1-800, ShanghaiTech B test, beach_webcam_a (MAE, RMSE, MAE as % of "
+        "the mean count, ms/frame) and PETS line crossing. Uses the per-scene detector settings "
+        "of crowdwatch.evaluation.settings; data sets that are absent are skipped with a "
+        "message.\n\n"
+        "--methods detect,dense (default: both when the density model exists) reports the "
+        "crowd counter (--dense-model, default models/crowd_counter.onnx) beside detection. It "
+        "is never scored on the frames it was trained on: on Mall it gets frames 641-800 only, "
+        "and detection gets a row on those same frames."
     ),
     "bench": (
         "Benchmarks: `crowdwatch bench NAME --help`. Each prints its figures beside a baseline "
@@ -179,6 +192,10 @@ def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 
     if args.action in ("refresh", "retention"):
         return _cmd_db_maintenance(config, args.action)
+    if args.action == "roles":
+        return _cmd_db_roles(config)
+    if args.action == "maintain":
+        return _cmd_db_maintain(config, once=args.once)
     version = upgrade(config.database.resolved_url(), config)
     print(f"database schema at version {version}")
     return 0
@@ -200,6 +217,37 @@ def _cmd_db_maintenance(config: CrowdwatchConfig, action: str) -> int:
                 f"retention applied: {len(done.dropped_partitions)} partitions dropped, "
                 f"{done.rollup_rows_deleted} rollup rows deleted"
             )
+    return 0
+
+
+def _cmd_db_roles(config: CrowdwatchConfig) -> int:
+    from crowdwatch.storage.db import connect
+    from crowdwatch.storage.migrate import upgrade
+    from crowdwatch.storage.roles import setup_roles
+
+    url = config.database.resolved_url()
+    upgrade(url, config)
+    with connect(url, autocommit=True) as conn:
+        report = setup_roles(conn, config.database)
+    for group in report.groups_created:
+        print(f"created group role {group}")
+    for user, group in report.logins:
+        print(f"login {user} -> {group}")
+    print(f"privileges granted to {', '.join(report.granted)} groups")
+    return 0
+
+
+def _cmd_db_maintain(config: CrowdwatchConfig, *, once: bool) -> int:
+    from crowdwatch.storage.maintenance import run_maintenance
+
+    # One round needs no signal handling: Ctrl-C ends it like any command.
+    result = run_maintenance(config, threading.Event() if once else _stop_event(), once=once)
+    if result is not None:
+        print(
+            f"maintenance: {len(result.partitions)} partitions created, "
+            f"{result.rollups.minutes} rollup minutes recomputed, "
+            f"{len(result.retention.dropped_partitions)} partitions dropped"
+        )
     return 0
 
 
@@ -275,7 +323,9 @@ def _cmd_bench(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int
 def _cmd_count(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
     from crowdwatch.evaluation.count_command import run
 
-    return run(args, config.detector if config is not None else None)
+    if config is None:
+        return run(args)
+    return run(args, config.detector, config.edge.dense)
 
 
 def _cmd_eval(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
@@ -375,8 +425,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--speed", type=float, default=1.0, help="simulator clock speed")
     demo.add_argument("--workdir", help="folder for the embedded database and logs")
-    db = add("db", "upgrade the schema, refresh rollups, apply retention", _cmd_db)
-    db.add_argument("action", choices=["upgrade", "refresh", "retention"])
+    db = add("db", "upgrade, maintain, refresh rollups, apply retention, set up roles", _cmd_db)
+    db.add_argument("action", choices=["upgrade", "refresh", "retention", "maintain", "roles"])
+    db.add_argument("--once", action="store_true", help="maintain: one round, then exit")
     add("config", "validate a config file", _cmd_config)
     security = add("security", "generate broker accounts, ACLs and TLS config", _cmd_security)
     security.add_argument("action", choices=["mosquitto-config"])

@@ -13,7 +13,7 @@ from factories import config_dict, make_config, site_dict
 from services import MqttBroker
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
-from crowdwatch.contracts.errors import ConfigError, SourceError
+from crowdwatch.contracts.errors import ConfigError, ModelError, SourceError
 from crowdwatch.contracts.messages import (
     CameraState,
     TopicKind,
@@ -71,6 +71,18 @@ def test_missing_video_file_fails_at_start(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-walkway.avi"
     with pytest.raises(SourceError, match=f"video file not found: {missing}"):
         run_edge(district(str(missing)), None, threading.Event())
+
+
+@pytest.mark.data
+def test_a_missing_crowd_counter_fails_at_start(shared_dir: Path, tmp_path: Path) -> None:
+    video = shared_dir / "data" / "pets2009_s2l1" / "vtest.avi"
+    real = site_dict("stop-a", source=str(video))
+    real["cameras"][0]["zones"][0]["mode"] = "auto"
+    missing = tmp_path / "crowd_counter.onnx"
+    config = make_config(config_dict(real), edge={"dense": {"model": str(missing)}})
+    # Checked with the detector, before any broker is contacted.
+    with pytest.raises(ModelError, match=f"{missing}: crowd-counter model not found"):
+        run_edge(config, None, threading.Event())
 
 
 @pytest.mark.data

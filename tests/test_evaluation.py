@@ -176,7 +176,8 @@ def _write(path: Path, data: bytes) -> Path:
 def test_eval_reports_each_data_set_and_ends_with_json(
     shared_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["eval", "--datasets", "pets,mall", "--limit", "6", "--no-lines", "--json"])
+    args = ["--datasets", "pets,mall", "--limit", "6", "--no-lines", "--methods", "detect"]
+    status = main(["eval", *args, "--json"])
     assert status == 0
     out = capsys.readouterr().out.splitlines()
     report = json.loads(out[-1])

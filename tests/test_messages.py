@@ -6,10 +6,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from factories import count_message
+from factories import count_message, make_config
 
 from crowdwatch.contracts.errors import MessageError
 from crowdwatch.contracts.messages import (
+    CountMessage,
+    CountMethod,
     TopicKind,
     camera_topic,
     camera_topic_filter,
@@ -17,6 +19,7 @@ from crowdwatch.contracts.messages import (
     encode,
     parse_camera_topic,
 )
+from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 
 
 def test_count_message_round_trip() -> None:
@@ -60,6 +63,42 @@ def _payload(**changes: object) -> bytes:
 def test_bad_payloads_are_named(payload: bytes, expected: str) -> None:
     with pytest.raises(MessageError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         decode_counts(payload)
+
+
+def _zone_payload(**zone: object) -> bytes:
+    data = json.loads(encode(count_message()))
+    data["zones"][0].update(zone)
+    if zone.get("method") is ...:
+        del data["zones"][0]["method"]
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "method"),
+    [
+        (_zone_payload(method=...), None),  # an edge from before the field: still accepted
+        (_zone_payload(method=None), None),
+        (_zone_payload(method="detect"), CountMethod.DETECT),
+        (_zone_payload(method="dense"), CountMethod.DENSE),
+    ],
+)
+def test_ingest_accepts_zone_counts_with_and_without_a_method(
+    payload: bytes, method: CountMethod | None
+) -> None:
+    validator = MessageValidator(make_config())
+    topic = camera_topic("crowdwatch", "stop-a", "cam1", TopicKind.COUNTS)
+    result = validator.validate(Envelope(topic, payload, datetime.now(UTC)))
+    assert isinstance(result, Accepted), result
+    assert isinstance(result.message, CountMessage)
+    assert result.message.zones[0].method is method
+
+
+def test_ingest_rejects_an_unknown_method() -> None:
+    validator = MessageValidator(make_config())
+    topic = camera_topic("crowdwatch", "stop-a", "cam1", TopicKind.COUNTS)
+    result = validator.validate(Envelope(topic, _zone_payload(method="guess"), datetime.now(UTC)))
+    assert isinstance(result, Rejected)
+    assert result.reason.startswith("zones.0.method: Input should be 'detect' or 'dense'")
 
 
 def test_timestamps_are_normalised_to_utc() -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -69,6 +70,17 @@ class Location(Model):
     lon: float = Field(ge=-180, le=180, description="longitude, WGS84 degrees")
 
 
+class CountMode(StrEnum):
+    """How a zone's people are counted (``zones[].mode``)."""
+
+    DETECT = "detect"
+    """a box per person from the detector (tracks, lines and waits come from these)"""
+    DENSE = "dense"
+    """the crowd counter's density map summed over the zone (packed crowds, tiny people)"""
+    AUTO = "auto"
+    """density where detection fails, detection elsewhere: see :class:`DenseAutoConfig`"""
+
+
 class Zone(Model):
     """An area of a camera's view where people are counted (a platform, a beach section)."""
 
@@ -76,6 +88,10 @@ class Zone(Model):
     name: LocalizedName
     polygon: list[Point] = Field(description="vertices in pixels of the camera's frame_size")
     capacity: int | None = Field(default=None, gt=0, le=1_000_000, description="people at 100%")
+    mode: CountMode = Field(
+        default=CountMode.DETECT,
+        description="detect | dense | auto: count by boxes, by density map, or pick per frame",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -219,8 +235,16 @@ class Site(Model):
 
 
 class MqttConfig(Model):
+    """The broker connection of every process: address, account, TLS.
+
+    Secrets never live in the file: give ``password: ${SOME_ENV}`` (expanded at load) or leave
+    it out and set ``CROWDWATCH_MQTT_PASSWORD``.  With ``tls: true`` the broker's certificate is
+    verified against ``ca_file`` (else the system's CAs) and its host name checked, unless
+    ``tls_insecure`` (testing only) turns the host-name check off.
+    """
+
     host: str = Field(default="127.0.0.1", description="broker host")
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535, description="1883 plain, usually 8883 TLS")
     topic_prefix: Identifier = Field(default="crowdwatch", description="first topic level")
     protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="MQTT protocol; 3.1.1 only for brokers without MQTT 5 (amqtt)"
@@ -229,11 +253,46 @@ class MqttConfig(Model):
         default="ingest",
         description="MQTT 5 shared-subscription group of ingest workers; null subscribes plainly",
     )
-    username: str | None = Field(default=None, description="password from CROWDWATCH_MQTT_PASSWORD")
+    username: str | None = Field(
+        default=None, description="broker account, e.g. edge-{site}-{camera} (see security)"
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="use ${ENV}, never the clear text; default: CROWDWATCH_MQTT_PASSWORD",
+    )
+    tls: bool = Field(default=False, description="connect over TLS, verifying the broker")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) of the broker's; default: the system's"
+    )
+    cert_file: Path | None = Field(
+        default=None, description="client certificate (PEM), for brokers that require one"
+    )
+    key_file: Path | None = Field(default=None, description="private key (PEM) of cert_file")
+    tls_insecure: bool = Field(
+        default=False,
+        description="skip the broker host-name check (the CA check stays); testing only",
+    )
     keepalive_s: int = Field(default=30, ge=5, le=3600)
 
-    @property
-    def password(self) -> str | None:
+    @model_validator(mode="after")
+    def _tls_settings_need_tls(self) -> Self:
+        given = [
+            name
+            for name in ("ca_file", "cert_file", "key_file", "tls_insecure")
+            if getattr(self, name)
+        ]
+        if given and not self.tls:
+            raise ValueError(f"{', '.join(given)} given but tls is false; set tls: true")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate)")
+        if self.password is not None and not self.username:
+            raise ValueError("password needs username")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """``password`` (after ``${ENV}`` expansion), else ``CROWDWATCH_MQTT_PASSWORD``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
         return os.environ.get("CROWDWATCH_MQTT_PASSWORD")
 
 
@@ -257,10 +316,45 @@ class RetentionConfig(Model):
         return self
 
 
+DatabaseProcess = Literal["ingest", "web", "alerts"]
+"""A process that may connect as its own least-privilege database user."""
+
+ROLES_PREFIX_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+
+
 class DatabaseConfig(Model):
+    """Where each process finds PostgreSQL, and how long data is kept.
+
+    ``url`` is the schema owner's: ``crowdwatch db ...`` uses it, and so does every process
+    without its own URL.  ``ingest_url``, ``web_url`` and ``alerts_url`` let a process connect as
+    a user with only the privileges it needs (``crowdwatch db roles`` creates them); put the
+    password in as ``${ENV}``, never in the YAML.
+    """
+
     url: str | None = Field(
         default=None,
-        description="libpq URL; the environment variable CROWDWATCH_DATABASE_URL overrides it",
+        description="libpq URL of the schema owner; the environment variable "
+        "CROWDWATCH_DATABASE_URL overrides it",
+    )
+    ingest_url: str | None = Field(
+        default=None,
+        description="URL for `crowdwatch ingest` as a member of {roles_prefix}_ingest "
+        "(CROWDWATCH_INGEST_DATABASE_URL overrides); unset: url, and ingest also does the upkeep",
+    )
+    web_url: str | None = Field(
+        default=None,
+        description="URL for `crowdwatch web` as a member of {roles_prefix}_web "
+        "(CROWDWATCH_WEB_DATABASE_URL overrides); unset: url",
+    )
+    alerts_url: str | None = Field(
+        default=None,
+        description="URL for `crowdwatch alerts` as a member of {roles_prefix}_alerts "
+        "(CROWDWATCH_ALERTS_DATABASE_URL overrides); unset: url",
+    )
+    roles_prefix: str = Field(
+        default="crowdwatch",
+        pattern=ROLES_PREFIX_PATTERN,
+        description="group roles {prefix}_ingest, {prefix}_web, {prefix}_alerts (`db roles`)",
     )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="raw_days, rollup_days"
@@ -276,6 +370,23 @@ class DatabaseConfig(Model):
                 "database.url: no database given; set CROWDWATCH_DATABASE_URL or database.url"
             )
         return url
+
+    def own_url(self, process: DatabaseProcess) -> str | None:
+        """The process's own URL (environment first, then ``database.{process}_url``), or None.
+
+        An empty value (``${VAR:-}`` with the variable unset) counts as none.
+        """
+        env = os.environ.get(f"CROWDWATCH_{process.upper()}_DATABASE_URL")
+        field = {"ingest": self.ingest_url, "web": self.web_url, "alerts": self.alerts_url}
+        return env or field[process] or None
+
+    def url_for(self, process: DatabaseProcess) -> str:
+        """The URL ``process`` connects with: its own when configured, else the owner's.
+
+        Raises:
+            ConfigError: neither is configured.
+        """
+        return self.own_url(process) or self.resolved_url()
 
 
 class DetectorBackend(StrEnum):
@@ -375,6 +486,123 @@ class SpoolConfig(Model):
     )
 
 
+DEFAULT_DENSE_INTERVAL_S = 1.0
+"""How often the density pass runs when ``edge.dense`` names no schedule (it costs ~0.25 s
+per 1080p frame on a 4-core box, so it does not run on every analysed frame)."""
+
+
+class DenseAutoConfig(Model):
+    """When a zone in ``mode: auto`` counts by density map instead of by detection.
+
+    At each density pass the zone's detections in that same frame are compared with the
+    density map over the zone.  The zone counts by density when the frame is of good
+    quality and any rule that is not ``null`` holds:
+
+    * ``small_person_px``: the median box height of the people detected in the zone is
+      below this (pixels of the camera's ``frame_size``): people this small are missed;
+    * ``crowded_count``: at least this many people are detected in the zone: boxes overlap
+      and the detector saturates;
+    * ``undercount_ratio``: the detections are fewer than this share of the density count,
+      which is at least ``undercount_min`` (so near-empty zones do not flip on noise).
+
+    Otherwise, and until the first density pass, the zone counts by detection.  The choice
+    holds until the next density pass; each count message says which method gave ``count``.
+    """
+
+    small_person_px: float | None = Field(
+        default=40.0,
+        gt=0,
+        le=4096,
+        description="density when the median person box in the zone is lower (frame_size px)",
+    )
+    crowded_count: int | None = Field(
+        default=40, ge=1, le=100_000, description="density when this many people are detected"
+    )
+    undercount_ratio: float | None = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="density when detections are below this share of the density count",
+    )
+    undercount_min: float = Field(
+        default=5.0,
+        ge=0,
+        le=100_000,
+        description="the density count the undercount rule needs at least",
+    )
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> Self:
+        if (
+            self.small_person_px is None
+            and self.crowded_count is None
+            and self.undercount_ratio is None
+        ):
+            raise ValueError(
+                "small_person_px, crowded_count and undercount_ratio are all null, so mode "
+                "'auto' could never count by density; keep one, or use mode 'detect'"
+            )
+        return self
+
+
+class DenseConfig(Model):
+    """The crowd counter (density map) for zones in ``mode: dense`` or ``auto``.
+
+    Loaded only when a zone of a camera the edge runs uses it.  It runs every
+    ``every_n_frames``-th analysed frame or every ``interval_s`` seconds (of the worker's
+    clock), one of the two; the zone keeps its last density count in between.
+    """
+
+    model: str | None = Field(
+        default=None,
+        description="ONNX density model; null: models/crowd_counter.onnx of the checkout",
+    )
+    every_n_frames: int | None = Field(
+        default=None, ge=1, le=100_000, description="run on every Nth analysed frame"
+    )
+    interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description=f"run every this many seconds; default {DEFAULT_DENSE_INTERVAL_S:g} s",
+    )
+    threads: int = Field(
+        default=0, ge=0, le=64, description="inference threads; 0 = the detector's share"
+    )
+    max_side: int = Field(
+        default=1920, ge=64, le=16384, description="larger frames are downscaled to this first"
+    )
+    auto: DenseAutoConfig = Field(
+        default_factory=DenseAutoConfig, description="when mode 'auto' counts by density"
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _onnx_file(cls, model: str | None) -> str | None:
+        if model is not None and Path(model).suffix.lower() != ".onnx":
+            raise ValueError(f"expected the path of an .onnx file, got {model!r}")
+        return model
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Self:
+        if self.every_n_frames is not None and self.interval_s is not None:
+            raise ValueError(
+                f"set every_n_frames ({self.every_n_frames}) or interval_s "
+                f"({self.interval_s:g}), not both"
+            )
+        return self
+
+    def model_path(self) -> Path:
+        """The model file: ``model`` as given, else :func:`default_crowd_counter_path`."""
+        return Path(self.model) if self.model is not None else default_crowd_counter_path()
+
+    def run_interval_s(self) -> float | None:
+        """Seconds between density passes, or ``None`` when ``every_n_frames`` schedules them."""
+        if self.every_n_frames is not None:
+            return None
+        return self.interval_s if self.interval_s is not None else DEFAULT_DENSE_INTERVAL_S
+
+
 class EdgeConfig(Model):
     interval_s: float = Field(default=5.0, gt=0, le=3600, description="seconds per count message")
     detect_every: int = Field(
@@ -390,6 +618,21 @@ class EdgeConfig(Model):
         default=None,
         description="keep count messages on disk while the broker is away; off (lost) if null",
     )
+    dense: DenseConfig = Field(
+        default_factory=DenseConfig,
+        description="crowd counter (density map) for zones in mode dense or auto",
+    )
+
+    @model_validator(mode="after")
+    def _density_each_interval(self) -> Self:
+        # A message interval without a density pass would publish a stale density count.
+        dense_s = self.dense.interval_s
+        if dense_s is not None and dense_s > self.interval_s:
+            raise ValueError(
+                f"dense.interval_s ({dense_s:g} s) is longer than interval_s "
+                f"({self.interval_s:g} s): some count messages would have no density pass"
+            )
+        return self
 
 
 class AlertMetric(StrEnum):
@@ -750,6 +993,15 @@ def default_shared_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "shared"
+
+
+CROWD_COUNTER_MODEL = Path("models") / "crowd_counter.onnx"
+"""Where the trained density network lives, relative to the repository root."""
+
+
+def default_crowd_counter_path() -> Path:
+    """``models/crowd_counter.onnx`` of the crowdwatch checkout, wherever the process runs."""
+    return Path(__file__).resolve().parents[2] / CROWD_COUNTER_MODEL
 
 
 def _expand_env(value: str, yaml_path: str) -> str:

@@ -58,6 +58,15 @@ def _require_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
+class CountMethod(StrEnum):
+    """What produced a zone's ``count``."""
+
+    DETECT = "detect"
+    """people detected one by one (boxes)"""
+    DENSE = "dense"
+    """the crowd counter's density map summed over the zone"""
+
+
 class ZoneCount(Wire):
     zone_id: WireId
     count: int = Field(ge=0, le=MAX_PEOPLE, description="people in the zone at the interval's end")
@@ -81,6 +90,10 @@ class ZoneCount(Wire):
         ge=0,
         le=20,
         description="people per square metre (needs a ground calibration)",
+    )
+    method: CountMethod | None = Field(
+        default=None,
+        description="what produced count: detect or dense; absent from edges before it existed",
     )
 
 

@@ -3,7 +3,13 @@
     detections --track--> tracked people --zones--> occupancy per zone (explicit zeros)
                                          --lines--> in/out crossings per line
                                          --waits--> waiting time per zone
+    density map (some frames) --zones in mode dense/auto--> people per zone, fractional
     ... per interval --> CountMessage (+ density per m² from the ground calibration)
+
+A zone in ``mode: dense`` takes its occupancy from the last density map summed over its
+polygon; one in ``mode: auto`` picks detection or density at each density pass
+(:func:`auto_method`, rules in :class:`~crowdwatch.contracts.config.DenseAutoConfig`).
+Lines and waits always come from the tracked detections.
 
 :class:`CameraCounter` owns the per-camera state (tracks, line sides, visits) and converts
 the configured geometry once per frame size.  The worker feeds it frames and asks for a
@@ -15,9 +21,19 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from crowdwatch.contracts.config import Camera, TrackingConfig
+import numpy as np
+from numpy.typing import NDArray
+
+from crowdwatch.contracts.config import (
+    Camera,
+    CountMode,
+    DenseAutoConfig,
+    DenseConfig,
+    TrackingConfig,
+)
 from crowdwatch.contracts.errors import ConfigError
-from crowdwatch.contracts.messages import CountMessage
+from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, CountMethod
+from crowdwatch.edge.dense import DensityMap
 from crowdwatch.edge.density import zone_areas_m2
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.dwell import ZoneWaits
@@ -38,6 +54,50 @@ def crossing_rules(config: TrackingConfig) -> CrossingRules:
     )
 
 
+def uses_density(camera: Camera) -> bool:
+    """Whether any zone of the camera counts by density map (``mode: dense`` or ``auto``)."""
+    return any(zone.mode is not CountMode.DETECT for zone in camera.zones)
+
+
+def auto_method(
+    rule: DenseAutoConfig,
+    heights_px: NDArray[np.floating],
+    dense_count: float,
+    frame_ok: bool,
+) -> CountMethod:
+    """The method a zone in ``mode: auto`` counts by, from one frame seen both ways.
+
+    Args:
+        rule: ``edge.dense.auto`` (its docstring states the rule).
+        heights_px: box heights of the people detected in the zone, in pixels of the
+            camera's configured ``frame_size``.
+        dense_count: the density map summed over the zone, in the same frame.
+        frame_ok: the frame's quality; a dark, blown-out or flat frame keeps detection.
+
+    Returns:
+        ``dense`` when a rule of ``rule`` holds, else ``detect``.
+
+    Example:
+        >>> auto_method(DenseAutoConfig(), np.array([22.0, 30.0, 35.0]), 3.2, True)
+        <CountMethod.DENSE: 'dense'>
+    """
+    if not frame_ok:
+        return CountMethod.DETECT
+    detected = len(heights_px)
+    small = (
+        rule.small_person_px is not None
+        and detected > 0
+        and float(np.median(heights_px)) < rule.small_person_px
+    )
+    crowded = rule.crowded_count is not None and detected >= rule.crowded_count
+    missed = (
+        rule.undercount_ratio is not None
+        and dense_count >= rule.undercount_min
+        and detected < rule.undercount_ratio * dense_count
+    )
+    return CountMethod.DENSE if small or crowded or missed else CountMethod.DETECT
+
+
 class CameraCounter:
     """Zone counts, line crossings, waits and densities of one camera.
 
@@ -46,6 +106,7 @@ class CameraCounter:
         camera: the camera from the config (zones, lines, calibration, frame size).
         tracking: ``edge.tracking``; with ``enabled: false`` there are no lines and no waits.
         frame_rate: analysed frames per second (for the tracker's motion model).
+        dense: ``edge.dense`` (the ``auto`` rule); default settings when ``None``.
 
     Raises:
         ConfigError: the camera has lines but tracking is off; a line's ``in_direction``
@@ -53,7 +114,12 @@ class CameraCounter:
     """
 
     def __init__(
-        self, site_id: str, camera: Camera, tracking: TrackingConfig, frame_rate: float
+        self,
+        site_id: str,
+        camera: Camera,
+        tracking: TrackingConfig,
+        frame_rate: float,
+        dense: DenseConfig | None = None,
     ) -> None:
         if camera.lines and not tracking.enabled:
             raise ConfigError(
@@ -66,6 +132,12 @@ class CameraCounter:
         self.areas_m2 = zone_areas_m2(camera.zones, camera.calibration, camera.frame_size)
         self.counts = IntervalCounts(site_id, camera.id, [z.id for z in camera.zones])
         self.waits = {z.id: ZoneWaits(z.id, tracking.wait_grace_s) for z in camera.zones}
+        self.auto_rule = (dense or DenseConfig()).auto
+        self.modes = {z.id: z.mode for z in camera.zones}
+        # The last density pass: people per zone and the method each zone counts by until
+        # the next one.  Before the first pass every zone counts by detection.
+        self.dense_counts: dict[str, float] = {}
+        self.methods = dict.fromkeys(self.modes, CountMethod.DETECT)
         self.frame_size: tuple[int, int] | None = None
         self.zones: list[ZoneOccupancy] = []
         self.lines: list[LineCrossing] = []
@@ -81,26 +153,47 @@ class CameraCounter:
         self.lines = [LineCrossing(line, cam.frame_size, size, self.rules) for line in cam.lines]
         self.frame_size = size
 
-    def observe(self, detections: Detections, ts: float, frame_size: tuple[int, int]) -> Detections:
+    def observe(
+        self,
+        detections: Detections,
+        ts: float,
+        frame_size: tuple[int, int],
+        density: DensityMap | None = None,
+    ) -> Detections:
         """Count one analysed frame.
 
         Args:
             detections: the detector's people, in pixels of the frame.
             ts: the frame's time in seconds on the stream's clock.
             frame_size: ``(width, height)`` of the frame.
+            density: the crowd counter's map of this frame when a density pass ran on it;
+                zones in ``mode: dense``/``auto`` keep the last one's counts in between.
 
         Returns:
             The detections with ``tracker_id`` when tracking is on (as given otherwise).
+
+        Raises:
+            ValueError: ``density`` is of a frame of another size.
         """
         if frame_size != self.frame_size:
             self._fit(frame_size)
+        if density is not None and density.frame_shape != (frame_size[1], frame_size[0]):
+            raise ValueError(
+                f"density: expected a map of the {frame_size[0]}x{frame_size[1]} frame, "
+                f"got one of {density.frame_shape[1]}x{density.frame_shape[0]}"
+            )
         self.last_ts = ts
         if self.tracker is not None:
             detections = self.tracker.update(detections, ts)
-        zone_counts = {}
+        zone_counts: dict[str, float] = {}
         for zone in self.zones:
             inside = zone.trigger(detections)
-            zone_counts[zone.zone_id] = zone.current_count
+            if density is not None and self.modes[zone.zone_id] is not CountMode.DETECT:
+                self._take_density(zone, density, detections.heights()[inside])
+            if self.methods[zone.zone_id] is CountMethod.DENSE:
+                zone_counts[zone.zone_id] = self.dense_counts[zone.zone_id]
+            else:
+                zone_counts[zone.zone_id] = zone.current_count
             if detections.tracker_id is not None:
                 self.waits[zone.zone_id].update(detections.tracker_id[inside], ts)
         self.counts.add(zone_counts)
@@ -109,6 +202,35 @@ class CameraCounter:
             for line in self.lines:
                 line.update(anchors, detections.tracker_id, heights, ts)
         return detections
+
+    def _take_density(
+        self, zone: ZoneOccupancy, density: DensityMap, heights_px: NDArray[np.float32]
+    ) -> None:
+        """Record a density pass for a zone in mode dense/auto and choose its method."""
+        people = density.in_polygon([(float(x), float(y)) for x, y in zone.polygon])
+        if people > MAX_PEOPLE:
+            # The message contract refuses more; a density this high is a broken model.
+            logger.warning(
+                "camera %s: zone %s: density count %.0f capped at %d",
+                self.camera.id,
+                zone.zone_id,
+                people,
+                MAX_PEOPLE,
+            )
+            people = float(MAX_PEOPLE)
+        self.dense_counts[zone.zone_id] = people
+        if self.modes[zone.zone_id] is CountMode.DENSE:
+            self.methods[zone.zone_id] = CountMethod.DENSE
+            return
+        # The rule's pixel sizes are in the configured frame_size, like all geometry.
+        assert self.frame_size is not None
+        to_config = self.camera.frame_size[1] / self.frame_size[1]
+        method = auto_method(self.auto_rule, heights_px * to_config, people, density.quality.ok)
+        if method is not self.methods[zone.zone_id]:
+            logger.info(
+                "camera %s: zone %s now counts by %s", self.camera.id, zone.zone_id, method.value
+            )
+        self.methods[zone.zone_id] = method
 
     def finish(self, ts: datetime, interval_s: float) -> CountMessage | None:
         """Close the interval: its message, or ``None`` when no frame was analysed.
@@ -124,4 +246,11 @@ class CameraCounter:
         if self.tracker is not None:
             waits = {zone_id: w.summary(self.last_ts) for zone_id, w in self.waits.items()}
         lines = [line.take_counts() for line in self.lines]
-        return self.counts.finish(ts, interval_s, waits=waits, areas_m2=self.areas_m2, lines=lines)
+        return self.counts.finish(
+            ts,
+            interval_s,
+            waits=waits,
+            areas_m2=self.areas_m2,
+            lines=lines,
+            methods=self.methods,
+        )

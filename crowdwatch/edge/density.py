@@ -125,7 +125,7 @@ def zone_areas_m2(
     return areas
 
 
-def density_per_m2(count: int, area_m2: float) -> float:
+def density_per_m2(count: float, area_m2: float) -> float:
     """People per square metre, capped at the contract's bound.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from crowdwatch.contracts.messages import CountMessage, LineCount, ZoneCount
+from crowdwatch.contracts.messages import CountMessage, CountMethod, LineCount, ZoneCount
 from crowdwatch.edge.density import density_per_m2
 from crowdwatch.edge.dwell import WaitSummary
 
@@ -14,7 +14,9 @@ class IntervalCounts:
     """Counts of every zone of one camera over the analysed frames of one interval.
 
     Every zone is reported in every message, with explicit zeros when nobody is there: a
-    missing zone would look like "no data" downstream, which is a different thing.
+    missing zone would look like "no data" downstream, which is a different thing.  A zone
+    counted by density map has fractional counts per frame; the message rounds ``count``
+    and ``count_max`` and averages the fractions.
 
     Args:
         site_id: the camera's site.
@@ -39,11 +41,11 @@ class IntervalCounts:
 
     def _reset(self) -> None:
         self.frames = 0
-        self._last = dict.fromkeys(self.zone_ids, 0)
-        self._max = dict.fromkeys(self.zone_ids, 0)
-        self._sum = dict.fromkeys(self.zone_ids, 0)
+        self._last = dict.fromkeys(self.zone_ids, 0.0)
+        self._max = dict.fromkeys(self.zone_ids, 0.0)
+        self._sum = dict.fromkeys(self.zone_ids, 0.0)
 
-    def add(self, counts: Mapping[str, int]) -> None:
+    def add(self, counts: Mapping[str, float]) -> None:
         """Record one analysed frame.
 
         Args:
@@ -67,6 +69,7 @@ class IntervalCounts:
         waits: Mapping[str, WaitSummary] | None = None,
         areas_m2: Mapping[str, float] | None = None,
         lines: Sequence[LineCount] = (),
+        methods: Mapping[str, CountMethod] | None = None,
     ) -> CountMessage | None:
         """Close the interval: build its message and start a new, empty one.
 
@@ -77,6 +80,7 @@ class IntervalCounts:
             areas_m2: ground area per zone (``None``: the camera is not calibrated); the
                 density is the zone's count at the interval's end over its area.
             lines: in/out crossings of each counting line during the interval.
+            methods: what produced each zone's count at the interval's end (``None``: unsaid).
 
         Returns:
             The message, or ``None`` when no frame was analysed (the camera was offline or
@@ -87,8 +91,8 @@ class IntervalCounts:
         zones = [
             ZoneCount(
                 zone_id=zone_id,
-                count=self._last[zone_id],
-                count_max=self._max[zone_id],
+                count=round(self._last[zone_id]),
+                count_max=round(self._max[zone_id]),
                 count_mean=round(self._sum[zone_id] / self.frames, 3),
                 longest_wait_s=waits[zone_id].longest_s if waits is not None else None,
                 median_wait_s=waits[zone_id].median_s if waits is not None else None,
@@ -97,6 +101,7 @@ class IntervalCounts:
                     if areas_m2 is not None
                     else None
                 ),
+                method=methods[zone_id] if methods is not None else None,
             )
             for zone_id in self.zone_ids
         ]

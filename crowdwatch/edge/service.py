@@ -2,7 +2,8 @@
 
 Everything that can be wrong at start is checked before any thread starts, in this order,
 so a mistake fails with one clear error: camera keys (ConfigError), video files
-(SourceError), detector weights (ModelError), the broker (BrokerError).  After that nothing
+(SourceError), detector weights and the crowd counter of cameras with zones in mode
+dense/auto (ModelError), the broker (BrokerError).  After that nothing
 stops a worker but ``stop`` or the end of a (non-looping) file: a lost stream is reopened,
 a lost broker costs no counting, and with ``edge.spool`` no count messages either
 (:mod:`crowdwatch.edge.spool`).
@@ -18,6 +19,8 @@ from contextlib import ExitStack
 from crowdwatch.contracts.config import Camera, CrowdwatchConfig, Site
 from crowdwatch.contracts.errors import BrokerError, ConfigError
 from crowdwatch.contracts.messages import AVAILABLE_OFFLINE, TopicKind, camera_topic
+from crowdwatch.edge.counting import uses_density
+from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
 from crowdwatch.edge.source import open_camera
 from crowdwatch.edge.spool import open_store_and_forward
@@ -112,7 +115,8 @@ def run_edge(
     Raises:
         ConfigError: unknown or simulated camera key, or no ``detector`` section.
         SourceError: a video file is missing or cannot be decoded.
-        ModelError: the detector weights are missing or unusable.
+        ModelError: the detector weights or the crowd counter (``edge.dense.model``, for
+            cameras with zones in mode dense or auto) are missing or unusable.
         BrokerError: the MQTT broker cannot be reached at start.
     """
     cameras = select_cameras(config, camera_keys)
@@ -127,8 +131,19 @@ def run_edge(
             load_detector(config.detector, threads=ort_threads, classes=cam.classes)
             for _, cam in cameras
         ]
+        dense = config.edge.dense
+        counters = [
+            DensityCounter(
+                dense.model_path(), threads=dense.threads or ort_threads, max_side=dense.max_side
+            )
+            if uses_density(cam)
+            else None
+            for _, cam in cameras
+        ]
         workers = []
-        for (site, cam), source, detector in zip(cameras, sources, detectors, strict=True):
+        for (site, cam), source, detector, density in zip(
+            cameras, sources, detectors, counters, strict=True
+        ):
             available = camera_topic(prefix, site.id, cam.id, TopicKind.AVAILABLE)
             client = MqttClient(
                 config.mqtt,
@@ -156,6 +171,8 @@ def run_edge(
                     tracking=config.edge.tracking,
                     snapshot=config.edge.debug_snapshot,
                     health=health,
+                    density=density,
+                    dense=dense,
                 )
             )
         threads = [

@@ -16,10 +16,18 @@ The spool is bounded (``edge.spool.max_messages``): past the bound the oldest me
 dropped with a warning and counted.  A spool that cannot be written (a full disk, a folder
 that cannot be created, a corrupt file) never stops counting: the error is logged, the
 message counted as lost, and the camera's status detail says so (:meth:`StoreAndForward.health`).
+A full disk (SQLite's ``SQLITE_FULL``: no space left, or the file's size limit) is logged
+once as a warning naming the spool file, each message it costs is counted, and when space
+returns the spool takes messages again and the warning says how many were lost meanwhile.
+While the broker takes messages but the spool cannot be read or trimmed (on a full disk even
+a delete may fail), new messages go straight to the broker ahead of the stuck backlog instead
+of being lost: order gives way there, and ingest dates rows by ``ts`` and writes each
+``message_id`` once (the head of the backlog may be sent again on each call until then).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -30,6 +38,9 @@ from crowdwatch.contracts.errors import BrokerError, StorageError
 from crowdwatch.edge.worker import Publish
 
 logger = logging.getLogger(__name__)
+
+FULL_REMINDER_EVERY = 100
+"""While the spool stays full, a reminder warning after this many more lost messages."""
 
 REPLAY_BATCH = 500
 """Most spooled messages replayed per publish call, so a long backlog never stalls counting
@@ -53,6 +64,10 @@ class SpooledMessage:
     topic: str
     payload: bytes
     retain: bool
+
+
+class SpoolFullError(StorageError):
+    """The spool could not take a message: its disk is full (or the file hit a size limit)."""
 
 
 def spool_path(folder: str | Path, site_id: str, camera_id: str) -> Path:
@@ -123,6 +138,10 @@ class Spool:
                     (topic, payload, int(retain)),
                 )
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise SpoolFullError(
+                    f"edge spool {self.path} is full (no space left on its disk): {exc}"
+                ) from exc
             raise StorageError(f"cannot write edge spool {self.path}: {exc}") from exc
         if excess > 0:
             self.dropped += excess
@@ -204,14 +223,18 @@ class StoreAndForward:
         self.spool = spool
         self._error = spool_error
         self.lost = 0
-        """Messages neither published nor spooled (no usable spool)."""
+        """Messages neither published nor spooled (no usable spool, or a full one)."""
         self._broker_away = False
+        self._lost_while_full: int | None = None  # None: the spool is not full
 
     def __call__(self, topic: str, payload: bytes, retain: bool) -> None:
         if retain:
             self._publish(topic, payload, retain)
             return
-        if self._replay() and self._publish_now(topic, payload):
+        backlog = self._replay()
+        # STUCK: the spool cannot be read or trimmed (a full disk); a broker that takes
+        # messages gets the new one directly rather than have it lost behind the backlog.
+        if backlog is not _Backlog.WAITING and self._publish_now(topic, payload):
             return
         self._keep(topic, payload, retain)
 
@@ -245,23 +268,23 @@ class StoreAndForward:
             return False
         return True
 
-    def _replay(self) -> bool:
-        """Send what the spool holds, oldest first; True when it is empty afterwards."""
+    def _replay(self) -> _Backlog:
+        """Send what the spool holds, oldest first; what is left of the backlog then."""
         if self.spool is None or not len(self.spool):
-            return True
+            return _Backlog.EMPTY
         try:
             backlog = self.spool.peek(REPLAY_BATCH)
             for message in backlog:
                 if not self._publish_now(message.topic, message.payload):
-                    return False
+                    return _Backlog.WAITING
                 self.spool.remove(message.seq)
         except StorageError as exc:
             self._fail(exc)
-            return False
+            return _Backlog.STUCK
         if self._broker_away and not len(self.spool):
             logger.info("broker back: spool %s replayed", self.spool.path)
             self._broker_away = False
-        return not len(self.spool)
+        return _Backlog.WAITING if len(self.spool) else _Backlog.EMPTY
 
     def _keep(self, topic: str, payload: bytes, retain: bool) -> None:
         if self.spool is None:
@@ -275,16 +298,57 @@ class StoreAndForward:
             return
         try:
             self.spool.append(topic, payload, retain)
+        except SpoolFullError as exc:
+            self.lost += 1
+            self._error = str(exc)
+            self._full(exc)
+            return
         except StorageError as exc:
             self.lost += 1
             self._fail(exc)
             logger.error("message on %s lost, %d so far", topic, self.lost)
             return
+        if self._lost_while_full is not None:
+            logger.warning(
+                "edge spool %s takes messages again: %d count messages were lost while it was full",
+                self.spool.path,
+                self._lost_while_full,
+            )
+            self._lost_while_full = None
         self._error = None
+
+    def _full(self, exc: SpoolFullError) -> None:
+        """Warn once when the spool fills up, then every FULL_REMINDER_EVERY lost messages."""
+        if self._lost_while_full is None:
+            self._lost_while_full = 0
+            logger.warning(
+                "%s; counting goes on, but count messages the broker cannot take are lost "
+                "(and counted) until space returns",
+                exc,
+            )
+        self._lost_while_full += 1
+        if self._lost_while_full % FULL_REMINDER_EVERY == 0:
+            assert self.spool is not None
+            logger.warning(
+                "edge spool %s still full: %d count messages lost since it filled up",
+                self.spool.path,
+                self._lost_while_full,
+            )
 
     def _fail(self, exc: StorageError) -> None:
         logger.error("edge spool failed: %s", exc)
         self._error = str(exc)
+
+
+class _Backlog(enum.Enum):
+    """What is left in the spool after a replay attempt."""
+
+    EMPTY = "empty"
+    """nothing: new messages go straight to the broker"""
+    WAITING = "waiting"
+    """messages the broker did not take yet: new ones queue behind them"""
+    STUCK = "stuck"
+    """the spool cannot be read or trimmed: new ones go to the broker if it takes them"""
 
 
 def open_store_and_forward(

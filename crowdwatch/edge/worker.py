@@ -2,7 +2,8 @@
 
 The counting itself (tracking, zones, lines, waits, density) is
 :class:`~crowdwatch.edge.counting.CameraCounter`, which has no I/O; this loop reads frames,
-runs the detector, closes intervals and publishes.
+runs the detector (and, on the schedule of ``edge.dense``, the crowd counter for zones in
+mode dense/auto), closes intervals and publishes.
 
 Time base of the intervals (``edge.interval_s``)::
 
@@ -22,9 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from crowdwatch.contracts.config import Camera, DebugSnapshotConfig, TrackingConfig
+from crowdwatch.contracts.config import Camera, DebugSnapshotConfig, DenseConfig, TrackingConfig
 from crowdwatch.contracts.errors import BrokerError
 from crowdwatch.contracts.messages import (
     AVAILABLE_OFFLINE,
@@ -37,6 +39,7 @@ from crowdwatch.contracts.messages import (
     utc_now,
 )
 from crowdwatch.edge.counting import CameraCounter
+from crowdwatch.edge.dense import DensityCounter, DensityMap
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector
 from crowdwatch.edge.snapshot import render_snapshot, write_snapshot
@@ -58,6 +61,41 @@ class _IntervalStats:
     dropped_before: int = 0
 
 
+class DensitySchedule:
+    """When the crowd counter runs: every Nth analysed frame or every so many seconds.
+
+    The first analysed frame always gets a pass, so zones in mode dense have a count from
+    the start.
+
+    Args:
+        config: ``edge.dense`` (``every_n_frames`` or ``interval_s``).
+
+    Example:
+        >>> schedule = DensitySchedule(DenseConfig(interval_s=1.0))
+        >>> [schedule.due(ts) for ts in (0.0, 0.4, 1.0, 1.5, 2.1)]
+        [True, False, True, False, True]
+    """
+
+    def __init__(self, config: DenseConfig) -> None:
+        self.every_n = config.every_n_frames
+        self.interval_s = config.run_interval_s()
+        self._frames = 0
+        self._next_ts: float | None = None
+
+    def due(self, ts: float) -> bool:
+        """Whether the analysed frame at ``ts`` (seconds on the worker's clock) gets a pass."""
+        if self.every_n is not None:
+            self._frames += 1
+            return (self._frames - 1) % self.every_n == 0
+        assert self.interval_s is not None
+        # A little slack: frame times like 10 * 0.1 s fall a hair short of the slot.
+        if self._next_ts is not None and ts < self._next_ts - 1e-6:
+            return False
+        # Schedule from the pass, not from the last slot: after a stall, no burst of passes.
+        self._next_ts = ts + self.interval_s
+        return True
+
+
 class CameraWorker:
     """Counts people in one camera's zones and publishes the counts.
 
@@ -74,6 +112,12 @@ class CameraWorker:
         snapshot: ``edge.debug_snapshot``: a blurred local JPEG now and then; ``None``: off.
         health: a line about the publish path (spool backlog, drops, errors) for the status
             detail, "" when all is well (see :class:`~crowdwatch.edge.spool.StoreAndForward`).
+        density: the crowd counter, for a camera with zones in mode dense or auto (see
+            :func:`~crowdwatch.edge.counting.uses_density`); its time counts in the status's
+            ``inference_ms`` and a frame of bad quality for it is named in the detail.
+        dense: ``edge.dense`` (schedule and ``auto`` rule); default settings when ``None``.
+        clock: the UTC wall clock that dates messages (``ts``); intervals run on the
+            monotonic clock, so a wrong or jumping wall clock changes only the dates.
 
     Example:
         >>> sent = []
@@ -99,6 +143,9 @@ class CameraWorker:
         tracking: TrackingConfig | None = None,
         snapshot: DebugSnapshotConfig | None = None,
         health: Callable[[], str] | None = None,
+        density: DensityCounter | None = None,
+        dense: DenseConfig | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.site_id = site_id
         self.camera = camera
@@ -111,9 +158,16 @@ class CameraWorker:
             kind: camera_topic(topic_prefix, site_id, camera.id, kind) for kind in TopicKind
         }
         frame_rate = (source.fps or DEFAULT_FPS) / detect_every
-        self._counter = CameraCounter(site_id, camera, tracking or TrackingConfig(), frame_rate)
+        dense = dense or DenseConfig()
+        self._counter = CameraCounter(
+            site_id, camera, tracking or TrackingConfig(), frame_rate, dense
+        )
+        self._density = density
+        self._density_schedule = DensitySchedule(dense)
+        self._density_problem: str | None = None  # the frame quality last warned about
         self._snapshot = snapshot
         self._health = health
+        self._utc_now = clock
         self._snapshot_due = 0.0
         self._stats = _IntervalStats()
         self._interval_start: float | None = None
@@ -149,12 +203,31 @@ class CameraWorker:
     def _analyse(self, frame: Frame, now: float) -> None:
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
+        density = None
+        if self._density is not None and self._density_schedule.due(now):
+            density = self._density.density(frame.image)
+            self._note_quality(density)
         self._stats.inference_s += time.perf_counter() - started
         self._stats.analysed += 1
-        tracked = self._counter.observe(detections, now, frame.size)
+        tracked = self._counter.observe(detections, now, frame.size, density)
         if self._snapshot is not None and now >= self._snapshot_due:
             self._snapshot_due = now + self._snapshot.every_s
             self._write_snapshot(frame, tracked)
+
+    def _note_quality(self, density: DensityMap) -> None:
+        """Warn once when frames turn unusable for the density map, and when they recover."""
+        problem = density.quality.reason if not density.quality.ok else None
+        if problem == self._density_problem:
+            return
+        if problem is not None:
+            logger.warning(
+                "camera %s: frame unusable for the density map (%s); its count is unreliable",
+                self.camera.id,
+                problem,
+            )
+        else:
+            logger.info("camera %s: frames usable for the density map again", self.camera.id)
+        self._density_problem = problem
 
     def _write_snapshot(self, frame: Frame, detections: Detections) -> None:
         assert self._snapshot is not None
@@ -180,7 +253,7 @@ class CameraWorker:
                 self._interval_start = now
 
     def _close_interval(self, interval_s: float, *, final: bool = False) -> None:
-        message = self._counter.finish(utc_now(), interval_s)
+        message = self._counter.finish(self._utc_now(), interval_s)
         if message is not None:
             self._send(TopicKind.COUNTS, encode(message), retain=False)
         self._send(TopicKind.STATUS, encode(self._status(final=final)), retain=True)
@@ -194,7 +267,7 @@ class CameraWorker:
         status = StatusMessage(
             site_id=self.site_id,
             camera_id=self.camera.id,
-            ts=utc_now(),
+            ts=self._utc_now(),
             state=CameraState.ONLINE if online else CameraState.OFFLINE,
             fps=round(min(stats.analysed / elapsed, 10_000.0), 2),
             inference_ms=round(inference_ms, 2),
@@ -206,6 +279,8 @@ class CameraWorker:
 
     def _detail(self, online: bool) -> str:
         parts = [] if online else [self.source.detail or "worker stopped"]
+        if online and self._density_problem is not None:
+            parts.append(f"density map unreliable: {self._density_problem}")
         health = self._health() if self._health is not None else ""
         return "; ".join([*parts, health] if health else parts)
 

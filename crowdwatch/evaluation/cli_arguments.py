@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 
 DATASETS = ("pets", "mall", "shanghaitech_b", "beach")
+METHODS = ("detect", "dense")
+"""How people are counted: boxes of the detector, or the density map of the dense counter."""
+DENSE_MODEL_HELP = "density model (.onnx) of the dense counter (default: models/crowd_counter.onnx)"
 
 
 def add_count_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +34,18 @@ def add_count_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", choices=["auto", "onnxruntime", "ultralytics"], help="detector backend"
     )
+    parser.add_argument(
+        "--mode",
+        choices=["detect", "dense", "auto"],
+        default="detect",
+        help="detect: people boxes (default); dense: the density-map counter; auto: the edge's "
+        "per-frame choice between them",
+    )
+    parser.add_argument(
+        "--dense-model",
+        help="density model (.onnx) of --mode dense/auto (default: the config's "
+        "edge.dense.model, else models/crowd_counter.onnx)",
+    )
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +63,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--subset",
         choices=["all", "even", "odd"],
         default="all",
-        help="evaluate only the even or odd samples (tune on one half, report the other)",
+        help="evaluate only the even or odd samples (tune on one half, report the other); "
+        "the dense counter never gets the frames it was trained on (Mall 1-640)",
     )
+    parser.add_argument(
+        "--methods",
+        help=f"comma-separated, from {', '.join(METHODS)} (default: both when the dense model "
+        "exists, else detect)",
+    )
+    parser.add_argument("--dense-model", help=DENSE_MODEL_HELP)
     parser.add_argument("--model", help="use this model instead of the recommended one")
     parser.add_argument("--confidence", type=float, help="override the recommended confidence")
     parser.add_argument("--no-lines", action="store_true", help="skip PETS line crossing")

@@ -1,10 +1,20 @@
 """``crowdwatch count SOURCE...``: people in images, image folders and videos.
 
-The same detector and zone code as the edge worker (``load_detector``, ``ZoneOccupancy``), so
-anyone can check the counter on their own footage before installing a camera.  One line per
-analysed frame; with ``--json`` one JSON object per line::
+The same counting code as the edge worker, so anyone can check the counter on their own
+footage before installing a camera.  ``--mode`` is a zone's ``mode`` on the edge:
 
-    {"source": "walkway.avi", "frame": 0, "count": 6, "width": 768, "height": 576, "ms": 41.2}
+- ``detect``: people boxes (``load_detector``), those standing in ``--zone`` (``ZoneOccupancy``);
+- ``dense``: the crowd counter's density map (``DensityCounter``) summed over ``--zone``
+  (``DensityMap.in_polygon``) or the whole frame;
+- ``auto``: both on every frame, and the edge's rule (``crowdwatch.edge.counting.auto_method``
+  with ``edge.dense.auto``) picks which one gives the count.
+
+One line per analysed frame; with ``--json`` one JSON object per line (``count`` is
+fractional when the density map gave it; ``quality`` names what is wrong with a frame the
+crowd counter cannot count in)::
+
+    {"source": "walkway.avi", "frame": 0, "count": 6, "width": 768, "height": 576, "ms": 41.2,
+     "zone": false, "method": "detect", "quality": null}
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +33,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crowdwatch.contracts.config import (
+    CountMode,
+    DenseConfig,
     DetectorConfig,
     LocalizedName,
     TilingConfig,
     Zone,
     default_shared_dir,
 )
-from crowdwatch.contracts.errors import ConfigError, SourceError
+from crowdwatch.contracts.errors import ConfigError, ModelError, SourceError
+from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.edge.counting import auto_method
+from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import Detector, load_detector
 from crowdwatch.edge.zones import ZoneOccupancy
 
@@ -42,13 +57,29 @@ class CountRow:
 
     source: str
     frame: int
-    count: int
+    count: float
+    """people: a whole number from detection, fractional from the density map"""
     width: int
     height: int
     ms: float
-    """detection and zone time of this frame (decoding excluded)"""
+    """detection, density and zone time of this frame (decoding excluded)"""
     zone: bool
     """true when only people standing in ``--zone`` are counted"""
+    method: str
+    """``detect`` or ``dense``: what gave ``count`` (``auto`` picks per frame)"""
+    quality: str | None = None
+    """why the crowd counter judged the frame unusable (dark, blown out, flat), else ``None``"""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What counts the frames: the detector, the crowd counter, or both for ``auto``."""
+
+    mode: CountMode
+    detector: Detector | None = None
+    density: DensityCounter | None = None
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    """``edge.dense``: its ``auto`` rule decides in mode ``auto``"""
 
 
 def parse_zone(text: str) -> list[tuple[float, float]]:
@@ -151,7 +182,7 @@ def frames_of(path: Path, every: int) -> Iterator[tuple[int, NDArray[np.uint8]]]
 
 def count_frames(
     files: Sequence[Path],
-    detector: Detector,
+    counters: Counters,
     *,
     every: int = 1,
     zone: list[tuple[float, float]] | None = None,
@@ -160,7 +191,7 @@ def count_frames(
 
     Args:
         files: images and videos (see :func:`expand_sources`).
-        detector: the edge's detector.
+        counters: the mode and its loaded counters (see :func:`load_counters`).
         every: analyse every Nth video frame.
         zone: polygon in pixels of the frames; ``None`` counts the whole frame.
 
@@ -178,13 +209,53 @@ def count_frames(
             if zone is not None and (occupancy is None or occupancy.frame_size != (width, height)):
                 occupancy = _zone_for(zone, (width, height), path)
             started = time.perf_counter()
-            detections = detector.detect(image)
-            count = len(detections)
-            if occupancy is not None:
-                occupancy.trigger(detections)
-                count = occupancy.current_count
+            count, method, quality = count_frame(image, counters, occupancy)
             ms = 1000 * (time.perf_counter() - started)
-            yield CountRow(str(path), number, count, width, height, round(ms, 1), zone is not None)
+            yield CountRow(
+                str(path),
+                number,
+                count,
+                width,
+                height,
+                round(ms, 1),
+                zone is not None,
+                method.value,
+                quality,
+            )
+
+
+def count_frame(
+    image: NDArray[np.uint8], counters: Counters, occupancy: ZoneOccupancy | None
+) -> tuple[float, CountMethod, str | None]:
+    """People in one frame (in the zone of ``occupancy`` when given) the way ``mode`` says.
+
+    Returns:
+        The count, the method that gave it, and the crowd counter's quality complaint.
+    """
+    detected: int | None = None
+    heights: NDArray[np.float32] = np.zeros(0, dtype=np.float32)
+    if counters.detector is not None:
+        detections = counters.detector.detect(image)
+        if occupancy is not None:
+            inside = occupancy.trigger(detections)
+            detected, heights = occupancy.current_count, detections.heights()[inside]
+        else:
+            detected, heights = len(detections), detections.heights()
+    if counters.density is None:
+        assert detected is not None  # mode detect always has a detector
+        return detected, CountMethod.DETECT, None
+    density = counters.density.density(image)
+    people = (
+        density.in_polygon([(float(x), float(y)) for x, y in occupancy.polygon])
+        if occupancy is not None
+        else density.total()
+    )
+    quality = density.quality.reason
+    if detected is None:
+        return people, CountMethod.DENSE, quality
+    # The frame's own pixels are the configured geometry here: no rescaling of heights.
+    method = auto_method(counters.dense.auto, heights, people, density.quality.ok)
+    return (people if method is CountMethod.DENSE else detected), method, quality
 
 
 def _zone_for(
@@ -228,27 +299,70 @@ def detector_config(args: argparse.Namespace, base: DetectorConfig | None) -> De
         raise ConfigError(f"detector options: {exc}") from exc
 
 
-def run(args: argparse.Namespace, base: DetectorConfig | None = None) -> int:
+def load_counters(
+    args: argparse.Namespace, base: DetectorConfig | None, dense: DenseConfig | None
+) -> Counters:
+    """The detector and/or crowd counter that ``--mode`` needs, loaded.
+
+    Raises:
+        ConfigError: a detector flag has a value the detector section refuses.
+        ModelError: a model file is missing or unusable.
+    """
+    mode = CountMode(args.mode)
+    dense = dense or DenseConfig()
+    detector = load_detector(detector_config(args, base)) if mode is not CountMode.DENSE else None
+    density = None
+    if mode is not CountMode.DETECT:
+        model = Path(args.dense_model) if args.dense_model else dense.model_path()
+        if not model.is_file():
+            raise ModelError(
+                f"--dense-model: no crowd-counter model at {model} (--mode {mode.value} needs "
+                "the density model: pass --dense-model PATH or set edge.dense.model)"
+            )
+        density = DensityCounter(model, threads=dense.threads or None, max_side=dense.max_side)
+    return Counters(mode, detector, density, dense)
+
+
+def run(
+    args: argparse.Namespace,
+    base: DetectorConfig | None = None,
+    dense: DenseConfig | None = None,
+) -> int:
     """``crowdwatch count``: print one line per analysed frame; 0 on success.
 
     Args:
         args: parsed options (see :func:`add_arguments`).
         base: the config file's ``detector`` section, when a config was given.
+        dense: the config file's ``edge.dense`` section (model, ``auto`` rule), when given.
     """
     if args.every < 1:
         raise ConfigError(f"--every: expected a positive frame step, got {args.every}")
     zone = parse_zone(args.zone) if args.zone else None
     files = expand_sources(args.sources)
-    detector = load_detector(detector_config(args, base))
-    total = frames = 0
-    for row in count_frames(files, detector, every=args.every, zone=zone):
+    counters = load_counters(args, base, dense)
+    total = 0.0
+    frames = 0
+    for row in count_frames(files, counters, every=args.every, zone=zone):
         frames += 1
         total += row.count
         if args.json:
-            print(json.dumps(asdict(row)), flush=True)
+            print(json.dumps(_json_row(row)), flush=True)
         else:
-            print(f"{row.source}  frame {row.frame:>6}  {row.count:>4} people  {row.ms:7.1f} ms")
+            people = f"{row.count:>4}" if row.method == "detect" else f"{row.count:>6.1f}"
+            mode = f"  [{row.method}]" if counters.mode is not CountMode.DETECT else ""
+            warning = f"  ({row.quality})" if row.quality else ""
+            print(
+                f"{row.source}  frame {row.frame:>6}  {people} people  {row.ms:7.1f} ms"
+                f"{mode}{warning}"
+            )
     if not args.json:
         mean = total / frames if frames else 0.0
         print(f"{frames} frames, mean {mean:.2f} people per frame", file=sys.stderr)
     return 0
+
+
+def _json_row(row: CountRow) -> dict[str, Any]:
+    data = asdict(row)
+    if row.method == CountMethod.DENSE.value:
+        data["count"] = round(row.count, 2)
+    return data

@@ -17,7 +17,7 @@ import csv
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,12 +59,15 @@ class CountDataset:
     read: Callable[[Sequence[int]], Iterator[NDArray[np.uint8]]]
     roi: NDArray[np.bool_] | None = None
 
-    def select(self, subset: Subset = "all", limit: int | None = None) -> list[int]:
+    def select(
+        self, subset: Subset = "all", limit: int | None = None, skip: Container[int] = ()
+    ) -> list[int]:
         """Indices of the samples to evaluate.
 
         Args:
             subset: ``all``, or the samples whose number is ``even``/``odd``.
             limit: at most this many, spread evenly over the set (not the first N).
+            skip: sample numbers never chosen (a model's training frames).
 
         Returns:
             Sample indices in order.
@@ -72,7 +75,7 @@ class CountDataset:
         chosen = [
             i
             for i, n in enumerate(self.numbers)
-            if subset == "all" or (n % 2 == 0) == (subset == "even")
+            if (subset == "all" or (n % 2 == 0) == (subset == "even")) and n not in skip
         ]
         if limit is not None and 0 < limit < len(chosen):
             picks = np.linspace(0, len(chosen) - 1, limit).round().astype(int)

@@ -1,9 +1,11 @@
-"""``crowdwatch eval``: the counter against the ground truth of the shared data sets.
+"""``crowdwatch eval``: the counters against the ground truth of the shared data sets.
 
-Prints one table row per data set (MAE, RMSE, bias, frames/s of detection) with the
-settings of :mod:`crowdwatch.evaluation.settings`; where those were tuned on the even samples
-the odd (held-out) samples get their own row.  Then the PETS line-crossing accuracy.  With
-``--json`` the last stdout line is one JSON object with every figure.
+Prints table rows per data set and counting method (MAE, RMSE, MAE as % of the mean count,
+bias, ms/frame): ``detect`` with the settings of :mod:`crowdwatch.evaluation.settings` (where
+those were tuned on the even samples the odd, held-out, samples get their own row) and
+``dense``, the density-map counter, on the samples it was not trained on (Mall: frames
+641-800; detection gets a row on those frames too).  Then the PETS line-crossing accuracy.
+With ``--json`` the last stdout line is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -16,31 +18,98 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from crowdwatch.contracts.config import DetectorConfig, default_shared_dir
+from crowdwatch.contracts.config import (
+    DetectorConfig,
+    default_crowd_counter_path,
+    default_shared_dir,
+)
 from crowdwatch.contracts.errors import CrowdwatchError
+from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
-from crowdwatch.evaluation.cli_arguments import DATASETS
-from crowdwatch.evaluation.datasets import LOADERS, DatasetMissing, Subset, pets_video
-from crowdwatch.evaluation.scoring import run_dataset
-from crowdwatch.evaluation.settings import TUNED_ON_EVEN, describe, recommended_detector
+from crowdwatch.evaluation.cli_arguments import DATASETS, METHODS
+from crowdwatch.evaluation.datasets import (
+    LOADERS,
+    CountDataset,
+    DatasetMissing,
+    Subset,
+    pets_video,
+)
+from crowdwatch.evaluation.scoring import DatasetRun, run_dataset, run_dense
+from crowdwatch.evaluation.settings import (
+    DENSE_TRAINING_FRAMES,
+    TUNED_ON_EVEN,
+    describe,
+    describe_dense,
+    recommended_detector,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class EvalRow:
-    """One line of the report."""
+    """One line of the report: one counting method on some samples of one data set."""
 
     dataset: str
+    method: str
+    """``detect`` (people boxes) or ``dense`` (density map)"""
     subset: str
+    numbers: str
+    """first and last sample number scored (frame number, image number), e.g. ``641-800``"""
     settings: str
     frames: int
     mean_truth: float
     mae: float
     rmse: float
+    mae_pct: float
+    """MAE as a percentage of the mean true count"""
     bias: float
     fps: float
     ms_per_frame: float
+    flagged: int
+    """samples the counter judged unusable (dense only: dark, blurred...), scored anyway"""
+
+
+@dataclass(frozen=True, slots=True)
+class Methods:
+    """The counting methods to run, and the density model when ``dense`` is one."""
+
+    detect: bool
+    dense_model: Path | None
+
+    @property
+    def names(self) -> list[str]:
+        return [m for m, on in (("detect", self.detect), ("dense", self.dense_model)) if on]
+
+
+def choose_methods(args: argparse.Namespace) -> tuple[Methods, str | None]:
+    """``--methods`` and ``--dense-model`` checked; a skip message when dense is left out.
+
+    Without ``--methods`` both run when the density model exists, else detection only with a
+    message.  Asking for ``dense`` (or naming ``--dense-model``) with no model file is an error.
+
+    Raises:
+        CrowdwatchError: an unknown method, or the density model is not there.
+    """
+    explicit = args.methods is not None
+    names = [m.strip() for m in (args.methods or ",".join(METHODS)).split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise CrowdwatchError(
+            f"--methods: expected a comma-separated list of {', '.join(METHODS)}, "
+            f"got {args.methods!r}"
+        )
+    model = Path(args.dense_model) if args.dense_model else default_crowd_counter_path()
+    if "dense" in names and not model.is_file():
+        if explicit or args.dense_model:
+            raise CrowdwatchError(
+                f"--dense-model: no density model at {model} (train one with "
+                "`python -m crowdwatch.training.train_counter` or pass --dense-model PATH)"
+            )
+        return Methods(detect=True, dense_model=None), (
+            f"dense: skipped, no density model at {model} (pass --dense-model PATH)"
+        )
+    return Methods(detect="detect" in names, dense_model=model if "dense" in names else None), None
 
 
 def _override(config: DetectorConfig, args: argparse.Namespace) -> DetectorConfig:
@@ -52,44 +121,104 @@ def _override(config: DetectorConfig, args: argparse.Namespace) -> DetectorConfi
     return DetectorConfig.model_validate({**config.model_dump(), **update}) if update else config
 
 
-def evaluate(args: argparse.Namespace, shared_dir: Path) -> tuple[list[EvalRow], list[str]]:
-    """Run every requested data set; returns the rows and the skip messages."""
+def _row(
+    dataset: str, method: str, subset: str, settings: str, run: DatasetRun, numbers: set[int]
+) -> EvalRow:
+    """The errors of ``run`` over the samples ``numbers``."""
+    errors = run.errors(numbers=numbers)
+    return EvalRow(
+        dataset=dataset,
+        method=method,
+        subset=subset,
+        numbers=f"{min(numbers)}-{max(numbers)}" if numbers else "",
+        settings=settings,
+        frames=errors.samples,
+        mean_truth=round(errors.mean_truth, 2),
+        mae=round(errors.mae, 3),
+        rmse=round(errors.rmse, 3),
+        mae_pct=round(100 * errors.mae / errors.mean_truth, 1) if errors.mean_truth else 0.0,
+        bias=round(errors.bias, 3),
+        fps=round(1000 / run.ms_per_frame, 2) if run.ms_per_frame else 0.0,
+        ms_per_frame=round(run.ms_per_frame, 1),
+        flagged=len(run.flagged & numbers),
+    )
+
+
+def evaluate(
+    args: argparse.Namespace, shared_dir: Path
+) -> tuple[list[EvalRow], list[str], Methods]:
+    """Run every requested data set and method; returns the rows, skip messages and methods.
+
+    The dense counter is never scored on the samples it was trained on
+    (:data:`~crowdwatch.evaluation.settings.DENSE_TRAINING_FRAMES`: Mall frames 1-640); where
+    it skips some, detection gets one more row on exactly the dense counter's samples, so the
+    two are also compared like for like.
+    """
+    methods, skip = choose_methods(args)
     rows: list[EvalRow] = []
-    skipped: list[str] = []
+    skipped = [skip] if skip else []
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     for name in names:
         if name not in LOADERS:
             raise CrowdwatchError(f"--datasets: unknown data set {name!r}, expected {DATASETS}")
+    counter = DensityCounter(methods.dense_model) if methods.dense_model else None
+    subset: Subset = args.subset
+    for name in names:
         try:
             dataset = LOADERS[name](shared_dir)
         except DatasetMissing as exc:
             skipped.append(f"{name}: skipped, {exc}")
             continue
-        config = _override(recommended_detector(name, shared_dir / "models"), args)
-        detector = load_detector(config)
-        subset: Subset = args.subset
-        run = run_dataset(dataset, detector, dataset.select(subset, args.limit))
-        subsets = [subset]
-        if subset == "all" and name in TUNED_ON_EVEN:
-            subsets.append("odd")  # the held-out half of a set the settings were tuned on
-        for part in subsets:
-            errors = run.errors(part)
+        trained = DENSE_TRAINING_FRAMES.get(name, range(0))
+        dense_indices = dataset.select(subset, args.limit, skip=trained) if counter else []
+        dense_numbers = {dataset.numbers[i] for i in dense_indices}
+        if methods.detect:
+            rows.extend(_detect_rows(name, dataset, args, shared_dir, dense_indices))
+        if counter is not None and methods.dense_model is not None:
+            run = run_dense(dataset, counter, dense_indices)
+            # The odd half is no held-out set for the dense counter (nothing tuned on even).
+            label = (
+                f"{'' if subset == 'all' else subset + ' '}not trained on" if trained else subset
+            )
             rows.append(
-                EvalRow(
-                    dataset=name,
-                    subset=_subset_label(name, part),
-                    settings=describe(config),
-                    frames=errors.samples,
-                    mean_truth=round(errors.mean_truth, 2),
-                    mae=round(errors.mae, 3),
-                    rmse=round(errors.rmse, 3),
-                    bias=round(errors.bias, 3),
-                    fps=round(1000 / run.ms_per_frame, 2) if run.ms_per_frame else 0.0,
-                    ms_per_frame=round(run.ms_per_frame, 1),
-                )
+                _row(name, "dense", label, describe_dense(methods.dense_model), run, dense_numbers)
             )
         logger.info("%s: MAE %.3f over %d samples", name, rows[-1].mae, rows[-1].frames)
-    return rows, skipped
+    return rows, skipped, methods
+
+
+def _detect_rows(
+    name: str,
+    dataset: CountDataset,
+    args: argparse.Namespace,
+    shared_dir: Path,
+    dense_indices: list[int],
+) -> list[EvalRow]:
+    """The detection rows of one data set: the subset, its held-out half, the dense samples."""
+    config = _override(recommended_detector(name, shared_dir / "models"), args)
+    detector = load_detector(config)
+    subset: Subset = args.subset
+    indices = dataset.select(subset, args.limit)
+    # Detection also counts the dense counter's samples, so both are scored on the same ones;
+    # without --limit they are among ``indices`` already and cost nothing.
+    compare = name in DENSE_TRAINING_FRAMES and bool(dense_indices)
+    run = run_dataset(
+        dataset, detector, sorted(set(indices) | set(dense_indices)) if compare else indices
+    )
+    chosen = {dataset.numbers[i] for i in indices}
+    parts = [(subset, chosen)]
+    if subset == "all" and name in TUNED_ON_EVEN:
+        # the held-out half of a set the settings were tuned on
+        parts.append(("odd", {n for n in chosen if n % 2}))
+    rows = [
+        _row(name, "detect", _subset_label(name, part), describe(config), run, numbers)
+        for part, numbers in parts
+    ]
+    if compare:
+        label = f"{'' if subset == 'all' else subset + ' '}as dense"
+        numbers = {dataset.numbers[i] for i in dense_indices}
+        rows.append(_row(name, "detect", label, describe(config), run, numbers))
+    return rows
 
 
 def _subset_label(dataset: str, subset: str) -> str:
@@ -121,14 +250,16 @@ def evaluate_lines(shared_dir: Path, limit: int | None) -> tuple[list[dict[str, 
 def format_table(rows: list[EvalRow]) -> str:
     """The rows as an aligned text table."""
     header = (
-        f"{'data set':<16}{'samples':<20}{'n':>5}{'mean':>8}{'MAE':>8}{'RMSE':>8}"
-        f"{'bias':>8}{'fps':>7}  settings"
+        f"{'data set':<16}{'method':<8}{'samples':<22}{'numbers':<10}{'n':>5}{'mean':>8}"
+        f"{'MAE':>8}{'MAE %':>7}{'RMSE':>8}{'bias':>8}{'ms/frame':>10}  settings"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
+        flagged = f" ({r.flagged} flagged)" if r.flagged else ""
         lines.append(
-            f"{r.dataset:<16}{r.subset:<20}{r.frames:>5}{r.mean_truth:>8.1f}{r.mae:>8.2f}"
-            f"{r.rmse:>8.2f}{r.bias:>+8.2f}{r.fps:>7.1f}  {r.settings}"
+            f"{r.dataset:<16}{r.method:<8}{r.subset:<22}{r.numbers:<10}{r.frames:>5}"
+            f"{r.mean_truth:>8.1f}{r.mae:>8.2f}{r.mae_pct:>7.1f}{r.rmse:>8.2f}{r.bias:>+8.2f}"
+            f"{r.ms_per_frame:>10.1f}  {r.settings}{flagged}"
         )
     return "\n".join(lines)
 
@@ -136,9 +267,11 @@ def format_table(rows: list[EvalRow]) -> str:
 def run(args: argparse.Namespace) -> int:
     """``crowdwatch eval``: print the table (and the JSON line); 0 when something ran."""
     shared_dir = default_shared_dir()
-    rows, skipped = evaluate(args, shared_dir)
+    rows, skipped, methods = evaluate(args, shared_dir)
     lines: list[dict[str, Any]] = []
-    if not args.no_lines:
+    if not args.no_lines and not methods.detect:
+        skipped.append("lines: skipped, line crossing follows detected people (--methods detect)")
+    elif not args.no_lines:
         lines, skip = evaluate_lines(shared_dir, args.limit)
         if skip:
             skipped.append(skip)
@@ -158,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "shared_dir": str(shared_dir),
+                    "methods": methods.names,
+                    "dense_model": str(methods.dense_model) if methods.dense_model else None,
                     "datasets": [asdict(r) for r in rows],
                     "lines": lines,
                     "skipped": skipped,

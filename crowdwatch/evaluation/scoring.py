@@ -1,15 +1,16 @@
-"""Count errors of a detector on a :class:`~crowdwatch.evaluation.datasets.CountDataset`."""
+"""Count errors of the detector or the dense counter on a data set (``CountDataset``)."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector
 from crowdwatch.evaluation.datasets import CountDataset
@@ -30,11 +31,11 @@ class CountErrors:
     """mean of (predicted - truth): negative means the counter misses people"""
 
 
-def count_errors(predicted: Sequence[int], truth: Sequence[int]) -> CountErrors:
+def count_errors(predicted: Sequence[float], truth: Sequence[float]) -> CountErrors:
     """MAE, RMSE and bias of per-sample counts.
 
     Args:
-        predicted: counted people per sample.
+        predicted: counted people per sample (a density counter's are fractional).
         truth: true people per sample, same length.
 
     Returns:
@@ -84,33 +85,42 @@ def count_in_roi(detections: Detections, roi: NDArray[np.bool_] | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DatasetRun:
-    """Per-sample counts of one detector on one data set, with the time it took."""
+    """Per-sample counts of one counter on one data set, with the time it took."""
 
     dataset: str
     indices: list[int]
     numbers: list[int]
-    predicted: list[int]
+    predicted: list[float]
     truth: list[int]
-    detect_s: float
-    """seconds in ``detector.detect`` (decoding and reading images excluded)"""
+    count_s: float
+    """seconds in ``detector.detect`` or ``DensityCounter.density`` (reading images excluded)"""
+    flagged: frozenset[int] = frozenset()
+    """numbers of the samples the dense counter judged unusable (``DensityMap.quality``);
+    they are scored like the others"""
 
-    def errors(self, subset: str = "all") -> CountErrors:
-        """Errors over all samples, or those whose number is ``even``/``odd``."""
+    def errors(self, subset: str = "all", numbers: Collection[int] | None = None) -> CountErrors:
+        """Errors over all samples, or those whose number is ``even``/``odd``.
+
+        Args:
+            subset: ``all``, ``even`` or ``odd`` sample numbers.
+            numbers: only these sample numbers (``None``: every sample of the run).
+        """
         keep = [
             i
             for i, n in enumerate(self.numbers)
-            if subset == "all" or (n % 2 == 0) == (subset == "even")
+            if (subset == "all" or (n % 2 == 0) == (subset == "even"))
+            and (numbers is None or n in numbers)
         ]
         return count_errors([self.predicted[i] for i in keep], [self.truth[i] for i in keep])
 
     @property
     def ms_per_frame(self) -> float:
-        """Mean detection time per sample."""
-        return 1000 * self.detect_s / max(len(self.indices), 1)
+        """Mean counting time per sample."""
+        return 1000 * self.count_s / max(len(self.indices), 1)
 
 
 def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int]) -> DatasetRun:
-    """Count people on the chosen samples of ``dataset``.
+    """Count people on the chosen samples of ``dataset`` with the detector.
 
     Args:
         dataset: images and truths.
@@ -118,9 +128,9 @@ def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int
         indices: which samples (see :meth:`CountDataset.select`).
 
     Returns:
-        Counts, truths and detection time.
+        Counts (people whose head point is in the ROI), truths and detection time.
     """
-    predicted: list[int] = []
+    predicted: list[float] = []
     detect_s = 0.0
     for image in dataset.read(indices):
         started = time.perf_counter()
@@ -133,5 +143,37 @@ def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int
         numbers=[dataset.numbers[i] for i in indices],
         predicted=predicted,
         truth=[dataset.truths[i] for i in indices],
-        detect_s=detect_s,
+        count_s=detect_s,
+    )
+
+
+def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[int]) -> DatasetRun:
+    """Count people on the chosen samples of ``dataset`` with the density-map counter.
+
+    Args:
+        dataset: images and truths.
+        counter: the edge's dense counter.
+        indices: which samples (see :meth:`CountDataset.select`).
+
+    Returns:
+        Counts (the density summed over the ROI, not rounded), truths and density time.
+    """
+    predicted: list[float] = []
+    density_s = 0.0
+    flagged: set[int] = set()
+    for index, image in zip(indices, dataset.read(indices), strict=True):
+        started = time.perf_counter()
+        density = counter.density(image)
+        density_s += time.perf_counter() - started
+        if not density.quality.ok:
+            flagged.add(dataset.numbers[index])
+        predicted.append(density.total() if dataset.roi is None else density.in_mask(dataset.roi))
+    return DatasetRun(
+        dataset=dataset.name,
+        indices=list(indices),
+        numbers=[dataset.numbers[i] for i in indices],
+        predicted=predicted,
+        truth=[dataset.truths[i] for i in indices],
+        count_s=density_s,
+        flagged=frozenset(flagged),
     )

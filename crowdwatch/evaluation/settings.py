@@ -9,6 +9,11 @@ How they were chosen (so nobody mistakes a tuned figure for a held-out one):
   640 input (people seen at twice their size), confidence 0.15; tile size and confidence were
   picked on the even frames 2-800 only, and the odd frames are reported apart.
 - ShanghaiTech B and the beach use ``wide`` untouched: nothing was tuned on them.
+
+The dense counter (:mod:`crowdwatch.edge.dense`, ``models/crowd_counter.onnx``) was trained by
+:mod:`crowdwatch.training.train_counter` on ShanghaiTech A and B ``train_data`` and Mall frames
+1-640: ``crowdwatch eval`` scores it on the ShanghaiTech B test images and on Mall frames 641-800
+only (:data:`DENSE_TRAINING_FRAMES`), and on PETS and the beach, which it never saw.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ MODEL_640 = "yolo11n_coco_640.onnx"
 
 TUNED_ON_EVEN = frozenset({"pets", "mall"})
 """Data sets whose settings were chosen on their even samples: report the odd ones apart."""
+
+DENSE_TRAINING_FRAMES: dict[str, range] = {"mall": range(1, 641)}
+"""Sample numbers the dense counter was trained on, per data set: never scored.
+
+Mirrors ``MALL_TRAIN_FRAMES`` of :mod:`crowdwatch.training.train_counter` (not imported: it
+pulls in torch); the other training images (ShanghaiTech ``train_data``) are no eval set.
+"""
 
 
 def walkway_detector(models_dir: Path) -> DetectorConfig:
@@ -69,3 +81,8 @@ def describe(config: DetectorConfig) -> str:
     if config.backend != "auto":
         text += f" [{config.backend}]"
     return text
+
+
+def describe_dense(model: Path) -> str:
+    """A short label of the dense counter for tables: its model file."""
+    return f"{model.name} (density map)"

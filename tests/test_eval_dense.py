@@ -1,0 +1,289 @@
+"""The dense counter in ``crowdwatch eval``, ``count --mode`` and ``bench dense``.
+
+The density model built here is one fixed convolution: each 8x8 cell's density is the mean
+red level of its pixels (RGB in [0, 1]), so a fully red cell holds exactly one person.  It
+pins the counts without depending on the trained network (``models/crowd_counter.onnx``),
+whose accuracy ``crowdwatch eval`` itself reports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from crowdwatch.cli import main
+from crowdwatch.contracts.config import default_crowd_counter_path
+from crowdwatch.edge.dense import DensityCounter
+from crowdwatch.evaluation.bench_dense import FRAME_SIZE, bench_frames
+from crowdwatch.evaluation.datasets import CountDataset, load_mall
+
+onnx = pytest.importorskip("onnx")
+
+CELL = 8
+
+
+@pytest.fixture(scope="module")
+def red_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``density = conv8x8/stride8(R) / 64``: a cell's mean red level."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.zeros((1, 3, CELL, CELL), dtype=np.float32)
+    weight[0, 0] = 1.0 / (CELL * CELL)  # channel 0 is red: the model reads RGB
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["density"], strides=[CELL, CELL])],
+        "red_density",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("density", TensorProto.FLOAT, [1, 1, "rows", "cols"])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("models") / "red_density.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def red_image(path: Path, size: tuple[int, int], red: tuple[int, int, int, int] | None) -> Path:
+    """A lossless BGR image: textured green (no red) with a fully red rectangle x0, y0, x1, y1."""
+    width, height = size
+    rng = np.random.default_rng(width * 7 + height)
+    frame = np.zeros((height, width, 3), dtype=np.uint8)
+    frame[:, :, 1] = rng.integers(60, 140, (height, width), dtype=np.uint8)
+    if red is not None:
+        x0, y0, x1, y1 = red
+        frame[y0:y1, x0:x1, 2] = 255
+    assert cv2.imwrite(str(path), frame)
+    return path
+
+
+def json_lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+# --- crowdwatch count --mode ----------------------------------------------------------------
+
+
+def test_count_dense_prints_the_density_count(
+    red_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 32x32 red square: 16 cells of one person each; the left zone holds half of it.
+    image = red_image(tmp_path / "square.png", (96, 64), (16, 8, 48, 40))
+    args = ["count", str(image), "--mode", "dense", "--dense-model", str(red_model)]
+    assert main([*args, "--json"]) == 0
+    (row,) = json_lines(capsys.readouterr().out)
+    assert row["count"] == pytest.approx(16.0, abs=0.01)
+    assert (row["method"], row["quality"], row["zone"]) == ("dense", None, False)
+    assert main([*args, "--json", "--zone", "0,0,32,0,32,64,0,64"]) == 0
+    (half,) = json_lines(capsys.readouterr().out)
+    assert half["count"] == pytest.approx(8.0, abs=0.01) and half["zone"] is True
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "16.0 people" in captured.out and "[dense]" in captured.out
+    assert "1 frames, mean 16.00 people per frame" in captured.err
+
+
+@pytest.mark.data
+def test_count_auto_follows_the_edge_rule(
+    shared_dir: Path, red_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dense = ["--mode", "auto", "--dense-model", str(red_model), "--json"]
+    # Nobody to detect on a textured field, 9 people by density (>= undercount_min 5): dense.
+    field = red_image(tmp_path / "field.png", (640, 480), (100, 100, 124, 124))
+    assert main(["count", str(field), *dense]) == 0
+    (row,) = json_lines(capsys.readouterr().out)
+    assert row["method"] == "dense" and row["count"] == pytest.approx(9.0, abs=0.01)
+    # PETS walkers (60-150 px tall) and no red at all, so a density of 0: detection counts.
+    capture = cv2.VideoCapture(str(shared_dir / "data" / "pets2009_s2l1" / "vtest.avi"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    frame[:, :, 2] = 0
+    walkway = tmp_path / "walkway.png"
+    assert cv2.imwrite(str(walkway), frame)
+    assert main(["count", str(walkway), "--json"]) == 0
+    (detected,) = json_lines(capsys.readouterr().out)
+    assert main(["count", str(walkway), *dense]) == 0
+    (auto,) = json_lines(capsys.readouterr().out)
+    assert auto["method"] == "detect" and auto["count"] == detected["count"]
+    assert isinstance(detected["count"], int) and detected["count"] > 0
+
+
+def test_count_refuses_a_missing_or_broken_density_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = red_image(tmp_path / "x.png", (64, 64), None)
+    missing = tmp_path / "nowhere" / "crowd_counter.onnx"
+    assert main(["count", str(image), "--mode", "dense", "--dense-model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "crowdwatch count: error: --dense-model: no crowd-counter model at" in err
+    assert str(missing) in err
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    assert main(["count", str(image), "--mode", "auto", "--dense-model", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken}: not a loadable ONNX model" in err
+
+
+# --- crowdwatch eval --------------------------------------------------------------------------
+
+
+def test_eval_refuses_bad_methods_and_a_missing_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "crowd_counter.onnx"
+    assert main(["eval", "--methods", "dense", "--dense-model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"crowdwatch eval: error: --dense-model: no density model at {missing}" in err
+    assert main(["eval", "--methods", "detect,boxes"]) == 2
+    assert "--methods: expected a comma-separated list of detect, dense" in capsys.readouterr().err
+
+
+def test_eval_without_data_names_what_it_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CROWDWATCH_SHARED_DIR", str(tmp_path))
+    assert main(["eval", "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.splitlines()[-1])
+    if default_crowd_counter_path().is_file():
+        assert report["methods"] == ["detect", "dense"]
+    else:  # detection alone, and the message says why
+        assert report["methods"] == ["detect"]
+        assert f"dense: skipped, no density model at {default_crowd_counter_path()}" in (
+            captured.err
+        )
+
+
+@pytest.mark.data
+def test_eval_scores_dense_on_the_mall_frames_it_was_not_trained_on(
+    shared_dir: Path, red_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", "--datasets", "mall", "--no-lines", "--json", "--dense-model", str(red_model)]
+    assert main([*args, "--methods", "dense"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.splitlines()[-1])
+    (row,) = report["datasets"]
+    truths = load_mall(shared_dir).truths  # frame N is truths[N - 1]
+    assert (row["method"], row["numbers"], row["frames"]) == ("dense", "641-800", 160)
+    assert row["mean_truth"] == pytest.approx(np.mean(truths[640:800]), abs=0.005)
+    assert row["mae_pct"] == pytest.approx(100 * row["mae"] / row["mean_truth"], rel=1e-3)
+    assert "dense" in captured.out and "641-800" in captured.out  # the table says so too
+
+
+@pytest.mark.data
+def test_eval_reports_both_methods_on_the_same_frames(
+    shared_dir: Path, red_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", "--datasets", "mall", "--limit", "2", "--no-lines", "--json"]
+    assert main([*args, "--dense-model", str(red_model)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    report = json.loads(out[-1])
+    assert report["methods"] == ["detect", "dense"]
+    rows = {(r["method"], r["subset"]): r for r in report["datasets"]}
+    assert set(rows) == {
+        ("detect", "all"),
+        ("detect", "odd (held out)"),
+        ("detect", "as dense"),
+        ("dense", "not trained on"),
+    }
+    dense, like = rows[("dense", "not trained on")], rows[("detect", "as dense")]
+    assert dense["numbers"] == like["numbers"] == "641-800"
+    assert dense["frames"] == like["frames"] == 2
+    assert dense["mean_truth"] == like["mean_truth"]
+    assert rows[("detect", "all")]["numbers"] == "1-800"
+    for row in report["datasets"]:
+        assert row["ms_per_frame"] > 0 and {"mae", "rmse", "mae_pct", "mean_truth"} <= set(row)
+    # The dense counter sums the density over Mall's ROI: its error on frames 641 and 800.
+    mall = load_mall(shared_dir)
+    counter = DensityCounter(red_model)
+    errors = []
+    for number in (641, 800):
+        image = cv2.imread(str(shared_dir / "data" / "mall" / "frames" / f"seq_{number:06d}.jpg"))
+        assert image is not None and mall.roi is not None
+        predicted = counter.density(np.asarray(image, dtype=np.uint8)).in_mask(mall.roi)
+        errors.append(abs(predicted - mall.truths[number - 1]))
+    assert dense["mae"] == pytest.approx(np.mean(errors), abs=0.001)
+    # Detection's own rows do not change when the dense counter runs beside it.
+    assert main([*args, "--methods", "detect"]) == 0
+    alone = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert alone["methods"] == ["detect"]
+    keep = ("frames", "numbers", "mean_truth", "mae", "rmse", "bias")
+    assert [{k: r[k] for k in keep} for r in alone["datasets"]] == [
+        {k: rows[("detect", s)][k] for k in keep} for s in ("all", "odd (held out)")
+    ]
+    assert any("MAE %" in line for line in out)
+
+
+@pytest.mark.data
+def test_eval_dense_only_skips_the_line_crossing(
+    shared_dir: Path, red_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", "--datasets", "pets", "--limit", "2", "--methods", "dense", "--json"]
+    assert main([*args, "--dense-model", str(red_model)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.splitlines()[-1])
+    assert [(r["method"], r["subset"], r["frames"]) for r in report["datasets"]] == [
+        ("dense", "all", 2)
+    ]
+    assert report["lines"] == [] and "lines: skipped, line crossing follows" in captured.err
+
+
+def test_select_never_picks_skipped_samples() -> None:
+    dataset = CountDataset(
+        name="toy",
+        description="ten samples",
+        keys=[str(n) for n in range(1, 11)],
+        numbers=list(range(1, 11)),
+        truths=[0] * 10,
+        read=lambda indices: iter([]),
+    )
+    assert dataset.select(skip=range(1, 7)) == [6, 7, 8, 9]
+    assert dataset.select("odd", skip=range(1, 7)) == [6, 8]  # numbers 7 and 9
+    assert dataset.select(limit=2, skip=range(1, 7)) == [6, 9]
+
+
+# --- crowdwatch bench dense -------------------------------------------------------------------
+
+
+def test_bench_frames_fall_back_to_a_synthetic_1080p_frame(tmp_path: Path) -> None:
+    frames = bench_frames(tmp_path, 5, synthetic=False)
+    (image,) = frames.images
+    assert (frames.source, frames.truths) == ("synthetic", None)
+    assert image.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and image.std() > 10
+
+
+@pytest.mark.data
+def test_bench_dense_times_both_sides_on_beach_frames(shared_dir: Path, red_model: Path) -> None:
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "crowdwatch", "--log-level", "WARNING", "bench", "dense"),
+            *("--frames", "1", "--repeat", "3", "--dense-model", str(red_model)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    dense, detect = report["dense"], report["detect_tiles_320"]
+    assert (report["source"], report["frames"], report["frame_size"]) == (
+        "beach_webcam_a",
+        1,
+        [1920, 1080],
+    )
+    assert (dense["timings"], detect["timings"]) == (3, 1)
+    assert 0 < dense["median_s"] <= dense["p90_s"] and detect["median_s"] > 0
+    assert report["ratio"] == pytest.approx(detect["median_s"] / dense["median_s"], rel=0.01)
+    assert report["target_s"] == 1.5
+    assert report["target_met"] == (dense["median_s"] <= 1.5)
+    assert dense["mae"] is not None and detect["mae"] is not None
+    assert detect["peak_rss_mib"] >= dense["peak_rss_mib"] >= report["rss_before_models_mib"] > 0
+    assert "tiles 320/0.2" in detect["settings"]
