@@ -194,6 +194,14 @@ grid, so both paths cut time at the same instants."""
 ROLLUP_RESOLUTIONS = (("1m", "1 minute"), ("15m", "15 minutes"), ("1h", "1 hour"))
 """(table suffix, bucket width) of the rollups, finest first."""
 
+ROLLUP_TABLES = tuple(
+    f"{source}_{suffix}"
+    for suffix, _ in ROLLUP_RESOLUTIONS
+    for source in ("zone_counts", "line_counts", "site_counts")
+)
+"""Every rollup relation: tables on plain PostgreSQL; continuous aggregates (zone, line) and
+views (site) on TimescaleDB."""
+
 # Rollup tables (plain) and continuous aggregates (TimescaleDB) have the same names and
 # columns, so every query reads both alike.  They hold composable parts (sums and counts,
 # not means) so a coarser rollup is an exact aggregate of a finer one:

@@ -273,7 +273,7 @@ def run_web(
     """Serve the dashboard until ``stop`` is set (or Ctrl-C when ``stop`` is None).
 
     Args:
-        config: the site config; the database URL comes from ``config.database``.
+        config: the site config; the database URL is ``database.web_url``, else ``database.url``.
         host: address to listen on.
         port: TCP port; 0 picks a free one (the URL is logged).
         stop: set it to shut the server down.
@@ -283,7 +283,7 @@ def run_web(
         ConfigError: no database URL is configured.
         OSError: the address cannot be bound.
     """
-    app = create_app(config, config.database.resolved_url())
+    app = create_app(config, config.database.url_for("web"))
     live: LiveHub = app.state.live
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -8,6 +8,7 @@ Read them three ways: :meth:`IngestMetrics.snapshot` (in process), :func:`promet
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -43,6 +44,9 @@ class IngestStats:
     """Newest ``ts`` of a count or status message committed so far."""
     queued: int = 0
     """Messages waiting for the writer when the snapshot was taken."""
+    clock_skew_s: tuple[tuple[str, str, float], ...] = ()
+    """(site, camera, receive time minus ts): each edge clock's offset, negative when ahead
+    (see :mod:`crowdwatch.ingest.clock`)."""
     taken_at: datetime | None = None
 
     @property
@@ -110,9 +114,13 @@ class IngestMetrics:
         with self._lock:
             self._stats = replace(self._stats, db_errors=self._stats.db_errors + 1)
 
-    def snapshot(self, queued: int = 0) -> IngestStats:
+    def snapshot(
+        self, queued: int = 0, clock_skew: Mapping[tuple[str, str], float] | None = None
+    ) -> IngestStats:
+        """The counters now, with the queue length and the clock skews measured elsewhere."""
+        skews = tuple((site, cam, s) for (site, cam), s in sorted((clock_skew or {}).items()))
         with self._lock:
-            return replace(self._stats, queued=queued, taken_at=utc_now())
+            return replace(self._stats, queued=queued, clock_skew_s=skews, taken_at=utc_now())
 
 
 def prometheus_text(stats: IngestStats, worker: str) -> str:
@@ -125,7 +133,7 @@ def prometheus_text(stats: IngestStats, worker: str) -> str:
     Returns:
         The body of a ``/metrics`` response.
     """
-    label = '{worker="%s"}' % worker.replace("\\", "\\\\").replace('"', '\\"')  # noqa: UP031
+    label = '{worker="%s"}' % _escape(worker)  # noqa: UP031
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, value: float | None) -> None:
@@ -177,7 +185,21 @@ def prometheus_text(stats: IngestStats, worker: str) -> str:
     lines.append(f'{name}_bucket{{{inner},le="+Inf"}} {stats.batches}')
     lines.append(f"{name}_sum{label} {_number(stats.latency_sum_s)}")
     lines.append(f"{name}_count{label} {stats.batches}")
+    name = "crowdwatch_ingest_clock_skew_seconds"
+    lines.append(
+        f"# HELP {name} Receive time minus message ts per camera, the smallest over the last "
+        "minute: the edge clock's offset (negative: ahead)."
+    )
+    lines.append(f"# TYPE {name} gauge")
+    for site, camera, skew in stats.clock_skew_s:
+        where = f'{inner},site="{_escape(site)}",camera="{_escape(camera)}"'
+        lines.append(f"{name}{{{where}}} {_number(skew)}")
     return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    """A Prometheus label value (backslash and double quote escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _number(value: float | None) -> str:

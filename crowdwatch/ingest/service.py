@@ -33,7 +33,9 @@ timestamp of its own): :mod:`crowdwatch.ingest.offline`.
 
 Metrics (:mod:`crowdwatch.ingest.metrics`): ``GET /metrics`` on ``metrics_port`` for
 Prometheus, and a retained :class:`~crowdwatch.contracts.messages.IngestStatsMessage` on
-``{prefix}/v1/_ingest/{worker}/stats`` every ``stats_every_s``.
+``{prefix}/v1/_ingest/{worker}/stats`` every ``stats_every_s``.  Each camera's edge clock
+offset (receive time minus ``ts``) is among the metrics, and logged when it is off by more
+than half a minute: :mod:`crowdwatch.ingest.clock`.
 """
 
 from __future__ import annotations
@@ -56,20 +58,19 @@ from crowdwatch.contracts.messages import (
     ingest_stats_topic,
     utc_now,
 )
+from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
 from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
-from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
+from crowdwatch.ingest.validate import MAX_FUTURE, Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter, Item
 from crowdwatch.mqtt.client import Delivery, MqttClient
-from crowdwatch.storage.db import connect
-from crowdwatch.storage.migrate import ensure_partition_window, upgrade
-from crowdwatch.storage.rollups import RollupRefresher
+from crowdwatch.storage.maintenance import Maintenance
+from crowdwatch.storage.migrate import require_schema, upgrade
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_EVERY_S = 30.0
-PARTITIONS_EVERY_S = 3600.0
 MAX_BACKOFF_S = 30.0
 MAX_RECEIVE_MAXIMUM = 65535
 """The largest Receive Maximum MQTT 5 can express."""
@@ -127,6 +128,8 @@ class IngestService:
             :attr:`metrics_port`); None: no endpoint.
         metrics_host: listen address of the endpoint.
         stats_every_s: publish the retained stats message this often (0: never).
+        skew_window_s: the window of each camera's clock-skew figure, and how long a camera
+            stays behind before the warning (see :mod:`crowdwatch.ingest.clock`).
 
     Example:
         >>> service = IngestService(config, url)
@@ -148,13 +151,15 @@ class IngestService:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         stats_every_s: float = 10.0,
+        skew_window_s: float = WINDOW_S,
     ) -> None:
         self._config = config
         self._db_url = db_url
         self._batch_size = batch_size
         self._batch_interval_s = batch_interval_s
         self._queue: queue.Queue[_QueueItem] = queue.Queue(maxsize=queue_size)
-        self._validator = MessageValidator(config)
+        self._skew = ClockSkew(skew_window_s, max_future_s=MAX_FUTURE.total_seconds())
+        self._validator = MessageValidator(config, clock_skew=self._skew)
         self._writer = BatchWriter(db_url)
         self._last_seen = DatabaseLastSeen(db_url)
         self._dating = OfflineDating(self._last_seen)
@@ -248,7 +253,7 @@ class IngestService:
 
     def stats(self) -> IngestStats:
         """The counters since start (thread-safe snapshot)."""
-        return self._metrics.snapshot(queued=self._queue.qsize())
+        return self._metrics.snapshot(queued=self._queue.qsize(), clock_skew=self._skew.skews())
 
     def _close_metrics(self) -> None:
         if self._metrics_server is not None:
@@ -317,7 +322,6 @@ class IngestService:
     def _run(self) -> None:
         batch: list[_Received] = []
         batch_deadline = 0.0
-        next_partitions = time.monotonic() + PARTITIONS_EVERY_S
         try:
             while True:
                 now = time.monotonic()
@@ -341,10 +345,6 @@ class IngestService:
                     item.done.set()
                 elif isinstance(item, _Stop):
                     return
-                now = time.monotonic()
-                if now >= next_partitions:
-                    next_partitions = now + PARTITIONS_EVERY_S
-                    self._maintain_partitions()
         finally:
             self._writer.close()
 
@@ -396,19 +396,6 @@ class IngestService:
                 )
             return True
 
-    def _maintain_partitions(self) -> None:
-        try:
-            conn = connect(self._db_url, autocommit=True)
-            try:
-                created = ensure_partition_window(conn)
-            finally:
-                conn.close()
-        except StorageError as exc:
-            logger.warning("partition upkeep failed (rows go to DEFAULT meanwhile): %s", exc)
-            return
-        if created:
-            logger.info("created partitions %s", ", ".join(created))
-
 
 def run_ingest(
     config: CrowdwatchConfig,
@@ -418,14 +405,18 @@ def run_ingest(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    """Upgrade the schema, then ingest (and keep the rollups fresh) until ``stop`` is set.
+    """Ingest until ``stop`` is set; as the owner, also migrate and keep the database up.
 
-    Every worker runs a rollup refresher; a database lock lets one refresh at a time, so a
-    group of workers keeps rollups fresh as long as any of them lives.
+    With one URL for everything (``database.url`` or ``CROWDWATCH_DATABASE_URL``, no
+    ``database.ingest_url``) ingest is the owner: it upgrades the schema at start and every
+    worker runs the owner's upkeep (:class:`~crowdwatch.storage.maintenance.Maintenance`:
+    partitions, rollups, retention; a database lock lets one refresh at a time).  With its own
+    least-privilege URL (``database.ingest_url`` or ``CROWDWATCH_INGEST_DATABASE_URL``) it
+    only checks that the schema is current and leaves the upkeep to ``crowdwatch db
+    maintain``.
 
     Args:
-        config: the district config; the database URL comes from ``database`` (or
-            ``CROWDWATCH_DATABASE_URL``).
+        config: the district config; the database URL comes from ``database``.
         stop: set it (e.g. from a SIGTERM handler) to stop.
         worker: this worker's name on its host (its MQTT client id is built from it).
         metrics_port: serve Prometheus ``/metrics`` on this port; None: no endpoint.
@@ -433,11 +424,22 @@ def run_ingest(
 
     Raises:
         ConfigError: no database URL, or the metrics port cannot be bound.
-        StorageError: the database is unreachable at start.
+        StorageError: the database is unreachable at start, or (own URL) not migrated.
         BrokerError: the broker is unreachable or refused us at start.
     """
-    url = config.database.resolved_url()
-    version = upgrade(url, config)
+    own_url = config.database.own_url("ingest")
+    upkeep: Maintenance | None = None
+    if own_url is None:
+        url = config.database.resolved_url()
+        version = upgrade(url, config)
+        upkeep = Maintenance.for_config(url, config.database)
+    else:
+        url = own_url
+        version = require_schema(url)
+        logger.info(
+            "ingest connects as its own user: partitions, rollups and retention are left to "
+            "`crowdwatch db maintain`"
+        )
     logger.info("database schema at version %d", version)
     service = IngestService(
         config,
@@ -446,13 +448,12 @@ def run_ingest(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    refresher = RollupRefresher(
-        url, config.database.rollup_refresh_s, retention=config.database.retention
-    )
     service.start()
-    refresher.start()
+    if upkeep is not None:
+        upkeep.start()
     try:
         stop.wait()
     finally:
-        refresher.stop()
+        if upkeep is not None:
+            upkeep.stop()
         service.stop()

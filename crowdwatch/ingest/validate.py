@@ -25,9 +25,10 @@ from crowdwatch.contracts.messages import (
     new_message_id,
     parse_camera_topic,
 )
+from crowdwatch.ingest.clock import ClockSkew
 
 MAX_FUTURE = timedelta(minutes=5)
-"""A timestamp further ahead than this is a wrong clock on the edge box."""
+"""A timestamp further ahead than this is a wrong clock on the edge box (clock skew)."""
 
 MAX_AGE = timedelta(days=7)
 """A timestamp older than this is a replay or a wrong clock, not a late message."""
@@ -72,6 +73,8 @@ class MessageValidator:
         config: the district config; its sites and cameras are the only ones accepted.
         max_future: how far ahead of the receive time a timestamp may be.
         max_age: how far behind the receive time a timestamp may be.
+        clock_skew: where each fresh (not retained) count and status message's receive time
+            minus ``ts`` is recorded, refused ones included; ``None``: not measured.
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class MessageValidator:
         *,
         max_future: timedelta = MAX_FUTURE,
         max_age: timedelta = MAX_AGE,
+        clock_skew: ClockSkew | None = None,
     ) -> None:
         self._prefix = config.mqtt.topic_prefix
+        self._skew = clock_skew
         self._max_future = max_future
         self._max_age = max_age
         self._cameras = {
@@ -124,7 +129,10 @@ class MessageValidator:
                 f"payload names camera {message.site_id}/{message.camera_id} but was published "
                 f"on the topic of {site_id}/{camera_id}"
             )
-        self._check_time(message.ts, envelope.received_at)
+        if self._skew is not None and not envelope.retained:
+            # A retained value is as old as it is, whatever the edge clock says.
+            self._skew.observe(site_id, camera_id, message.ts, envelope.received_at)
+        self._check_time(message.ts, envelope.received_at, f"{site_id}/{camera_id}")
         if isinstance(message, CountMessage):
             _check_ids("zone", [z.zone_id for z in message.zones], camera.zones, camera_id)
             _check_ids("line", [x.line_id for x in message.lines], camera.lines, camera_id)
@@ -150,11 +158,13 @@ class MessageValidator:
         )
         return Accepted(envelope, status)
 
-    def _check_time(self, ts: datetime, received_at: datetime) -> None:
+    def _check_time(self, ts: datetime, received_at: datetime, camera: str) -> None:
         if ts > received_at + self._max_future:
+            ahead_s = (ts - received_at).total_seconds()
             raise MessageError(
-                f"ts {ts.isoformat()} is more than {self._max_future} ahead of the receive "
-                f"time {received_at.isoformat()} (edge clock wrong?)"
+                f"clock skew: ts {ts.isoformat()} is {ahead_s:.0f} s ahead of the receive time "
+                f"{received_at.isoformat()}, more than the {self._max_future} allowed: the "
+                f"clock of camera {camera}'s edge box is wrong; fix its time sync (NTP)"
             )
         if ts < received_at - self._max_age:
             raise MessageError(

@@ -8,6 +8,11 @@ so a failed migration leaves the database at the previous version.
 A database is migrated either for TimescaleDB (hypertables) or for plain PostgreSQL (daily
 range partitions); the mode is recorded per migration and an existing database keeps its
 mode, whatever the server offers later.
+
+Only the schema owner migrates.  A process that connects as a least-privilege user
+(``database.ingest_url``, :mod:`crowdwatch.storage.roles`) calls :func:`require_schema`
+instead, and when the group roles exist :func:`upgrade` re-grants their privileges after
+migrating, so a new table is never left without them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from crowdwatch.contracts.db_schema import Migration, migrations
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.partitions import ensure_daily_partitions
+from crowdwatch.storage.roles import apply_grants
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +39,12 @@ PARTITION_DAYS_BEHIND = 1
 
 PARTITION_DAYS_AHEAD = 7
 """Partitions kept ready after today (UTC), so a week without maintenance is harmless."""
+
+LATEST_VERSION = max(m.version for m in migrations(timescale=False))
+"""The schema version this release migrates to."""
+
+DEFAULT_ROLES_PREFIX = "crowdwatch"
+"""Group roles re-granted by an :func:`upgrade` without a config."""
 
 _CREATE_SCHEMA_MIGRATIONS = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -70,10 +82,51 @@ def recorded_mode(conn: psycopg.Connection) -> bool | None:
     return None if row is None else bool(row[0])
 
 
+def schema_version(conn: psycopg.Connection) -> int:
+    """The highest migration applied; 0 for a database never migrated."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def require_schema(url: str) -> int:
+    """Check, without changing anything, that the database is migrated for this release.
+
+    For processes that connect as a least-privilege user, which may not migrate.
+
+    Args:
+        url: libpq URL (any user that may read ``schema_migrations``).
+
+    Returns:
+        The schema version.
+
+    Raises:
+        StorageError: unreachable, not readable by this user, or at an older version (the
+            message says to run ``crowdwatch db upgrade`` as the owner).
+    """
+    with connect(url, autocommit=True) as conn:
+        try:
+            version = schema_version(conn)
+        except psycopg.Error as exc:
+            raise StorageError(
+                f"cannot read the schema version: {exc}; run `crowdwatch db roles` as the "
+                "owner to grant this user its privileges"
+            ) from exc
+    if version < LATEST_VERSION:
+        raise StorageError(
+            f"database schema at version {version}, this crowdwatch needs {LATEST_VERSION}: "
+            "run `crowdwatch db upgrade` (or start `crowdwatch db maintain`) with the owner's "
+            "database.url first"
+        )
+    return version
+
+
 def ensure_partition_window(conn: psycopg.Connection, today: date | None = None) -> list[str]:
     """Keep daily partitions ready from yesterday to a week ahead (plain PostgreSQL only).
 
-    Long-running processes call this now and then (ingest does, hourly).
+    The owner's maintenance calls this hourly (:mod:`crowdwatch.storage.maintenance`).
 
     Args:
         conn: a connection in autocommit mode, to a migrated database.
@@ -205,7 +258,7 @@ def sync_sites(conn: psycopg.Connection, config: CrowdwatchConfig) -> None:
 def upgrade(
     url: str, config: CrowdwatchConfig | None = None, *, timescale: bool | None = None
 ) -> int:
-    """Create or upgrade the schema, keep partitions ready, and sync the sites.
+    """Create or upgrade the schema, keep partitions ready, sync the sites, re-grant the roles.
 
     Safe to run from several processes at once (an advisory lock serialises them) and
     idempotent: a second call applies nothing.
@@ -236,6 +289,9 @@ def upgrade(
                 ensure_partition_window(conn)
             if config is not None:
                 sync_sites(conn, config)
+            apply_grants(
+                conn, config.database.roles_prefix if config is not None else DEFAULT_ROLES_PREFIX
+            )
         finally:
             if not conn.broken:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

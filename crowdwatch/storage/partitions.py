@@ -9,6 +9,13 @@ PostgreSQL refuses to create a partition whose range the DEFAULT partition alrea
 rows for, so :func:`ensure_daily_partitions` moves those rows into the new partition in the
 same transaction.  Workers that create partitions at the same time are serialised by a
 transaction-level advisory lock.
+
+Creating, detaching and dropping partitions needs the table owner: with least-privilege roles
+(:mod:`crowdwatch.storage.roles`) that is ``crowdwatch db maintain``, not ingest.  Reads and
+writes through the parent are checked against the parent's privileges only; a new partition
+also gets the parent's SELECT grants (:func:`grant_reads_like_parent`) so a role that reads the
+parent may read one day directly too.  Writes go through the parent only, where the rollup
+trigger sees them.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def _children(conn: psycopg.Connection, table: str) -> set[str]:
+def partitions_of(conn: psycopg.Connection, table: str) -> set[str]:
     """Names of the partitions attached to ``table``; empty if it is not partitioned."""
     rows = conn.execute(
         """
@@ -62,6 +69,40 @@ def is_range_partitioned(conn: psycopg.Connection, table: str) -> bool:
         "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(%s)", (table,)
     ).fetchone()
     return bool(row and row[0])
+
+
+def grant_reads_like_parent(conn: psycopg.Connection, table: str, partition: str) -> list[str]:
+    """Grant SELECT on ``partition`` to every role (or PUBLIC) that may SELECT ``table``.
+
+    Run by the owner inside the transaction that creates the partition.
+
+    Returns:
+        The grantees (role names, ``PUBLIC``); empty when only the owner reads the parent.
+    """
+    # aclexplode's grantee 0 is PUBLIC, which has no pg_roles row.
+    rows = conn.execute(
+        """
+        SELECT DISTINCT a.grantee = 0, r.rolname
+        FROM pg_class c
+        CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+        LEFT JOIN pg_roles r ON r.oid = a.grantee
+        WHERE c.oid = to_regclass(%s) AND a.privilege_type = 'SELECT'
+          AND a.grantee <> c.relowner
+        ORDER BY 1, 2
+        """,
+        (table,),
+    ).fetchall()
+    if not rows:
+        return []
+    conn.execute(
+        sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(
+            sql.Identifier(partition),
+            sql.SQL(", ").join(
+                sql.SQL("PUBLIC") if public else sql.Identifier(str(name)) for public, name in rows
+            ),
+        )
+    )
+    return ["PUBLIC" if public else str(name) for public, name in rows]
 
 
 def _create_partition(conn: psycopg.Connection, table: str, day: date) -> bool:
@@ -97,6 +138,7 @@ def _create_partition(conn: psycopg.Connection, table: str, day: date) -> bool:
         conn.execute(
             daily_partition_sql(table, start.isoformat(), end.isoformat(), f"{day:%Y%m%d}")
         )
+        grant_reads_like_parent(conn, table, name)
         moved = conn.execute(
             sql.SQL("INSERT INTO {table} SELECT * FROM {staging}").format(
                 table=sql.Identifier(table), staging=staging
@@ -135,7 +177,7 @@ def ensure_daily_partitions(conn: psycopg.Connection, start: date, days: int) ->
                     f"expected {table} to be a range-partitioned table (plain PostgreSQL "
                     "schema), got a plain table or a TimescaleDB hypertable"
                 )
-            existing = _children(conn, table)
+            existing = partitions_of(conn, table)
             for offset in range(days):
                 day = start + timedelta(days=offset)
                 if partition_name(table, day) in existing:
@@ -180,7 +222,7 @@ def drop_partitions_before(conn: psycopg.Connection, day: date) -> list[str]:
     dropped: list[str] = []
     try:
         for table in TIME_SERIES_TABLES:
-            for name in sorted(_children(conn, table)):
+            for name in sorted(partitions_of(conn, table)):
                 match = _DAY_SUFFIX.search(name)
                 if not match or name != f"{table}{match.group(0)}":
                     continue

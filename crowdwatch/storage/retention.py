@@ -21,19 +21,13 @@ import psycopg
 from psycopg import sql
 
 from crowdwatch.contracts.config import RetentionConfig
-from crowdwatch.contracts.db_schema import ROLLUP_RESOLUTIONS, TIME_SERIES_TABLES
+from crowdwatch.contracts.db_schema import ROLLUP_TABLES as ROLLUP_TABLES  # re-exported
+from crowdwatch.contracts.db_schema import TIME_SERIES_TABLES
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.storage.migrate import recorded_mode
 from crowdwatch.storage.partitions import drop_partitions_before
 
 logger = logging.getLogger(__name__)
-
-ROLLUP_TABLES = tuple(
-    f"{source}_{suffix}"
-    for suffix, _ in ROLLUP_RESOLUTIONS
-    for source in ("zone_counts", "line_counts", "site_counts")
-)
-"""Every rollup table of the plain path (on TimescaleDB the site ones are views)."""
 
 CONTINUOUS_AGGREGATES = tuple(t for t in ROLLUP_TABLES if not t.startswith("site_counts"))
 """The rollups that are continuous aggregates on TimescaleDB."""

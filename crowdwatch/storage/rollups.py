@@ -21,9 +21,13 @@ after a database outage (whose ``received_at`` can be minutes old) is never miss
 ``received_at`` watermark cannot promise.  Buckets older than the raw retention are never
 recomputed: their raw rows are gone and a rebuild would replace a full bucket with a part.
 
+Refreshing writes the rollup tables and empties the log, so it runs as the owner: in the
+owner's maintenance (:class:`~crowdwatch.storage.maintenance.Maintenance`, which adds the
+daily partitions), never as the least-privilege ingest user, which may only append to the log.
+
 Example:
     >>> refresher = RollupRefresher(url, interval_s=20)
-    >>> refresher.start()   # in the ingest process
+    >>> refresher.start()
     >>> refresher.stop()
 """
 
@@ -256,7 +260,8 @@ def _refresh_timescale(conn: psycopg.Connection, floor: datetime) -> RefreshResu
 class RollupRefresher:
     """A thread that refreshes the rollups every ``interval_s`` (and applies retention hourly).
 
-    Meant to run inside every ingest worker: the workers' refreshes do not overlap (an
+    Several may run (every ingest worker that connects as the owner runs one, through
+    :class:`~crowdwatch.storage.maintenance.Maintenance`): their refreshes do not overlap (an
     advisory lock), so rollups are fresh within about ``interval_s`` plus one refresh.
 
     Args:
@@ -316,25 +321,28 @@ class RollupRefresher:
     def _tick(self) -> None:
         # Top of a long-running loop: log any failure and try again next time.
         try:
-            conn = self._connection()
-            started = time.monotonic()
-            result = refresh_rollups(conn, retention=self._retention)
-            self.refreshes += 1
-            logger.debug(
-                "rollups refreshed: %d minutes in %.3f s%s",
-                result.minutes,
-                time.monotonic() - started,
-                " (another worker was refreshing)" if result.busy else "",
-            )
-            if (
-                self._retention_every_s is not None
-                and time.monotonic() - self._last_retention >= self._retention_every_s
-            ):
-                apply_retention(conn, self._retention)
-                self._last_retention = time.monotonic()
+            self._work(self._connection())
         except Exception:
             logger.exception("rollup refresh failed; retrying in %.0f s", self._interval_s)
             self._close()
+
+    def _work(self, conn: psycopg.Connection) -> None:
+        """One round: refresh the rollups, and apply retention when it is due."""
+        started = time.monotonic()
+        result = refresh_rollups(conn, retention=self._retention)
+        self.refreshes += 1
+        logger.debug(
+            "rollups refreshed: %d minutes in %.3f s%s",
+            result.minutes,
+            time.monotonic() - started,
+            " (another worker was refreshing)" if result.busy else "",
+        )
+        if (
+            self._retention_every_s is not None
+            and time.monotonic() - self._last_retention >= self._retention_every_s
+        ):
+            apply_retention(conn, self._retention)
+            self._last_retention = time.monotonic()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
