@@ -5,7 +5,8 @@ their bilingual summaries) stored in the ``notifications`` table; each channel t
 the body its receiver documents:
 
 =========  ==================================================================================
-webhook    the notification itself, ``Content-Type: application/json``
+webhook    the notification itself, ``Content-Type: application/json``; header
+           ``Idempotency-Key``: its ``id`` (the same when a restarted engine sends it again)
 wecom      ``{"msgtype": "text", "text": {"content": ..., "mentioned_mobile_list": [...]}}``
 dingtalk   ``{"msgtype": "text", "text": {"content": ...}, "at": {"atMobiles": [...]}}``; with a
            ``secret``, ``&timestamp=<ms>&sign=<base64 HMAC-SHA256 of "ts\\nsecret">`` on the URL
@@ -187,7 +188,10 @@ def send(
         return
     assert channel.url is not None
     if channel.type is ChannelType.WEBHOOK:
-        _post_json(channel.url, payload, channel.timeout_s)
+        # A resend after an engine restart carries the same key: receivers can drop repeats.
+        key = payload.get("id")
+        headers = {"Idempotency-Key": str(key)} if key else None
+        _post_json(channel.url, payload, channel.timeout_s, headers)
     elif channel.type is ChannelType.GRAFANA:
         headers = {"Authorization": f"Bearer {channel.token}"} if channel.token else {}
         url = channel.url.rstrip("/") + "/api/annotations"

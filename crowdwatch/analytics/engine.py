@@ -659,7 +659,13 @@ def _row_json(row: AlertRow) -> dict[str, Any]:
 def _payload(
     event: str, level: int, group: str, alerts: list[dict[str, Any]], site: Site, now: datetime
 ) -> dict[str, Any]:
-    """The stored notification (``crowdwatch.notification/1``)."""
+    """The stored notification (``crowdwatch.notification/1``).
+
+    Its ``id`` is fixed when the notification is queued: an engine killed after a channel
+    got it but before the success was recorded sends it again from the database (at least
+    once), and the repeat carries the same ``id`` (and ``Idempotency-Key`` on a webhook), so
+    a receiver can drop it.
+    """
     severity = max((a["severity"] for a in alerts), key=_SEVERITY_ORDER.__getitem__)
     n = len(alerts)
     if event == "resolved":
@@ -672,6 +678,7 @@ def _payload(
         title_zh, title_en = f"【{tag}】{n} 条", f"Crowd alert ({severity}): {n}"
     return {
         "schema": NOTIFICATION_SCHEMA,
+        "id": uuid.uuid4().hex,
         "event": event,
         "level": level,
         "group": group,
@@ -695,14 +702,14 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
     stand by and take over within ``alerts.lease_s`` when it stops.
 
     Args:
-        config: the site config; the database URL comes from ``config.database``.
+        config: the site config; the database URL is ``database.alerts_url``, else ``database.url``.
         stop: set it to end the loop after the current evaluation.
 
     Raises:
         ConfigError: no database URL is configured.
         BrokerError: the MQTT broker is unreachable at start.
     """
-    db_url = config.database.resolved_url()
+    db_url = config.database.url_for("alerts")
     inbox: queue.Queue[bytes] = queue.Queue()
     client = MqttClient(config.mqtt, client_id=f"crowdwatch-alerts-{uuid.uuid4().hex[:12]}")
     if config.alerts.listen_counts:
