@@ -1,25 +1,38 @@
-"""Generated mosquitto accounts and ACLs, checked against a real mosquitto started from them."""
+"""Generated mosquitto accounts and ACLs, checked against a real mosquitto started from them.
+
+The second half connects our own :class:`MqttClient` (and a real ``crowdwatch ingest``
+process) to that broker over TLS with per-device credentials.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
+import re
+import signal
 import ssl
 import stat
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import psycopg
 import pytest
-from factories import config_dict, make_config, site_dict
+import yaml
+from factories import config_dict, count_message, make_config, site_dict
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from services.mosquitto import find_binary
 
-from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
+from crowdwatch.contracts.errors import BrokerError, ConfigError
+from crowdwatch.contracts.messages import encode
 from crowdwatch.devservices.host import (
     ServiceUnavailable,
     free_port,
@@ -27,6 +40,7 @@ from crowdwatch.devservices.host import (
     tail_file,
     wait_for_port,
 )
+from crowdwatch.mqtt.client import MqttClient
 from crowdwatch.security.mosquitto_config import (
     INGEST_USER,
     MosquittoFiles,
@@ -50,14 +64,21 @@ def _district(prefix: str) -> CrowdwatchConfig:
 class SecuredBroker:
     port: int
     tls_port: int
+    cert_port: int
+    """A TLS listener that also requires a client certificate signed by the CA."""
     files: MosquittoFiles
     passwords: dict[str, str]
     cafile: Path
     prefix: str
+    folder: Path
+    """Holds client.crt/client.key (signed by the CA) and rogue-ca.crt (an unrelated CA)."""
 
 
 def _make_certificates(folder: Path) -> TlsFiles:
-    """A throwaway CA and a server certificate for 127.0.0.1 (EC keys: quick to make)."""
+    """A throwaway CA, a server certificate for 127.0.0.1, a client certificate, a rogue CA.
+
+    EC keys: quick to make.
+    """
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
     def openssl(*args: str) -> None:
@@ -69,6 +90,12 @@ def _make_certificates(folder: Path) -> TlsFiles:
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n", encoding="utf-8")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext")  # fmt: skip
+    openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr",
+            "-subj", "/CN=edge-stop-a-cam1")  # fmt: skip
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "client.crt", "-days", "1")  # fmt: skip
+    openssl("req", "-x509", *ec, "-keyout", "rogue-ca.key", "-out", "rogue-ca.crt",
+            "-days", "1", "-subj", "/CN=not our CA")  # fmt: skip
     return TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key")
 
 
@@ -82,12 +109,16 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
     folder = tmp_path_factory.mktemp("secured-mqtt")
     tls = _make_certificates(folder)
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    port, tls_port = free_port(HOST), free_port(HOST)
+    port, tls_port, cert_port = free_port(HOST), free_port(HOST), free_port(HOST)
     files = write_mosquitto_files(
         _district(prefix), folder / "broker", port=port, bind=HOST, tls=tls, tls_port=tls_port
     )
     log = folder / "mosquitto.log"
     extra = f"log_dest file {log}\n" + ("user root\n" if running_as_root() else "")
+    extra += (
+        f"\nlistener {cert_port} {HOST}\ncafile {tls.cafile}\ncertfile {tls.certfile}\n"
+        f"keyfile {tls.keyfile}\ntls_version tlsv1.2\nrequire_certificate true\n"
+    )
     with files.config.open("a", encoding="utf-8") as handle:
         handle.write(extra)
     with log.open("ab") as early:
@@ -95,12 +126,11 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
             [str(binary), "-c", str(files.config)], stdout=early, stderr=subprocess.STDOUT
         )
     try:
-        for p in (port, tls_port):
+        for p in (port, tls_port, cert_port):
             if not wait_for_port(HOST, p, TIMEOUT_S, lambda: proc.poll() is None):
                 pytest.fail(f"mosquitto did not listen on {p}:\n{tail_file(log)}")
-        yield SecuredBroker(
-            port, tls_port, files, read_credentials(files.credentials), tls.cafile, prefix
-        )
+        passwords = read_credentials(files.credentials)
+        yield SecuredBroker(port, tls_port, cert_port, files, passwords, tls.cafile, prefix, folder)
     finally:
         proc.terminate()
         proc.wait(TIMEOUT_S)
@@ -281,3 +311,245 @@ def test_cli_refuses_half_a_tls_setup(tmp_path: Path, capsys: pytest.CaptureFixt
 
     assert code == 2
     assert "--tls-ca, --tls-cert and --tls-key go together" in capsys.readouterr().err
+
+
+# --- our MqttClient over TLS with per-device credentials ------------------------------------
+
+PASSWORD_ENV = "CW_TEST_MQTT_PASSWORD"
+
+
+def _mqtt(
+    broker: SecuredBroker, username: str, password: str | None = None, **settings: object
+) -> MqttConfig:
+    """The ``mqtt`` section as a site config gives it: TLS, the CA, the password from ${ENV}."""
+    mqtt = {
+        "host": HOST,
+        "port": broker.tls_port,
+        "topic_prefix": broker.prefix,
+        "username": username,
+        "password": "${%s}" % PASSWORD_ENV,  # noqa: UP031  (a literal ${...} for the config)
+        "tls": True,
+        "ca_file": str(broker.cafile),
+        **settings,
+    }
+    os.environ[PASSWORD_ENV] = broker.passwords[username] if password is None else password
+    try:
+        return make_config(config_dict(site_dict()), mqtt=mqtt).mqtt
+    finally:
+        del os.environ[PASSWORD_ENV]
+
+
+@pytest.fixture
+def clients() -> Iterator[list[MqttClient]]:
+    """Our clients of a test, closed after it."""
+    opened: list[MqttClient] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def _client(clients: list[MqttClient], config: MqttConfig) -> MqttClient:
+    client = MqttClient(config, client_id=f"tls-{uuid.uuid4().hex[:8]}")
+    clients.append(client)
+    return client
+
+
+def test_our_client_publishes_over_tls_as_its_device_and_is_refused_another_cameras_topic(
+    secured_broker: SecuredBroker, clients: list[MqttClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    base = f"{secured_broker.prefix}/v1"
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    ingest = _client(clients, _mqtt(secured_broker, INGEST_USER))
+    ingest.subscribe(f"{base}/+/+/#", lambda topic, payload: received.put((topic, payload)))
+    ingest.connect()
+    device = _client(clients, _mqtt(secured_broker, "edge-stop-a-cam1"))
+    device.connect()
+
+    with caplog.at_level(logging.ERROR, logger="crowdwatch.mqtt.client"):
+        device.publish(f"{base}/stop-b/cam1/counts", b"forged")
+    device.publish(f"{base}/stop-a/cam1/counts", b"genuine")
+
+    # Messages of one connection arrive in order: once this one is in, the forged one would be.
+    assert received.get(timeout=TIMEOUT_S) == (f"{base}/stop-a/cam1/counts", b"genuine")
+    assert received.empty()
+    assert device.refused == 1
+    assert f"{base}/stop-b/cam1/counts" in caplog.text
+    assert "Not authorized" in caplog.text
+
+
+def test_the_password_comes_from_the_environment_and_is_never_logged(
+    secured_broker: SecuredBroker, clients: list[MqttClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = secured_broker.passwords["edge-stop-a-cam1"]
+    config = _mqtt(secured_broker, "edge-stop-a-cam1")
+    wrong = _mqtt(secured_broker, "edge-stop-a-cam1", password="not-the-password")
+
+    with caplog.at_level(logging.DEBUG):
+        _client(clients, config).connect()
+        with pytest.raises(BrokerError) as refused:
+            _client(clients, wrong).connect()
+
+    assert config.resolved_password() == secret
+    port = secured_broker.tls_port
+    assert f"connected to 127.0.0.1:{port} (TLS) as edge-stop-a-cam1" in caplog.text
+    # mosquitto 2.0 answers a wrong password with "Not authorized", later ones "Bad user name ...".
+    assert re.search(
+        r"refused us as edge-stop-a-cam1: (Not authorized|Bad user name or password) \(check",
+        str(refused.value),
+    )
+    for text in (caplog.text, str(refused.value), repr(config), config.model_dump_json()):
+        assert secret not in text
+        assert "not-the-password" not in text
+
+
+@pytest.mark.parametrize("problem", ["missing", "not pem"])
+def test_an_unusable_ca_file_is_a_config_error_naming_the_file(
+    secured_broker: SecuredBroker, tmp_path: Path, problem: str
+) -> None:
+    ca = tmp_path / "ca.crt"
+    if problem == "not pem":
+        ca.write_text("this is not a certificate\n", encoding="utf-8")
+    config = _mqtt(secured_broker, "edge-stop-a-cam1", ca_file=str(ca))
+
+    with pytest.raises(ConfigError, match=r"mqtt\.ca_file: .*" + str(ca)):
+        MqttClient(config, client_id="bad-ca")
+
+
+def test_a_broker_certificate_from_another_ca_is_refused_naming_the_ca_file(
+    secured_broker: SecuredBroker, clients: list[MqttClient]
+) -> None:
+    rogue = secured_broker.folder / "rogue-ca.crt"
+    client = _client(clients, _mqtt(secured_broker, "edge-stop-a-cam1", ca_file=str(rogue)))
+
+    with pytest.raises(BrokerError) as refused:
+        client.connect()
+
+    assert f"its TLS certificate is not accepted by the CA in {rogue}" in str(refused.value)
+    assert not client.connected
+
+
+def test_the_host_name_is_checked_unless_tls_insecure(
+    secured_broker: SecuredBroker, clients: list[MqttClient]
+) -> None:
+    # The server certificate names only 127.0.0.1; "localhost" reaches it but does not match.
+    strict = _client(clients, _mqtt(secured_broker, "edge-stop-a-cam1", host="localhost"))
+    with pytest.raises(BrokerError, match="mismatch"):
+        strict.connect()
+
+    lax = _client(
+        clients, _mqtt(secured_broker, "edge-stop-a-cam1", host="localhost", tls_insecure=True)
+    )
+    lax.connect()
+    lax.publish(f"{secured_broker.prefix}/v1/stop-a/cam1/status", b"{}")
+    assert lax.connected
+
+
+def test_a_listener_that_requires_a_client_certificate_gets_ours(
+    secured_broker: SecuredBroker, clients: list[MqttClient]
+) -> None:
+    port = secured_broker.cert_port
+    without = _client(clients, _mqtt(secured_broker, "edge-stop-a-cam1", port=port))
+    with pytest.raises(BrokerError, match=r"require a client certificate \(mqtt.cert_file\)"):
+        without.connect(timeout=3)
+
+    folder = secured_broker.folder
+    config = _mqtt(
+        secured_broker,
+        "edge-stop-a-cam1",
+        port=port,
+        cert_file=str(folder / "client.crt"),
+        key_file=str(folder / "client.key"),
+    )
+    with_cert = _client(clients, config)
+    with_cert.connect()
+    with_cert.publish(f"{secured_broker.prefix}/v1/stop-a/cam1/status", b"{}")
+    assert with_cert.connected and with_cert.refused == 0
+
+
+def test_a_client_key_that_does_not_match_is_a_config_error(
+    secured_broker: SecuredBroker,
+) -> None:
+    folder = secured_broker.folder
+    config = _mqtt(
+        secured_broker,
+        "edge-stop-a-cam1",
+        cert_file=str(folder / "client.crt"),
+        key_file=str(folder / "rogue-ca.key"),
+    )
+    with pytest.raises(ConfigError, match=str(folder / "client.crt")):
+        MqttClient(config, client_id="bad-key")
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "message"),
+    [
+        ({"ca_file": "ca.crt"}, "ca_file given but tls is false"),
+        ({"tls_insecure": True}, "tls_insecure given but tls is false"),
+        ({"tls": True, "key_file": "k.pem"}, "key_file needs cert_file"),
+        ({"password": "x"}, "password needs username"),
+    ],
+)
+def test_tls_and_credential_settings_are_checked(mqtt: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_config(config_dict(site_dict()), mqtt=mqtt)
+
+
+@pytest.mark.e2e
+def test_a_real_ingest_process_stores_a_device_message_it_received_over_tls(
+    secured_broker: SecuredBroker, clients: list[MqttClient], db_url: str, tmp_path: Path
+) -> None:
+    """``crowdwatch ingest`` with its own account over TLS; the forged camera never arrives."""
+    sites = [site_dict("stop-a", source="rtsp://10.0.0.1/a"), site_dict("stop-b", source="0")]
+    raw = config_dict(*sites, site_dict("stop-sim"))
+    raw["database"] = {"url": db_url}
+    raw["mqtt"] = {
+        "host": HOST,
+        "port": secured_broker.tls_port,
+        "topic_prefix": secured_broker.prefix,
+        "username": INGEST_USER,
+        "password": "${CW_TEST_INGEST_PASSWORD}",
+        "tls": True,
+        "ca_file": str(secured_broker.cafile),
+    }
+    config_path = tmp_path / "ingest.yaml"
+    config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    secret = secured_broker.passwords[INGEST_USER]
+    env = {**os.environ, "CW_TEST_INGEST_PASSWORD": secret}
+    log_path = tmp_path / "ingest.log"
+    with log_path.open("wb") as log:
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "crowdwatch", "--log-level", "DEBUG", "ingest",
+             "-c", str(config_path), "--worker", "tls-test"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    base = f"{secured_broker.prefix}/v1"
+    device = _client(clients, _mqtt(secured_broker, "edge-stop-a-cam1"))
+    device.connect()
+    try:
+        stored: list[tuple[str]] = []
+        deadline = time.monotonic() + 90
+        # Publish until the ingest has subscribed and stored one (it may still be starting).
+        while not stored:
+            assert ingest.poll() is None, log_path.read_text(encoding="utf-8")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(encoding="utf-8")[-3000:]
+            forged = count_message("stop-b", "cam1", count=7)
+            device.publish(f"{base}/stop-b/cam1/counts", encode(forged))
+            device.publish(f"{base}/stop-a/cam1/counts", encode(count_message("stop-a", "cam1")))
+            time.sleep(0.5)
+            with psycopg.connect(db_url) as conn:
+                # The ingest creates the tables at its start.
+                if conn.execute("SELECT to_regclass('zone_counts')").fetchone() != (None,):
+                    stored = conn.execute("SELECT DISTINCT site_id FROM zone_counts").fetchall()
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        try:
+            ingest.wait(30)
+        except subprocess.TimeoutExpired:
+            ingest.kill()
+            ingest.wait()
+    text = log_path.read_text(encoding="utf-8")
+
+    assert stored == [("stop-a",)]
+    assert device.refused > 0
+    assert f"(TLS) as {INGEST_USER}" in text
+    assert secret not in text

@@ -5,6 +5,9 @@
     the ingest comes back and drains them into PostgreSQL.  Rows/s from its start to the last
     row, beside a raw psycopg ``COPY`` of the same rows into the same table, in batches of the
     same size, measured in the same run.  Repeated; medians.
+    Beside them, the **receive ceiling**: the same burst drained by a bare paho-mqtt 2 client
+    that only acknowledges (no parsing, no database) — the most any paho-based ingest process
+    could reach on this machine, as a ratio to the same COPY.
 (b) **Soak.**  N cameras publish one message a second each for S seconds (several publisher
     processes) into a real ``crowdwatch ingest`` process.  Sampled every 0.5 s from its
     ``/metrics``: ingest lag (now minus the newest ts written); from ``/proc``: its RSS.
@@ -103,6 +106,7 @@ def _throughput(
         batch_size = 500
         ours: list[float] = []
         copy: list[float] = []
+        ceiling: list[float] = []
         for repeat in range(args.repeats):
             # A new prefix each time: the sessions of earlier repeats stay in the shared group
             # and would take their share of the messages while nobody reads them.
@@ -163,9 +167,14 @@ def _throughput(
                 service.stop()
             ours.append(expected_rows / elapsed)
             _truncate(db_url, psycopg)
+            ceiling.append(
+                _receive_ceiling(broker, burst, args.publishers, tmp / f"ceiling-{repeat}")
+                * args.zones
+            )
             say(
                 f"throughput {repeat + 1}/{args.repeats}: ingest {ours[-1]:,.0f} rows/s, "
-                f"raw COPY {copy[-1]:,.0f} rows/s ({rows:,} rows)"
+                f"raw COPY {copy[-1]:,.0f} rows/s, paho receive ceiling {ceiling[-1]:,.0f} "
+                f"rows/s ({rows:,} rows)"
             )
         result = {
             "messages": args.messages,
@@ -174,10 +183,13 @@ def _throughput(
             "copy_rows_per_s": round(statistics.median(copy)),
             "ratio": round(statistics.median(ours) / statistics.median(copy), 3),
             "target_ratio": 0.8,
+            "paho_ceiling_rows_per_s": round(statistics.median(ceiling)),
+            "paho_ceiling_ratio": round(statistics.median(ceiling) / statistics.median(copy), 3),
         }
         say(
             f"throughput (median of {args.repeats}): ingest {result['ingest_rows_per_s']:,} "
-            f"rows/s = {result['ratio']:.2f} x raw COPY {result['copy_rows_per_s']:,} rows/s"
+            f"rows/s = {result['ratio']:.2f} x raw COPY {result['copy_rows_per_s']:,} rows/s; "
+            f"a paho client that only acknowledges: {result['paho_ceiling_ratio']:.2f} x"
         )
         return result
     finally:
@@ -219,6 +231,75 @@ def _raw_copy(db_url: str, messages: list[Any], batch_size: int, psycopg: Any) -
         elapsed = time.perf_counter() - started
     _truncate(db_url, psycopg)
     return rows / elapsed
+
+
+def _receive_ceiling(
+    broker: tuple[str, int], burst: list[tuple[str, bytes, str]], publishers: int, tmp: Path
+) -> float:
+    """Messages/s a bare paho-mqtt 2 subscriber drains from a persistent session, ack only.
+
+    Same broker, payloads and manual QoS 1 acknowledgement as the ingest, nothing else: the
+    receive path's own ceiling on this machine.
+    """
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from crowdwatch.bench._load import PublisherJob, run_publishers
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    prefix = f"ceiling{uuid.uuid4().hex[:8]}"
+    client_id = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    # Same topics as the ingest's burst, under a prefix of its own.
+    moved = [(f"{prefix}/{topic.split('/', 1)[1]}", payload, mid) for topic, payload, mid in burst]
+
+    def connect(clean: bool) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=True
+        )
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 600
+        client.connect(broker[0], broker[1], clean_start=clean, properties=props)
+        return client
+
+    subscribed = threading.Event()
+    first = connect(clean=True)
+    first.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
+    first.on_subscribe = lambda *_: subscribed.set()
+    first.loop_start()
+    if not subscribed.wait(10):
+        raise RuntimeError("ceiling: the broker did not confirm the subscription")
+    first.disconnect()
+    first.loop_stop()
+    jobs = [
+        PublisherJob(broker[0], broker[1], prefix, [], 0, moved[p::publishers], tmp / f"{p}.ids")
+        for p in range(publishers)
+    ]
+    expected = len(set(run_publishers(jobs)))
+    received = 0
+    drained = threading.Event()
+
+    def on_message(client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
+        nonlocal received
+        client.ack(message.mid, message.qos)
+        received += 1
+        if received >= expected:
+            drained.set()
+
+    second = connect(clean=False)
+    second.on_message = on_message
+    started = time.perf_counter()
+    second.loop_start()
+    try:
+        if not drained.wait(120):
+            raise RuntimeError(f"ceiling: drained {received} of {expected} messages in 120 s")
+        return expected / (time.perf_counter() - started)
+    finally:
+        second.disconnect()
+        second.loop_stop()
 
 
 def _truncate(db_url: str, psycopg: Any) -> None:

@@ -9,6 +9,16 @@ callable) and hands it bytes.  What this wrapper adds over paho:
 - Subscriptions are remembered and renewed after every reconnect (paho's background loop
   reconnects with backoff on its own).
 - MQTT 5 or 3.1.1 (amqtt, the demo's embedded broker, speaks only 3.1.1) from the config.
+- TLS (``mqtt.tls``): the broker's certificate verified against ``mqtt.ca_file`` and its host
+  name checked; an optional client certificate.  A CA or key file that cannot be used is a
+  :class:`ConfigError` naming the file, at construction; a broker certificate the CA did not
+  sign is a :class:`BrokerError` naming the CA file, at :meth:`MqttClient.connect`.
+- Credentials: ``mqtt.username`` and its password (``${ENV}`` in the config, or
+  ``CROWDWATCH_MQTT_PASSWORD``); the password is never logged.
+- A QoS 1 publish the broker refuses (MQTT 5 PUBACK "Not authorized": the account's ACL does
+  not allow the topic) is logged as an error naming the topic and counted in
+  :attr:`MqttClient.refused`.  It does not raise: a refusal is final, so a caller that
+  spools on :class:`BrokerError` must not keep it for a retry.
 - Optional manual acknowledgement (``manual_ack=True``): a handler registered with
   :meth:`MqttClient.subscribe_deliveries` gets a :class:`Delivery` (topic, payload, retain
   flag, ...) and the PUBACK goes out only when the owner calls :meth:`MqttClient.ack`, e.g.
@@ -20,6 +30,7 @@ callable) and hands it bytes.  What this wrapper adds over paho:
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from crowdwatch.contracts.config import MqttConfig
-from crowdwatch.contracts.errors import BrokerError
+from crowdwatch.contracts.errors import BrokerError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +87,71 @@ class _Route:
     on_delivery: DeliveryHandler | None = None
 
 
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """The TLS context of a connection: the broker verified against ``ca_file``.
+
+    Args:
+        config: the ``mqtt`` section (``tls: true``).
+
+    Returns:
+        A client context that requires the broker's certificate (and checks its host name
+        unless ``tls_insecure``), with the client certificate loaded when one is configured.
+
+    Raises:
+        ConfigError: the CA, certificate or key file is missing, unreadable or not PEM; the
+            message names the setting and the file.
+    """
+    ca = config.ca_file
+    try:
+        context = ssl.create_default_context(cafile=None if ca is None else str(ca))
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"mqtt.ca_file: {ca} holds no usable PEM CA certificate ({exc.reason or exc})"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"mqtt.ca_file: cannot read {ca}: {exc.strerror or exc}") from exc
+    if config.cert_file is not None:
+        for setting, path in (("cert_file", config.cert_file), ("key_file", config.key_file)):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"mqtt.{setting}: no such file {path}")
+        try:
+            # A key with a passphrase fails here instead of prompting on a terminal.
+            context.load_cert_chain(
+                str(config.cert_file),
+                None if config.key_file is None else str(config.key_file),
+                password=lambda: b"",
+            )
+        except (ssl.SSLError, OSError) as exc:
+            key = config.key_file or config.cert_file
+            raise ConfigError(
+                f"mqtt.cert_file/key_file: cannot use client certificate {config.cert_file} "
+                f"with key {key} (PEM, unencrypted, matching): {exc}"
+            ) from exc
+    context.sslsocket_class = _ClosingSSLSocket
+    if config.tls_insecure:
+        context.check_hostname = False
+        logger.warning(
+            "mqtt.tls_insecure: the host name of broker %s is not checked (testing only)",
+            config.host,
+        )
+    return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when its handshake fails.
+
+    paho drops the socket it wrapped when ``do_handshake`` raises, leaving it to the garbage
+    collector (a ResourceWarning, and an open file descriptor until then).
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 class MqttClient:
     """One connection to the broker.
 
@@ -90,6 +166,10 @@ class MqttClient:
         receive_maximum: MQTT 5 only: how many unacknowledged messages the broker may send us
             at once (mosquitto otherwise allows its ``max_inflight_messages``, 20 by default,
             which starves a client that acknowledges a whole batch at once).
+
+    Raises:
+        ConfigError: a TLS file of the config cannot be used (see :func:`tls_context`).
+        ValueError: ``receive_maximum`` out of range.
     """
 
     def __init__(
@@ -117,7 +197,9 @@ class MqttClient:
             manual_ack=manual_ack,
         )
         if config.username:
-            self._client.username_pw_set(config.username, config.password)
+            self._client.username_pw_set(config.username, config.resolved_password())
+        if config.tls:
+            self._client.tls_set_context(tls_context(config))
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -126,16 +208,27 @@ class MqttClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_publish = self._on_publish
         self._subscriptions: dict[str, _Route] = {}
         self._connection = 0
         self._connected = threading.Event()
+        self._settled = threading.Event()
+        """Set on a CONNACK that connected us, or on a refusal that is final (credentials)."""
         self._refusal: str | None = None
         self._pending_subacks: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
+        self._refusals: dict[int, str] = {}
+        """mid -> the broker's reason, for QoS 1 publishes it refused (until ``publish`` reads it)."""
+        self.refused = 0
+        """QoS 1 publishes the broker refused (ACL) since this client was made."""
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def _where(self) -> str:
+        cfg = self._config
+        return f"{cfg.host}:{cfg.port}" + (" (TLS)" if cfg.tls else "")
 
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and wait for the broker's CONNACK.
@@ -144,6 +237,8 @@ class MqttClient:
             BrokerError: unreachable, refused, or no answer within ``timeout`` seconds.
         """
         cfg = self._config
+        self._settled.clear()
+        self._refusal = None
         props = None
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -159,19 +254,36 @@ class MqttClient:
                 clean_start=self._clean_start if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )
+        except ssl.SSLCertVerificationError as exc:
+            trusted = f"the CA in {cfg.ca_file}" if cfg.ca_file else "the system's CAs"
+            raise BrokerError(
+                f"MQTT broker {cfg.host}:{cfg.port}: its TLS certificate is not accepted by "
+                f"{trusted}: {exc.verify_message}"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise BrokerError(
+                f"TLS handshake with MQTT broker {cfg.host}:{cfg.port} failed: {exc.reason or exc}"
+                " (a TLS listener? a client certificate it requires?)"
+            ) from exc
         except OSError as exc:
-            raise BrokerError(f"cannot reach MQTT broker {cfg.host}:{cfg.port}: {exc}") from exc
+            raise BrokerError(f"cannot reach MQTT broker {self._where()}: {exc}") from exc
         self._client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._settled.wait(timeout) or not self._connected.is_set():
             self._client.loop_stop()
             reason = self._refusal or f"no answer within {timeout:g} s"
-            raise BrokerError(f"MQTT broker {cfg.host}:{cfg.port} refused us: {reason}")
+            if self._refusal in _AUTH_FAILURES:
+                reason += " (check mqtt.username and its password)"
+            who = f" as {cfg.username}" if cfg.username else ""
+            raise BrokerError(f"MQTT broker {self._where()} refused us{who}: {reason}")
         self._wait_for_subacks(timeout)
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout: float = 10
     ) -> None:
         """Publish and, for QoS 1, wait until the broker acknowledged it.
+
+        A QoS 1 message the broker refused (MQTT 5: its ACL denies the topic) is logged and
+        counted in :attr:`refused`, not raised: sending it again would be refused again.
 
         Raises:
             BrokerError: not acknowledged within ``timeout`` (the broker is down or slow).
@@ -187,6 +299,16 @@ class MqttClient:
             raise BrokerError(f"publish to {topic!r} failed: {exc}") from exc
         if not info.is_published():
             raise BrokerError(f"broker did not acknowledge {topic!r} within {timeout:g} s")
+        with self._lock:
+            reason = self._refusals.pop(info.mid, None)
+        if reason is not None:
+            self.refused += 1
+            logger.error(
+                "MQTT broker refused the message on %s: %s (the account %s may not publish there)",
+                topic,
+                reason,
+                self._config.username or "(anonymous)",
+            )
 
     def subscribe(
         self,
@@ -294,14 +416,17 @@ class MqttClient:
             if str(reason) in _AUTH_FAILURES:
                 # Retrying wrong credentials only gets the client banned; stop here.
                 client.disconnect()
+                self._settled.set()
             return
         with self._lock:
             self._connection += 1
             filters = list(self._subscriptions)
         for topic_filter in filters:
             self._send_subscribe(client, topic_filter)
-        logger.info("MQTT connected to %s:%s", self._config.host, self._config.port)
+        who = f" as {self._config.username}" if self._config.username else ""
+        logger.info("MQTT connected to %s%s", self._where(), who)
         self._connected.set()
+        self._settled.set()
 
     def _on_disconnect(
         self,
@@ -313,7 +438,36 @@ class MqttClient:
     ) -> None:
         if self._connected.is_set():
             logger.warning("MQTT disconnected: %s; reconnecting", reason)
+        with self._lock:
+            never_connected = self._connection == 0
+        if never_connected and self._refusal is None:
+            # A TLS listener that wants a client certificate (TLS 1.3 checks it after the
+            # handshake) or a plain client on a TLS port: closed before any CONNACK.
+            cfg = self._config
+            if not cfg.tls:
+                hint = "; a TLS port needs mqtt.tls: true"
+            elif cfg.cert_file is None:
+                hint = "; does its TLS listener require a client certificate (mqtt.cert_file)?"
+            else:
+                hint = ""
+            self._refusal = f"it closed the connection before answering ({reason}){hint}"
         self._connected.clear()
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # paho calls this before it marks the message published, so ``publish`` sees it; a
+        # success clears what an earlier message with the same (recycled) mid left behind.
+        with self._lock:
+            if reason.is_failure:
+                self._refusals[mid] = str(reason)
+            else:
+                self._refusals.pop(mid, None)
 
     def _on_subscribe(
         self,

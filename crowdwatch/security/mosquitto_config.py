@@ -15,7 +15,15 @@ mosquitto checks a ``$share/GROUP/FILTER`` subscription against ``FILTER``, so t
 account's read rule also covers its shared subscription.  Passwords are random, hashed in
 mosquitto 2's PBKDF2-SHA512 format (``$7$``), and written in clear only to a 0600
 credentials file for the installer, who puts each one in its box's
-``CROWDWATCH_MQTT_PASSWORD``.
+``CROWDWATCH_MQTT_PASSWORD``.  An edge box's config then reads (TLS listener on 8883)::
+
+    mqtt:
+      host: broker.example
+      port: 8883
+      tls: true
+      ca_file: /etc/crowdwatch/ca.crt
+      username: edge-stop-a-cam1
+      password: ${CROWDWATCH_MQTT_PASSWORD}   # or leave it out: the same variable is read
 """
 
 from __future__ import annotations
