@@ -98,6 +98,15 @@ _DESCRIPTIONS = {
         "the config's edge.dense.model, else models/crowd_counter.onnx); --mode auto runs both "
         "and picks per frame by the edge's edge.dense.auto rule, as a zone in mode auto does."
     ),
+    "train": (
+        "Train our own models. 'counter': the crowd counter (density map) on ShanghaiTech A/B "
+        "train_data and Mall frames 1-640 from $CROWDWATCH_SHARED_DIR; needs torch "
+        "(pip install 'crowdwatch[train]'). Arguments after 'counter' go to the trainer "
+        "(crowdwatch train counter --help), e.g.\n\n"
+        "  crowdwatch train counter --steps 12000 --minutes 95 --seed 0 --out runs/counter\n\n"
+        "It writes checkpoint.pt (resume with --resume), train_log.jsonl and "
+        "crowd_counter.onnx; copy the ONNX file to models/ to ship it."
+    ),
     "eval": (
         "Measure the counter on the ground truth under $CROWDWATCH_SHARED_DIR/data: PETS 2009 "
         "S2L1, Mall frames 1-800, ShanghaiTech B test, beach_webcam_a (MAE, RMSE, MAE as % of "
@@ -334,6 +343,18 @@ def _cmd_eval(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    # Imported here: torch loads only for training, never for the other commands.
+    try:
+        from crowdwatch.training.train_counter import main as train_counter
+    except ImportError as exc:
+        raise ConfigError(
+            f"training needs torch and ultralytics (pip install 'crowdwatch[train]'): {exc}"
+        ) from None
+    train_counter(args.train_args)
+    return 0
+
+
 def _optional_config(args: argparse.Namespace) -> CrowdwatchConfig | None:
     """The config for commands that work without one (count, eval): only when given."""
     path = args.config or os.environ.get("CROWDWATCH_CONFIG")
@@ -468,6 +489,9 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_arguments.add_eval_arguments(
         add("eval", "accuracy and speed on the shared ground truth", _cmd_eval)
     )
+    train = add("train", "train our own models (the crowd counter)", _cmd_train)
+    train.add_argument("model", choices=["counter"], help="what to train")
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help="the trainer's arguments")
     bench = add("bench", "run a benchmark (`crowdwatch bench NAME`)", _cmd_bench)
     from crowdwatch.bench import add_parsers as add_bench_parsers
 
@@ -490,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
             return optional
         if args.command == "bench":
             return _cmd_bench(None, args)
+        if args.command == "train":
+            return _cmd_train(args)
         config = load_config(args.config or _default_config_path())
         result: int = args.handler(config, args)
         return result
