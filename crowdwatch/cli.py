@@ -32,14 +32,17 @@ _DESCRIPTIONS = {
     "edge": (
         "Count people on real cameras and publish counts over MQTT.\n\n"
         "Reads the 'detector' section (model path, confidence, iou, input_size, threads), 'edge' "
-        "(interval_s, detect_every), 'mqtt', and each selected camera (source, frame_size, zones). "
+        "(interval_s, detect_every, dense: the crowd counter for zones in mode dense/auto), 'mqtt', "
+        "and each selected camera (source, frame_size, zones with mode detect|dense|auto). "
         "Cameras whose source is 'simulated' are left to `crowdwatch simulate`."
     ),
     "ingest": (
         "Subscribe to every camera's counts and status and write them to PostgreSQL.\n\n"
         "Reads 'mqtt' (host, port, topic_prefix, protocol, shared_group: ingest workers of one "
-        "group share the load) and 'database' (or CROWDWATCH_DATABASE_URL). Creates or upgrades "
-        "the schema at start. Invalid messages go to the dead_letters table with the reason."
+        "group share the load) and 'database' (or CROWDWATCH_DATABASE_URL). As the owner (one URL) "
+        "it creates or upgrades the schema at start and keeps partitions, rollups and retention; "
+        "with its own database.ingest_url it only checks the schema and leaves that upkeep to "
+        "`crowdwatch db maintain`. Invalid messages go to the dead_letters table with the reason."
     ),
     "alerts": (
         "Evaluate the alert rules on each count message and on the latest counts; record alerts,\n"
