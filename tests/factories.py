@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import yaml
 
 from crowdwatch.contracts.config import CrowdwatchConfig, parse_config
 from crowdwatch.contracts.messages import CountMessage, ZoneCount
 
 MODEL_PATH = "${CROWDWATCH_SHARED_DIR}/models/yolo11n_coco_640.onnx"
+DENSITY_CELL = 8
+"""Pixels per side of one cell of :func:`red_density_model`'s density map."""
 
 
 def site_dict(
@@ -60,6 +66,17 @@ def make_config(raw: dict[str, Any] | None = None, **overrides: Any) -> Crowdwat
     return parse_config(data, origin="test")
 
 
+def write_config(config: CrowdwatchConfig, path: Path) -> Path:
+    """``config`` as the YAML file a ``crowdwatch`` process reads, without its database section.
+
+    The process gets the URL from ``CROWDWATCH_DATABASE_URL``, as a deployment would.
+    """
+    raw: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw.pop("database", None)
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 def count_message(
     site_id: str = "stop-a", camera_id: str = "cam1", count: int = 3, ts: datetime | None = None
 ) -> CountMessage:
@@ -73,3 +90,33 @@ def count_message(
             ZoneCount(zone_id="platform", count=count, count_max=count, count_mean=float(count))
         ],
     )
+
+
+def red_density_model(path: Path) -> Path:
+    """Save a density model with a known answer: ``density = conv8x8/stride8(R) / 64``.
+
+    Each 8x8 cell's density is the mean red level of its pixels (RGB in [0, 1]), free height
+    and width, so a fully red cell holds exactly one person; that pins every count without
+    depending on the trained network.  Needs the ``onnx`` package (tests importorskip it).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.zeros((1, 3, DENSITY_CELL, DENSITY_CELL), dtype=np.float32)
+    weight[0, 0] = 1.0 / (DENSITY_CELL * DENSITY_CELL)  # channel 0 is red: the model reads RGB
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "Conv", ["images", "w"], ["density"], strides=[DENSITY_CELL, DENSITY_CELL]
+            )
+        ],
+        "red_density",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("density", TensorProto.FLOAT, [1, 1, "rows", "cols"])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 from services import MqttBroker, PgServer
+from services.components import run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -15,22 +12,14 @@ pytestmark = pytest.mark.e2e
 def test_bench_ingest_short_run_ends_with_a_json_line(
     pg_server: PgServer, mqtt_broker: MqttBroker
 ) -> None:
-    mqtt_broker.ensure_running()
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "crowdwatch", "--log-level", "WARNING", "bench", "ingest"),
-            *("--database-url", pg_server.admin_url),
-            *("--broker", f"{mqtt_broker.host}:{mqtt_broker.port}"),
-            *("--cameras", "20", "--seconds", "7", "--zones", "3"),
-            *("--messages", "400", "--repeats", "1", "--publishers", "2"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    _, figures = run_bench(
+        "ingest",
+        *("--cameras", "20", "--seconds", "7", "--zones", "3"),
+        *("--messages", "400", "--repeats", "1", "--publishers", "2"),
+        timeout_s=180,
+        pg_server=pg_server,
+        mqtt_broker=mqtt_broker,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
 
     throughput, soak = figures["throughput"], figures["soak"]
     assert throughput["rows"] == 400 * 3

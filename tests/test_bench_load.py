@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 from services import MqttBroker, PgServer
+from services.components import run_bench
 
 pytestmark = pytest.mark.e2e
 
@@ -17,22 +14,14 @@ CAMERAS = 20
 def test_bench_load_short_run_measures_every_process_and_ends_with_a_json_line(
     pg_server: PgServer, mqtt_broker: MqttBroker
 ) -> None:
-    mqtt_broker.ensure_running()
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "crowdwatch", "--log-level", "WARNING", "bench", "load"),
-            *("--database-url", pg_server.admin_url),
-            *("--broker", f"{mqtt_broker.host}:{mqtt_broker.port}"),
-            *("--cameras", str(CAMERAS), "--minutes", "0.33", "--zones", "2"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
+    stdout, figures = run_bench(
+        "load",
+        *("--cameras", str(CAMERAS), "--minutes", "0.33", "--zones", "2"),
+        timeout_s=280,
+        pg_server=pg_server,
+        mqtt_broker=mqtt_broker,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "highest camera count held" in proc.stdout
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "highest camera count held" in stdout
 
     (step,) = figures["steps"]
     assert step["cameras"] == CAMERAS

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,8 @@ from factories import config_dict, count_message, make_config, site_dict
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from services import PgServer
+from services.components import ingest_running
+from services.waiting import wait_until
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
 from crowdwatch.analytics.engine import AlertEngine
@@ -529,15 +531,6 @@ def test_alerts_role_writes_alerts_but_not_counts(roles: Roles) -> None:
 # --- the owner's maintenance while ingest runs as its own user -------------------------------
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def test_maintenance_as_owner_while_ingest_runs_as_the_ingest_role(
     db_url: str, prefix: str, mqtt_config: MqttConfig
 ) -> None:
@@ -556,47 +549,36 @@ def test_maintenance_as_owner_while_ingest_runs_as_the_ingest_role(
             )
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
 
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            run_ingest(config, stop)
-        except BaseException as exc:  # pragma: no cover - reported by the assert below
-            errors.append(exc)
-
-    ingest = threading.Thread(target=serve, name="test-ingest-role")
     upkeep = Maintenance(db_url, interval_s=0.1, retention_every_s=None)
-    ingest.start()
-    publisher = MqttClient(mqtt_config, f"test-pub-{uuid.uuid4().hex[:8]}")
-    try:
-        publisher.connect()
-        # The same message until ingest has subscribed: stored once.
-        message = encode(count_message(count=7, ts=datetime.now(UTC)))
-        topic = camera_topic(mqtt_config.topic_prefix, "stop-a", "cam1", TopicKind.COUNTS)
+    with ingest_running(config, "test-ingest-role") as errors:
+        publisher = MqttClient(mqtt_config, f"test-pub-{uuid.uuid4().hex[:8]}")
+        try:
+            publisher.connect()
+            # The same message until ingest has subscribed: stored once.
+            message = encode(count_message(count=7, ts=datetime.now(UTC)))
+            topic = camera_topic(mqtt_config.topic_prefix, "stop-a", "cam1", TopicKind.COUNTS)
 
-        def stored() -> bool:
-            publisher.publish(topic, message)
-            return bool(errors) or bool(_rows(db_url, "SELECT 1 FROM zone_counts"))
+            def stored() -> bool:
+                publisher.publish(topic, message)
+                return bool(errors) or bool(_rows(db_url, "SELECT 1 FROM zone_counts"))
 
-        assert _wait_until(stored)
-        # Ingest (its own user) does no upkeep: the minute is logged, not rolled up.
-        time.sleep(0.5)
-        assert _rows(db_url, "SELECT count(*) FROM zone_counts_1m") == [(0,)]
-        assert _rows(db_url, "SELECT count(*) > 0 FROM rollup_invalidations") == [(True,)]
+            assert wait_until(stored, TIMEOUT_S)
+            # Ingest (its own user) does no upkeep: the minute is logged, not rolled up.
+            time.sleep(0.5)
+            assert _rows(db_url, "SELECT count(*) FROM zone_counts_1m") == [(0,)]
+            assert _rows(db_url, "SELECT count(*) > 0 FROM rollup_invalidations") == [(True,)]
 
-        upkeep.start()
-        assert _wait_until(
-            lambda: (
-                _rows(db_url, "SELECT count_last FROM zone_counts_1h") == [(7,)]
-                and set(missing) <= set(upkeep.partitions_created)
+            upkeep.start()
+            assert wait_until(
+                lambda: (
+                    _rows(db_url, "SELECT count_last FROM zone_counts_1h") == [(7,)]
+                    and set(missing) <= set(upkeep.partitions_created)
+                ),
+                TIMEOUT_S,
             )
-        )
-    finally:
-        upkeep.stop()
-        stop.set()
-        ingest.join()
-        publisher.close()
+        finally:
+            upkeep.stop()
+            publisher.close()
     assert errors == []
     assert _rows(db_url, "SELECT count(*) FROM rollup_invalidations") == [(0,)]
     # The new partitions read like their parents, and only writes through the parent work.

@@ -1,8 +1,9 @@
 """The density-map crowd counter on the edge, with a tiny ONNX model whose density is known.
 
-The model built here is one fixed convolution: each 8x8 cell's density is the mean red level
-of its pixels (RGB in [0, 1]), so a fully red cell holds exactly one person and the padding
-(black) holds none.  That pins every count without depending on the trained network.
+The model (``factories.red_density_model``) is one fixed convolution: each 8x8 cell's density
+is the mean red level of its pixels (RGB in [0, 1]), so a fully red cell holds exactly one
+person and the padding (black) holds none.  That pins every count without depending on the
+trained network.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from factories import make_config, site_dict
+from factories import make_config, red_density_model, site_dict
 from numpy.typing import NDArray
 
 import crowdwatch
@@ -52,30 +53,13 @@ from crowdwatch.edge.worker import CameraWorker, DensitySchedule
 
 onnx = pytest.importorskip("onnx")
 
-CELL = 8
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end exclusive
 
 
 @pytest.fixture(scope="module")
 def red_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``density = conv8x8/stride8(R) / 64``: a cell's mean red level, free height and width."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = np.zeros((1, 3, CELL, CELL), dtype=np.float32)
-    weight[0, 0] = 1.0 / (CELL * CELL)  # channel 0 is red: the model reads RGB
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["images", "w"], ["density"], strides=[CELL, CELL])],
-        "red_density",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])],
-        [helper.make_tensor_value_info("density", TensorProto.FLOAT, [1, 1, "rows", "cols"])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = tmp_path_factory.mktemp("models") / "red_density.onnx"
-    onnx.save(model, str(path))
-    return path
+    return red_density_model(tmp_path_factory.mktemp("models") / "red_density.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -601,6 +585,27 @@ def write_video(path: Path, frames: list[NDArray[np.uint8]], fps: float = 10.0) 
     writer.release()
 
 
+def run_dense_worker(
+    video: Path, counter: DensityCounter, *, interval_s: float, dense: DenseConfig | None = None
+) -> Sink:
+    """Run a worker over ``video`` (a :func:`dense_camera`, nobody detected) to its end."""
+    camera = dense_camera(source=str(video))
+    sink = Sink()
+    with open_camera(camera) as source:
+        CameraWorker(
+            "stop-a",
+            camera,
+            source,
+            NobodyDetector(),
+            sink,
+            topic_prefix="cw",
+            interval_s=interval_s,
+            density=counter,
+            dense=dense,
+        ).run(threading.Event())
+    return sink
+
+
 def test_a_worker_publishes_density_counts(tmp_path: Path, counter: DensityCounter) -> None:
     # 20 frames at 10 fps; frame i has i + 1 red cells in the left zone (one person each).
     frames = [
@@ -616,21 +621,7 @@ def test_a_worker_publishes_density_counts(tmp_path: Path, counter: DensityCount
         frame[48:56, 64:72, 2] = 255
     video = tmp_path / "crowd.avi"
     write_video(video, frames)
-    camera = dense_camera(source=str(video))
-    dense = DenseConfig(every_n_frames=1)
-    sink = Sink()
-    with open_camera(camera) as source:
-        CameraWorker(
-            "stop-a",
-            camera,
-            source,
-            NobodyDetector(),
-            sink,
-            topic_prefix="cw",
-            interval_s=1.0,
-            density=counter,
-            dense=dense,
-        ).run(threading.Event())
+    sink = run_dense_worker(video, counter, interval_s=1.0, dense=DenseConfig(every_n_frames=1))
 
     counts = sink.counts()
     assert [m.frames for m in counts] == [10, 10]
@@ -651,19 +642,7 @@ def test_a_worker_publishes_density_counts(tmp_path: Path, counter: DensityCount
 def test_a_worker_says_when_frames_are_too_dark(tmp_path: Path, counter: DensityCounter) -> None:
     video = tmp_path / "night.avi"
     write_video(video, [np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)] * 10)
-    camera = dense_camera(source=str(video))
-    sink = Sink()
-    with open_camera(camera) as source:
-        CameraWorker(
-            "stop-a",
-            camera,
-            source,
-            NobodyDetector(),
-            sink,
-            topic_prefix="cw",
-            interval_s=0.5,
-            density=counter,
-        ).run(threading.Event())
+    sink = run_dense_worker(video, counter, interval_s=0.5)
     first, last = sink.statuses()
     assert first.detail == "density map unreliable: too dark (mean 0/255)"
     # The last status closes with the file: offline says why, which matters more.

@@ -1,21 +1,21 @@
 """The dense counter in ``crowdwatch eval``, ``count --mode`` and ``bench dense``.
 
-The density model built here is one fixed convolution: each 8x8 cell's density is the mean
-red level of its pixels (RGB in [0, 1]), so a fully red cell holds exactly one person.  It
-pins the counts without depending on the trained network (``models/crowd_counter.onnx``),
-whose accuracy ``crowdwatch eval`` itself reports.
+The density model (``factories.red_density_model``) is one fixed convolution: each 8x8
+cell's density is the mean red level of its pixels (RGB in [0, 1]), so a fully red cell holds
+exactly one person.  It pins the counts without depending on the trained network
+(``models/crowd_counter.onnx``), whose accuracy ``crowdwatch eval`` itself reports.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from factories import red_density_model
+from services.components import run_bench
 
 from crowdwatch.cli import main
 from crowdwatch.contracts.config import default_crowd_counter_path
@@ -23,31 +23,13 @@ from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.evaluation.bench_dense import FRAME_SIZE, bench_frames
 from crowdwatch.evaluation.datasets import CountDataset, load_mall
 
-onnx = pytest.importorskip("onnx")
-
-CELL = 8
+pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
 def red_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``density = conv8x8/stride8(R) / 64``: a cell's mean red level."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = np.zeros((1, 3, CELL, CELL), dtype=np.float32)
-    weight[0, 0] = 1.0 / (CELL * CELL)  # channel 0 is red: the model reads RGB
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["images", "w"], ["density"], strides=[CELL, CELL])],
-        "red_density",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])],
-        [helper.make_tensor_value_info("density", TensorProto.FLOAT, [1, 1, "rows", "cols"])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = tmp_path_factory.mktemp("models") / "red_density.onnx"
-    onnx.save(model, str(path))
-    return path
+    return red_density_model(tmp_path_factory.mktemp("models") / "red_density.onnx")
 
 
 def red_image(path: Path, size: tuple[int, int], red: tuple[int, int, int, int] | None) -> Path:
@@ -261,18 +243,9 @@ def test_bench_frames_fall_back_to_a_synthetic_1080p_frame(tmp_path: Path) -> No
 
 @pytest.mark.data
 def test_bench_dense_times_both_sides_on_beach_frames(shared_dir: Path, red_model: Path) -> None:
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "crowdwatch", "--log-level", "WARNING", "bench", "dense"),
-            *("--frames", "1", "--repeat", "3", "--dense-model", str(red_model)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    _, report = run_bench(
+        "dense", *("--frames", "1", "--repeat", "3", "--dense-model", str(red_model)), timeout_s=240
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
     dense, detect = report["dense"], report["detect_tiles_320"]
     assert (report["source"], report["frames"], report["frame_size"]) == (
         "beach_webcam_a",

@@ -23,10 +23,6 @@ window (publish, PUBACK, then the record); a repeat there carries the same ``mes
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,8 +33,8 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
-from factories import config_dict, count_message, make_config, site_dict
+from factories import config_dict, count_message, make_config, site_dict, write_config
+from services.components import CrowdwatchProcess
 from test_alerts_sinks import HttpSink
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
@@ -96,41 +92,22 @@ def _wait(condition: Callable[[], object], what: str, timeout_s: float = TIMEOUT
         time.sleep(0.05)
 
 
-class AlertsProcess:
+class AlertsProcess(CrowdwatchProcess):
     """One ``python -m crowdwatch alerts`` process; its lease holder name contains its pid."""
 
     def __init__(self, config_path: Path, db_url: str, log_path: Path) -> None:
-        self._args = [
-            sys.executable,
-            "-m",
-            "crowdwatch",
-            "--log-level",
-            "INFO",
-            "alerts",
-            "--config",
-            str(config_path),
-        ]
-        self._env = {**os.environ, "CROWDWATCH_DATABASE_URL": db_url}
+        super().__init__(
+            ["alerts", "--config", str(config_path)],
+            log_path,
+            env={"CROWDWATCH_DATABASE_URL": db_url},
+        )
         self._db_url = db_url
-        self._log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self._log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._args, stdout=log, stderr=subprocess.STDOUT, env=self._env
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
 
     def holds_lease(self) -> bool:
         """Whether this process holds the unexpired engines' lease (it evaluates and notifies)."""
-        assert self._proc is not None
-        if self._proc.poll() is not None:
-            pytest.fail(f"crowdwatch alerts exited with {self._proc.returncode}:\n{self.log()}")
+        returncode = self.poll()
+        if returncode is not None:
+            pytest.fail(f"crowdwatch alerts exited with {returncode}:\n{self.log_tail()}")
         with psycopg.connect(self._db_url) as conn:
             row = conn.execute(
                 "SELECT holder FROM alert_engine_lease WHERE name = 'alerts' AND expires_at > now()"
@@ -141,25 +118,6 @@ class AlertsProcess:
         """Wait until it holds the lease; when it was seen holding it."""
         _wait(self.holds_lease, f"engine {self.pid} to take the lease", timeout_s)
         return datetime.now(UTC)
-
-    def kill(self) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGKILL)
-        self._proc.wait()
-
-    def terminate(self) -> int:
-        if self._proc is None or self._proc.poll() is not None:
-            return self._proc.returncode if self._proc else 0
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            return self._proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-            return -9
-
-    def log(self) -> str:
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-40:])
 
 
 class CountFeed:
@@ -215,10 +173,7 @@ class Rig:
         self.sink = HttpSink()
         self.db_url = db_url
         self.config = district(db_url, mqtt, self.sink.url, for_s=for_s)
-        raw: dict[str, Any] = self.config.model_dump(mode="json", by_alias=True, exclude_none=True)
-        raw.pop("database", None)
-        self._config_path = tmp_path / "district.yaml"
-        self._config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        self._config_path = write_config(self.config, tmp_path / "district.yaml")
         self._tmp_path = tmp_path
         self.engines: list[AlertsProcess] = []
         self.ingest = IngestService(
@@ -305,7 +260,7 @@ def test_killed_while_pending_the_alert_fires_on_its_original_timer_once(
     rig.sink.wait_for("/hook", 1, timeout=TIMEOUT_S)
     time.sleep(2.0)  # counts keep arriving: no second announcement may follow
     rig.feed.stop()
-    assert second.terminate() == 0, second.log()
+    assert second.terminate() == 0, second.log_tail()
 
     [(state, started_at)] = rig.query("SELECT state, started_at FROM alerts")
     assert state == "firing"
@@ -342,7 +297,7 @@ def test_killed_while_firing_the_next_engine_does_not_repeat_it_and_still_resolv
     _wait(lambda: rig.all_sent(4), "the resolved notifications recorded as sent")
     time.sleep(1.0)
     rig.feed.stop()
-    assert second.terminate() == 0, second.log()
+    assert second.terminate() == 0, second.log_tail()
 
     assert rig.hook_events() == ["firing", "resolved"]
     assert [(m.alert_key, m.state) for m in rig.topic.received] == [
@@ -381,7 +336,7 @@ def test_killed_during_a_delivery_the_next_engine_resends_it_under_the_same_key(
     _wait(lambda: rig.all_sent(2), "the resent notification recorded as sent")
     time.sleep(2.0)
     rig.feed.stop()
-    assert second.terminate() == 0, second.log()
+    assert second.terminate() == 0, second.log_tail()
 
     # Not confirmed, so sent again (at least once); the repeat is recognisable as one.
     first_try, resent = rig.sink.on("/hook")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 from factories import config_dict, count_message, make_config, site_dict
 from services import PgServer
+from services.components import ingest_running
 
 from crowdwatch.contracts.config import CrowdwatchConfig, DatabaseConfig, MqttConfig
 from crowdwatch.contracts.errors import StorageError
@@ -27,7 +27,7 @@ from crowdwatch.contracts.messages import (
     camera_topic,
     encode,
 )
-from crowdwatch.ingest import IngestService, run_ingest
+from crowdwatch.ingest import IngestService
 from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter
 from crowdwatch.mqtt.client import MqttClient
@@ -392,18 +392,7 @@ def test_run_ingest_upgrades_serves_and_stops(
 ) -> None:
     monkeypatch.delenv("CROWDWATCH_DATABASE_URL", raising=False)
     config = _district(mqtt_config).model_copy(update={"database": DatabaseConfig(url=db_url)})
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            run_ingest(config, stop)
-        except BaseException as exc:  # pragma: no cover - reported by the assert below
-            errors.append(exc)
-
-    worker = threading.Thread(target=serve, name="test-run-ingest")
-    worker.start()
-    try:
+    with ingest_running(config, "test-run-ingest") as errors:
         # The same message again and again: stored once, whenever the subscription is ready.
         message = encode(count_message(count=6))
         topic = camera_topic(mqtt_config.topic_prefix, "stop-a", "cam1", TopicKind.COUNTS)
@@ -413,9 +402,6 @@ def test_run_ingest_upgrades_serves_and_stops(
             if _has_table(db_url, "zone_counts") and _rows(db_url, "SELECT 1 FROM zone_counts"):
                 break
             time.sleep(0.1)
-    finally:
-        stop.set()
-        worker.join()
     assert errors == []
     assert _rows(db_url, "SELECT count FROM zone_counts") == [(6,)]
     assert _rows(db_url, "SELECT site_id FROM sites") == [("stop-a",)]

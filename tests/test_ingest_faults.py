@@ -8,24 +8,19 @@ recover, and then requires every acknowledged id in ``zone_counts`` exactly once
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-import yaml
-from factories import config_dict, count_message, make_config, site_dict
+from factories import config_dict, count_message, make_config, site_dict, write_config
 from services import MqttBroker, PgServer
+from services.components import CrowdwatchProcess
 from services.host import free_port
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
@@ -118,38 +113,27 @@ def district(mqtt_config: MqttConfig, db_url: str) -> CrowdwatchConfig:
 # --- a real `crowdwatch ingest` process, killed mid-batch ----------------------------------
 
 
-class IngestProcess:
+class IngestProcess(CrowdwatchProcess):
     """``python -m crowdwatch ingest`` with a fixed worker name (so a restart resumes the
     session) and a /metrics endpoint that tells when it is subscribed and what it holds."""
 
     def __init__(self, config_path: Path, db_url: str, log_path: Path) -> None:
         self.port = free_port()
-        self._args = [
-            sys.executable,
-            "-m",
-            "crowdwatch",
-            "--log-level",
-            "INFO",
-            "ingest",
-            "--config",
-            str(config_path),
-            "--worker",
-            f"faults-{uuid.uuid4().hex[:6]}",
-            "--metrics-port",
-            str(self.port),
-        ]
-        self._env = {**os.environ, "CROWDWATCH_DATABASE_URL": db_url}
-        self._log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            [
+                *("ingest", "--config", str(config_path)),
+                *("--worker", f"faults-{uuid.uuid4().hex[:6]}"),
+                *("--metrics-port", str(self.port)),
+            ],
+            log_path,
+            env={"CROWDWATCH_DATABASE_URL": db_url},
+        )
 
     def start(self) -> None:
-        with self._log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._args, stdout=log, stderr=subprocess.STDOUT, env=self._env
-            )
+        super().start()
         deadline = time.monotonic() + 30.0
         while self.metrics() is None:
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if self.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"crowdwatch ingest did not come up:\n{self.log_tail()}")
             time.sleep(0.1)
 
@@ -165,34 +149,12 @@ class IngestProcess:
             for m in re.finditer(r"^(crowdwatch_\w+)\{[^}]*\} (\S+)$", text, re.MULTILINE)
         }
 
-    def kill(self) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGKILL)
-        self._proc.wait()
-
-    def terminate(self) -> int:
-        if self._proc is None or self._proc.poll() is not None:
-            return self._proc.returncode if self._proc else 0
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            return self._proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-            return -9
-
-    def log_tail(self) -> str:
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-30:])
-
 
 @pytest.fixture
 def ingest_process(
     district: CrowdwatchConfig, db_url: str, tmp_path: Path
 ) -> Iterator[IngestProcess]:
-    raw: dict[str, Any] = district.model_dump(mode="json", by_alias=True, exclude_none=True)
-    raw.pop("database", None)
-    config_path = tmp_path / "district.yaml"
-    config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    config_path = write_config(district, tmp_path / "district.yaml")
     proc = IngestProcess(config_path, db_url, tmp_path / "ingest.log")
     try:
         yield proc

@@ -6,9 +6,7 @@ each resolution, and compared with the rollup tables and site views after real r
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from raw_rows import LineRow, ZoneRow, hour_ago, insert_lines, insert_zones
+from services.waiting import wait_until
 
 from crowdwatch.contracts.messages import CountMessage, ZoneCount
 from crowdwatch.ingest.validate import Accepted, Envelope
@@ -339,15 +338,6 @@ def test_a_count_message_with_waiting_and_density_reaches_the_rollups(plain_db: 
     assert rollup == [("platform", 420.0, 180.0, 1.25), ("queue", None, None, None)]
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def test_the_refresher_thread_keeps_rollups_fresh(plain_db: str) -> None:
     refresher = RollupRefresher(plain_db, interval_s=0.1, retention_every_s=None)
     refresher.start()
@@ -359,7 +349,7 @@ def test_the_refresher_thread_keeps_rollups_fresh(plain_db: str) -> None:
                 row = conn.execute("SELECT count_last FROM zone_counts_1h").fetchone()
                 return row == (8,)
 
-            assert _wait_until(rolled_up)
+            assert wait_until(rolled_up)
     finally:
         refresher.stop()
     assert refresher.refreshes >= 1

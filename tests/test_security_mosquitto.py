@@ -10,11 +10,9 @@ import logging
 import os
 import queue
 import re
-import signal
 import ssl
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ import yaml
 from factories import config_dict, count_message, make_config, site_dict
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from services.components import CrowdwatchProcess
 from services.mosquitto import find_binary
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
@@ -514,14 +513,14 @@ def test_a_real_ingest_process_stores_a_device_message_it_received_over_tls(
     config_path = tmp_path / "ingest.yaml"
     config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     secret = secured_broker.passwords[INGEST_USER]
-    env = {**os.environ, "CW_TEST_INGEST_PASSWORD": secret}
     log_path = tmp_path / "ingest.log"
-    with log_path.open("wb") as log:
-        ingest = subprocess.Popen(
-            [sys.executable, "-m", "crowdwatch", "--log-level", "DEBUG", "ingest",
-             "-c", str(config_path), "--worker", "tls-test"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+    ingest = CrowdwatchProcess(
+        ["ingest", "-c", str(config_path), "--worker", "tls-test"],
+        log_path,
+        env={"CW_TEST_INGEST_PASSWORD": secret},
+        log_level="DEBUG",
+    )
+    ingest.start()
     base = f"{secured_broker.prefix}/v1"
     device = _client(clients, _mqtt(secured_broker, "edge-stop-a-cam1"))
     device.connect()
@@ -541,12 +540,7 @@ def test_a_real_ingest_process_stores_a_device_message_it_received_over_tls(
                 if conn.execute("SELECT to_regclass('zone_counts')").fetchone() != (None,):
                     stored = conn.execute("SELECT DISTINCT site_id FROM zone_counts").fetchall()
     finally:
-        ingest.send_signal(signal.SIGTERM)
-        try:
-            ingest.wait(30)
-        except subprocess.TimeoutExpired:
-            ingest.kill()
-            ingest.wait()
+        ingest.terminate()
     text = log_path.read_text(encoding="utf-8")
 
     assert stored == [("stop-a",)]

@@ -88,6 +88,28 @@ def bench_district(cameras: int, zones: int, mqtt: MqttConfig, db_url: str) -> C
     )
 
 
+def save_district(raw: dict[str, Any], path: Path, db_url: str, *, origin: str) -> CrowdwatchConfig:
+    """Validate ``raw``, bring the schema of ``db_url`` up to date and write ``raw`` to ``path``.
+
+    Args:
+        raw: a district as :func:`bench_district` dumps it, with the benchmark's changes.
+        path: the YAML file the benchmark's ``crowdwatch`` processes are started with.
+        db_url: the scratch database.
+        origin: what a validation error names.
+
+    Returns:
+        The validated config.
+    """
+    import yaml
+
+    from crowdwatch.storage.migrate import upgrade
+
+    config = parse_config(raw, origin=origin)
+    upgrade(db_url, config)
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return config
+
+
 @dataclass(frozen=True, slots=True)
 class CameraSpec:
     site_id: str
@@ -114,6 +136,19 @@ def count_for(spec: CameraSpec, seq: int, age_s: float = 0.0) -> CountMessage:
             ZoneCount(zone_id=z, count=(seq + i) % 40, count_max=(seq + i) % 40 + 2, count_mean=7.5)
             for i, z in enumerate(spec.zone_ids)
         ],
+    )
+
+
+def crowded_count(spec: CameraSpec, people: int) -> CountMessage:
+    """An alert probe: ``people`` in the first zone of the camera, now."""
+    zone = spec.zone_ids[0]
+    return CountMessage(
+        site_id=spec.site_id,
+        camera_id=spec.camera_id,
+        ts=utc_now(),
+        interval_s=1.0,
+        frames=10,
+        zones=[ZoneCount(zone_id=zone, count=people, count_max=people, count_mean=people)],
     )
 
 

@@ -7,12 +7,15 @@ exited meanwhile too (the kernel adds a reaped child's time to its parent's ``cu
 set size (PSS: shared pages split between the processes sharing them), so summing a server's
 backends does not count its shared buffers once per backend.  Brokers and databases started
 elsewhere are found by the TCP port they listen on, when ``/proc`` lets us see them.
+:func:`stop_process` ends a process the benchmark started.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,17 @@ _PROC = Path("/proc")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _LISTEN = "0A"
 """The TCP state LISTEN in /proc/net/tcp."""
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM (a clean stop, as an operator's), then SIGKILL after ``timeout_s`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _stat_fields(pid: int) -> list[str] | None:

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -317,6 +316,7 @@ def _soak(
     import yaml
 
     from crowdwatch.bench._load import PublisherJob, bench_district, camera_specs
+    from crowdwatch.bench._procs import stop_process
     from crowdwatch.contracts.config import MqttConfig
     from crowdwatch.devservices.host import free_port
     from crowdwatch.storage.migrate import upgrade
@@ -364,12 +364,7 @@ def _soak(
             accepted = samples.pop("accepted")
             drained = _wait_for_rows(db_url, accepted, args.zones, psycopg)
         finally:
-            ingest.send_signal(signal.SIGTERM)
-            try:
-                ingest.wait(60)
-            except subprocess.TimeoutExpired:
-                ingest.kill()
-                ingest.wait()
+            stop_process(ingest, 60)
         result = {"cameras": args.cameras, "seconds": args.seconds, **samples, **drained}
         say(
             f"soak: lag p50 {result['lag_p50_s']} s, p99 {result['lag_p99_s']} s (target < 2), "

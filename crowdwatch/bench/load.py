@@ -44,7 +44,6 @@ import http.client
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -59,8 +58,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crowdwatch.bench._procs import ProcessGroup, listener_pid
-from crowdwatch.bench.alerts import _percentile, _post, _Receiver
+from crowdwatch.bench._alert_probes import (
+    AlertProber,
+    ProbeTimes,
+    Receiver,
+    percentile,
+    probe_alerts,
+)
+from crowdwatch.bench._procs import ProcessGroup, listener_pid, stop_process
 from crowdwatch.bench.ingest import _scrape
 
 SUMMARY = "N simulated cameras through broker, ingest, alerts, web: highest N held, CPU/memory"
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     steps: list[dict[str, Any]] = []
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cw-bench-load-") as tmp:
         pg, broker = bench_services(stack, args.database_url, args.broker, say)
-        receiver = _Receiver()
+        receiver = Receiver()
         stack.callback(receiver.close)
         for cameras in ladder:
             say(f"--- {cameras} cameras for {args.minutes:g} min ---")
@@ -191,7 +196,7 @@ class _Processes:
                 stderr=subprocess.STDOUT,
             )
         self.procs.setdefault(name, []).append(proc)
-        self.stack.callback(_stop, proc, timeout_s)
+        self.stack.callback(stop_process, proc, timeout_s)
 
     def pids(self, name: str) -> list[int]:
         return [p.pid for p in self.procs.get(name, [])]
@@ -211,31 +216,20 @@ class _Processes:
                     )
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _step(
     args: argparse.Namespace,
     cameras: int,
     pg: Any,
     broker: tuple[str, int],
-    receiver: _Receiver,
+    receiver: Receiver,
     folder: Path,
     say: Say,
 ) -> dict[str, Any]:
     import yaml
 
-    from crowdwatch.bench._load import bench_district, camera_specs
-    from crowdwatch.contracts.config import MqttConfig, parse_config
+    from crowdwatch.bench._load import bench_district, camera_specs, save_district
+    from crowdwatch.contracts.config import MqttConfig
     from crowdwatch.devservices.host import free_port
-    from crowdwatch.storage.migrate import upgrade
 
     db_url = pg.create_database()
     try:
@@ -244,18 +238,9 @@ def _step(
         )
         raw = bench_district(cameras, args.zones, mqtt, db_url).model_dump(mode="json")
         raw["edge"] = {**raw["edge"], "interval_s": args.interval}
-        raw["alerts"] = {
-            "evaluate_every_s": 5,
-            "rules": [
-                {"id": "load", "metric": "people", "fire_at": 1000, "clear_at": 500, "for_s": 0}
-            ],
-            "channels": [{"id": "hook", "type": "webhook", "url": f"{receiver.url}/hook"}],
-            "routes": [{"notify": ["hook"], "group_by": "zone", "send_resolved": False}],
-        }
-        config = parse_config(raw, origin="bench load")
-        upgrade(db_url, config)
+        raw["alerts"] = probe_alerts("load", 1000, 500, receiver)
         config_path = folder / "district.yaml"
-        config_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        config = save_district(raw, config_path, db_url, origin="bench load")
         sites = raw["sites"]
         simulators = min(len(sites), math.ceil(cameras / args.cameras_per_simulator))
         slices = []
@@ -282,9 +267,16 @@ def _step(
             _wait_for_web(web, procs)
             for k, path in enumerate(slices):
                 procs.start("simulate", ["simulate", "--config", str(path), "--seed", str(k)], 90)
-            prober = _Prober(mqtt, camera_specs(config), receiver)
+            prober = AlertProber(
+                mqtt,
+                camera_specs(config),
+                receiver,
+                rule_id="load",
+                people=PROBE_COUNT,
+                client_id=f"bench-load-probe-{uuid.uuid4().hex[:8]}",
+            )
             stack.callback(prober.close)
-            prober.wait_for_engine(procs)
+            prober.wait_for_engine(START_TIMEOUT_S, procs.check)
             time.sleep(WARMUP_S)  # the simulators' first bursts, the engine's first rounds
             procs.check()
             site = config.sites[0].id
@@ -337,89 +329,6 @@ def _groups(procs: _Processes, broker: tuple[str, int], pg: Any) -> list[Process
     return groups
 
 
-# --- probes ----------------------------------------------------------------------------------
-
-
-class _Prober:
-    """Alert probes and their baseline (the MQTT hop + webhook POST without the engine)."""
-
-    def __init__(self, mqtt: Any, specs: list[Any], receiver: _Receiver) -> None:
-        from crowdwatch.mqtt.client import MqttClient
-
-        self._mqtt = mqtt
-        self._specs = specs
-        self._receiver = receiver
-        self._client = MqttClient(mqtt, client_id=f"bench-load-probe-{uuid.uuid4().hex[:8]}")
-        self._baseline_topic = f"{mqtt.topic_prefix}/bench/baseline"
-        self._client.subscribe(self._baseline_topic, lambda _t, p: _post(receiver.url, p))
-        self._client.connect()
-        self._turn = 0
-        self.sent_at: list[float] = []
-        """Monotonic times of the probe counts published (the ingest receives them too)."""
-
-    def _crowded(self, index: int) -> str:
-        from crowdwatch.contracts.messages import (
-            CountMessage,
-            TopicKind,
-            ZoneCount,
-            camera_topic,
-            encode,
-            utc_now,
-        )
-
-        spec = self._specs[index % len(self._specs)]
-        zone = spec.zone_ids[0]
-        message = CountMessage(
-            site_id=spec.site_id,
-            camera_id=spec.camera_id,
-            ts=utc_now(),
-            interval_s=1.0,
-            frames=10,
-            zones=[
-                ZoneCount(
-                    zone_id=zone, count=PROBE_COUNT, count_max=PROBE_COUNT, count_mean=PROBE_COUNT
-                )
-            ],
-        )
-        topic = camera_topic(
-            self._mqtt.topic_prefix, spec.site_id, spec.camera_id, TopicKind.COUNTS
-        )
-        self.sent_at.append(time.monotonic())
-        self._client.publish(topic, encode(message), qos=1)
-        return f"{spec.site_id}/{zone}/load"
-
-    def wait_for_engine(self, procs: _Processes) -> None:
-        """Probe camera 0 until the engine has the lease and notifies."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            started = time.time()
-            key = self._crowded(0)
-            if self._receiver.wait(key, started, 1.0) is not None:
-                return
-            procs.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError("the alert engine did not notify within 120 s")
-
-    def probe(self) -> float | None:
-        """One alert probe on the next camera: ms to the webhook, None when lost (5 s)."""
-        self._turn += 1
-        sent = time.time()
-        # A prime stride spreads the turns over sites; every camera comes before a repeat.
-        key = self._crowded(self._turn * 7919)
-        got = self._receiver.wait(key, sent, 5.0)
-        return None if got is None else (got - sent) * 1000
-
-    def baseline(self) -> float | None:
-        tag = f"baseline-{uuid.uuid4().hex[:8]}"
-        sent = time.time()
-        self._client.publish(self._baseline_topic, json.dumps({"probe": tag}).encode(), qos=1)
-        got = self._receiver.wait(tag, sent, 5.0)
-        return None if got is None else (got - sent) * 1000
-
-    def close(self) -> None:
-        self._client.close()
-
-
 # --- measuring -------------------------------------------------------------------------------
 
 
@@ -428,7 +337,7 @@ def _measure(
     metrics_port: int,
     web: str,
     paths: list[str],
-    prober: _Prober,
+    prober: AlertProber,
     groups: list[ProcessGroup],
     procs: _Processes,
     say: Say,
@@ -478,27 +387,19 @@ def _measure(
     ]
     for thread in threads:
         thread.start()
-    ours: list[float] = []
-    base: list[float] = []
-    lost = 0
+    probes = ProbeTimes()
+    ours, base = probes.alerts, probes.baseline
     started = time.monotonic()
     next_report = started + 60
     try:
         while time.monotonic() - started < seconds:
-            latency = prober.probe()
-            if latency is None:
-                lost += 1
-            else:
-                ours.append(latency)
-            hop = prober.baseline()
-            if hop is not None:
-                base.append(hop)
+            prober.probe_pair(probes)
             if time.monotonic() >= next_report:
                 procs.check()
                 lag = scrapes[-1][1].get("crowdwatch_ingest_lag_seconds") if scrapes else None
                 say(
                     f"  {time.monotonic() - started:4.0f} s: lag {lag if lag is None else round(lag, 2)}"
-                    f" s, alert p99 so far {_p(ours, 99)} ms, lost {lost}"
+                    f" s, alert p99 so far {_p(ours, 99)} ms, lost {probes.lost}"
                 )
                 next_report += 60
             time.sleep(args.probe_every)
@@ -528,16 +429,16 @@ def _measure(
         "delivered_msgs_per_s": round((received - probes_between) / (t1 - t0), 1),
         "lag_samples": len(lags),
         "lag_p50_s": round(statistics.median(lags), 3),
-        "lag_p99_s": round(_percentile(lags, 99), 3),
+        "lag_p99_s": round(percentile(lags, 99), 3),
         "lag_max_s": round(max(lags), 3),
-        "lag_ratio": round(_percentile(lags, 99) / LAG_TARGET_S, 3),
+        "lag_ratio": round(percentile(lags, 99) / LAG_TARGET_S, 3),
         "lag_floor_s": args.interval,
         "ingest_queued_end": last.get("crowdwatch_ingest_queued"),
-        "alert_probes": len(ours) + lost,
-        "alert_lost": lost,
+        "alert_probes": len(ours) + probes.lost,
+        "alert_lost": probes.lost,
         "alert_p50_ms": _p(ours, 50),
         "alert_p99_ms": _p(ours, 99),
-        "alert_ratio": None if not ours else round(_percentile(ours, 99) / ALERT_TARGET_MS, 3),
+        "alert_ratio": None if not ours else round(percentile(ours, 99) / ALERT_TARGET_MS, 3),
         "alert_baseline_p50_ms": _p(base, 50),
         "alert_baseline_p99_ms": _p(base, 99),
         "web": {
@@ -572,7 +473,7 @@ def _get(url: str) -> float | None:
 
 
 def _p(values: list[float], q: float) -> float | None:
-    return round(_percentile(values, q), 1) if values else None
+    return round(percentile(values, q), 1) if values else None
 
 
 def _verdict(step: dict[str, Any]) -> dict[str, Any]:

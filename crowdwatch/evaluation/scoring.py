@@ -113,6 +113,26 @@ class DatasetRun:
         ]
         return count_errors([self.predicted[i] for i in keep], [self.truth[i] for i in keep])
 
+    @classmethod
+    def of(
+        cls,
+        dataset: CountDataset,
+        indices: Sequence[int],
+        predicted: list[float],
+        count_s: float,
+        flagged: frozenset[int] = frozenset(),
+    ) -> DatasetRun:
+        """The run whose ``predicted`` counts are of the samples ``indices`` of ``dataset``."""
+        return cls(
+            dataset=dataset.name,
+            indices=list(indices),
+            numbers=[dataset.numbers[i] for i in indices],
+            predicted=predicted,
+            truth=[dataset.truths[i] for i in indices],
+            count_s=count_s,
+            flagged=flagged,
+        )
+
     @property
     def ms_per_frame(self) -> float:
         """Mean counting time per sample."""
@@ -137,14 +157,7 @@ def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int
         detections = detector.detect(image)
         detect_s += time.perf_counter() - started
         predicted.append(count_in_roi(detections, dataset.roi))
-    return DatasetRun(
-        dataset=dataset.name,
-        indices=list(indices),
-        numbers=[dataset.numbers[i] for i in indices],
-        predicted=predicted,
-        truth=[dataset.truths[i] for i in indices],
-        count_s=detect_s,
-    )
+    return DatasetRun.of(dataset, indices, predicted, detect_s)
 
 
 def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[int]) -> DatasetRun:
@@ -168,12 +181,4 @@ def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[
         if not density.quality.ok:
             flagged.add(dataset.numbers[index])
         predicted.append(density.total() if dataset.roi is None else density.in_mask(dataset.roi))
-    return DatasetRun(
-        dataset=dataset.name,
-        indices=list(indices),
-        numbers=[dataset.numbers[i] for i in indices],
-        predicted=predicted,
-        truth=[dataset.truths[i] for i in indices],
-        count_s=density_s,
-        flagged=frozenset(flagged),
-    )
+    return DatasetRun.of(dataset, indices, predicted, density_s, frozenset(flagged))
