@@ -118,3 +118,53 @@ def test_the_training_command_parses_its_documented_arguments(tmp_path: Path) ->
     args = parser.parse_args(["--steps", "12000", "--minutes", "95", "--seed", "0"])
     assert (args.steps, args.minutes, args.seed, args.crop) == (12000, 95.0, 0, 320)
     assert args.weights == tmp_path / "models" / "yolo11n_coco.pt"
+
+
+def test_the_calibration_factor_minimises_the_relative_count_error() -> None:
+    from crowdwatch.training.calibrate import fit_factor
+
+    assert fit_factor([2.0, 4.0, 8.0], [1.0, 2.0, 4.0]) == pytest.approx(0.5)
+    assert fit_factor([0.0, 0.0], [3.0, 5.0]) == 1.0
+    # Relative weighting: the sparse image's 100% error outweighs the dense one's 10%.
+    assert fit_factor([2.0, 1100.0], [1.0, 1000.0]) < 0.8
+
+
+def test_calibration_runs_the_edge_counter_on_training_images(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from factories import DENSITY_CELL, red_density_model
+
+    from crowdwatch.edge.dense import DensityCounter
+    from crowdwatch.training.calibrate import calibrate
+
+    counter = DensityCounter(red_density_model(tmp_path / "red.onnx"))
+    samples = []
+    for people in (2, 5):
+        image = np.zeros((64, 96, 3), np.uint8)
+        for i in range(people):  # each fully red cell reads as one person; the truth says two
+            image[:DENSITY_CELL, i * DENSITY_CELL : (i + 1) * DENSITY_CELL, 2] = 255  # BGR red
+        points = np.array([[4.0, 4.0]] * (2 * people), np.float32)
+        samples.append(PointImage("synthetic", f"{people}", image, points))
+    result = calibrate(counter, {"synthetic": samples})
+    assert result.factor == pytest.approx(2.0, rel=1e-4)
+    assert result.before["synthetic"]["bias"] == pytest.approx(-3.5, abs=1e-3)
+    assert result.after["synthetic"]["mae"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_export_folds_the_calibration_into_the_model(
+    yolo_weights: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    torch.manual_seed(1)
+    net = DensityNet(yolo_backbone(yolo_weights))
+    with torch.no_grad():
+        net.head[1].bias.fill_(1.0)  # a positive density everywhere, so the factor shows
+    outputs = []
+    for factor in (1.0, 2.5):
+        path = tmp_path / f"counter-{factor}.onnx"
+        export_onnx(net, path, factor=factor)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        frame = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+        outputs.append(session.run(None, {"images": frame})[0])
+    assert outputs[0].sum() > 0
+    np.testing.assert_allclose(outputs[1], 2.5 * outputs[0], rtol=1e-5)

@@ -70,9 +70,28 @@ def yolo_backbone(weights: Path) -> nn.ModuleList:
     return layers
 
 
-def export_onnx(net: DensityNet, path: Path, opset: int = 17) -> None:
-    """Write the network as ONNX with free height and width (multiples of 32), batch 1."""
+class _Scaled(nn.Module):
+    def __init__(self, net: nn.Module, factor: float) -> None:
+        super().__init__()
+        self.net = net
+        self.factor = factor
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        scaled: torch.Tensor = self.net(image) * self.factor
+        return scaled
+
+
+def export_onnx(net: DensityNet, path: Path, opset: int = 17, factor: float = 1.0) -> None:
+    """Write the network as ONNX with free height and width (multiples of 32), batch 1.
+
+    Args:
+        net: the trained network.
+        path: the .onnx file to write.
+        opset: ONNX opset.
+        factor: count calibration folded into the output (:mod:`crowdwatch.training.calibrate`).
+    """
     net.eval()
+    model: nn.Module = net if factor == 1.0 else _Scaled(net, factor)
     sample = torch.zeros(1, 3, 256, 320)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -81,7 +100,7 @@ def export_onnx(net: DensityNet, path: Path, opset: int = 17) -> None:
         # dependency. The tests check the exported model against torch.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            net,
+            model,
             (sample,),
             str(path),
             input_names=["images"],

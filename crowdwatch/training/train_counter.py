@@ -12,7 +12,9 @@ on each crop. The count term keeps the total right, which a pixel loss alone let
 (a short trial undercounted 5-8%).
 
 The run writes ``checkpoint.pt`` every few minutes (a stopped run resumes with ``--resume``),
-``train_log.jsonl``, and at the end ``crowd_counter.onnx``.
+``train_log.jsonl``, and at the end ``crowd_counter.onnx`` with a count calibration fitted on the
+training images (:mod:`crowdwatch.training.calibrate`; ``--export-only`` redoes just that step
+from the checkpoint).
 """
 
 from __future__ import annotations
@@ -194,7 +196,9 @@ def train(args: argparse.Namespace) -> Path:
     )
     checkpoint = out / "checkpoint.pt"
     step = 0
-    if args.resume and checkpoint.is_file():
+    if args.export_only and not checkpoint.is_file():
+        raise FileNotFoundError(f"--export-only: no checkpoint at {checkpoint}")
+    if (args.resume or args.export_only) and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device)
         net.load_state_dict(state["net"])
         optimiser.load_state_dict(state["optimiser"])
@@ -221,7 +225,7 @@ def train(args: argparse.Namespace) -> Path:
             done = max(done, (time.monotonic() - started) / (60.0 * args.minutes))
         return float(min(1.0, done))
 
-    while progress() < 1.0:
+    while not args.export_only and progress() < 1.0:
         images, targets, masks, counts = (t.to(device) for t in next(data))
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, progress(), args.lr) * group["scale"]
@@ -253,7 +257,19 @@ def train(args: argparse.Namespace) -> Path:
             last_save = time.monotonic()
     net.cpu()
     onnx_path = out / "crowd_counter.onnx"
-    export_onnx(net, onnx_path)
+    factor = 1.0
+    if args.calibrate:
+        from crowdwatch.edge.dense import DensityCounter
+        from crowdwatch.training.calibrate import calibrate
+
+        raw = out / "crowd_counter_uncalibrated.onnx"
+        export_onnx(net, raw)
+        calibration = calibrate(DensityCounter(raw, threads=args.threads or None), sources)
+        factor = calibration.factor
+        print(f"calibration {calibration.summary()}", flush=True)
+        log.write(json.dumps({"step": step, "calibration": calibration.summary()}) + "\n")
+    log.close()
+    export_onnx(net, onnx_path, factor=factor)
     print(f"wrote {onnx_path} after {time.monotonic() - started:.0f} s", flush=True)
     return onnx_path
 
@@ -273,6 +289,17 @@ def add_arguments(parser: argparse.ArgumentParser, shared_dir: Path) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--save-every-s", type=float, default=300.0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="no training: load checkpoint.pt from --out, calibrate and export",
+    )
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="export without the count calibration on the training images",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
