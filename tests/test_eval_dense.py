@@ -37,7 +37,9 @@ def red_image(path: Path, size: tuple[int, int], red: tuple[int, int, int, int] 
     width, height = size
     rng = np.random.default_rng(width * 7 + height)
     frame = np.zeros((height, width, 3), dtype=np.uint8)
-    frame[:, :, 1] = rng.integers(60, 140, (height, width), dtype=np.uint8)
+    # Smooth over a few pixels, as a scene is (pixel-by-pixel noise is "static").
+    coarse = rng.integers(60, 140, (height // 4 + 1, width // 4 + 1), dtype=np.uint8)
+    frame[:, :, 1] = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
     if red is not None:
         x0, y0, x1, y1 = red
         frame[y0:y1, x0:x1, 2] = 255

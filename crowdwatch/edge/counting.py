@@ -207,6 +207,12 @@ class CameraCounter:
         self, zone: ZoneOccupancy, density: DensityMap, heights_px: NDArray[np.float32]
     ) -> None:
         """Record a density pass for a zone in mode dense/auto and choose its method."""
+        if not density.quality.ok:
+            # A dark, blown-out, flat or static frame's map means nothing: the zone keeps its
+            # last density count (detection until there is one); the worker warns.
+            if self.modes[zone.zone_id] is CountMode.AUTO:
+                self.methods[zone.zone_id] = CountMethod.DETECT
+            return
         people = density.in_polygon([(float(x), float(y)) for x, y in zone.polygon])
         if people > MAX_PEOPLE:
             # The message contract refuses more; a density this high is a broken model.

@@ -66,6 +66,9 @@ BLOWN_OUT_SHARE = 0.9
 """A frame with more than this share of pixels at 250 or above is blown out."""
 FLAT_STD = 3.0
 """A frame whose grey levels vary less than this (standard deviation) shows no scene."""
+STATIC_CORRELATION = 0.35
+"""Below this correlation of neighbouring grey levels a frame is static (a dead analogue
+camera, a broken decoder): every training image has at least 0.64, random noise about 0."""
 _QUALITY_SIDE = 320
 """The quality check looks at the frame downscaled to this long side (it is a rough test)."""
 
@@ -261,7 +264,7 @@ def rasterise_polygon(
 
 
 def assess_quality(grey: NDArray[np.uint8]) -> FrameQuality:
-    """Whether a frame is worth counting in: not nearly black, not blown out, not flat.
+    """Whether a frame is worth counting in: not nearly black, blown out, flat or static.
 
     A lens cap, a dead stream (one grey colour), night without light or a camera blinded by
     the sun all give a density map that means nothing; the count is still made, and callers
@@ -291,7 +294,25 @@ def assess_quality(grey: NDArray[np.uint8]) -> FrameQuality:
         return FrameQuality(False, f"blown out ({saturated:.0%} of pixels saturated)")
     if std_v < FLAT_STD:
         return FrameQuality(False, f"flat/no detail (grey levels vary by {std_v:.1f})")
+    correlation = _neighbour_correlation(grey)
+    if correlation < STATIC_CORRELATION:
+        # The density network reads pixel noise as a packed crowd of thousands.
+        return FrameQuality(
+            False, f"static/noise (neighbouring pixels correlate at {correlation:.2f})"
+        )
     return FrameQuality(True, None)
+
+
+def _neighbour_correlation(grey: NDArray[np.uint8]) -> float:
+    """The smaller of the horizontal and vertical correlations of adjacent grey levels."""
+    values = grey.astype(np.float64)
+    pairs = []
+    if values.shape[1] > 2:
+        pairs.append((values[:, :-1].ravel(), values[:, 1:].ravel()))
+    if values.shape[0] > 2:
+        pairs.append((values[:-1, :].ravel(), values[1:, :].ravel()))
+    correlations = [float(np.corrcoef(a, b)[0, 1]) for a, b in pairs if a.std() > 0 and b.std() > 0]
+    return min(correlations, default=1.0)
 
 
 def _as_rgb(frame: object) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
