@@ -168,3 +168,23 @@ def test_the_export_folds_the_calibration_into_the_model(
         outputs.append(session.run(None, {"images": frame})[0])
     assert outputs[0].sum() > 0
     np.testing.assert_allclose(outputs[1], 2.5 * outputs[0], rtol=1e-5)
+
+
+def test_a_factor_is_applied_only_when_it_helps_the_sources_on_average() -> None:
+    from crowdwatch.training.calibrate import Calibration
+
+    def errors(mae: float, mean: float) -> dict[str, float]:
+        return {"mae": mae, "bias": 0.0, "mean_truth": mean}
+
+    # Both sources undercount by 10%: the factor fixes both.
+    both = Calibration(
+        1.1, {"a": errors(10, 100), "b": errors(1, 10)}, {"a": errors(1, 100), "b": errors(0.1, 10)}
+    )
+    # Opposite errors: one source gains what the other loses.
+    opposite = Calibration(
+        0.94,
+        {"a": errors(14, 123), "b": errors(3.3, 28)},
+        {"a": errors(18, 123), "b": errors(2.4, 28)},
+    )
+    assert both.helps and both.relative_mae("after") < both.relative_mae("before")
+    assert not opposite.helps

@@ -19,6 +19,9 @@ import numpy as np
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.training.head_points import PointImage
 
+MIN_GAIN = 0.005
+"""Smallest drop of the mean relative MAE (half a percentage point) worth a factor."""
+
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
@@ -28,9 +31,30 @@ class Calibration:
     before: dict[str, dict[str, float]]
     after: dict[str, dict[str, float]]
 
+    def relative_mae(self, which: str) -> float:
+        """The mean over sources of MAE / mean count, ``before`` or ``after`` the factor."""
+        table = self.before if which == "before" else self.after
+        return float(np.mean([e["mae"] / max(e["mean_truth"], 1.0) for e in table.values()]))
+
+    @property
+    def helps(self) -> bool:
+        """Whether the factor lowers the sources' mean relative MAE by half a point or more.
+
+        One factor cannot fix sources that err in opposite directions; then the network is
+        shipped as trained rather than trading one scene's error for another's.
+        """
+        return self.relative_mae("after") <= self.relative_mae("before") - MIN_GAIN
+
     def summary(self) -> str:
         return json.dumps(
-            {"factor": round(self.factor, 4), "before": self.before, "after": self.after}
+            {
+                "factor": round(self.factor, 4),
+                "applied": self.helps,
+                "relative_mae_before": round(self.relative_mae("before"), 4),
+                "relative_mae_after": round(self.relative_mae("after"), 4),
+                "before": self.before,
+                "after": self.after,
+            }
         )
 
 

@@ -265,7 +265,7 @@ def train(args: argparse.Namespace) -> Path:
         raw = out / "crowd_counter_uncalibrated.onnx"
         export_onnx(net, raw)
         calibration = calibrate(DensityCounter(raw, threads=args.threads or None), sources)
-        factor = calibration.factor
+        factor = calibration.factor if calibration.helps else 1.0
         print(f"calibration {calibration.summary()}", flush=True)
         log.write(json.dumps({"step": step, "calibration": calibration.summary()}) + "\n")
     log.close()
