@@ -25,7 +25,10 @@ def counter() -> DensityCounter:
 
 
 def _empty_beach(height: int = 1080, width: int = 1920) -> np.ndarray:
-    """Sky, sea and sand with texture and waves, nobody on it (BGR)."""
+    """Sky, sea and smooth sand with waves, nobody on it (BGR).
+
+    A plain empty scene; real trampled sand is another matter (models/crowd_counter.md).
+    """
     rng = np.random.default_rng(7)
     frame = np.zeros((height, width, 3), np.float32)
     sky, sea = int(height * 0.3), int(height * 0.55)
