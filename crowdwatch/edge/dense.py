@@ -68,7 +68,8 @@ FLAT_STD = 3.0
 """A frame whose grey levels vary less than this (standard deviation) shows no scene."""
 STATIC_CORRELATION = 0.35
 """Below this correlation of neighbouring grey levels a frame is static (a dead analogue
-camera, a broken decoder): every training image has at least 0.64, random noise about 0."""
+camera, a broken decoder): every 10th training image, looked at, has at least 0.64; random
+noise about 0."""
 _QUALITY_SIDE = 320
 """The quality check looks at the frame downscaled to this long side (it is a rough test)."""
 
