@@ -12,9 +12,21 @@ import pytest
 torch = pytest.importorskip("torch", reason="training needs torch (crowdwatch[train])")
 pytest.importorskip("ultralytics", reason="training needs crowdwatch[train]")
 
-from crowdwatch.training.density_net import STRIDE, DensityNet, export_onnx, yolo_backbone  # noqa: E402
+from crowdwatch.training.density_net import (  # noqa: E402
+    STRIDE,
+    DensityNet,
+    export_onnx,
+    load_onnx_weights,
+    yolo_backbone,
+)
 from crowdwatch.training.head_points import PointImage, points_in_grid  # noqa: E402
-from crowdwatch.training.train_counter import loss_terms, make_crop  # noqa: E402
+from crowdwatch.training.textures import KINDS, ground_texture  # noqa: E402
+from crowdwatch.training.train_counter import (  # noqa: E402
+    _paste_ground,
+    empty_ground_crop,
+    loss_terms,
+    make_crop,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +77,43 @@ def test_a_crop_ignores_people_outside_the_region_of_interest() -> None:
     assert partial > 0
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_ground_textures_are_seeded_images_of_any_size(kind: str) -> None:
+    first = ground_texture(120, 200, np.random.default_rng(5), kind)
+    again = ground_texture(120, 200, np.random.default_rng(5), kind)
+    other = ground_texture(120, 200, np.random.default_rng(6), kind)
+    assert first.shape == (120, 200, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, again)  # a seed gives the same texture
+    assert not np.array_equal(first, other)
+    assert first.std() > 2.0  # a texture, not a flat colour the quality check would reject
+
+
+def test_an_empty_ground_crop_must_count_zero_everywhere() -> None:
+    image, target, mask, count = empty_ground_crop(160, random.Random(2))
+    assert image.shape == (160, 160, 3)
+    assert target.shape == mask.shape == (20, 20)
+    assert count == 0.0 and target.sum() == 0.0 and mask.min() == 1.0
+
+
+def test_pasted_ground_removes_the_heads_under_it_and_is_known_empty() -> None:
+    crop = np.zeros((160, 160, 3), np.uint8)
+    points = np.array([[x, y] for x in range(4, 160, 16) for y in range(4, 160, 16)], np.float32)
+    mask = np.zeros((160, 160), bool)  # nothing annotated (outside a region of interest)
+    for seed in range(10):
+        pasted, kept, new_mask = _paste_ground(crop, points, mask, random.Random(seed))
+        changed = pasted.any(axis=2)
+        ys, xs = np.nonzero(changed)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        assert y0 % STRIDE == 0 and x0 % STRIDE == 0 and y1 % STRIDE == 0 and x1 % STRIDE == 0
+        assert new_mask[y0:y1, x0:x1].all() and new_mask.sum() == (y1 - y0) * (x1 - x0)
+        inside = (kept[:, 0] >= x0) & (kept[:, 0] < x1) & (kept[:, 1] >= y0) & (kept[:, 1] < y1)
+        assert not inside.any()
+        under = (
+            (points[:, 0] >= x0) & (points[:, 0] < x1) & (points[:, 1] >= y0) & (points[:, 1] < y1)
+        )
+        assert len(kept) == len(points) - under.sum() < len(points)
+
+
 def test_the_loss_is_zero_for_a_perfect_density_and_grows_with_the_count_error() -> None:
     target = torch.zeros(2, 1, 8, 8)
     target[0, 0, 2, 3] = 1.0
@@ -110,6 +159,31 @@ def test_training_steps_lower_the_loss_and_the_export_runs_without_torch(
         np.testing.assert_allclose(density, expected, rtol=1e-3, atol=1e-5)
 
 
+def test_an_exported_counter_loads_back_for_fine_tuning(yolo_weights: Path, tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    trained = DensityNet(yolo_backbone(yolo_weights))
+    with torch.no_grad():
+        trained.head[1].bias.fill_(0.7)
+    path = tmp_path / "counter.onnx"
+    export_onnx(trained, path)
+    fresh = DensityNet(yolo_backbone(yolo_weights))
+    load_onnx_weights(fresh, path)
+    frame = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(frame), trained.eval()(frame))
+
+
+def test_a_file_of_another_network_is_refused_for_fine_tuning(
+    yolo_weights: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnx")
+    from factories import red_density_model
+
+    net = DensityNet(yolo_backbone(yolo_weights))
+    with pytest.raises(ValueError, match="not a crowd counter of this architecture"):
+        load_onnx_weights(net, red_density_model(tmp_path / "red.onnx"))
+
+
 def test_the_training_command_parses_its_documented_arguments(tmp_path: Path) -> None:
     from crowdwatch.training.train_counter import add_arguments
 
@@ -117,6 +191,9 @@ def test_the_training_command_parses_its_documented_arguments(tmp_path: Path) ->
     add_arguments(parser, tmp_path)
     args = parser.parse_args(["--steps", "12000", "--minutes", "95", "--seed", "0"])
     assert (args.steps, args.minutes, args.seed, args.crop) == (12000, 95.0, 0, 320)
+    assert args.init is None
+    tuned = parser.parse_args(["--init", "models/crowd_counter.onnx", "--lr", "4e-4"])
+    assert tuned.init == Path("models/crowd_counter.onnx") and tuned.lr == 4e-4
     assert args.weights == tmp_path / "models" / "yolo11n_coco.pt"
 
 

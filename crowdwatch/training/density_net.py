@@ -70,6 +70,24 @@ def yolo_backbone(weights: Path) -> nn.ModuleList:
     return layers
 
 
+def load_onnx_weights(net: DensityNet, path: Path) -> None:
+    """Set ``net``'s weights from an ONNX file this module exported (to fine-tune a shipped model).
+
+    The export keeps parameter names and the YOLO checkpoint's convolutions carry no batch norm,
+    so every ONNX initializer is one parameter; a file from another network is refused by name.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    arrays = {item.name: numpy_helper.to_array(item) for item in model.graph.initializer}
+    state = net.state_dict()
+    missing = sorted(set(state) - set(arrays))
+    if missing:
+        raise ValueError(f"{path}: not a crowd counter of this architecture (no {missing[0]})")
+    net.load_state_dict({name: torch.from_numpy(arrays[name].copy()) for name in state})
+
+
 class _Scaled(nn.Module):
     def __init__(self, net: nn.Module, factor: float) -> None:
         super().__init__()

@@ -38,6 +38,7 @@ from crowdwatch.training.density_net import (
     STRIDE,
     DensityNet,
     export_onnx,
+    load_onnx_weights,
     yolo_backbone,
 )
 from crowdwatch.training.head_points import (
@@ -46,11 +47,16 @@ from crowdwatch.training.head_points import (
     load_shanghaitech_train,
     points_in_grid,
 )
+from crowdwatch.training.textures import ground_texture
 
 MALL_TRAIN_FRAMES = range(1, 641)
 """Mall frames trained on; 641-800 stay unseen for evaluation."""
 MIX = {"shanghaitech_b": 0.45, "shanghaitech_a": 0.35, "mall": 0.20}
 """Share of crops drawn from each source (B matters most for street and bus-stop scenes)."""
+EMPTY_GROUND = 0.12
+"""Share of crops that are empty ground (:mod:`crowdwatch.training.textures`), target zero."""
+GROUND_PATCH = 0.3
+"""Chance that a crop of people gets a patch of empty ground pasted over part of it."""
 FROZEN_LAYERS = 3
 """YOLO layers 0-2 (edges and textures) stay as trained on COCO."""
 
@@ -75,9 +81,43 @@ def _photometric(image: NDArray[np.uint8], rng: random.Random) -> NDArray[np.uin
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def make_crop(
-    sample: PointImage, size: int, rng: random.Random
-) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.float32], float]:
+Crop = tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.float32], float]
+
+
+def empty_ground_crop(size: int, rng: random.Random) -> Crop:
+    """A crop of empty ground: sand, water, foliage... whose every cell must count 0."""
+    texture = ground_texture(size, size, np.random.default_rng(rng.getrandbits(63)))
+    cells = size // STRIDE
+    zeros = np.zeros((cells, cells), dtype=np.float32)
+    return _photometric(texture, rng), zeros, np.ones_like(zeros), 0.0
+
+
+def _paste_ground(
+    crop: NDArray[np.uint8],
+    points: NDArray[np.float32],
+    mask: NDArray[np.bool_],
+    rng: random.Random,
+) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.bool_]]:
+    """Empty ground over a random rectangle of a crop, on cell boundaries; its heads removed.
+
+    People next to sand is what a beach is: the network must learn that the sand beside them
+    counts nothing, not that a whole image is either crowd or ground.
+    """
+    size = crop.shape[0]
+    cells = size // STRIDE
+    rows, cols = (rng.randint(cells // 5, cells // 2) for _ in range(2))
+    top, left = rng.randint(0, cells - rows), rng.randint(0, cells - cols)
+    y0, y1, x0, x1 = top * STRIDE, (top + rows) * STRIDE, left * STRIDE, (left + cols) * STRIDE
+    texture = ground_texture(y1 - y0, x1 - x0, np.random.default_rng(rng.getrandbits(63)))
+    crop = crop.copy()
+    crop[y0:y1, x0:x1] = texture
+    inside = (points[:, 0] >= x0) & (points[:, 0] < x1) & (points[:, 1] >= y0) & (points[:, 1] < y1)
+    mask = mask.copy()
+    mask[y0:y1, x0:x1] = True  # known empty, even outside Mall's region of interest
+    return crop, points[~inside], mask
+
+
+def make_crop(sample: PointImage, size: int, rng: random.Random) -> Crop:
     """A random crop: image, blurred density target, loss mask (both at 1/8) and its count."""
     scale = math.exp(rng.uniform(math.log(0.4), math.log(1.4)))
     image, points, mask = sample.image, sample.points * scale, sample.mask
@@ -105,6 +145,10 @@ def make_crop(
         crop, crop_mask = crop[:, ::-1], crop_mask[:, ::-1]
         shifted = shifted.copy()
         shifted[:, 0] = size - 1 - shifted[:, 0]
+    if rng.random() < GROUND_PATCH:
+        crop, shifted, crop_mask = _paste_ground(
+            np.ascontiguousarray(crop), shifted, crop_mask, rng
+        )
     grid = points_in_grid(shifted, (size, size), STRIDE)
     cells = size // STRIDE
     cell_mask = (
@@ -125,6 +169,9 @@ def batches(
     def build() -> Batch:
         crops = []
         for _ in range(batch):
+            if rng.random() < EMPTY_GROUND:
+                crops.append(empty_ground_crop(size, rng))
+                continue
             name = rng.choices(names, weights)[0]
             crops.append(make_crop(rng.choice(sources[name]), size, rng))
         images = np.stack([c[0][:, :, ::-1] for c in crops]).astype(np.float32) / 255.0
@@ -180,7 +227,10 @@ def train(args: argparse.Namespace) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    net = DensityNet(yolo_backbone(args.weights)).to(device)
+    net = DensityNet(yolo_backbone(args.weights))
+    if args.init:
+        load_onnx_weights(net, args.init)  # fine-tune a counter already trained
+    net = net.to(device)
     backbone, decoder = [], []
     for name, parameter in net.named_parameters():
         if name.startswith("to_p3.") and int(name.split(".")[1]) < FROZEN_LAYERS:
@@ -278,6 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser, shared_dir: Path) -> None:
     parser.add_argument("--shared-dir", type=Path, default=shared_dir)
     parser.add_argument("--weights", type=Path, default=shared_dir / "models/yolo11n_coco.pt")
     parser.add_argument("--out", type=Path, default=Path("models/crowd_counter"))
+    parser.add_argument(
+        "--init", type=Path, help="start from this exported counter (.onnx) instead of YOLO11n"
+    )
     parser.add_argument("--steps", type=int, default=9000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=320, help="crop side, a multiple of 32")
