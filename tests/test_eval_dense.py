@@ -18,10 +18,15 @@ from factories import red_density_model
 from services.components import run_bench
 
 from crowdwatch.cli import main
-from crowdwatch.contracts.config import default_crowd_counter_path
+from crowdwatch.contracts.config import DenseAutoConfig, default_crowd_counter_path
+from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.edge.counting import auto_method
 from crowdwatch.edge.dense import DensityCounter
+from crowdwatch.edge.detector import load_detector
 from crowdwatch.evaluation.bench_dense import FRAME_SIZE, bench_frames
-from crowdwatch.evaluation.datasets import CountDataset, load_mall
+from crowdwatch.evaluation.datasets import CountDataset, load_mall, load_pets
+from crowdwatch.evaluation.scoring import DatasetRun, run_auto
+from crowdwatch.evaluation.settings import recommended_detector
 
 pytest.importorskip("onnx")
 
@@ -262,3 +267,178 @@ def test_bench_dense_times_both_sides_on_beach_frames(shared_dir: Path, red_mode
     assert dense["mae"] is not None and detect["mae"] is not None
     assert detect["peak_rss_mib"] >= dense["peak_rss_mib"] >= report["rss_before_models_mib"] > 0
     assert "tiles 320/0.2" in detect["settings"]
+
+
+def test_eval_scores_generated_empty_ground_against_zero(
+    red_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from crowdwatch.evaluation.datasets import load_empty_ground
+
+    monkeypatch.setenv("CROWDWATCH_SHARED_DIR", str(tmp_path))  # generated: needs no shared data
+    args = ["eval", "--datasets", "empty_ground", "--limit", "3", "--methods", "dense", "--json"]
+    assert main([*args, "--dense-model", str(red_model)]) == 0
+    (row,) = json.loads(capsys.readouterr().out.splitlines()[-1])["datasets"]
+
+    dataset = load_empty_ground(tmp_path)
+    indices = dataset.select("all", 3)
+    assert [dataset.truths[i] for i in indices] == [0, 0, 0]
+    frames = list(dataset.read(indices))
+    assert all(f.shape == (1080, 1920, 3) for f in frames)
+    np.testing.assert_array_equal(next(dataset.read(indices[:1])), frames[0])  # seeded
+    counter = DensityCounter(red_model)
+    counts = [counter.density(frame).total() for frame in frames]
+    # Sand and rock are reddish: the red model counts them, and every count is an error.
+    assert row["frames"] == 3 and row["mae"] == pytest.approx(np.mean(counts), abs=0.01)
+    assert row["bias"] == pytest.approx(row["mae"], abs=0.01) and row["mae"] > 0
+
+
+# --- crowdwatch eval --methods auto -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dim_red_model(red_model: Path) -> Path:
+    """The red model with densities 1000 times lower: a whole PETS frame holds about 3 people."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(red_model))
+    (weight,) = model.graph.initializer
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) / 1000, weight.name))
+    path = red_model.with_name("dim_red_density.onnx")
+    onnx.save(model, str(path))
+    return path
+
+
+def expected_auto(
+    dataset: CountDataset, indices: list[int], detector_name: str, shared_dir: Path, model: Path
+) -> tuple[list[float], list[CountMethod]]:
+    """Each sample counted as ``crowdwatch count --mode auto`` counts a frame, in the ROI."""
+    detector = load_detector(recommended_detector(detector_name, shared_dir / "models"))
+    counter = DensityCounter(model)
+    counts: list[float] = []
+    methods: list[CountMethod] = []
+    for image in dataset.read(indices):
+        people = detector.detect(image)
+        density = counter.density(image)
+        heights = people.heights()
+        dense = density.total()
+        if dataset.roi is not None:  # the people whose head point is in the ROI
+            x0, y0, x1, y1 = people.xyxy.T
+            rows = (y0 + 0.1 * (y1 - y0)).astype(int).clip(0, dataset.roi.shape[0] - 1)
+            cols = ((x0 + x1) / 2).astype(int).clip(0, dataset.roi.shape[1] - 1)
+            heights = heights[dataset.roi[rows, cols]]
+            dense = density.in_mask(dataset.roi)
+        method = auto_method(DenseAutoConfig(), heights, dense, density.quality.ok)
+        methods.append(method)
+        counts.append(dense if method is CountMethod.DENSE else len(heights))
+    return counts, methods
+
+
+@pytest.mark.data
+def test_eval_auto_counts_each_pets_frame_the_way_the_edge_rule_picks(
+    shared_dir: Path, dim_red_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", "--datasets", "pets", "--limit", "4", "--no-lines", "--json"]
+    methods = ["--methods", "detect,dense,auto", "--dense-model", str(dim_red_model)]
+    assert main([*args, *methods]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.splitlines()[-1])
+    assert report["methods"] == ["detect", "dense", "auto"]
+    rows = {(r["method"], r["subset"]): r for r in report["datasets"]}
+    assert set(rows) == {
+        ("detect", "all"),
+        ("detect", "odd (held out)"),
+        ("dense", "all"),
+        ("auto", "all"),
+    }
+    auto, detect, dense = rows[("auto", "all")], rows[("detect", "all")], rows[("dense", "all")]
+    assert auto["settings"] == f"auto: {detect['settings']} | {dense['settings']}"
+    assert auto["numbers"] == dense["numbers"] and auto["frames"] == dense["frames"] == 4
+    assert detect["dense_frames"] is None and dense["dense_frames"] is None
+
+    pets = load_pets(shared_dir)
+    indices = pets.select("all", 4)
+    counts, picked = expected_auto(pets, indices, "pets", shared_dir, dim_red_model)
+    truths = [pets.truths[i] for i in indices]
+    assert auto["mae"] == pytest.approx(np.mean(np.abs(np.subtract(counts, truths))), abs=0.001)
+    assert auto["bias"] == pytest.approx(np.mean(np.subtract(counts, truths)), abs=0.001)
+    # Walkers 60-150 px tall, a few of them, and about 3 by density (below undercount_min 5):
+    # no rule holds, so every frame keeps detection.
+    assert picked == [CountMethod.DETECT] * 4 and auto["dense_frames"] == 0
+    assert (auto["mae"], auto["bias"]) == (detect["mae"], detect["bias"])
+    # Both counters ran once per frame: auto costs what the two cost together.
+    assert auto["ms_per_frame"] == pytest.approx(
+        detect["ms_per_frame"] + dense["ms_per_frame"], abs=0.15
+    )
+    assert f"({auto['dense_frames']}/4 dense)" in captured.out
+
+
+@pytest.mark.data
+def test_eval_auto_alone_runs_both_counters_on_the_mall_frames_not_trained_on(
+    shared_dir: Path, red_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", "--datasets", "mall", "--limit", "2", "--no-lines", "--json"]
+    assert main([*args, "--methods", "auto", "--dense-model", str(red_model)]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["methods"] == ["auto"]
+    (row,) = report["datasets"]  # neither detection's nor the dense counter's own rows
+    assert (row["method"], row["subset"], row["numbers"], row["frames"]) == (
+        "auto",
+        "not trained on",
+        "641-800",
+        2,
+    )
+    mall = load_mall(shared_dir)
+    indices = mall.select("all", 2, skip=range(1, 641))
+    counts, picked = expected_auto(mall, indices, "mall", shared_dir, red_model)
+    truths = [mall.truths[i] for i in indices]
+    # The red model counts thousands in the ROI (every pixel has some red): the undercount
+    # rule sends both frames to the density map.
+    assert picked == [CountMethod.DENSE] * 2 and row["dense_frames"] == 2
+    assert row["mae"] == pytest.approx(np.mean(np.abs(np.subtract(counts, truths))), abs=0.001)
+
+
+def test_eval_auto_needs_the_density_model_like_dense(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "crowd_counter.onnx"
+    for methods in ("dense", "auto", "detect,auto"):
+        assert main(["eval", "--methods", methods, "--dense-model", str(missing)]) == 2
+        err = capsys.readouterr().err
+        assert f"crowdwatch eval: error: --dense-model: no density model at {missing}" in err
+    assert main(["eval", "--methods", "auto,boxes"]) == 2
+    err = capsys.readouterr().err
+    assert "--methods: expected a comma-separated list of detect, dense, auto" in err
+
+
+def test_run_auto_takes_each_samples_count_from_the_method_the_rule_picks() -> None:
+    toy = CountDataset(
+        name="toy",
+        description="four samples",
+        keys=["a", "b", "c", "d"],
+        numbers=[1, 2, 3, 4],
+        truths=[0, 12, 2, 30],
+        read=lambda indices: iter([]),
+    )
+    tall = np.array([100.0, 120.0], dtype=np.float32)
+    heights = [tall, np.full(3, 20.0, dtype=np.float32), tall, np.full(3, 90.0, dtype=np.float32)]
+    detected = DatasetRun.of(
+        toy, [0, 1, 2, 3], [len(h) for h in heights], [0.1, 0.2, 0.3, 0.4], heights=heights
+    )
+    # Sample 4 holds 30 by density against 3 detected, but its frame is flagged (too dark).
+    dense = DatasetRun.of(toy, [1, 2, 3], [11.5, 2.4, 30.0], [0.01, 0.02, 0.03], frozenset({4}))
+    auto = run_auto(detected, dense, DenseAutoConfig())
+    # 20 px people are small (< 40): dense; two tall people and 2.4 by density: detect.
+    assert auto.numbers == [2, 3, 4] and auto.predicted == [11.5, 2, 3]
+    assert auto.dense_picked == frozenset({2}) and auto.flagged == frozenset({4})
+    assert auto.sample_s == pytest.approx([0.21, 0.32, 0.43])
+    assert auto.count_s == pytest.approx(0.96)
+    with pytest.raises(ValueError, match="missing 1 of 3 samples"):
+        run_auto(
+            DatasetRun.of(toy, [1, 2], [3, 2], [0.2, 0.3], heights=heights[1:3]),
+            dense,
+            DenseAutoConfig(),
+        )

@@ -8,8 +8,14 @@ from __future__ import annotations
 import argparse
 
 DATASETS = ("pets", "mall", "shanghaitech_b", "beach")
-METHODS = ("detect", "dense")
-"""How people are counted: boxes of the detector, or the density map of the dense counter."""
+"""The real data sets under the shared folder, evaluated by default."""
+GENERATED = ("empty_ground",)
+"""Generated frames, on request: they need no shared data and are no real scene."""
+METHODS = ("detect", "dense", "auto")
+"""How people are counted: boxes of the detector, the density map of the dense counter, or
+per frame the one the edge's ``mode: auto`` rule picks."""
+DEFAULT_METHODS = ("detect", "dense")
+"""The methods evaluated without ``--methods``: ``auto`` only on request."""
 DENSE_MODEL_HELP = "density model (.onnx) of the dense counter (default: models/crowd_counter.onnx)"
 
 
@@ -54,7 +60,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--datasets",
         default=",".join(DATASETS),
-        help=f"comma-separated, from {', '.join(DATASETS)} (default: all)",
+        help=(
+            f"comma-separated, from {', '.join(DATASETS + GENERATED)} "
+            f"(default: {', '.join(DATASETS)})"
+        ),
     )
     parser.add_argument(
         "--limit", type=int, help="at most N samples per data set, spread over it (quick look)"
@@ -68,8 +77,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--methods",
-        help=f"comma-separated, from {', '.join(METHODS)} (default: both when the dense model "
-        "exists, else detect)",
+        help=f"comma-separated, from {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)} "
+        "when the dense model exists, else detect); auto: per frame the count the edge's "
+        "mode: auto rule picks from both",
     )
     parser.add_argument("--dense-model", help=DENSE_MODEL_HELP)
     parser.add_argument("--model", help="use this model instead of the recommended one")

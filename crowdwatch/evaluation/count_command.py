@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from crowdwatch.contracts.config import (
     CountMode,
+    DenseAutoConfig,
     DenseConfig,
     DetectorConfig,
     LocalizedName,
@@ -232,18 +233,18 @@ def count_frame(
     Returns:
         The count, the method that gave it, and the crowd counter's quality complaint.
     """
-    detected: int | None = None
-    heights: NDArray[np.float32] = np.zeros(0, dtype=np.float32)
+    heights: NDArray[np.float32] | None = None
     if counters.detector is not None:
         detections = counters.detector.detect(image)
-        if occupancy is not None:
-            inside = occupancy.trigger(detections)
-            detected, heights = occupancy.current_count, detections.heights()[inside]
-        else:
-            detected, heights = len(detections), detections.heights()
+        # the people standing in the zone: their number is the detection count
+        heights = (
+            detections.heights()[occupancy.trigger(detections)]
+            if occupancy is not None
+            else detections.heights()
+        )
     if counters.density is None:
-        assert detected is not None  # mode detect always has a detector
-        return detected, CountMethod.DETECT, None
+        assert heights is not None  # mode detect always has a detector
+        return len(heights), CountMethod.DETECT, None
     density = counters.density.density(image)
     people = (
         density.in_polygon([(float(x), float(y)) for x, y in occupancy.polygon])
@@ -251,11 +252,36 @@ def count_frame(
         else density.total()
     )
     quality = density.quality.reason
-    if detected is None:
+    if heights is None:
         return people, CountMethod.DENSE, quality
     # The frame's own pixels are the configured geometry here: no rescaling of heights.
-    method = auto_method(counters.dense.auto, heights, people, density.quality.ok)
-    return (people if method is CountMethod.DENSE else detected), method, quality
+    count, method = auto_count(counters.dense.auto, heights, people, density.quality.ok)
+    return count, method, quality
+
+
+def auto_count(
+    rule: DenseAutoConfig, heights_px: NDArray[np.floating], dense_count: float, frame_ok: bool
+) -> tuple[float, CountMethod]:
+    """What a zone in ``mode: auto`` counts in one frame seen both ways, and by which method.
+
+    Shared with ``crowdwatch eval --methods auto``, so both score the edge's own rule.
+
+    Args:
+        rule: ``edge.dense.auto`` (see :func:`~crowdwatch.edge.counting.auto_method`).
+        heights_px: box heights of the people detected in the zone, one per person counted
+            by detection, in pixels of the frame.
+        dense_count: the density map summed over the zone, in the same frame.
+        frame_ok: the crowd counter's quality verdict on the frame.
+
+    Returns:
+        ``dense_count`` or the number of detected people, and the method that gave it.
+
+    Example:
+        >>> auto_count(DenseAutoConfig(), np.array([90.0, 120.0]), 2.4, True)
+        (2, <CountMethod.DETECT: 'detect'>)
+    """
+    method = auto_method(rule, heights_px, dense_count, frame_ok)
+    return (dense_count if method is CountMethod.DENSE else len(heights_px)), method
 
 
 def _zone_for(

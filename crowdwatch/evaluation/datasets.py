@@ -264,9 +264,42 @@ def load_beach(shared_dir: Path) -> CountDataset:
     )
 
 
+EMPTY_GROUND_SEED = 20261128
+"""Seed of the generated empty-ground frames; training draws its own seeds from ``--seed``."""
+EMPTY_GROUND_PER_KIND = 4
+
+
+def load_empty_ground(shared_dir: Path) -> CountDataset:
+    """Generated 1920x1080 frames of empty ground (sand, water, foliage...): every truth is 0.
+
+    The issue's "an empty beach counts near 0" as a number. The frames come from the same
+    generator as the counter's hard negatives (:mod:`crowdwatch.training.textures`) with seeds
+    training does not draw, so this shows the counter learnt those textures, not that it
+    handles every real empty scene; ``beach`` is the real test. Needs no shared data.
+    """
+    from crowdwatch.training.textures import KINDS, ground_texture
+
+    kinds = [kind for kind in sorted(KINDS) for _ in range(EMPTY_GROUND_PER_KIND)]
+
+    def read(indices: Sequence[int]) -> Iterator[NDArray[np.uint8]]:
+        for i in indices:
+            rng = np.random.default_rng([EMPTY_GROUND_SEED, i])
+            yield ground_texture(1080, 1920, rng, kinds[i])
+
+    return CountDataset(
+        name="empty_ground",
+        description=f"generated empty ground, {len(kinds)} frames 1920x1080 ({len(KINDS)} kinds)",
+        keys=[f"{kind}-{i}" for i, kind in enumerate(kinds)],
+        numbers=list(range(len(kinds))),
+        truths=[0] * len(kinds),
+        read=read,
+    )
+
+
 LOADERS: dict[str, Callable[[Path], CountDataset]] = {
     "pets": load_pets,
     "mall": load_mall,
     "shanghaitech_b": load_shanghaitech_b,
     "beach": load_beach,
+    "empty_ground": load_empty_ground,
 }

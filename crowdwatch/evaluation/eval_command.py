@@ -4,7 +4,10 @@ Prints table rows per data set and counting method (MAE, RMSE, MAE as % of the m
 bias, ms/frame): ``detect`` with the settings of :mod:`crowdwatch.evaluation.settings` (where
 those were tuned on the even samples the odd, held-out, samples get their own row) and
 ``dense``, the density-map counter, on the samples it was not trained on (Mall: frames
-641-800; detection gets a row on those frames too).  Then the PETS line-crossing accuracy.
+641-800; detection gets a row on those frames too).  On request (``--methods ...,auto``)
+``auto``: on the dense counter's samples, per frame the count a zone in ``mode: auto`` would
+report, the edge's rule choosing between that frame's detection and density map (both runs
+are reused, nothing counts twice).  Then the PETS line-crossing accuracy.
 With ``--json`` the last stdout line is one JSON object with every figure.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from crowdwatch.contracts.config import (
+    DenseAutoConfig,
     DetectorConfig,
     default_crowd_counter_path,
     default_shared_dir,
@@ -26,7 +30,7 @@ from crowdwatch.contracts.config import (
 from crowdwatch.contracts.errors import CrowdwatchError
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
-from crowdwatch.evaluation.cli_arguments import DATASETS, METHODS
+from crowdwatch.evaluation.cli_arguments import DATASETS, DEFAULT_METHODS, GENERATED, METHODS
 from crowdwatch.evaluation.datasets import (
     LOADERS,
     CountDataset,
@@ -34,7 +38,7 @@ from crowdwatch.evaluation.datasets import (
     Subset,
     pets_video,
 )
-from crowdwatch.evaluation.scoring import DatasetRun, run_dataset, run_dense
+from crowdwatch.evaluation.scoring import DatasetRun, run_auto, run_dataset, run_dense
 from crowdwatch.evaluation.settings import (
     DENSE_TRAINING_FRAMES,
     TUNED_ON_EVEN,
@@ -52,7 +56,7 @@ class EvalRow:
 
     dataset: str
     method: str
-    """``detect`` (people boxes) or ``dense`` (density map)"""
+    """``detect`` (people boxes), ``dense`` (density map) or ``auto`` (the edge's choice)"""
     subset: str
     numbers: str
     """first and last sample number scored (frame number, image number), e.g. ``641-800``"""
@@ -68,31 +72,47 @@ class EvalRow:
     ms_per_frame: float
     flagged: int
     """samples the counter judged unusable (dense only: dark, blurred...), scored anyway"""
+    dense_frames: int | None = None
+    """auto only: samples the rule counted by density map (the others by detection)"""
 
 
 @dataclass(frozen=True, slots=True)
 class Methods:
-    """The counting methods to run, and the density model when ``dense`` is one."""
+    """The counting methods to report, and the density model when ``dense`` or ``auto`` is one.
 
-    detect: bool
+    ``auto`` needs both counters: they run even when their own rows are not reported.
+    """
+
+    names: tuple[str, ...]
+    """in the order of :data:`~crowdwatch.evaluation.cli_arguments.METHODS`"""
     dense_model: Path | None
 
     @property
-    def names(self) -> list[str]:
-        return [m for m, on in (("detect", self.detect), ("dense", self.dense_model)) if on]
+    def detect(self) -> bool:
+        return "detect" in self.names
+
+    @property
+    def dense(self) -> bool:
+        return "dense" in self.names
+
+    @property
+    def auto(self) -> bool:
+        return "auto" in self.names
 
 
 def choose_methods(args: argparse.Namespace) -> tuple[Methods, str | None]:
     """``--methods`` and ``--dense-model`` checked; a skip message when dense is left out.
 
-    Without ``--methods`` both run when the density model exists, else detection only with a
-    message.  Asking for ``dense`` (or naming ``--dense-model``) with no model file is an error.
+    Without ``--methods`` detect and dense run when the density model exists, else detection
+    only with a message.  Asking for ``dense`` or ``auto`` (or naming ``--dense-model``) with
+    no model file is an error.
 
     Raises:
         CrowdwatchError: an unknown method, or the density model is not there.
     """
     explicit = args.methods is not None
-    names = [m.strip() for m in (args.methods or ",".join(METHODS)).split(",") if m.strip()]
+    given = args.methods or ",".join(DEFAULT_METHODS)
+    names = [m.strip() for m in given.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
         raise CrowdwatchError(
@@ -100,16 +120,18 @@ def choose_methods(args: argparse.Namespace) -> tuple[Methods, str | None]:
             f"got {args.methods!r}"
         )
     model = Path(args.dense_model) if args.dense_model else default_crowd_counter_path()
-    if "dense" in names and not model.is_file():
+    dense = "dense" in names or "auto" in names
+    if dense and not model.is_file():
         if explicit or args.dense_model:
             raise CrowdwatchError(
                 f"--dense-model: no density model at {model} (train one with "
                 "`python -m crowdwatch.training.train_counter` or pass --dense-model PATH)"
             )
-        return Methods(detect=True, dense_model=None), (
+        return Methods(names=("detect",), dense_model=None), (
             f"dense: skipped, no density model at {model} (pass --dense-model PATH)"
         )
-    return Methods(detect="detect" in names, dense_model=model if "dense" in names else None), None
+    chosen = tuple(m for m in METHODS if m in names)
+    return Methods(names=chosen, dense_model=model if dense else None), None
 
 
 def _override(config: DetectorConfig, args: argparse.Namespace) -> DetectorConfig:
@@ -124,7 +146,7 @@ def _override(config: DetectorConfig, args: argparse.Namespace) -> DetectorConfi
 def _row(
     dataset: str, method: str, subset: str, settings: str, run: DatasetRun, numbers: set[int]
 ) -> EvalRow:
-    """The errors of ``run`` over the samples ``numbers``."""
+    """The errors of ``run`` over the samples ``numbers`` (of an ``auto`` run: what went dense)."""
     errors = run.errors(numbers=numbers)
     return EvalRow(
         dataset=dataset,
@@ -141,6 +163,7 @@ def _row(
         fps=round(1000 / run.ms_per_frame, 2) if run.ms_per_frame else 0.0,
         ms_per_frame=round(run.ms_per_frame, 1),
         flagged=len(run.flagged & numbers),
+        dense_frames=len(run.dense_picked & numbers) if method == "auto" else None,
     )
 
 
@@ -152,7 +175,8 @@ def evaluate(
     The dense counter is never scored on the samples it was trained on
     (:data:`~crowdwatch.evaluation.settings.DENSE_TRAINING_FRAMES`: Mall frames 1-640); where
     it skips some, detection gets one more row on exactly the dense counter's samples, so the
-    two are also compared like for like.
+    two are also compared like for like.  ``auto`` is scored on the dense counter's samples,
+    from the detection and dense runs of those samples (run even when not reported).
     """
     methods, skip = choose_methods(args)
     rows: list[EvalRow] = []
@@ -160,7 +184,9 @@ def evaluate(
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     for name in names:
         if name not in LOADERS:
-            raise CrowdwatchError(f"--datasets: unknown data set {name!r}, expected {DATASETS}")
+            raise CrowdwatchError(
+                f"--datasets: unknown data set {name!r}, expected {DATASETS + GENERATED}"
+            )
     counter = DensityCounter(methods.dense_model) if methods.dense_model else None
     subset: Subset = args.subset
     for name in names:
@@ -172,17 +198,27 @@ def evaluate(
         trained = DENSE_TRAINING_FRAMES.get(name, range(0))
         dense_indices = dataset.select(subset, args.limit, skip=trained) if counter else []
         dense_numbers = {dataset.numbers[i] for i in dense_indices}
-        if methods.detect:
-            rows.extend(_detect_rows(name, dataset, args, shared_dir, dense_indices))
+        detect_run: DatasetRun | None = None
+        if methods.detect or methods.auto:
+            detect_rows, detect_run, detect_settings = _detect_rows(
+                name, dataset, args, shared_dir, dense_indices
+            )
+            if methods.detect:
+                rows.extend(detect_rows)
         if counter is not None and methods.dense_model is not None:
-            run = run_dense(dataset, counter, dense_indices)
+            dense_run = run_dense(dataset, counter, dense_indices)
+            dense_settings = describe_dense(methods.dense_model)
             # The odd half is no held-out set for the dense counter (nothing tuned on even).
             label = (
                 f"{'' if subset == 'all' else subset + ' '}not trained on" if trained else subset
             )
-            rows.append(
-                _row(name, "dense", label, describe_dense(methods.dense_model), run, dense_numbers)
-            )
+            if methods.dense:
+                rows.append(_row(name, "dense", label, dense_settings, dense_run, dense_numbers))
+            if methods.auto and detect_run is not None:
+                # The rule of `crowdwatch count --mode auto` without a config: edge.dense.auto.
+                auto_run = run_auto(detect_run, dense_run, DenseAutoConfig())
+                settings = f"auto: {detect_settings} | {dense_settings}"
+                rows.append(_row(name, "auto", label, settings, auto_run, dense_numbers))
         logger.info("%s: MAE %.3f over %d samples", name, rows[-1].mae, rows[-1].frames)
     return rows, skipped, methods
 
@@ -193,18 +229,21 @@ def _detect_rows(
     args: argparse.Namespace,
     shared_dir: Path,
     dense_indices: list[int],
-) -> list[EvalRow]:
-    """The detection rows of one data set: the subset, its held-out half, the dense samples."""
+) -> tuple[list[EvalRow], DatasetRun, str]:
+    """The detection rows of one data set: the subset, its held-out half, the dense samples.
+
+    Returns:
+        The rows, the detection run (on the dense samples too, for ``auto``) and its settings.
+    """
     config = _override(recommended_detector(name, shared_dir / "models"), args)
     detector = load_detector(config)
     subset: Subset = args.subset
     indices = dataset.select(subset, args.limit)
-    # Detection also counts the dense counter's samples, so both are scored on the same ones;
-    # without --limit they are among ``indices`` already and cost nothing.
+    # Detection also counts the dense counter's samples, so both are scored on the same ones
+    # (and ``auto`` has both views of each); without --limit, or where the dense counter skips
+    # nothing, they are among ``indices`` already and cost nothing.
     compare = name in DENSE_TRAINING_FRAMES and bool(dense_indices)
-    run = run_dataset(
-        dataset, detector, sorted(set(indices) | set(dense_indices)) if compare else indices
-    )
+    run = run_dataset(dataset, detector, sorted(set(indices) | set(dense_indices)))
     chosen = {dataset.numbers[i] for i in indices}
     parts = [(subset, chosen)]
     if subset == "all" and name in TUNED_ON_EVEN:
@@ -218,7 +257,7 @@ def _detect_rows(
         label = f"{'' if subset == 'all' else subset + ' '}as dense"
         numbers = {dataset.numbers[i] for i in dense_indices}
         rows.append(_row(name, "detect", label, describe(config), run, numbers))
-    return rows
+    return rows, run, describe(config)
 
 
 def _subset_label(dataset: str, subset: str) -> str:
@@ -256,10 +295,11 @@ def format_table(rows: list[EvalRow]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         flagged = f" ({r.flagged} flagged)" if r.flagged else ""
+        dense = f" ({r.dense_frames}/{r.frames} dense)" if r.dense_frames is not None else ""
         lines.append(
             f"{r.dataset:<16}{r.method:<8}{r.subset:<22}{r.numbers:<10}{r.frames:>5}"
             f"{r.mean_truth:>8.1f}{r.mae:>8.2f}{r.mae_pct:>7.1f}{r.rmse:>8.2f}{r.bias:>+8.2f}"
-            f"{r.ms_per_frame:>10.1f}  {r.settings}{flagged}"
+            f"{r.ms_per_frame:>10.1f}  {r.settings}{dense}{flagged}"
         )
     return "\n".join(lines)
 
@@ -291,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "shared_dir": str(shared_dir),
-                    "methods": methods.names,
+                    "methods": list(methods.names),
                     "dense_model": str(methods.dense_model) if methods.dense_model else None,
                     "datasets": [asdict(r) for r in rows],
                     "lines": lines,

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from crowdwatch.contracts.config import DenseAutoConfig
+from crowdwatch.contracts.messages import CountMethod
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector
+from crowdwatch.evaluation.count_command import auto_count
 from crowdwatch.evaluation.datasets import CountDataset
 
 HEAD_FRACTION = 0.1
@@ -64,6 +67,25 @@ def count_errors(predicted: Sequence[float], truth: Sequence[float]) -> CountErr
     )
 
 
+def in_roi(detections: Detections, roi: NDArray[np.bool_] | None) -> NDArray[np.bool_]:
+    """Which people have their head point (top centre of the box) in ``roi``.
+
+    Args:
+        detections: one frame's people.
+        roi: ``(H, W)`` mask of the counted area, or ``None`` for the whole frame.
+
+    Returns:
+        ``(N,)`` bool mask over ``detections``.
+    """
+    if roi is None or len(detections) == 0:
+        return np.ones(len(detections), dtype=np.bool_)
+    xyxy = detections.xyxy
+    height, width = roi.shape
+    x = ((xyxy[:, 0] + xyxy[:, 2]) / 2).astype(np.int64).clip(0, width - 1)
+    y = (xyxy[:, 1] + HEAD_FRACTION * (xyxy[:, 3] - xyxy[:, 1])).astype(np.int64)
+    return np.asarray(roi[y.clip(0, height - 1), x], dtype=np.bool_)
+
+
 def count_in_roi(detections: Detections, roi: NDArray[np.bool_] | None) -> int:
     """People whose head point (top centre of the box) lies in ``roi``.
 
@@ -74,13 +96,7 @@ def count_in_roi(detections: Detections, roi: NDArray[np.bool_] | None) -> int:
     Returns:
         How many people are counted.
     """
-    if roi is None or len(detections) == 0:
-        return len(detections)
-    xyxy = detections.xyxy
-    height, width = roi.shape
-    x = ((xyxy[:, 0] + xyxy[:, 2]) / 2).astype(np.int64).clip(0, width - 1)
-    y = (xyxy[:, 1] + HEAD_FRACTION * (xyxy[:, 3] - xyxy[:, 1])).astype(np.int64)
-    return int(np.count_nonzero(roi[y.clip(0, height - 1), x]))
+    return int(np.count_nonzero(in_roi(detections, roi)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +113,12 @@ class DatasetRun:
     flagged: frozenset[int] = frozenset()
     """numbers of the samples the dense counter judged unusable (``DensityMap.quality``);
     they are scored like the others"""
+    sample_s: list[float] = field(default_factory=list)
+    """counting seconds of each sample (``count_s`` is their sum)"""
+    heights: list[NDArray[np.float32]] = field(default_factory=list)
+    """detection runs: box heights (pixels) of the people counted in each sample"""
+    dense_picked: frozenset[int] = frozenset()
+    """auto runs: numbers of the samples the edge's rule counted by density map"""
 
     def errors(self, subset: str = "all", numbers: Collection[int] | None = None) -> CountErrors:
         """Errors over all samples, or those whose number is ``even``/``odd``.
@@ -119,8 +141,9 @@ class DatasetRun:
         dataset: CountDataset,
         indices: Sequence[int],
         predicted: list[float],
-        count_s: float,
+        sample_s: list[float],
         flagged: frozenset[int] = frozenset(),
+        heights: list[NDArray[np.float32]] | None = None,
     ) -> DatasetRun:
         """The run whose ``predicted`` counts are of the samples ``indices`` of ``dataset``."""
         return cls(
@@ -129,8 +152,10 @@ class DatasetRun:
             numbers=[dataset.numbers[i] for i in indices],
             predicted=predicted,
             truth=[dataset.truths[i] for i in indices],
-            count_s=count_s,
+            count_s=sum(sample_s),
             flagged=flagged,
+            sample_s=sample_s,
+            heights=heights or [],
         )
 
     @property
@@ -148,16 +173,19 @@ def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int
         indices: which samples (see :meth:`CountDataset.select`).
 
     Returns:
-        Counts (people whose head point is in the ROI), truths and detection time.
+        Counts (people whose head point is in the ROI), truths, detection times and the box
+        heights of the people counted (for :func:`run_auto`).
     """
     predicted: list[float] = []
-    detect_s = 0.0
+    sample_s: list[float] = []
+    heights: list[NDArray[np.float32]] = []
     for image in dataset.read(indices):
         started = time.perf_counter()
         detections = detector.detect(image)
-        detect_s += time.perf_counter() - started
-        predicted.append(count_in_roi(detections, dataset.roi))
-    return DatasetRun.of(dataset, indices, predicted, detect_s)
+        sample_s.append(time.perf_counter() - started)
+        heights.append(detections.heights()[in_roi(detections, dataset.roi)])
+        predicted.append(len(heights[-1]))
+    return DatasetRun.of(dataset, indices, predicted, sample_s, heights=heights)
 
 
 def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[int]) -> DatasetRun:
@@ -172,13 +200,61 @@ def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[
         Counts (the density summed over the ROI, not rounded), truths and density time.
     """
     predicted: list[float] = []
-    density_s = 0.0
+    sample_s: list[float] = []
     flagged: set[int] = set()
     for index, image in zip(indices, dataset.read(indices), strict=True):
         started = time.perf_counter()
         density = counter.density(image)
-        density_s += time.perf_counter() - started
+        sample_s.append(time.perf_counter() - started)
         if not density.quality.ok:
             flagged.add(dataset.numbers[index])
         predicted.append(density.total() if dataset.roi is None else density.in_mask(dataset.roi))
-    return DatasetRun.of(dataset, indices, predicted, density_s, frozenset(flagged))
+    return DatasetRun.of(dataset, indices, predicted, sample_s, frozenset(flagged))
+
+
+def run_auto(detected: DatasetRun, dense: DatasetRun, rule: DenseAutoConfig) -> DatasetRun:
+    """What a zone in ``mode: auto`` counts on the dense run's samples, from the two runs.
+
+    Each sample is seen both ways: the people detected in the ROI (their box heights) and the
+    density over the ROI, with the crowd counter's quality verdict; the edge's rule
+    (:func:`~crowdwatch.evaluation.count_command.auto_count`) picks which count is used.
+
+    Args:
+        detected: :func:`run_dataset` on at least the samples of ``dense``.
+        dense: :func:`run_dense` of the same data set.
+        rule: ``edge.dense.auto``.
+
+    Returns:
+        The chosen counts on ``dense``'s samples; their time is detection plus density, and
+        ``dense_picked`` names the samples counted by density map.
+
+    Raises:
+        ValueError: ``detected`` lacks a sample of ``dense``, or its box heights.
+    """
+    position = {index: i for i, index in enumerate(detected.indices)}
+    missing = [index for index in dense.indices if index not in position]
+    if missing or len(detected.heights) != len(detected.indices):
+        raise ValueError(
+            f"expected a detection run with box heights on every dense sample, missing "
+            f"{len(missing)} of {len(dense.indices)} samples"
+        )
+    predicted: list[float] = []
+    sample_s: list[float] = []
+    picked: set[int] = set()
+    for i, index in enumerate(dense.indices):
+        at = position[index]
+        number = dense.numbers[i]
+        count, method = auto_count(
+            rule, detected.heights[at], dense.predicted[i], number not in dense.flagged
+        )
+        predicted.append(count)
+        sample_s.append(detected.sample_s[at] + dense.sample_s[i])
+        if method is CountMethod.DENSE:
+            picked.add(number)
+    return replace(
+        dense,
+        predicted=predicted,
+        count_s=sum(sample_s),
+        sample_s=sample_s,
+        dense_picked=frozenset(picked),
+    )
