@@ -43,6 +43,7 @@ from crowdwatch.contracts.errors import ConfigError, StorageError
 from crowdwatch.contracts.messages import (
     CameraState,
     CountMessage,
+    CountMethod,
     StatusMessage,
     TopicKind,
     camera_topic,
@@ -430,14 +431,17 @@ def test_web_role_acknowledges_and_escalates_but_writes_nothing_else(roles: Role
 def test_ingest_role_writes_counts_through_the_real_writer(roles: Roles) -> None:
     now = datetime.now(UTC)
     bad = Rejected(Envelope("t/v1/stop-a/cam1/counts", b"{nope", now), "not UTF-8 JSON")
-
-    written = _ingest(
-        roles.ingest, _accepted(count_message(count=9, ts=now)), _accepted(_status(now)), bad
+    counts = count_message(count=9, ts=now)
+    # The method column (migration 5) is covered by the table grants: no column list to extend.
+    dense = counts.model_copy(
+        update={"zones": [counts.zones[0].model_copy(update={"method": CountMethod.DENSE})]}
     )
 
+    written = _ingest(roles.ingest, _accepted(dense), _accepted(_status(now)), bad)
+
     assert written == (2, 1)
-    assert _rows(roles.owner, "SELECT count FROM zone_counts") == [(9,)]
-    assert _rows(roles.owner, "SELECT count FROM zone_latest") == [(9,)]
+    assert _rows(roles.owner, "SELECT count, method FROM zone_counts") == [(9, "dense")]
+    assert _rows(roles.owner, "SELECT count, method FROM zone_latest") == [(9, "dense")]
     assert _rows(roles.owner, "SELECT state FROM camera_latest_status") == [("online",)]
     assert _rows(roles.owner, "SELECT reason FROM dead_letters") == [("not UTF-8 JSON",)]
     # The rollup trigger ran as the ingest user and logged the minute for the owner's refresh.

@@ -20,6 +20,7 @@ from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.messages import (
     CameraState,
     CountMessage,
+    CountMethod,
     LineCount,
     StatusMessage,
     TopicKind,
@@ -48,6 +49,9 @@ def _district(mqtt: MqttConfig | None = None) -> CrowdwatchConfig:
             "in_direction": [1, 0],
         }
     ]
+    platform = site["cameras"][0]["zones"][0]
+    kerb = {**platform, "id": "kerb", "name": {"zh": "路边", "en": "Kerb"}}
+    site["cameras"][0]["zones"] = [platform, kerb]
     overrides: dict[str, Any] = {"mqtt": mqtt.model_dump()} if mqtt else {}
     return make_config(config_dict(site), **overrides)
 
@@ -332,6 +336,60 @@ def test_an_older_message_does_not_move_latest_backwards(
 
     assert _rows(migrated, "SELECT count FROM zone_counts ORDER BY ts") == [(2,), (9,)]
     assert _rows(migrated, "SELECT count, ts FROM zone_latest") == [(9, newer.ts)]
+
+
+def test_each_zone_count_keeps_its_method_once(
+    service: IngestService, publisher: MqttClient, migrated: str, district: CrowdwatchConfig
+) -> None:
+    topic = camera_topic(district.mqtt.topic_prefix, "stop-a", "cam1", TopicKind.COUNTS)
+    now = datetime.now(UTC)
+
+    def message(ts: datetime, platform: CountMethod, kerb: CountMethod | None) -> CountMessage:
+        return CountMessage(
+            site_id="stop-a",
+            camera_id="cam1",
+            ts=ts,
+            interval_s=5.0,
+            frames=50,
+            zones=[
+                ZoneCount(
+                    zone_id="platform", count=30, count_max=33, count_mean=29.5, method=platform
+                ),
+                ZoneCount(zone_id="kerb", count=4, count_max=5, count_mean=4.0, method=kerb),
+            ],
+        )
+
+    first = message(now - timedelta(seconds=10), CountMethod.DENSE, CountMethod.DETECT)
+    # The platform went back to boxes; the kerb's method left out, as edges before it do.
+    second = message(now, CountMethod.DETECT, None)
+    raw = "SELECT message_id, zone_id, method FROM zone_counts ORDER BY ts, zone_id"
+    latest = "SELECT zone_id, ts, method FROM zone_latest ORDER BY zone_id"
+
+    _publish_and_flush(service, publisher, [(topic, encode(first)), (topic, encode(first))])
+
+    assert _rows(migrated, raw) == [
+        (first.message_id, "kerb", "detect"),
+        (first.message_id, "platform", "dense"),
+    ]
+    assert _rows(migrated, latest) == [
+        ("kerb", first.ts, "detect"),
+        ("platform", first.ts, "dense"),
+    ]
+
+    # With a late redelivery of the first: only the second's rows are added.
+    _publish_and_flush(service, publisher, [(topic, encode(second)), (topic, encode(first))])
+
+    assert _rows(migrated, raw) == [
+        (first.message_id, "kerb", "detect"),
+        (first.message_id, "platform", "dense"),
+        (second.message_id, "kerb", None),
+        (second.message_id, "platform", "detect"),
+    ]
+    assert _rows(migrated, latest) == [
+        ("kerb", second.ts, None),
+        ("platform", second.ts, "detect"),
+    ]
+    assert service.stats().rows_written == 4
 
 
 def test_status_then_offline_updates_camera_latest_status(

@@ -216,3 +216,97 @@ def test_timescale_migrations_use_the_same_relations_as_plain() -> None:
         # Sites: a table refreshed with the zones (plain), a view over the aggregates.
         assert f"CREATE TABLE site_counts_{suffix} (" in plain
         assert f"CREATE VIEW site_counts_{suffix} AS" in timescale
+
+
+def _apply_up_to(conn: psycopg.Connection, version: int) -> None:
+    """Migrate a fresh database by hand to ``version`` (plain path), as an older release did."""
+    conn.execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now(), timescale boolean NOT NULL)"
+    )
+    for migration in migrations(timescale=False)[:version]:
+        for statement in (migration.common_sql, migration.plain_sql):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, false)",
+            (migration.version, migration.name),
+        )
+
+
+def _method_checks(conn: psycopg.Connection) -> dict[str, str]:
+    """CHECK constraints that name ``method``, by the table (or partition) they are on."""
+    rows = conn.execute(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE contype = 'c' AND pg_get_constraintdef(oid) LIKE '%method%'"
+    ).fetchall()
+    return {str(table): str(definition) for table, definition in rows}
+
+
+def test_a_version_4_database_gets_the_method_and_old_rows_keep_null(db_url: str) -> None:
+    at = datetime(2026, 10, 1, 8, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _apply_up_to(conn, 4)
+        assert "method" not in _columns(conn, "zone_counts")
+        _insert_count(conn, at, "m-before-v5")
+        conn.execute(
+            "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max,"
+            " count_mean) VALUES ('s', 'z', 'c', %s, 1, 1, 1)",
+            (at,),
+        )
+
+    assert upgrade(db_url) == LATEST
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # Counted before the method was recorded: NULL, not a guess.
+        assert conn.execute("SELECT message_id, method FROM zone_counts").fetchall() == [
+            ("m-before-v5", None)
+        ]
+        assert conn.execute("SELECT zone_id, method FROM zone_latest").fetchall() == [("z", None)]
+        # The parent's column and CHECK reached the partition the old row is in.
+        assert "method" in _columns(conn, "zone_counts_default")
+        checks = _method_checks(conn)
+        assert "zone_counts_default" in checks
+        assert {"zone_counts", "zone_latest"} <= set(checks)
+        conn.execute(
+            "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+            " count_mean, interval_s, message_id, method)"
+            " VALUES (%s, 's', 'c', 'z', 1, 1, 1, 5, 'm-after-v5', 'dense')",
+            (at + timedelta(seconds=5),),
+        )
+        assert conn.execute(
+            "SELECT message_id, method FROM zone_counts ORDER BY ts"
+        ).fetchall() == [("m-before-v5", None), ("m-after-v5", "dense")]
+
+
+_METHOD_INSERTS = {
+    "zone_counts": "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+    " count_mean, interval_s, message_id, method)"
+    " VALUES (%(ts)s, 's', 'c', %(zone)s, 1, 1, 1, 5, %(zone)s, %(method)s)",
+    "zone_latest": "INSERT INTO zone_latest (ts, site_id, camera_id, zone_id, count, count_max,"
+    " count_mean, method) VALUES (%(ts)s, 's', 'c', %(zone)s, 1, 1, 1, %(method)s)",
+}
+
+
+@pytest.mark.parametrize("table", sorted(_METHOD_INSERTS))
+def test_a_fresh_database_takes_detect_dense_or_null_as_the_method(db_url: str, table: str) -> None:
+    upgrade(db_url, timescale=False)
+    at = datetime(2026, 10, 1, 8, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for zone, method in (("a", "detect"), ("b", "dense"), ("c", None)):
+            conn.execute(_METHOD_INSERTS[table], {"ts": at, "zone": zone, "method": method})
+        with pytest.raises(psycopg.errors.CheckViolation, match=f"{table}_method_check"):
+            conn.execute(_METHOD_INSERTS[table], {"ts": at, "zone": "d", "method": "guess"})
+        stored = conn.execute(f"SELECT zone_id, method FROM {table} ORDER BY zone_id").fetchall()
+    assert stored == [("a", "detect"), ("b", "dense"), ("c", None)]
+
+
+def test_timescale_adds_the_method_as_a_bare_nullable_column() -> None:
+    # The SQL cannot run here.  A compressed hypertable takes a nullable column without a
+    # default; TimescaleDB before timescale/timescaledb#7864 refuses any constraint there,
+    # and common_sql (run on both paths) must leave the hypertable alone.
+    v5 = next(m for m in migrations(timescale=True) if m.version == 5)
+    assert "ADD COLUMN method text;" in v5.timescale_sql
+    for word in ("CHECK", "CONSTRAINT", "DEFAULT", "NOT NULL"):
+        assert word not in v5.timescale_sql
+    assert "zone_counts" not in v5.common_sql

@@ -40,8 +40,8 @@ def district(pg_server: Any, serve: Serve) -> Iterator[tuple[httpx.Client, str]]
         with psycopg.connect(url, autocommit=True) as conn:
             insert_zones(conn, [ZoneRow(now - timedelta(minutes=7), "beach-a", "north", 40)])
             refresh_rollups(conn)
-            put_zone(conn, "beach-a", "north", 70, now)  # 40 -> 70: rising
-            put_zone(conn, "beach-a", "south", 90, now)
+            put_zone(conn, "beach-a", "north", 70, now, method="dense")  # 40 -> 70: rising
+            put_zone(conn, "beach-a", "south", 90, now, method="detect")
             put_zone(conn, "stop-a", "platform", 12, now)
             put_zone(conn, "stop-b", "platform", 5, now)
             put_status(conn, "stop-b", "cam1", "offline", now)
@@ -76,6 +76,9 @@ def test_phone_page_shows_the_database_live_and_keeps_figures_when_the_database_
         expect(page.locator("#site-beach-a .count")).to_have_text("160", timeout=10_000)
         expect(page.locator("#site-beach-a .pct")).to_have_text("80%")
         expect(page.locator("#zone-beach-a-north .zcount")).to_have_text("70")
+        # A density-map count is marked as an estimate; a box count is not.
+        expect(page.locator("#zone-beach-a-north .est")).to_have_text("估算 est.")
+        expect(page.locator("#zone-beach-a-south .est")).to_have_count(0)
         expect(page.locator("#zone-beach-a-north .trend")).to_have_attribute("data-trend", "up")
         expect(page.locator("#site-stop-a .count")).to_have_text("12")
         # An offline camera is a warning, never "0 people".

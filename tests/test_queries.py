@@ -11,7 +11,7 @@ from factories import make_config
 
 from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.contracts.messages import AlertMessage
+from crowdwatch.contracts.messages import AlertMessage, CountMethod
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.queries import (
     AlertRow,
@@ -34,15 +34,16 @@ def put_zone(
     count: int,
     ts: datetime,
     camera_id: str = "cam1",
+    method: str | None = None,
 ) -> None:
     """Upsert a zone_latest row, as ingest does."""
     conn.execute(
-        "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,"
+        " method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (site_id, zone_id) DO UPDATE SET camera_id = EXCLUDED.camera_id,"
         " ts = EXCLUDED.ts, count = EXCLUDED.count, count_max = EXCLUDED.count_max,"
-        " count_mean = EXCLUDED.count_mean",
-        (site_id, zone_id, camera_id, ts, count, count + 2, count + 0.5),
+        " count_mean = EXCLUDED.count_mean, method = EXCLUDED.method",
+        (site_id, zone_id, camera_id, ts, count, count + 2, count + 0.5, method),
     )
 
 
@@ -94,14 +95,16 @@ def test_an_empty_database_has_no_rows(conn: psycopg.Connection) -> None:
 
 
 def test_latest_zone_counts_are_typed_rows(conn: psycopg.Connection) -> None:
-    put_zone(conn, "stop-b", "platform", 7, T0)
+    put_zone(conn, "stop-b", "platform", 7, T0, method="dense")
     put_zone(conn, "stop-a", "platform", 3, T0 - timedelta(seconds=5))
+    put_zone(conn, "stop-c", "platform", 4, T0, method="detect")
 
     rows = latest_zone_counts(conn)
 
     assert rows == [
         ZoneLatest("stop-a", "platform", "cam1", T0 - timedelta(seconds=5), 3, 5, 3.5),
-        ZoneLatest("stop-b", "platform", "cam1", T0, 7, 9, 7.5),
+        ZoneLatest("stop-b", "platform", "cam1", T0, 7, 9, 7.5, method=CountMethod.DENSE),
+        ZoneLatest("stop-c", "platform", "cam1", T0, 4, 6, 4.5, method=CountMethod.DETECT),
     ]
     assert rows[0].ts.utcoffset() == timedelta(0)
 

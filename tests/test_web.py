@@ -149,9 +149,9 @@ def test_sites_lists_every_configured_site_with_its_zones(
 ) -> None:
     http, conn = client
     now = datetime.now(UTC)
-    put_zone(conn, "beach-a", "north", 70, now - timedelta(seconds=3))
-    put_zone(conn, "beach-a", "south", 90, now - timedelta(seconds=8))
-    put_zone(conn, "stop-b", "platform", 40, now - timedelta(minutes=10))  # stale
+    put_zone(conn, "beach-a", "north", 70, now - timedelta(seconds=3), method="dense")
+    put_zone(conn, "beach-a", "south", 90, now - timedelta(seconds=8), method="detect")
+    put_zone(conn, "stop-b", "platform", 40, now - timedelta(minutes=10), method="detect")  # stale
 
     response = http.get("/api/sites")
 
@@ -167,9 +167,9 @@ def test_sites_lists_every_configured_site_with_its_zones(
     assert beach["ts"].endswith("Z")
     assert datetime.fromisoformat(beach["ts"]) == now - timedelta(seconds=3)
     assert 0 <= beach["age_s"] < 60
-    assert [(z["zone_id"], z["count"], z["status"]) for z in beach["zones"]] == [
-        ("north", 70, "ok"),
-        ("south", 90, "ok"),
+    assert [(z["zone_id"], z["count"], z["status"], z["method"]) for z in beach["zones"]] == [
+        ("north", 70, "ok", "dense"),
+        ("south", 90, "ok", "detect"),
     ]
     assert beach["zones"][0]["name"] == {"zh": "北区", "en": "North"}
     assert beach["zones"][0]["capacity"] == 100
@@ -177,6 +177,8 @@ def test_sites_lists_every_configured_site_with_its_zones(
     stale = by_id["stop-b"]
     assert (stale["count"], stale["occupancy"], stale["status"]) == (None, None, "stale")
     assert stale["ts"] is not None and stale["age_s"] >= 600
+    # A withheld count has no method either.
+    assert [(z["count"], z["method"]) for z in stale["zones"]] == [(None, None)]
 
     empty = by_id["stop-a"]
     assert (empty["count"], empty["status"], empty["ts"], empty["age_s"]) == (

@@ -499,6 +499,38 @@ CREATE TABLE alert_engine_lease (
 """
 
 
+# Migration 5: what produced each zone count (``ZoneCount.method``: ``detect`` boxes or the
+# ``dense`` crowd counter's density map), so a reader can tell an estimate from a box count.
+# Nullable, no default: rows written before it keep NULL, "counted before the method was
+# recorded", and adding the column rewrites nothing.  NULL passes the CHECK.  The rollups
+# are left as they are.  ``zone_latest`` is an ordinary table on both paths.
+_V5_COMMON = """
+ALTER TABLE zone_latest
+    ADD COLUMN method text CONSTRAINT zone_latest_method_check
+        CHECK (method IN ('detect', 'dense'));
+"""
+
+# Plain PostgreSQL: ADD COLUMN and its CHECK on the partitioned parent reach every partition,
+# DEFAULT included, and every partition created later.
+_V5_PLAIN = """
+ALTER TABLE zone_counts
+    ADD COLUMN method text CONSTRAINT zone_counts_method_check
+        CHECK (method IN ('detect', 'dense'));
+"""
+
+# TimescaleDB: untested here (the extension is not installable on the test server).  The
+# hypertable has compression enabled (migration 3); a nullable column without a default is
+# allowed there and reaches every chunk, compressed ones included.  A CHECK is not: releases
+# before timescale/timescaledb#7864 and #7868 (2025) refuse any constraint on a hypertable
+# with compression enabled ("cannot add column with constraints to a hypertable that has
+# compression enabled"), and the whole migration would roll back.  So the raw column goes
+# without one on this path; ingest only writes what the message contract (``CountMethod``)
+# accepted, and ``zone_latest`` keeps its CHECK.
+_V5_TIMESCALE = """
+ALTER TABLE zone_counts ADD COLUMN method text;
+"""
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -535,6 +567,13 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_V4_COMMON,
             timescale_sql="",
             plain_sql="",
+        ),
+        Migration(
+            version=5,
+            name="counting method (detect or dense) per zone count",
+            common_sql=_V5_COMMON,
+            timescale_sql=_V5_TIMESCALE,
+            plain_sql=_V5_PLAIN,
         ),
     ]
 

@@ -76,12 +76,20 @@ def _wait(row: ZoneLatest | None, reading: ZoneReading) -> float | None:
     return round(row.longest_wait_s, 1)
 
 
+def _method(row: ZoneLatest | None, reading: ZoneReading) -> str | None:
+    # The method belongs to the count shown: none when the count is withheld (stale, offline).
+    if row is None or reading.count is None or row.method is None:
+        return None
+    return row.method.value
+
+
 def zone_json(
     reading: ZoneReading,
     row: ZoneLatest | None = None,
     earlier: Mapping[tuple[str, str], float] | None = None,
 ) -> dict[str, Any]:
-    """One zone: count, share of capacity, status, trend, longest wait, age."""
+    """One zone: count, share of capacity, status, trend, longest wait, age, and ``method``
+    (``detect``: people counted one by one; ``dense``: a density estimate; None: unknown)."""
     key = (reading.site.id, reading.zone.id)
     direction = trend(reading.count, (earlier or {}).get(key), reading.capacity)
     return {
@@ -94,6 +102,7 @@ def zone_json(
         "status": reading.status.value,
         "trend": None if direction is None else direction.value,
         "longest_wait_s": _wait(row, reading),
+        "method": _method(row, reading),
         "ts": iso(reading.ts),
         "age_s": _round(reading.age_s, 1),
     }

@@ -32,7 +32,7 @@ Item = Accepted | Rejected
 
 _ZONE_COLS = (
     "ts, site_id, camera_id, zone_id, count, count_max, count_mean, interval_s, message_id,"
-    " received_at, longest_wait_s, median_wait_s, density_per_m2"
+    " received_at, longest_wait_s, median_wait_s, density_per_m2, method"
 )
 _LINE_COLS = "ts, site_id, camera_id, line_id, in_count, out_count, message_id, received_at"
 _STATUS_COLS = (
@@ -63,17 +63,17 @@ _INSERT_RAW = (
 # DISTINCT ON: one candidate per key, or ON CONFLICT DO UPDATE would touch a row twice.
 _UPSERT_ZONE_LATEST = """
 INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,
-                         longest_wait_s, median_wait_s, density_per_m2)
+                         longest_wait_s, median_wait_s, density_per_m2, method)
 SELECT DISTINCT ON (site_id, zone_id)
        site_id, zone_id, camera_id, ts, count, count_max, count_mean,
-       longest_wait_s, median_wait_s, density_per_m2
+       longest_wait_s, median_wait_s, density_per_m2, method
 FROM stage_zone_counts
 ORDER BY site_id, zone_id, ts DESC, message_id
 ON CONFLICT (site_id, zone_id) DO UPDATE SET
     camera_id = EXCLUDED.camera_id, ts = EXCLUDED.ts, count = EXCLUDED.count,
     count_max = EXCLUDED.count_max, count_mean = EXCLUDED.count_mean,
     longest_wait_s = EXCLUDED.longest_wait_s, median_wait_s = EXCLUDED.median_wait_s,
-    density_per_m2 = EXCLUDED.density_per_m2
+    density_per_m2 = EXCLUDED.density_per_m2, method = EXCLUDED.method
 WHERE zone_latest.ts < EXCLUDED.ts
 """
 
@@ -204,6 +204,7 @@ class BatchWriter:
                             z.longest_wait_s,
                             z.median_wait_s,
                             z.density_per_m2,
+                            None if z.method is None else z.method.value,
                         )
                     )
                 for line in msg.lines:

@@ -22,6 +22,7 @@ import psycopg
 
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN, ROLLUP_RESOLUTIONS
 from crowdwatch.contracts.errors import StorageError
+from crowdwatch.contracts.messages import CountMethod
 
 AlertState = Literal["firing", "resolved"]
 Severity = Literal["info", "warning", "critical"]
@@ -41,6 +42,8 @@ class ZoneLatest:
     longest_wait_s: float | None = None
     median_wait_s: float | None = None
     density_per_m2: float | None = None
+    method: CountMethod | None = None
+    """what produced ``count``; None where it was not recorded (edges and rows before it)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +155,7 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
     rows = _fetch_all(
         conn,
         "SELECT site_id, zone_id, camera_id, ts, count, count_max, count_mean, "
-        "longest_wait_s, median_wait_s, density_per_m2 "
+        "longest_wait_s, median_wait_s, density_per_m2, method "
         "FROM zone_latest ORDER BY site_id, zone_id",
     )
     return [
@@ -167,6 +170,7 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
             longest_wait_s=_opt_float(r[7]),
             median_wait_s=_opt_float(r[8]),
             density_per_m2=_opt_float(r[9]),
+            method=None if r[10] is None else CountMethod(r[10]),
         )
         for r in rows
     ]
