@@ -5,7 +5,9 @@
 Data: ShanghaiTech A and B ``train_data`` and Mall frames 1-640 (641-800 are held back for
 ``crowdwatch eval``). Each step takes random crops, rescaled 0.4-1.4x (so the model sees people from
 5 to 60 px tall), flipped, with colour, brightness and grayscale changes (dark and blown-out frames
-happen on real cameras).
+happen on real cameras). Generated empty ground (:mod:`crowdwatch.training.textures`) makes
+12% of the crops and covers part of 30% of the others, target zero: the first counter, trained on
+crowds alone, read beach sand as one. ``--init`` starts from an exported counter (fine-tuning).
 
 The loss is a pixel term on the density (heads blurred over neighbouring cells) plus a count term
 on each crop. The count term keeps the total right, which a pixel loss alone lets drift low
