@@ -108,13 +108,12 @@ class DatasetRun:
     numbers: list[int]
     predicted: list[float]
     truth: list[int]
-    count_s: float
-    """seconds in ``detector.detect`` or ``DensityCounter.density`` (reading images excluded)"""
+    sample_s: list[float]
+    """seconds of each sample in ``detector.detect`` or ``DensityCounter.density`` (reading
+    images excluded; an ``auto`` run: both)"""
     flagged: frozenset[int] = frozenset()
     """numbers of the samples the dense counter judged unusable (``DensityMap.quality``);
     they are scored like the others"""
-    sample_s: list[float] = field(default_factory=list)
-    """counting seconds of each sample (``count_s`` is their sum)"""
     heights: list[NDArray[np.float32]] = field(default_factory=list)
     """detection runs: box heights (pixels) of the people counted in each sample"""
     dense_picked: frozenset[int] = frozenset()
@@ -152,11 +151,15 @@ class DatasetRun:
             numbers=[dataset.numbers[i] for i in indices],
             predicted=predicted,
             truth=[dataset.truths[i] for i in indices],
-            count_s=sum(sample_s),
             flagged=flagged,
             sample_s=sample_s,
             heights=heights or [],
         )
+
+    @property
+    def count_s(self) -> float:
+        """Counting seconds over all samples."""
+        return sum(self.sample_s)
 
     @property
     def ms_per_frame(self) -> float:
@@ -254,7 +257,6 @@ def run_auto(detected: DatasetRun, dense: DatasetRun, rule: DenseAutoConfig) -> 
     return replace(
         dense,
         predicted=predicted,
-        count_s=sum(sample_s),
         sample_s=sample_s,
         dense_picked=frozenset(picked),
     )
