@@ -7,7 +7,10 @@ Data: ShanghaiTech A and B ``train_data`` and Mall frames 1-640 (641-800 are hel
 5 to 60 px tall), flipped, with colour, brightness and grayscale changes (dark and blown-out frames
 happen on real cameras). Generated empty ground (:mod:`crowdwatch.training.textures`) makes
 12% of the crops and covers part of 30% of the others, target zero: the first counter, trained on
-crowds alone, read beach sand as one. ``--init`` starts from an exported counter (fine-tuning).
+crowds alone, read beach sand as one. Another 20% are composite beaches
+(:mod:`crowdwatch.training.beach_scene`): people cut from the same training images, shrunk to
+2-12 px heads and pasted on generated sand and sea with umbrellas and towels between them.
+``--init`` starts from an exported counter (fine-tuning).
 
 The loss is a pixel term on the density (heads blurred over neighbouring cells) plus a count term
 on each crop. The count term keeps the total right, which a pixel loss alone lets drift low
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from crowdwatch.training.beach_scene import beach_scene
 from crowdwatch.training.density_net import (
     DENSITY_SCALE,
     STRIDE,
@@ -59,6 +63,8 @@ EMPTY_GROUND = 0.12
 """Share of crops that are empty ground (:mod:`crowdwatch.training.textures`), target zero."""
 GROUND_PATCH = 0.3
 """Chance that a crop of people gets a patch of empty ground pasted over part of it."""
+BEACH_SCENE = 0.2
+"""Share of crops that are composite beaches (:mod:`crowdwatch.training.beach_scene`)."""
 FROZEN_LAYERS = 3
 """YOLO layers 0-2 (edges and textures) stay as trained on COCO."""
 
@@ -80,6 +86,8 @@ def _photometric(image: NDArray[np.uint8], rng: random.Random) -> NDArray[np.uin
     out = out * gain + bias
     if rng.random() < 0.3:
         out = out * np.array([rng.uniform(0.85, 1.15) for _ in range(3)])  # white balance
+    if rng.random() < 0.15:  # morning and evening sun: warm light (BGR: less blue, more red)
+        out = out * np.array([rng.uniform(0.6, 0.85), rng.uniform(0.85, 1.0), 1.0])
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -117,6 +125,14 @@ def _paste_ground(
     mask = mask.copy()
     mask[y0:y1, x0:x1] = True  # known empty, even outside Mall's region of interest
     return crop, points[~inside], mask
+
+
+def beach_crop(samples: list[PointImage], size: int, rng: random.Random) -> Crop:
+    """A composite beach of people shrunk onto sand (every cell labelled)."""
+    image, points = beach_scene(size, samples, rng)
+    grid = points_in_grid(points, (size, size), STRIDE)
+    mask = np.ones_like(grid)
+    return _photometric(image, rng), _blur(grid), mask, float(grid.sum())
 
 
 def make_crop(sample: PointImage, size: int, rng: random.Random) -> Crop:
@@ -167,12 +183,17 @@ def batches(
     rng = random.Random(seed)
     names = list(MIX)
     weights = [MIX[n] for n in names]
+    people = [sample for name in names for sample in sources[name]]
 
     def build() -> Batch:
         crops = []
         for _ in range(batch):
-            if rng.random() < EMPTY_GROUND:
+            draw = rng.random()
+            if draw < EMPTY_GROUND:
                 crops.append(empty_ground_crop(size, rng))
+                continue
+            if draw < EMPTY_GROUND + BEACH_SCENE:
+                crops.append(beach_crop(people, size, rng))
                 continue
             name = rng.choices(names, weights)[0]
             crops.append(make_crop(rng.choice(sources[name]), size, rng))
