@@ -25,6 +25,7 @@ from crowdwatch.analytics.silences import add_silence, expire_silence
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
 from crowdwatch.contracts.messages import (
     AlertMessage,
+    CountMethod,
     TopicKind,
     alert_topic,
     camera_topic,
@@ -190,6 +191,32 @@ def test_fire_notify_resolve_with_history(
     ]
     [row] = h.conn.execute("SELECT id FROM alerts").fetchall()
     assert [e.kind for e in alert_history(h.conn, row[0])] == ["fired", "resolved"]
+
+
+def test_a_density_estimate_is_said_as_one_in_the_alert_text(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    engine = h.engine()
+    # Read back from zone_latest (ingest wrote it), as after a restart...
+    put_zone(h.conn, "stop-a", "platform", 45, T0, method="dense")
+    assert h.states(engine, T0) == ["firing"]
+    # ...and from a count message received live: the detector's count is said plainly.
+    detected = count_message(count=4, ts=T0 + timedelta(seconds=5))
+    assert [t.state for t in engine.on_counts([detected], T0 + timedelta(seconds=6))] == [
+        "resolved"
+    ]
+    counted = count_message(count=46, ts=T0 + timedelta(seconds=10))
+    zone = counted.zones[0].model_copy(update={"method": CountMethod.DENSE})
+    dense = counted.model_copy(update={"zones": [zone]})
+    assert [t.state for t in engine.on_counts([dense], T0 + timedelta(seconds=11))] == ["firing"]
+    assert engine.flush()
+    texts = [b["alerts"][0]["summary_en"] for b in bodies(http_sink, "/hook")]
+    assert texts[0].startswith("Stop A platform: about 45 waiting")
+    assert texts[1].startswith("Cleared: Stop A platform: 4 waiting")
+    assert texts[2].startswith("Stop A platform: about 46 waiting")
+    zh = bodies(http_sink, "/hook")[0]["alerts"][0]["summary_zh"]
+    assert "约 45 人候车" in zh
 
 
 def test_one_notification_per_route_group(

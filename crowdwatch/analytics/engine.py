@@ -254,6 +254,7 @@ class AlertEngine:
                 zone.longest_wait_s,
                 zone.median_wait_s,
                 zone.density_per_m2,
+                zone.method,
             )
             stored = self._store_latest(row) or stored
         return stored
@@ -291,6 +292,7 @@ class AlertEngine:
                     age_s=age,
                     longest_wait_s=row.longest_wait_s if ok and row is not None else None,
                     density_per_m2=row.density_per_m2 if ok and row is not None else None,
+                    method=row.method if ok and row is not None else None,
                 )
             )
         return out

@@ -40,7 +40,7 @@ from crowdwatch.analytics.rules import (
 )
 from crowdwatch.analytics.summaries import AlertFacts, alert_text
 from crowdwatch.contracts.config import AlertMetric, AlertRule, Site
-from crowdwatch.contracts.messages import AlertMessage
+from crowdwatch.contracts.messages import AlertMessage, CountMethod
 
 TransitionState = Literal["firing", "resolved"]
 
@@ -358,6 +358,7 @@ class AlertEvaluator:
             capacity=reading.capacity,
             longest_wait_s=reading.longest_wait_s,
             density_per_m2=reading.density_per_m2,
+            estimated=reading.method is CountMethod.DENSE,
             rise=rise,
             rise_window_s=rise_window.total_seconds(),
             forecast=predicted,

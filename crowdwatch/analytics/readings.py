@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from crowdwatch.contracts.config import CrowdwatchConfig, Site, Zone
-from crowdwatch.contracts.messages import CameraState
+from crowdwatch.contracts.messages import CameraState, CountMethod
 from crowdwatch.storage.queries import CameraStatusRow, ZoneLatest
 
 
@@ -52,6 +52,8 @@ class ZoneReading:
     """longest wait of the people now in the zone (OK status and a tracking edge only)"""
     density_per_m2: float | None = None
     """people per m² (OK status and a calibrated camera only)"""
+    method: CountMethod | None = None
+    """what produced ``count`` (OK status only; None where the edge did not say)"""
 
     @property
     def capacity(self) -> int:
@@ -141,6 +143,7 @@ def zone_readings(
                     density_per_m2=row.density_per_m2
                     if row is not None and status is ZoneStatus.OK
                     else None,
+                    method=row.method if row is not None and status is ZoneStatus.OK else None,
                 )
             )
     return readings

@@ -42,6 +42,8 @@ class AlertFacts:
     forecast: Forecast | None = None
     no_data_s: float | None = None
     status: str | None = None
+    estimated: bool = False
+    """the count is the density counter's estimate, not people detected one by one"""
 
 
 _DEFAULT_ACTIONS: dict[SiteKind, LocalizedName] = {
@@ -91,12 +93,14 @@ def _facts(site: Site, facts: AlertFacts, *, firing: bool) -> tuple[list[str], l
     zh: list[str] = []
     en: list[str] = []
     if facts.count is not None:
+        # A density estimate is said as one ("about"): a dispatcher weighs it differently.
+        zh_about, en_about = ("约 ", "about ") if facts.estimated else ("", "")
         if site.kind is SiteKind.BUS_STOP:
-            zh.append(f"{facts.count} 人候车")
-            en.append(f"{facts.count} waiting")
+            zh.append(f"{zh_about}{facts.count} 人候车")
+            en.append(f"{en_about}{facts.count} waiting")
         else:
-            zh.append(f"{facts.count} 人")
-            en.append(f"{facts.count} people")
+            zh.append(f"{zh_about}{facts.count} 人")
+            en.append(f"{en_about}{facts.count} people")
         if facts.capacity:
             ratio = _percent(facts.count / facts.capacity)
             zh.append(f"达到容量的 {ratio}" if firing else f"容量的 {ratio}")
