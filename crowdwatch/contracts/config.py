@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sysconfig
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -1000,8 +1001,15 @@ CROWD_COUNTER_MODEL = Path("models") / "crowd_counter.onnx"
 
 
 def default_crowd_counter_path() -> Path:
-    """``models/crowd_counter.onnx`` of the crowdwatch checkout, wherever the process runs."""
-    return Path(__file__).resolve().parents[2] / CROWD_COUNTER_MODEL
+    """``models/crowd_counter.onnx`` of the crowdwatch checkout, wherever the process runs.
+
+    An installed wheel has no checkout: its copy is under ``<prefix>/share/crowdwatch/models``
+    (``[tool.setuptools.data-files]``). Where neither exists, the checkout path is returned so
+    that the error names the file to put there.
+    """
+    checkout = Path(__file__).resolve().parents[2] / CROWD_COUNTER_MODEL
+    installed = Path(sysconfig.get_path("data")) / "share" / "crowdwatch" / CROWD_COUNTER_MODEL
+    return installed if not checkout.is_file() and installed.is_file() else checkout
 
 
 def _expand_env(value: str, yaml_path: str) -> str:
