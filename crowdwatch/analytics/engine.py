@@ -57,7 +57,12 @@ from crowdwatch.analytics.evaluator import (
 )
 from crowdwatch.analytics.forecast import ReferenceTrend
 from crowdwatch.analytics.history import CountHistory
-from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, zone_readings, zone_status
+from crowdwatch.analytics.readings import (
+    ZoneReading,
+    zone_reading,
+    zone_readings,
+    zone_status,
+)
 from crowdwatch.analytics.routing import (
     channels_by_id,
     escalation_step,
@@ -280,21 +285,7 @@ class AlertEngine:
         for zone, row in zip(camera.zones, rows, strict=True):
             age = (now - row.ts).total_seconds() if row is not None else None
             status = zone_status(offline=offline, age_s=age, stale_after_s=stale_after)
-            ok = row is not None and status is ZoneStatus.OK
-            out.append(
-                ZoneReading(
-                    site=site,
-                    camera_id=camera_id,
-                    zone=zone,
-                    status=status,
-                    count=row.count if ok and row is not None else None,
-                    ts=row.ts if row is not None else None,
-                    age_s=age,
-                    longest_wait_s=row.longest_wait_s if ok and row is not None else None,
-                    density_per_m2=row.density_per_m2 if ok and row is not None else None,
-                    method=row.method if ok and row is not None else None,
-                )
-            )
+            out.append(zone_reading(site, camera_id, zone, row, status, age))
         return out
 
     def close(self) -> None:

@@ -100,6 +100,30 @@ def zone_status(*, offline: bool, age_s: float | None, stale_after_s: float) -> 
     return ZoneStatus.OK
 
 
+def zone_reading(
+    site: Site,
+    camera_id: str,
+    zone: Zone,
+    row: ZoneLatest | None,
+    status: ZoneStatus,
+    age_s: float | None,
+) -> ZoneReading:
+    """One zone's reading from its newest row: the count and its details only when OK."""
+    ok = row if status is ZoneStatus.OK else None
+    return ZoneReading(
+        site=site,
+        camera_id=camera_id,
+        zone=zone,
+        status=status,
+        count=ok.count if ok is not None else None,
+        ts=row.ts if row is not None else None,
+        age_s=age_s,
+        longest_wait_s=ok.longest_wait_s if ok is not None else None,
+        density_per_m2=ok.density_per_m2 if ok is not None else None,
+        method=ok.method if ok is not None else None,
+    )
+
+
 def zone_readings(
     config: CrowdwatchConfig,
     zone_rows: Sequence[ZoneLatest],
@@ -128,24 +152,7 @@ def zone_readings(
             ts = row.ts if row is not None else None
             age = (now - ts).total_seconds() if ts is not None else None
             status = zone_status(offline=offline, age_s=age, stale_after_s=stale_after)
-            readings.append(
-                ZoneReading(
-                    site=site,
-                    camera_id=camera.id,
-                    zone=zone,
-                    status=status,
-                    count=row.count if row is not None and status is ZoneStatus.OK else None,
-                    ts=ts,
-                    age_s=age,
-                    longest_wait_s=row.longest_wait_s
-                    if row is not None and status is ZoneStatus.OK
-                    else None,
-                    density_per_m2=row.density_per_m2
-                    if row is not None and status is ZoneStatus.OK
-                    else None,
-                    method=row.method if row is not None and status is ZoneStatus.OK else None,
-                )
-            )
+            readings.append(zone_reading(site, camera.id, zone, row, status, age))
     return readings
 
 
