@@ -180,3 +180,39 @@ def test_dispatcher_logs_in_and_acknowledges_with_a_note_recorded_in_the_databas
         ).fetchall()
     assert recorded == ("li", "已派 3 路加车 bus 3 sent")
     assert ("acknowledged", "li") in events
+
+
+def test_a_note_being_typed_survives_the_alert_list_refreshing(
+    district: tuple[httpx.Client, str], browser: Browser
+) -> None:
+    """Any alert changing rebuilds the dispatcher's list; a half-typed note must stay put."""
+    http, url = district
+    with psycopg.connect(url, autocommit=True) as conn:
+        first = insert_firing(conn, alert_message(ts=datetime.now(UTC)))
+    assert first is not None
+    page = new_page(browser, WALL)
+    try:
+        page.goto(f"{http.base_url}dispatch")
+        page.fill("#name", "li")
+        page.fill("#password", PASSWORD)
+        page.click("#login-btn")
+        note = page.locator(f"#dalert-{first.id} textarea.note")
+        expect(note).to_be_visible(timeout=10_000)
+        note.fill("已派 3 路")
+        with psycopg.connect(url, autocommit=True) as conn:
+            second = insert_firing(
+                conn, alert_message(key="stop-b/platform/crowded", ts=datetime.now(UTC))
+            )
+        assert second is not None
+        # The stream reports the new alert and the list is rebuilt around the typed note.
+        expect(page.locator(f"#dalert-{second.id}")).to_be_visible(timeout=10_000)
+        expect(note).to_have_value("已派 3 路")
+        expect(note).to_be_focused()
+        page.locator(f"#dalert-{first.id} button.ack").click()
+        ackinfo = page.locator(f"#dalert-{first.id} .ackinfo")
+        expect(ackinfo).to_contain_text("Acknowledged by li", timeout=10_000)
+        expect(ackinfo).to_contain_text(": 已派 3 路")
+        # Sent, so the rebuilt card's box is empty again.
+        expect(note).to_have_value("")
+    finally:
+        page.close()
