@@ -22,6 +22,7 @@ from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
 
 from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.storage.migrate import upgrade
+from crowdwatch.storage.queries import AlertRow
 from crowdwatch.storage.rollups import refresh_rollups
 
 FIRST_LOAD_LIMIT = 100_000
@@ -52,6 +53,14 @@ def district(pg_server: Any, serve: Serve) -> Iterator[tuple[httpx.Client, str]]
 
 def new_page(browser: Browser, viewport: dict[str, int]) -> Page:
     return browser.new_page(viewport=viewport, locale="zh-CN")  # type: ignore[arg-type]
+
+
+def fire(url: str, key: str = "stop-a/platform/crowded") -> AlertRow:
+    """Write a firing alert as the alert engine would, now."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = insert_firing(conn, alert_message(key=key, ts=datetime.now(UTC)))
+    assert row is not None
+    return row
 
 
 def compressed_size(http: httpx.Client, path: str) -> int:
@@ -109,9 +118,7 @@ def test_wall_page_shows_sites_queues_sections_and_alerts(
     district: tuple[httpx.Client, str], browser: Browser, screenshots: Path
 ) -> None:
     http, url = district
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = insert_firing(conn, alert_message(ts=datetime.now(UTC)))
-    assert row is not None
+    row = fire(url)
     page = new_page(browser, WALL)
     try:
         page.goto(f"{http.base_url}wall")
@@ -134,9 +141,7 @@ def test_dispatcher_logs_in_and_acknowledges_with_a_note_recorded_in_the_databas
     district: tuple[httpx.Client, str], browser: Browser, screenshots: Path
 ) -> None:
     http, url = district
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = insert_firing(conn, alert_message(ts=datetime.now(UTC)))
-    assert row is not None
+    row = fire(url)
     page = new_page(browser, WALL)
     try:
         page.goto(f"{http.base_url}dispatch")
@@ -187,9 +192,7 @@ def test_a_note_being_typed_survives_the_alert_list_refreshing(
 ) -> None:
     """Any alert changing rebuilds the dispatcher's list; a half-typed note must stay put."""
     http, url = district
-    with psycopg.connect(url, autocommit=True) as conn:
-        first = insert_firing(conn, alert_message(ts=datetime.now(UTC)))
-    assert first is not None
+    first = fire(url)
     page = new_page(browser, WALL)
     try:
         page.goto(f"{http.base_url}dispatch")
@@ -199,11 +202,7 @@ def test_a_note_being_typed_survives_the_alert_list_refreshing(
         note = page.locator(f"#dalert-{first.id} textarea.note")
         expect(note).to_be_visible(timeout=10_000)
         note.fill("已派 3 路")
-        with psycopg.connect(url, autocommit=True) as conn:
-            second = insert_firing(
-                conn, alert_message(key="stop-b/platform/crowded", ts=datetime.now(UTC))
-            )
-        assert second is not None
+        second = fire(url, "stop-b/platform/crowded")
         # The stream reports the new alert and the list is rebuilt around the typed note.
         expect(page.locator(f"#dalert-{second.id}")).to_be_visible(timeout=10_000)
         expect(note).to_have_value("已派 3 路")
