@@ -1,7 +1,10 @@
 """The ``crowdwatch`` command: one subcommand per process.
 
 Each subcommand imports its component lazily, so an edge box with only ``crowdwatch[edge]``
-installed can run ``crowdwatch edge`` without the server-side libraries.
+installed can run ``crowdwatch edge`` without the server-side libraries, and a server without
+OpenCV can run ``crowdwatch ingest``. Building the parser imports nothing beyond the contracts:
+every install can print every command's help. A command whose extra is missing ends with one
+line naming it (:mod:`crowdwatch.extras`), before it reads its config or starts anything.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from types import FrameType
 from crowdwatch import __version__
 from crowdwatch.contracts.config import CrowdwatchConfig, load_config
 from crowdwatch.contracts.errors import ConfigError, CrowdwatchError
+from crowdwatch.extras import missing_module_message, missing_part
 
 logger = logging.getLogger("crowdwatch")
 
@@ -136,6 +140,27 @@ _DESCRIPTIONS = {
         "from CROWDWATCH_GRAFANA_DB_PASSWORD when set."
     ),
 }
+
+
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "edge": ("edge",),
+    "ingest": ("server",),
+    "alerts": ("server",),
+    "web": ("server",),
+    "simulate": (),
+    "demo": ("demo",),
+    "db": ("server",),
+    "config": (),
+    "security": (),
+    "dashboards": ("server",),
+    "dashboards push": ("server", "grafana"),
+    "count": ("edge",),
+    "eval": ("eval",),
+    "train": ("train",),
+    # Each benchmark declares its own (crowdwatch/bench/NAME.py: EXTRAS).
+    "bench": (),
+}
+"""The pip extras each command needs ("COMMAND ACTION" where one action needs more)."""
 
 
 def _default_config_path() -> Path:
@@ -348,12 +373,8 @@ def _cmd_eval(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     # Imported here: torch loads only for training, never for the other commands.
-    try:
-        from crowdwatch.training.train_counter import main as train_counter
-    except ImportError as exc:
-        raise ConfigError(
-            f"training needs torch and ultralytics (pip install 'crowdwatch[train]'): {exc}"
-        ) from None
+    from crowdwatch.training.train_counter import main as train_counter
+
     train_counter(args.train_args)
     return 0
 
@@ -393,14 +414,16 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, summary: str, handler: Callable[..., int]) -> argparse.ArgumentParser:
+        extras = EXTRAS[name]
         p = sub.add_parser(
             name,
             help=summary,
             description=_DESCRIPTIONS[name],
+            epilog=f"Needs: pip install 'crowdwatch[{','.join(extras)}]'" if extras else None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("--config", "-c", help=CONFIG_HELP)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, extras=extras)
         return p
 
     edge = add("edge", "count people on cameras, publish over MQTT", _cmd_edge)
@@ -502,6 +525,22 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SECOND_WORD = {
+    "db": "action",
+    "security": "action",
+    "dashboards": "action",
+    "bench": "benchmark",
+    "train": "model",
+}
+"""The positional argument that completes each command's name, where it has one."""
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The command as typed, with its action, benchmark or model: ``"db upgrade"``."""
+    second = _SECOND_WORD.get(args.command)
+    return f"{args.command} {getattr(args, second)}" if second else str(args.command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -509,6 +548,24 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    command = command_name(args)
+    extras: tuple[str, ...] = EXTRAS.get(command, args.extras)
+    missing = missing_part(command, extras)
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args)
+    except ModuleNotFoundError as exc:
+        # A module the up-front check does not list (an optional backend, a dependency of a
+        # dependency): still one line, never a traceback. Our own modules missing is a bug.
+        if exc.name is None or exc.name.partition(".")[0] == "crowdwatch":
+            raise
+        print(missing_module_message(command, exc.name, extras), file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "demo":
             return _cmd_demo(args)

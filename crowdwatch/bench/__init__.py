@@ -3,12 +3,14 @@
 To add one, drop a module ``crowdwatch/bench/NAME.py`` that defines::
 
     SUMMARY = "one line for --help"
+    EXTRAS = ("server",)   # the pip extras it needs (crowdwatch.extras): checked before run
 
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int: ...   # exit status; last stdout line = JSON
 
-Keep heavy imports inside ``run`` so ``crowdwatch --help`` stays fast and an edge box without
-the server extras can still list (and run) the benchmarks it has the libraries for.
+Keep heavy imports inside ``run`` (``add_arguments`` too is called for ``crowdwatch --help``),
+so that every install, even one without OpenCV or psycopg, can list the benchmarks, and an
+edge box can run the ones it has the libraries for.
 Modules whose name starts with ``_`` are helpers, not benchmarks.
 """
 
@@ -26,6 +28,7 @@ from typing import cast
 class Benchmark:
     name: str
     summary: str
+    extras: tuple[str, ...]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
 
@@ -41,6 +44,7 @@ def benchmarks() -> list[Benchmark]:
             Benchmark(
                 name=info.name,
                 summary=cast(str, module.SUMMARY),
+                extras=cast(tuple[str, ...], module.EXTRAS),
                 add_arguments=module.add_arguments,
                 run=module.run,
             )
@@ -52,10 +56,16 @@ def add_parsers(bench: argparse.ArgumentParser) -> None:
     """Add one sub-subcommand per benchmark to the ``bench`` parser.
 
     Args:
-        bench: the parser of ``crowdwatch bench``; each sub-parser sets ``bench_run``.
+        bench: the parser of ``crowdwatch bench``; each sub-parser sets ``bench_run`` and
+            ``extras``.
     """
     sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for item in benchmarks():
-        parser = sub.add_parser(item.name, help=item.summary, description=item.summary)
+        parser = sub.add_parser(
+            item.name,
+            help=item.summary,
+            description=item.summary,
+            epilog=f"Needs: pip install 'crowdwatch[{','.join(item.extras)}]'",
+        )
         item.add_arguments(parser)
-        parser.set_defaults(bench_run=item.run)
+        parser.set_defaults(bench_run=item.run, extras=item.extras)

@@ -39,6 +39,7 @@ from crowdwatch.bench._alert_probes import (
 )
 
 SUMMARY = "alert latency: count published -> webhook received, p50/p99 with N cameras at 1 msg/s"
+EXTRAS = ("server",)
 
 THRESHOLD = 100
 """People that fire the bench rule; background counts stay below 40."""

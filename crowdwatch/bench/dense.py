@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 SUMMARY = "dense counter s per 1080p frame vs the detector with 320 px tiles (same frames)"
+EXTRAS = ("edge",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

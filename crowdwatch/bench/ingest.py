@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 SUMMARY = "ingest rows/s vs raw COPY; N cameras at 1 msg/s: lag p99, rows lost, memory"
+EXTRAS = ("server",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

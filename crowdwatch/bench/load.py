@@ -69,6 +69,7 @@ from crowdwatch.bench._procs import ProcessGroup, listener_pid, stop_process
 from crowdwatch.bench.ingest import _scrape
 
 SUMMARY = "N simulated cameras through broker, ingest, alerts, web: highest N held, CPU/memory"
+EXTRAS = ("server",)
 
 LAG_TARGET_S = 2.0
 ALERT_TARGET_MS = 1000.0

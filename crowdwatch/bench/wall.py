@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 SUMMARY = "p95 latency of the wall's queries over N days of 1-minute rollups (target < 100 ms)"
+EXTRAS = ("server",)
 
 ZONES_PER_SITE = 5
 TARGET_P95_MS = 100.0
