@@ -9,21 +9,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-PIP = [sys.executable, "-m", "pip"]
+from wheels import PIP, ROOT, build_wheel, clean_env
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [*PIP, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    [built] = out.glob("crowdwatch-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_the_wheel_carries_the_crowd_counter_and_its_card(wheel: Path) -> None:
@@ -51,6 +42,7 @@ def test_an_installed_wheel_finds_its_own_copy_of_the_counter(wheel: Path, tmp_p
         [*PIP, "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
         check=True,
         capture_output=True,
+        env=clean_env(),
     )
     # pydantic and PyYAML from this environment, appended after the box's own site-packages,
     # so `crowdwatch` is the installed wheel, not this checkout.
@@ -66,6 +58,7 @@ def test_an_installed_wheel_finds_its_own_copy_of_the_counter(wheel: Path, tmp_p
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=clean_env(),  # PYTHONPATH on this checkout would shadow the installed wheel
     ).stdout.split()
     assert Path(found[0]).is_relative_to(site)
     assert Path(found[1]) == env / "share" / "crowdwatch" / "models" / "crowd_counter.onnx"
