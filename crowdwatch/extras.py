@@ -121,8 +121,8 @@ def missing_module_message(command: str, module: str, extras: tuple[str, ...]) -
     """The one-line message for a module found missing while the command ran.
 
     The extras the command declares are named when they bring the module (or when no extra is
-    known to); otherwise the extra that does, e.g. ``crowdwatch[ultralytics]`` for
-    ``crowdwatch count --backend ultralytics`` on an edge box.
+    known to); otherwise the extra that does: a module of ``[eval]`` missing under a command
+    that declares only ``[edge]`` asks for ``crowdwatch[eval]``.
 
     Args:
         command: the command as typed after ``crowdwatch``.
@@ -130,7 +130,7 @@ def missing_module_message(command: str, module: str, extras: tuple[str, ...]) -
         extras: the extras the command declares.
 
     Returns:
-        e.g. ``"crowdwatch count needs Ultralytics: pip install 'crowdwatch[ultralytics]'"``.
+        e.g. ``"crowdwatch count needs SciPy: pip install 'crowdwatch[eval]'"``.
     """
     top = module.partition(".")[0]
     owner = next(
