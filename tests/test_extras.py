@@ -8,6 +8,9 @@ the seam.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -115,3 +118,22 @@ def test_a_module_of_ours_missing_is_a_bug_not_an_extra(monkeypatch: pytest.Monk
     monkeypatch.setattr(count_command, "run", run)
     with pytest.raises(ModuleNotFoundError, match=r"crowdwatch\.gone"):
         main(["count", "x.png"])
+
+
+def test_the_parser_loads_no_heavy_library() -> None:
+    """What ``crowdwatch --help`` imports: the contracts, none of any extra's libraries.
+
+    The venvs of ``test_install_extras.py`` prove it where the libraries are absent; this
+    keeps the quick ``-m 'not slow'`` run honest too, where they are all installed.
+    """
+    heavy = sorted({p.module for parts in EXTRA_PARTS.values() for p in parts} | {"starlette"})
+    code = (
+        "import json, sys\n"
+        "from crowdwatch.cli import _build_parser\n"
+        "_build_parser()\n"
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == []
