@@ -22,6 +22,9 @@ import psycopg
 import pytest
 from factories import config_dict, count_message, make_config, site_dict
 from hostile import Hostile, counts_doc, hostile_payloads
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_fuzz_inputs import ANY_CHARACTER
 
 from crowdwatch.analytics.inbox import CountInbox
 from crowdwatch.contracts.config import (
@@ -339,3 +342,31 @@ def test_hostile_messages_in_a_batch_cost_only_themselves(
     for h, reason in zip(hostile, reasons, strict=True):
         assert h.reason in reason, (h.name, reason)
     assert service.stats().dead_letters == len(hostile)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    reason=st.text(ANY_CHARACTER, max_size=2000),
+    detail=st.text(st.characters(exclude_categories=["Cs"]) | st.just("\x00"), max_size=500),
+    payload=st.binary(max_size=KEPT_PAYLOAD_BYTES * 2),
+)
+def test_any_unicode_and_bytes_reach_the_tables_without_refusal(
+    migrated: str, reason: str, detail: str, payload: bytes
+) -> None:
+    now = datetime.now(UTC)
+    status = StatusMessage(
+        site_id="stop-a", camera_id="cam1", ts=now, state=CameraState.ONLINE, detail=detail
+    )
+    writer = BatchWriter(migrated)
+    try:
+        result = writer.write(
+            [Rejected(Envelope(_topic("counts"), payload, now), reason), _accepted(status, now)]
+        )
+    finally:
+        writer.close()
+    # Both written as they are (NUL and lone surrogates escaped), neither refused.
+    assert (result.rows_written, result.dead_letters) == (1, 1)
