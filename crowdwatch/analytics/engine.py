@@ -76,7 +76,7 @@ from crowdwatch.analytics.silences import Silence, active_silences
 from crowdwatch.contracts.config import AlertMetric, CrowdwatchConfig, Site
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
 from crowdwatch.contracts.messages import (
-    MAX_PAYLOAD_BYTES,
+    MAX_PACKET_BYTES,
     AlertMessage,
     CameraState,
     CountMessage,
@@ -711,7 +711,7 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
         config.mqtt,
         client_id=f"crowdwatch-alerts-{uuid.uuid4().hex[:12]}",
         # MQTT 5: the broker keeps payloads too big to be a message from reaching us at all.
-        max_packet_size=MAX_PAYLOAD_BYTES + 64 * 1024,
+        max_packet_size=MAX_PACKET_BYTES,
     )
     if config.alerts.listen_counts:
         topic = camera_topic_filter(config.mqtt.topic_prefix, TopicKind.COUNTS)

@@ -52,6 +52,10 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 most it may carry) is about 300 KB; a bigger payload is refused before it is parsed, so that
 it costs neither the time nor the memory of decoding it."""
 
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
+"""The largest MQTT packet a broker or consumer needs to take: the largest payload with room
+for the topic and properties (mosquitto's ``max_packet_size``, MQTT 5's Maximum Packet Size)."""
+
 MAX_FUTURE = timedelta(minutes=5)
 """A ``ts`` further ahead of the receive time than this is refused: the edge box's clock is
 wrong.  Within it, a ``ts`` ahead of the receive time still never counts as newer than the
