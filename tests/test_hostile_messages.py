@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from crowdwatch.contracts.messages import (
     encode,
 )
 from crowdwatch.ingest import IngestService
+from crowdwatch.ingest.offline import OfflineDating
 from crowdwatch.ingest.validate import (
     KEPT_PAYLOAD_BYTES,
     Accepted,
@@ -370,3 +371,48 @@ def test_any_unicode_and_bytes_reach_the_tables_without_refusal(
         writer.close()
     # Both written as they are (NUL and lone surrogates escaped), neither refused.
     assert (result.rows_written, result.dead_letters) == (1, 1)
+
+
+class _DatingThatFailsOn:
+    """The ingest's offline dating, with a bug that any batch holding one message triggers
+    (a fake at the seam between validation and writing)."""
+
+    def __init__(self, real: OfflineDating, poison: str) -> None:
+        self._real = real
+        self._poison = poison
+
+    def apply(self, items: Sequence[Accepted | Rejected]) -> list[Accepted | Rejected]:
+        for item in items:
+            if isinstance(item, Accepted) and item.message.message_id == self._poison:
+                raise RuntimeError("a bug met on this message")
+        return self._real.apply(items)
+
+
+def test_a_batch_that_fails_for_any_reason_is_written_message_by_message(
+    migrated: str, district: CrowdwatchConfig, publisher: MqttClient
+) -> None:
+    prefix = district.mqtt.topic_prefix
+    service = IngestService(
+        district, migrated, client_id=f"test-poison-{uuid.uuid4().hex[:8]}", batch_interval_s=1.0
+    )
+    now = datetime.now(UTC)
+    valid = [count_message(site_id=site, ts=now) for site in ("stop-a", "stop-b")]
+    poison = count_message(site_id="stop-a", count=9, ts=now)
+    service._dating = _DatingThatFailsOn(service._dating, poison.message_id)  # type: ignore[assignment]
+    service.start()
+    try:
+        time.sleep(0.5)  # the SUBACK
+        for message in (valid[0], poison, valid[1]):
+            publisher.publish(_topic("counts", prefix, message.site_id), encode(message))
+        deadline = time.monotonic() + 10
+        while service.stats().messages_in < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert service.flush(10)
+    finally:
+        service.stop()
+
+    stored = {r[0] for r in _rows(migrated, "SELECT message_id FROM zone_counts")}
+    assert stored == {m.message_id for m in valid}
+    [(payload, reason)] = _rows(migrated, "SELECT payload, reason FROM dead_letters")
+    assert bytes(payload) == encode(poison)
+    assert reason == "ingest error on this message: RuntimeError: a bug met on this message"

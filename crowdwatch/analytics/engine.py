@@ -5,9 +5,10 @@ Two inputs feed one :class:`AlertEvaluator`:
 - **Count messages over MQTT** (``alerts.listen_counts``, on by default): the engine has its
   own plain subscription to every camera's counts and evaluates the zones of each message
   (in small batches) as it arrives, so an alert leaves well under a second after the count
-  was published.  Payloads arrive through a :class:`~crowdwatch.analytics.inbox.CountInbox`,
-  which decodes each alone: a hostile one is counted and left out, never the end of alerting.  A message whose ``ts`` is not newer than what the engine has for its
-  zones (a redelivery, a late message) changes nothing.
+  was published.  A message whose ``ts`` is not newer than what the engine has for its
+  zones (a redelivery, a late message) changes nothing.  Payloads arrive through a
+  :class:`~crowdwatch.analytics.inbox.CountInbox`, which decodes each one alone: a hostile
+  payload is counted and left out, never the end of alerting.
 - **A periodic tick** every ``alerts.evaluate_every_s``: renews the lease, reads
   ``zone_latest`` and ``camera_latest_status`` (what ingest wrote, including anything missed
   over MQTT), judges staleness and offline cameras (no data: its own alert), and does the

@@ -52,6 +52,7 @@ from datetime import datetime
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import BrokerError, StorageError
 from crowdwatch.contracts.messages import (
+    MAX_FUTURE,
     TopicKind,
     camera_topic_filter,
     clipped,
@@ -63,7 +64,7 @@ from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
 from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
-from crowdwatch.ingest.validate import MAX_FUTURE, Accepted, Envelope, MessageValidator, Rejected
+from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter, Item
 from crowdwatch.mqtt.client import Delivery, MqttClient
 from crowdwatch.storage.maintenance import Maintenance

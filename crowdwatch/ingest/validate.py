@@ -38,8 +38,6 @@ from crowdwatch.ingest.clock import ClockSkew
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_FUTURE", "Accepted", "Envelope", "MessageValidator", "Rejected"]
-
 KEPT_PAYLOAD_BYTES = 8192
 """How much of a payload a dead letter keeps (with its full size and SHA-256): enough to see
 what was sent, not enough for a hostile sender to fill the database or the ingest's memory."""
