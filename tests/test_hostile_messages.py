@@ -416,3 +416,20 @@ def test_a_batch_that_fails_for_any_reason_is_written_message_by_message(
     [(payload, reason)] = _rows(migrated, "SELECT payload, reason FROM dead_letters")
     assert bytes(payload) == encode(poison)
     assert reason == "ingest error on this message: RuntimeError: a bug met on this message"
+
+
+def test_the_engine_inbox_logs_refusals_at_most_once_a_minute(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = CountInbox(clock=lambda: NOW)
+    with caplog.at_level("WARNING", logger="crowdwatch.analytics.inbox"):
+        for _ in range(50):
+            inbox.offer(b"[[[")
+        inbox.take(0.0)
+        assert [r.getMessage()[:16] for r in caplog.records] == ["left out 1 count"]
+        # A minute later the rest are summed up in one line, without a new refusal.
+        monkeypatch.setattr("crowdwatch.analytics.inbox.REPORT_EVERY_S", 0.0)
+        inbox.take(0.0)
+    assert len(caplog.records) == 2
+    assert caplog.records[1].getMessage().startswith("left out 49 count payload(s)")
+    assert inbox.refused == 50

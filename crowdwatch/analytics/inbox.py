@@ -92,6 +92,7 @@ class CountInbox:
     def take(self, wait: float, limit: int = 2000) -> list[CountMessage]:
         """The valid count messages waiting (from at most ``limit`` payloads), after waiting
         up to ``wait`` seconds for one; each ``ts`` as of the message's arrival."""
+        self._report_if_due()
         try:
             first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
         except queue.Empty:
@@ -136,8 +137,13 @@ class CountInbox:
             self.refused += 1
             self._unreported += 1
             self._last_reason = clipped(reason, 300)
+        self._report_if_due()
+
+    def _report_if_due(self) -> None:
+        # The first refusal at once, then what accumulated, at most once a minute.
+        with self._lock:
             now = time.monotonic()
-            if now - self._reported_at < REPORT_EVERY_S:
+            if not self._unreported or now - self._reported_at < REPORT_EVERY_S:
                 return
             count, self._unreported, self._reported_at = self._unreported, 0, now
             last = self._last_reason
