@@ -309,23 +309,19 @@ def publisher(mqtt_config: MqttConfig) -> Iterator[MqttClient]:
         client.close()
 
 
-def test_hostile_messages_in_a_batch_cost_only_themselves(
-    migrated: str, district: CrowdwatchConfig, publisher: MqttClient
-) -> None:
-    prefix = district.mqtt.topic_prefix
-    # A long batch interval: the valid and hostile messages are written in one batch.
-    service = IngestService(
-        district, migrated, client_id=f"test-hostile-{uuid.uuid4().hex[:8]}", batch_interval_s=1.0
+def _ingest(district: CrowdwatchConfig, url: str) -> IngestService:
+    # A long batch interval: the messages of one test are written in one batch.
+    return IngestService(
+        district, url, client_id=f"test-hostile-{uuid.uuid4().hex[:8]}", batch_interval_s=1.0
     )
+
+
+def _through(
+    service: IngestService, publisher: MqttClient, messages: list[tuple[str, bytes]]
+) -> None:
+    """Start ``service``, publish ``messages``, wait until they are committed, stop it."""
     service.start()
     try:
-        now = datetime.now(UTC)
-        hostile = hostile_payloads(now)
-        valid = [count_message(site_id=site, ts=now) for site in ("stop-a", "stop-b", "stop-a")]
-        messages = [(_topic("counts", prefix, "stop-b"), encode(valid[1]))]
-        messages.append((_topic("counts", prefix), encode(valid[0])))
-        messages += [(_topic(h.kind, prefix), h.payload) for h in hostile]
-        messages.append((_topic("counts", prefix), encode(valid[2])))
         time.sleep(0.5)  # the SUBACK
         for topic, payload in messages:
             publisher.publish(topic, payload)
@@ -335,6 +331,22 @@ def test_hostile_messages_in_a_batch_cost_only_themselves(
         assert service.flush(10)
     finally:
         service.stop()
+
+
+def test_hostile_messages_in_a_batch_cost_only_themselves(
+    migrated: str, district: CrowdwatchConfig, publisher: MqttClient
+) -> None:
+    prefix = district.mqtt.topic_prefix
+    service = _ingest(district, migrated)
+    now = datetime.now(UTC)
+    hostile = hostile_payloads(now)
+    valid = [count_message(site_id=site, ts=now) for site in ("stop-a", "stop-b", "stop-a")]
+    messages = [(_topic("counts", prefix, "stop-b"), encode(valid[1]))]
+    messages.append((_topic("counts", prefix), encode(valid[0])))
+    messages += [(_topic(h.kind, prefix), h.payload) for h in hostile]
+    messages.append((_topic("counts", prefix), encode(valid[2])))
+
+    _through(service, publisher, messages)
 
     stored = _rows(migrated, "SELECT message_id FROM zone_counts")
     assert sorted(r[0] for r in stored) == sorted(m.message_id for m in valid)
@@ -392,24 +404,17 @@ def test_a_batch_that_fails_for_any_reason_is_written_message_by_message(
     migrated: str, district: CrowdwatchConfig, publisher: MqttClient
 ) -> None:
     prefix = district.mqtt.topic_prefix
-    service = IngestService(
-        district, migrated, client_id=f"test-poison-{uuid.uuid4().hex[:8]}", batch_interval_s=1.0
-    )
+    service = _ingest(district, migrated)
     now = datetime.now(UTC)
     valid = [count_message(site_id=site, ts=now) for site in ("stop-a", "stop-b")]
     poison = count_message(site_id="stop-a", count=9, ts=now)
     service._dating = _DatingThatFailsOn(service._dating, poison.message_id)  # type: ignore[assignment]
-    service.start()
-    try:
-        time.sleep(0.5)  # the SUBACK
-        for message in (valid[0], poison, valid[1]):
-            publisher.publish(_topic("counts", prefix, message.site_id), encode(message))
-        deadline = time.monotonic() + 10
-        while service.stats().messages_in < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert service.flush(10)
-    finally:
-        service.stop()
+
+    _through(
+        service,
+        publisher,
+        [(_topic("counts", prefix, m.site_id), encode(m)) for m in (valid[0], poison, valid[1])],
+    )
 
     stored = {r[0] for r in _rows(migrated, "SELECT message_id FROM zone_counts")}
     assert stored == {m.message_id for m in valid}
