@@ -78,8 +78,9 @@ _DESCRIPTIONS = {
     "db": (
         "Database schema: `crowdwatch db upgrade` creates or upgrades it and syncs the sites.\n\n"
         "`crowdwatch db refresh` brings the 1 min / 15 min / 1 h rollups up to date; `crowdwatch "
-        "db retention` drops raw days older than database.retention.raw_days and rollups older "
-        "than rollup_days. `crowdwatch db maintain` does both and creates the coming days' "
+        "db retention` drops raw days older than database.retention.raw_days, rollups older "
+        "than rollup_days and dead letters older than dead_letter_days. `crowdwatch db "
+        "maintain` does both and creates the coming days' "
         "partitions, in a loop (--once: one round): the owner's upkeep, which ingest does itself "
         "only when it connects with database.url. `crowdwatch db roles` creates the groups "
         "{roles_prefix}_ingest, _web, _alerts with least privilege, and the login users of "
@@ -240,6 +241,7 @@ def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 
 def _cmd_db_maintenance(config: CrowdwatchConfig, action: str) -> int:
     from crowdwatch.storage.db import connect
+    from crowdwatch.storage.dead_letters import expire_dead_letters
     from crowdwatch.storage.retention import apply_retention
     from crowdwatch.storage.rollups import refresh_rollups
 
@@ -250,9 +252,10 @@ def _cmd_db_maintenance(config: CrowdwatchConfig, action: str) -> int:
             print(f"rollups refreshed: {result.minutes} minutes recomputed")
         else:
             done = apply_retention(conn, retention)
+            expired = expire_dead_letters(conn, retention)
             print(
                 f"retention applied: {len(done.dropped_partitions)} partitions dropped, "
-                f"{done.rollup_rows_deleted} rollup rows deleted"
+                f"{done.rollup_rows_deleted} rollup rows deleted, {expired} dead letters expired"
             )
     return 0
 
@@ -283,7 +286,8 @@ def _cmd_db_maintain(config: CrowdwatchConfig, *, once: bool) -> int:
         print(
             f"maintenance: {len(result.partitions)} partitions created, "
             f"{result.rollups.minutes} rollup minutes recomputed, "
-            f"{len(result.retention.dropped_partitions)} partitions dropped"
+            f"{len(result.retention.dropped_partitions)} partitions dropped, "
+            f"{result.dead_letters_expired} dead letters expired"
         )
     return 0
 

@@ -1,5 +1,9 @@
 """Bad input at the doors that take no network: MQTT payloads, the site config, the alert rules.
 
+The MQTT payloads reach every door that decodes them (the contract's decoders, the ingest's
+validator, the alert engine's inbox) with numbers of any size, any Unicode (NUL and lone
+surrogates included) and any nesting.
+
 Property-based (hypothesis): arbitrary bytes, and valid documents with a few random mutations
 (a value replaced by any JSON value or by a nasty one, a key deleted, an unknown key added).
 Every outcome must be the contract's own error (``MessageError``, ``ConfigError``) or a valid
@@ -15,21 +19,25 @@ from typing import Any
 
 import pytest
 import yaml
-from factories import config_dict, count_message, site_dict
+from factories import config_dict, count_message, make_config, site_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crowdwatch.analytics.inbox import CountInbox
 from crowdwatch.analytics.rules import effective_rule
 from crowdwatch.contracts.config import CrowdwatchConfig, parse_config
 from crowdwatch.contracts.errors import ConfigError, MessageError
 from crowdwatch.contracts.messages import (
+    MAX_REASON_CHARS,
     CameraState,
     CountMessage,
     StatusMessage,
     decode_counts,
     decode_status,
     encode,
+    utc_now,
 )
+from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs/district.example.yaml"
 
@@ -268,3 +276,98 @@ def test_mutated_alert_rules_are_valid_or_a_config_error(data: st.DataObject) ->
                     resolved = effective_rule(rule, site, zone.id)
                     if resolved is not None:
                         assert resolved.id == rule.id and resolved.clear_at <= resolved.fire_at
+
+
+# --- every MQTT door: numbers of any size, any Unicode, any nesting --------------------------
+#
+# The same hostile part (a number written as JSON text of up to 6000 digits, a string of any
+# code points, NUL and lone surrogates included, or a value nested up to 200000 deep) put at
+# a random place of a valid message, and handed to each door that decodes MQTT payloads: the
+# contract's decoder, the ingest's validator, the alert engine's inbox.  The decoder answers
+# with a message or a MessageError; the validator with Accepted, Rejected or None; the inbox
+# with the valid messages and a count of the rest.  Nothing else, ever.
+
+ANY_CHARACTER: st.SearchStrategy[str] = st.one_of(
+    st.characters(exclude_categories=[]),
+    st.integers(0xD800, 0xDFFF).map(chr),  # lone surrogates, reachable through "\ud800" in JSON
+    st.just("\x00"),
+)
+
+
+@st.composite
+def json_number_text(draw: st.DrawFn) -> str:
+    """A JSON number of any size, as text (``json.dumps`` refuses integers past 4300 digits)."""
+    digits = draw(st.integers(1, 6000))
+    first = draw(st.sampled_from("123456789"))
+    text = draw(st.sampled_from(["", "-"])) + first + "7" * (digits - 1)
+    if draw(st.booleans()):
+        text += "." + "3" * draw(st.integers(1, 50))
+    if draw(st.booleans()):
+        text += "e" + draw(st.sampled_from(["", "-", "+"])) + str(draw(st.integers(0, 10**6)))
+    return text
+
+
+@st.composite
+def nested_text(draw: st.DrawFn) -> str:
+    """A JSON value nested 1 to 200000 deep in arrays or objects."""
+    depth = draw(st.integers(1, 200_000))
+    if draw(st.booleans()):
+        return "[" * depth + "1" + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+HOSTILE_PART: st.SearchStrategy[str] = st.one_of(
+    json_number_text(),
+    st.text(ANY_CHARACTER, max_size=40).map(json.dumps),
+    nested_text(),
+)
+"""JSON text of one hostile value."""
+
+_SLOT = "__fuzz_slot__"
+
+
+@st.composite
+def hostile_payload(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
+    """``base`` with one value (or a new key's value) replaced by a hostile part."""
+    doc = copy.deepcopy(base)
+    path = draw(st.sampled_from([p for p in _paths(doc) if p]))
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    if isinstance(parent, dict) and draw(st.booleans()):
+        # A new key of any Unicode, holding the hostile value.
+        parent[draw(st.text(ANY_CHARACTER, max_size=12))] = _SLOT
+    else:
+        parent[path[-1]] = _SLOT
+    text = json.dumps(doc).replace(json.dumps(_SLOT), draw(HOSTILE_PART), 1)
+    return text.encode("utf-8", "surrogatepass")
+
+
+DOORS_CONFIG = make_config(config_dict(site_dict("stop-a")), mqtt={"topic_prefix": "t"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "base"), [("counts", COUNTS_DOC), ("status", STATUS_DOC)], ids=["counts", "status"]
+)
+@FUZZ
+@given(data=st.data())
+def test_any_number_unicode_or_nesting_reaches_every_mqtt_door_harmlessly(
+    kind: str, base: dict[str, Any], data: st.DataObject
+) -> None:
+    payload = data.draw(hostile_payload(base))
+    decode = decode_counts if kind == "counts" else decode_status
+    try:
+        decode(payload)
+    except MessageError as exc:
+        assert 0 < len(str(exc)) <= MAX_REASON_CHARS + 200  # no echo of the input
+    envelope = Envelope.received(f"t/v1/stop-a/cam1/{kind}", payload, utc_now())
+    outcome = MessageValidator(DOORS_CONFIG).validate(envelope)
+    assert outcome is None or isinstance(outcome, Accepted | Rejected)
+    if kind == "counts":
+        inbox = CountInbox()
+        valid = encode(count_message())
+        for each in (valid, payload, valid):
+            inbox.offer(each)
+        taken = inbox.take(0.0)
+        # The hostile one is taken or counted; its neighbours are taken either way.
+        assert len(taken) + inbox.refused == 3 and len(taken) >= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -310,3 +311,34 @@ def test_timescale_adds_the_method_as_a_bare_nullable_column() -> None:
     for word in ("CHECK", "CONSTRAINT", "DEFAULT", "NOT NULL"):
         assert word not in v5.timescale_sql
     assert "zone_counts" not in v5.common_sql
+
+
+def test_a_version_5_database_cuts_its_dead_letters_to_a_prefix_with_size_and_digest(
+    db_url: str,
+) -> None:
+    big, small = bytes(range(256)) * 100, b"{nope"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _apply_up_to(conn, 5)
+        for payload in (big, small):
+            conn.execute(
+                "INSERT INTO dead_letters (topic, payload, reason) VALUES ('t', %s, 'r')",
+                (payload,),
+            )
+
+    assert upgrade(db_url) == LATEST
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT payload, payload_bytes, payload_sha256 FROM dead_letters ORDER BY id"
+        ).fetchall()
+        assert [(bytes(p), n, h) for p, n, h in rows] == [
+            (big[:8192], len(big), hashlib.sha256(big).hexdigest()),
+            (small, len(small), hashlib.sha256(small).hexdigest()),
+        ]
+        # The bound holds for every writer, not only the ingest.
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO dead_letters (topic, payload, payload_bytes, payload_sha256, reason)"
+                " VALUES ('t', %s, 9000, 'x', 'r')",
+                (b"x" * 9000,),
+            )

@@ -28,10 +28,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from services.components import CrowdwatchProcess
 from services.mosquitto import find_binary
+from services.waiting import wait_until
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
 from crowdwatch.contracts.errors import BrokerError, ConfigError
-from crowdwatch.contracts.messages import encode
+from crowdwatch.contracts.messages import MAX_PACKET_BYTES, encode
 from crowdwatch.devservices.host import (
     ServiceUnavailable,
     free_port,
@@ -547,3 +548,24 @@ def test_a_real_ingest_process_stores_a_device_message_it_received_over_tls(
     assert device.refused > 0
     assert f"(TLS) as {INGEST_USER}" in text
     assert secret not in text
+
+
+def test_a_payload_too_big_to_be_a_message_is_refused_by_the_broker(
+    secured_broker: SecuredBroker, probes: list[Probe]
+) -> None:
+    base = f"{secured_broker.prefix}/v1"
+    ingest = _connected(secured_broker, INGEST_USER)
+    probes.append(ingest)
+    assert not ingest.subscribe(f"$share/ingest/{base}/stop-a/cam1/counts").is_failure
+    hostile = _connected(secured_broker, "edge-stop-a-cam1")
+    probes.append(hostile)
+
+    # Not waited for: the broker answers the oversized packet by closing the connection.
+    hostile.client.publish(f"{base}/stop-a/cam1/counts", b"x" * (MAX_PACKET_BYTES + 1), qos=1)
+    assert wait_until(lambda: not hostile.client.is_connected(), TIMEOUT_S)
+    genuine = _connected(secured_broker, "edge-stop-a-cam1")
+    probes.append(genuine)
+    genuine.publish(f"{base}/stop-a/cam1/counts", b"genuine")
+
+    assert ingest.messages.get(timeout=TIMEOUT_S) == (f"{base}/stop-a/cam1/counts", b"genuine")
+    assert ingest.messages.empty()

@@ -6,7 +6,9 @@ Two inputs feed one :class:`AlertEvaluator`:
   own plain subscription to every camera's counts and evaluates the zones of each message
   (in small batches) as it arrives, so an alert leaves well under a second after the count
   was published.  A message whose ``ts`` is not newer than what the engine has for its
-  zones (a redelivery, a late message) changes nothing.
+  zones (a redelivery, a late message) changes nothing.  Payloads arrive through a
+  :class:`~crowdwatch.analytics.inbox.CountInbox`, which decodes each one alone: a hostile
+  payload is counted and left out, never the end of alerting.
 - **A periodic tick** every ``alerts.evaluate_every_s``: renews the lease, reads
   ``zone_latest`` and ``camera_latest_status`` (what ingest wrote, including anything missed
   over MQTT), judges staleness and offline cameras (no data: its own alert), and does the
@@ -26,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -57,6 +58,7 @@ from crowdwatch.analytics.evaluator import (
 )
 from crowdwatch.analytics.forecast import ReferenceTrend
 from crowdwatch.analytics.history import CountHistory
+from crowdwatch.analytics.inbox import CountInbox
 from crowdwatch.analytics.readings import (
     ZoneReading,
     zone_reading,
@@ -73,15 +75,15 @@ from crowdwatch.analytics.routing import (
 from crowdwatch.analytics.rules import CROWD_METRICS, camera_alert_key
 from crowdwatch.analytics.silences import Silence, active_silences
 from crowdwatch.contracts.config import AlertMetric, CrowdwatchConfig, Site
-from crowdwatch.contracts.errors import CrowdwatchError, MessageError, StorageError
+from crowdwatch.contracts.errors import CrowdwatchError, StorageError
 from crowdwatch.contracts.messages import (
+    MAX_PACKET_BYTES,
     AlertMessage,
     CameraState,
     CountMessage,
     TopicKind,
     alert_topic,
     camera_topic_filter,
-    decode_counts,
     encode,
 )
 from crowdwatch.mqtt.client import MqttClient
@@ -327,7 +329,9 @@ class AlertEngine:
     def _seed_history(self, conn: psycopg.Connection, now: datetime) -> None:
         try:
             rows = conn.execute(
-                "SELECT site_id, zone_id, ts, count FROM zone_counts WHERE ts >= %s ORDER BY ts",
+                # Each count as of its arrival, as zone_latest and the live path take it.
+                "SELECT site_id, zone_id, least(ts, received_at) AS at, count FROM zone_counts "
+                "WHERE ts >= %s ORDER BY at",
                 (now - self._history_keep(),),
             ).fetchall()
         except psycopg.Error as exc:
@@ -703,11 +707,16 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
         BrokerError: the MQTT broker is unreachable at start.
     """
     db_url = config.database.url_for("alerts")
-    inbox: queue.Queue[bytes] = queue.Queue()
-    client = MqttClient(config.mqtt, client_id=f"crowdwatch-alerts-{uuid.uuid4().hex[:12]}")
+    inbox = CountInbox()
+    client = MqttClient(
+        config.mqtt,
+        client_id=f"crowdwatch-alerts-{uuid.uuid4().hex[:12]}",
+        # MQTT 5: the broker keeps payloads too big to be a message from reaching us at all.
+        max_packet_size=MAX_PACKET_BYTES,
+    )
     if config.alerts.listen_counts:
         topic = camera_topic_filter(config.mqtt.topic_prefix, TopicKind.COUNTS)
-        client.subscribe(topic, lambda _topic, payload: inbox.put(payload))
+        client.subscribe(topic, lambda _topic, payload: inbox.offer(payload))
     client.connect()
 
     def publish(topic: str, payload: bytes) -> None:
@@ -726,8 +735,9 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
     try:
         while not stop.is_set():
             wait = min(0.5, max(0.0, next_tick - time.monotonic()))
-            batch = _take_batch(inbox, wait)
             try:
+                # Inside the try: whatever one payload does, alerting goes on.
+                batch = inbox.take(wait)
                 if batch:
                     engine.on_counts(batch)
                 if time.monotonic() >= next_tick:
@@ -744,24 +754,3 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
         engine.close()
         client.close()
         logger.info("alert engine stopped")
-
-
-def _take_batch(inbox: queue.Queue[bytes], wait: float, limit: int = 2000) -> list[CountMessage]:
-    """The count messages waiting (at most ``limit``), after waiting up to ``wait`` for one."""
-    try:
-        payloads = [inbox.get(timeout=wait) if wait > 0 else inbox.get_nowait()]
-    except queue.Empty:
-        return []
-    while len(payloads) < limit:
-        try:
-            payloads.append(inbox.get_nowait())
-        except queue.Empty:
-            break
-    messages = []
-    for payload in payloads:
-        try:
-            messages.append(decode_counts(payload))
-        except MessageError as exc:
-            # Ingest dead-letters bad payloads; the engine just does not evaluate them.
-            logger.debug("ignoring a count payload: %s", exc)
-    return messages

@@ -306,6 +306,12 @@ class RetentionConfig(Model):
     rollup_days: int = Field(
         default=730, ge=2, le=36500, description="days of 1 min / 15 min / 1 h rollups"
     )
+    dead_letter_days: int = Field(
+        default=14,
+        ge=1,
+        le=3650,
+        description="days a refused payload is kept in dead_letters (expired by the upkeep)",
+    )
 
     @model_validator(mode="after")
     def _rollups_outlive_raw(self) -> Self:

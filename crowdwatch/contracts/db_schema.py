@@ -129,7 +129,8 @@ CREATE TABLE camera_latest_status (
     PRIMARY KEY (site_id, camera_id)
 );
 
--- Payloads that broke the contract, kept whole with the reason so nothing is silently lost.
+-- Payloads that broke the contract, with the reason so nothing is silently lost (since
+-- migration 6 only their first 8 KiB, with size and SHA-256, and expired by the upkeep).
 CREATE TABLE dead_letters (
     id           bigserial PRIMARY KEY,
     received_at  timestamptz NOT NULL DEFAULT now(),
@@ -531,6 +532,29 @@ ALTER TABLE zone_counts ADD COLUMN method text;
 """
 
 
+# Migration 6: a dead letter keeps a bounded prefix of its payload (8192 bytes, the ingest's
+# ``KEPT_PAYLOAD_BYTES``) with the payload's full size and SHA-256: a hostile sender must not
+# fill the database with megabyte payloads, and the prefix, size and hash are enough to tell
+# what was sent and match it against a sender's logs.  Existing rows are cut the same way.
+# The index serves the upkeep's expiry by age (``database.retention.dead_letter_days``).
+# An ordinary table on both paths.
+_V6_COMMON = """
+ALTER TABLE dead_letters
+    ADD COLUMN payload_bytes bigint,
+    ADD COLUMN payload_sha256 text;
+UPDATE dead_letters
+SET payload_bytes = octet_length(payload),
+    payload_sha256 = encode(sha256(payload), 'hex'),
+    payload = substring(payload FROM 1 FOR 8192);
+ALTER TABLE dead_letters
+    ALTER COLUMN payload_bytes SET NOT NULL,
+    ALTER COLUMN payload_sha256 SET NOT NULL,
+    ADD CONSTRAINT dead_letters_payload_kept CHECK (octet_length(payload) <= 8192),
+    ADD CONSTRAINT dead_letters_payload_bytes CHECK (payload_bytes >= octet_length(payload));
+CREATE INDEX dead_letters_received ON dead_letters (received_at);
+"""
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -574,6 +598,13 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_V5_COMMON,
             timescale_sql=_V5_TIMESCALE,
             plain_sql=_V5_PLAIN,
+        ),
+        Migration(
+            version=6,
+            name="dead letters keep a bounded payload prefix, its size and SHA-256",
+            common_sql=_V6_COMMON,
+            timescale_sql="",
+            plain_sql="",
         ),
     ]
 

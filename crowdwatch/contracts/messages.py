@@ -13,13 +13,20 @@ manage a few thousand messages a second, so per-zone messages would not scale to
 Payloads are UTF-8 JSON; every message has a ``schema`` tag, a unique ``message_id`` (the
 ingest's idempotency key) and a UTC timestamp.  A consumer rejects a payload whose schema
 tag it does not know rather than guessing.
+
+Every door that decodes a payload (ingest, the alert engine) gets either a valid message or
+a :class:`MessageError` naming the problem, whatever the bytes: a payload over
+:data:`MAX_PAYLOAD_BYTES`, a number of any size, nesting of any depth, any Unicode.  The
+decoders raise nothing else for a bad payload, so one hostile message is that message's
+fault (dead-lettered, counted) and never the process's.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
@@ -37,6 +44,29 @@ INGEST_STATS_SCHEMA: Final = "crowdwatch.ingest_stats/1"
 MAX_PEOPLE = 100_000
 """No camera sees more people than this; a larger count is a bug or an attack."""
 
+MAX_BIGINT = 2**63 - 1
+"""The largest value a PostgreSQL ``bigint`` column (where counters are stored) holds."""
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""The largest payload a consumer decodes.  A count message of 1000 zones and 1000 lines (the
+most it may carry) is about 300 KB; a bigger payload is refused before it is parsed, so that
+it costs neither the time nor the memory of decoding it."""
+
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
+"""The largest MQTT packet a broker or consumer needs to take: the largest payload with room
+for the topic and properties (mosquitto's ``max_packet_size``, MQTT 5's Maximum Packet Size)."""
+
+MAX_FUTURE = timedelta(minutes=5)
+"""A ``ts`` further ahead of the receive time than this is refused: the edge box's clock is
+wrong.  Within it, a ``ts`` ahead of the receive time still never counts as newer than the
+receive time (see :func:`as_of`), so it cannot hide the messages that follow it."""
+
+MAX_REASON_CHARS = 500
+"""A rejection reason is cut to this length: it may quote a hostile payload."""
+
+MESSAGE_ID_PATTERN = r"^[!-~]+$"
+"""Printable ASCII, no spaces: ids are UUIDs, and an id is a key in every raw table."""
+
 WireId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
@@ -50,6 +80,31 @@ def utc_now() -> datetime:
 
 def new_message_id() -> str:
     return str(uuid.uuid4())
+
+
+def clipped(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (for reasons and logs)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def as_of(ts: datetime, received_at: datetime) -> datetime:
+    """The time a reading counts as "current" from: its ``ts``, but never after it arrived.
+
+    A message cannot be made after it is received, so a ``ts`` ahead of the receive time is
+    the edge clock running fast.  Taken as it is, such a reading would be "newer" than every
+    true reading for as long as the clock is ahead, and a zone's latest count would freeze on
+    it; the raw rows keep the ``ts`` as sent (it is their idempotency key), while what is
+    "latest" (``zone_latest``, ``camera_latest_status``, the alert engine) uses this.
+
+    Example:
+        >>> from datetime import UTC, datetime, timedelta
+        >>> now = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
+        >>> as_of(now + timedelta(minutes=4), now) == now
+        True
+    """
+    return min(ts, received_at)
 
 
 def _require_utc(ts: datetime) -> datetime:
@@ -107,7 +162,9 @@ class CountMessage(Wire):
     """People counted by one camera over one interval, every zone and line in one message."""
 
     schema_: Literal["crowdwatch.counts/1"] = Field(default=COUNTS_SCHEMA, alias="schema")
-    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    message_id: str = Field(
+        default_factory=new_message_id, min_length=8, max_length=64, pattern=MESSAGE_ID_PATTERN
+    )
     site_id: WireId
     camera_id: WireId
     ts: datetime = Field(description="end of the interval, UTC")
@@ -131,14 +188,16 @@ class StatusMessage(Wire):
     """Health of one camera worker."""
 
     schema_: Literal["crowdwatch.status/1"] = Field(default=STATUS_SCHEMA, alias="schema")
-    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    message_id: str = Field(
+        default_factory=new_message_id, min_length=8, max_length=64, pattern=MESSAGE_ID_PATTERN
+    )
     site_id: WireId
     camera_id: WireId
     ts: datetime
     state: CameraState
     fps: float = Field(default=0.0, ge=0, le=10_000)
     inference_ms: float = Field(default=0.0, ge=0, le=600_000)
-    dropped_frames: int = Field(default=0, ge=0)
+    dropped_frames: int = Field(default=0, ge=0, le=MAX_BIGINT)
     detail: str = Field(default="", max_length=500)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -150,7 +209,9 @@ class AlertMessage(Wire):
     """An alert firing or resolving, as published on the alerts topic."""
 
     schema_: Literal["crowdwatch.alert/1"] = Field(default=ALERT_SCHEMA, alias="schema")
-    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    message_id: str = Field(
+        default_factory=new_message_id, min_length=8, max_length=64, pattern=MESSAGE_ID_PATTERN
+    )
     alert_key: str = Field(description="site/zone/rule: the deduplication key")
     site_id: WireId
     zone_id: WireId | None
@@ -243,26 +304,49 @@ def encode(message: Wire) -> bytes:
     return message.model_dump_json(by_alias=True).encode("utf-8")
 
 
-def _decode(payload: bytes, model: type[Wire], schema_tag: str) -> Wire:
+def _parse_json(payload: bytes) -> object:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise MessageError(
+            f"payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} a message may be"
+        )
     try:
-        data = json.loads(payload)
+        return json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"payload is not UTF-8 JSON: {exc}") from None
+        raise MessageError(f"payload is not UTF-8 JSON: {clipped(str(exc))}") from None
     except RecursionError:
         # json nests by recursion: a payload of "[[[[…" would otherwise escape as a crash.
         raise MessageError("payload is nested too deeply to be a message") from None
+    except ValueError as exc:
+        # What is left of ValueError: Python refuses to read an integer of more than
+        # sys.get_int_max_str_digits() digits (4300), a denial-of-service guard.
+        if "integer string conversion" in str(exc):
+            raise MessageError(
+                f"payload holds an integer of more than {sys.get_int_max_str_digits()} "
+                "digits: no field of a message takes one"
+            ) from None
+        raise MessageError(f"payload is not JSON a message can hold: {clipped(str(exc))}") from None
+
+
+def _decode(payload: bytes, model: type[Wire], schema_tag: str) -> Wire:
+    data = _parse_json(payload)
     if not isinstance(data, dict):
         raise MessageError(f"expected a JSON object, got {type(data).__name__}")
     tag = data.get("schema")
     if tag != schema_tag:
-        raise MessageError(f"expected schema {schema_tag!r}, got {tag!r}")
+        shown = clipped(repr(tag), 80)
+        raise MessageError(f"expected schema {schema_tag!r}, got {shown}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc = clipped(".".join(str(p) for p in first["loc"]), 120)
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise MessageError(f"{loc}: {first['msg']}{more}") from None
+        raise MessageError(f"{loc}: {clipped(first['msg'])}{more}") from None
+    except (RecursionError, ValueError, TypeError) as exc:
+        # Not expected from pydantic, but a decoder's surprise is still the payload's fault.
+        raise MessageError(
+            f"payload could not be validated: {type(exc).__name__}: {clipped(str(exc))}"
+        ) from None
 
 
 def decode_counts(payload: bytes) -> CountMessage:

@@ -6,7 +6,8 @@ dated wrongly:
 
 - **ahead** by more than the validator's ``max_future`` (5 min): every message is refused and
   kept in ``dead_letters`` with a reason that says "clock skew";
-- **ahead** by less: accepted, dated in the future;
+- **ahead** by less: accepted, its raw rows dated in the future (the latest rows and the alert
+  engine take each as of its arrival, so it cannot freeze a zone);
 - **behind**: accepted, dated in the past; behind by more than ``alerts.stale_after_s`` the
   alert engine and the dashboards treat the camera's counts as stale ("no data").
 

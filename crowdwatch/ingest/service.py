@@ -52,8 +52,10 @@ from datetime import datetime
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import BrokerError, StorageError
 from crowdwatch.contracts.messages import (
+    MAX_FUTURE,
     TopicKind,
     camera_topic_filter,
+    clipped,
     encode,
     ingest_stats_topic,
     utc_now,
@@ -62,7 +64,7 @@ from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
 from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
-from crowdwatch.ingest.validate import MAX_FUTURE, Accepted, Envelope, MessageValidator, Rejected
+from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter, Item
 from crowdwatch.mqtt.client import Delivery, MqttClient
 from crowdwatch.storage.maintenance import Maintenance
@@ -276,11 +278,9 @@ class IngestService:
 
     def _on_delivery(self, delivery: Delivery) -> None:
         self._metrics.message_in()
-        envelope = Envelope(
-            topic=delivery.topic,
-            payload=delivery.payload,
-            received_at=utc_now(),
-            retained=delivery.retain,
+        # A payload too big to be a message is cut here, before it waits in the queue.
+        envelope = Envelope.received(
+            delivery.topic, delivery.payload, utc_now(), retained=delivery.retain
         )
         received = _Received(envelope, delivery)
         while True:
@@ -354,17 +354,44 @@ class IngestService:
         try:
             items = [r for r in map(self._validator.validate, envelopes) if r is not None]
             committed = self._write_with_retry(items, oldest)
-        except Exception as exc:
-            # A bug here must not stop the service nor lose the batch: keep every payload
-            # as a dead letter with the error, then acknowledge.
-            logger.exception("ingest failed on a batch of %d messages", len(envelopes))
-            reason = f"ingest error (payload not examined): {type(exc).__name__}: {exc}"
-            committed = self._write_with_retry([Rejected(e, reason) for e in envelopes], oldest)
+        except Exception:
+            # A bug met on one message must not stop the service nor cost the other messages
+            # of its batch: write them one at a time, so only the culprit is a dead letter.
+            logger.exception(
+                "ingest failed on a batch of %d messages; writing them one by one", len(envelopes)
+            )
+            committed = all([self._commit_alone(e) for e in envelopes])
         if not committed:
             return  # left unacknowledged: the broker delivers them again
         for received in batch:
             self._mqtt.ack(received.delivery)
         self._metrics.acked(len(batch))
+
+    def _commit_alone(self, envelope: Envelope) -> bool:
+        """Validate and write one message; what fails on it makes it a dead letter.
+
+        Returns:
+            False when stopping gave up on the database (left unacknowledged).
+        """
+        try:
+            item = self._validator.validate(envelope)
+            return self._write_with_retry([] if item is None else [item], envelope.received_at)
+        except Exception as exc:
+            logger.exception("ingest failed on a message from %s", clipped(envelope.topic, 200))
+            reason = clipped(f"ingest error on this message: {type(exc).__name__}: {exc}")
+        try:
+            return self._write_with_retry([Rejected(envelope, reason)], envelope.received_at)
+        except Exception:
+            # Not even its dead letter can be written: say what it was, and acknowledge it
+            # rather than have the broker send it again for ever.
+            logger.exception(
+                "dropped a message from %s (%d bytes, sha256 %s): not even its dead letter "
+                "could be written",
+                clipped(envelope.topic, 200),
+                envelope.size,
+                envelope.sha256(),
+            )
+            return True
 
     def _write_with_retry(self, items: list[Item], oldest: datetime) -> bool:
         """Write one batch, retrying while the database is away.

@@ -3,11 +3,17 @@
 Every message ends as exactly one of: :class:`Accepted` (to be written), :class:`Rejected`
 (to ``dead_letters`` with the reason), or nothing (an ``available: online`` notice, which
 carries no information the status messages do not).  Nothing here raises: a bad payload is
-data, not an error of the service.
+data, not an error of the service, whatever the decoder throws at it.
+
+A payload over :data:`~crowdwatch.contracts.messages.MAX_PAYLOAD_BYTES` is not held whole:
+its :class:`Envelope` keeps the first :data:`KEPT_PAYLOAD_BYTES`, its size and its SHA-256
+(:meth:`Envelope.received`), and it is rejected unread.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,10 +22,13 @@ from crowdwatch.contracts.errors import MessageError
 from crowdwatch.contracts.messages import (
     AVAILABLE_OFFLINE,
     AVAILABLE_ONLINE,
+    MAX_FUTURE,
+    MAX_PAYLOAD_BYTES,
     CameraState,
     CountMessage,
     StatusMessage,
     TopicKind,
+    clipped,
     decode_counts,
     decode_status,
     new_message_id,
@@ -27,8 +36,11 @@ from crowdwatch.contracts.messages import (
 )
 from crowdwatch.ingest.clock import ClockSkew
 
-MAX_FUTURE = timedelta(minutes=5)
-"""A timestamp further ahead than this is a wrong clock on the edge box (clock skew)."""
+logger = logging.getLogger(__name__)
+
+KEPT_PAYLOAD_BYTES = 8192
+"""How much of a payload a dead letter keeps (with its full size and SHA-256): enough to see
+what was sent, not enough for a hostile sender to fill the database or the ingest's memory."""
 
 MAX_AGE = timedelta(days=7)
 """A timestamp older than this is a replay or a wrong clock, not a late message."""
@@ -46,6 +58,36 @@ class Envelope:
     """UTC time the ingest received it."""
     retained: bool = False
     """The broker replayed a stored retained value because we subscribed (MQTT retain flag)."""
+    cut_from: int | None = None
+    """The payload's real size when ``payload`` is only its first bytes (too big to hold)."""
+    cut_sha256: str | None = None
+    """The SHA-256 of the whole payload when it was cut."""
+
+    @classmethod
+    def received(
+        cls, topic: str, payload: bytes, received_at: datetime, *, retained: bool = False
+    ) -> Envelope:
+        """An envelope that holds at most :data:`KEPT_PAYLOAD_BYTES` of a payload too big to be
+        a message, so that the queue of received messages stays small whatever is sent."""
+        if len(payload) <= MAX_PAYLOAD_BYTES:
+            return cls(topic, payload, received_at, retained)
+        return cls(
+            topic,
+            payload[:KEPT_PAYLOAD_BYTES],
+            received_at,
+            retained,
+            cut_from=len(payload),
+            cut_sha256=hashlib.sha256(payload).hexdigest(),
+        )
+
+    @property
+    def size(self) -> int:
+        """The size of the payload as sent, in bytes."""
+        return len(self.payload) if self.cut_from is None else self.cut_from
+
+    def sha256(self) -> str:
+        """The SHA-256 (hex) of the payload as sent."""
+        return self.cut_sha256 or hashlib.sha256(self.payload).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +152,21 @@ class MessageValidator:
         try:
             return self._validate(envelope)
         except MessageError as exc:
-            return Rejected(envelope, str(exc))
+            return Rejected(envelope, clipped(str(exc)))
+        except Exception as exc:
+            # The contract's decoders raise only MessageError; anything else is a bug met on
+            # this one payload, and still this payload's fault, not the batch's.
+            logger.exception("validating a message from %s failed", clipped(envelope.topic, 200))
+            return Rejected(
+                envelope, clipped(f"could not be validated: {type(exc).__name__}: {exc}")
+            )
 
     def _validate(self, envelope: Envelope) -> Accepted | None:
+        if envelope.cut_from is not None:
+            raise MessageError(
+                f"payload is {envelope.cut_from} bytes, more than the {MAX_PAYLOAD_BYTES} a "
+                f"message may be (its first {len(envelope.payload)} bytes are kept)"
+            )
         site_id, camera_id, kind = parse_camera_topic(self._prefix, envelope.topic)
         camera = self._cameras.get((site_id, camera_id))
         if camera is None:

@@ -4,7 +4,12 @@ Per batch: ``COPY`` the rows into session-private staging tables, then
 ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into the raw tables (the message id is in
 every primary key, so a redelivered message inserts nothing), then move ``zone_latest`` and
 ``camera_latest_status`` forward, never backwards: a late or out-of-order message is stored
-but does not replace a newer "latest".  Dead letters are written in the same transaction.
+but does not replace a newer "latest".  What counts as newer is the ``ts`` but never later
+than the receive time (:func:`~crowdwatch.contracts.messages.as_of`), and the latest rows
+carry that time: a message stamped minutes ahead cannot stay "latest" over the true ones
+that follow it (a zone frozen on the pages and alerts).  Dead letters are written in the
+same transaction: the first :data:`~crowdwatch.ingest.validate.KEPT_PAYLOAD_BYTES` of the
+payload, its size and SHA-256, and the reason.
 
 Errors come in two kinds.  A lost connection (or a server shutting down) raises
 :class:`StorageError`; the caller reconnects and retries the same batch.  A statement the
@@ -22,8 +27,8 @@ from dataclasses import dataclass
 import psycopg
 
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.contracts.messages import CountMessage
-from crowdwatch.ingest.validate import Accepted, Rejected
+from crowdwatch.contracts.messages import CountMessage, clipped
+from crowdwatch.ingest.validate import KEPT_PAYLOAD_BYTES, Accepted, Rejected
 from crowdwatch.storage.db import connect
 
 logger = logging.getLogger(__name__)
@@ -65,10 +70,10 @@ _UPSERT_ZONE_LATEST = """
 INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,
                          longest_wait_s, median_wait_s, density_per_m2, method)
 SELECT DISTINCT ON (site_id, zone_id)
-       site_id, zone_id, camera_id, ts, count, count_max, count_mean,
+       site_id, zone_id, camera_id, least(ts, received_at), count, count_max, count_mean,
        longest_wait_s, median_wait_s, density_per_m2, method
 FROM stage_zone_counts
-ORDER BY site_id, zone_id, ts DESC, message_id
+ORDER BY site_id, zone_id, least(ts, received_at) DESC, ts DESC, message_id
 ON CONFLICT (site_id, zone_id) DO UPDATE SET
     camera_id = EXCLUDED.camera_id, ts = EXCLUDED.ts, count = EXCLUDED.count,
     count_max = EXCLUDED.count_max, count_mean = EXCLUDED.count_mean,
@@ -81,9 +86,10 @@ _UPSERT_CAMERA_LATEST = """
 INSERT INTO camera_latest_status
     (site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail)
 SELECT DISTINCT ON (site_id, camera_id)
-       site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail
+       site_id, camera_id, least(ts, received_at), state, fps, inference_ms, dropped_frames,
+       detail
 FROM stage_camera_status
-ORDER BY site_id, camera_id, ts DESC, message_id
+ORDER BY site_id, camera_id, least(ts, received_at) DESC, ts DESC, message_id
 ON CONFLICT (site_id, camera_id) DO UPDATE SET
     ts = EXCLUDED.ts, state = EXCLUDED.state, fps = EXCLUDED.fps,
     inference_ms = EXCLUDED.inference_ms, dropped_frames = EXCLUDED.dropped_frames,
@@ -106,8 +112,10 @@ def _is_connection_error(exc: psycopg.Error) -> bool:
 
 
 def _text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; a reason quoting a hostile payload might.
-    return value.replace("\x00", "\\0")
+    # PostgreSQL text cannot hold NUL nor a lone surrogate (not UTF-8); a reason quoting a
+    # hostile payload might hold either.
+    escaped = value.replace("\x00", "\\0")
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class BatchWriter:
@@ -168,12 +176,20 @@ class BatchWriter:
             rows = self._stage_and_insert(cur, accepted)
             if rejected:
                 with cur.copy(
-                    "COPY dead_letters (received_at, topic, payload, reason) FROM STDIN"
+                    "COPY dead_letters (received_at, topic, payload, payload_bytes,"
+                    " payload_sha256, reason) FROM STDIN"
                 ) as copy:
                     for item in rejected:
                         env = item.envelope
                         copy.write_row(
-                            (env.received_at, _text(env.topic), env.payload, _text(item.reason))
+                            (
+                                env.received_at,
+                                _text(clipped(env.topic, 200)),
+                                env.payload[:KEPT_PAYLOAD_BYTES],
+                                env.size,
+                                env.sha256(),
+                                _text(clipped(item.reason)),
+                            )
                         )
         return BatchResult(rows_written=rows, dead_letters=len(rejected))
 

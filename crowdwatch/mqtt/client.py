@@ -166,10 +166,12 @@ class MqttClient:
         receive_maximum: MQTT 5 only: how many unacknowledged messages the broker may send us
             at once (mosquitto otherwise allows its ``max_inflight_messages``, 20 by default,
             which starves a client that acknowledges a whole batch at once).
+        max_packet_size: MQTT 5 only: the broker never sends us a packet bigger than this
+            (it drops it for us), so a huge payload costs this client nothing.
 
     Raises:
         ConfigError: a TLS file of the config cannot be used (see :func:`tls_context`).
-        ValueError: ``receive_maximum`` out of range.
+        ValueError: ``receive_maximum`` or ``max_packet_size`` out of range.
     """
 
     def __init__(
@@ -181,9 +183,13 @@ class MqttClient:
         clean_start: bool = True,
         manual_ack: bool = False,
         receive_maximum: int | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
         if receive_maximum is not None and not 1 <= receive_maximum <= 65535:
             raise ValueError(f"receive_maximum must be 1..65535, got {receive_maximum}")
+        if max_packet_size is not None and not 1 <= max_packet_size <= 268_435_455:
+            raise ValueError(f"max_packet_size must be 1..268435455, got {max_packet_size}")
+        self._max_packet_size = max_packet_size
         self._config = config
         self._v5 = config.protocol == "5"
         self._clean_start = clean_start
@@ -246,6 +252,9 @@ class MqttClient:
                 props.SessionExpiryInterval = SESSION_EXPIRY_S
             if self._receive_maximum is not None:
                 props.ReceiveMaximum = self._receive_maximum
+            if self._max_packet_size is not None:
+                # The broker drops what is bigger instead of sending it to us (MQTT 5).
+                props.MaximumPacketSize = self._max_packet_size
         try:
             self._client.connect(
                 cfg.host,

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import ConfigError
-from crowdwatch.contracts.messages import TOPIC_VERSION
+from crowdwatch.contracts.messages import MAX_PACKET_BYTES, TOPIC_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,9 @@ def render_config(
         f"acl_file {acl_file}",
         # A persistent ingest session must hold an outage's worth of messages (default 1000).
         "max_queued_messages 1000000",
+        # No valid message comes near this: a bigger one is refused at the door (the sender
+        # is disconnected) and never costs a consumer its memory.
+        f"max_packet_size {MAX_PACKET_BYTES}",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/"]

@@ -1,4 +1,4 @@
-"""The owner's upkeep of the database: daily partitions, rollups, retention.
+"""The owner's upkeep of the database: daily partitions, rollups, retention, dead letters.
 
 Creating and dropping partitions needs the table owner, and so (in this design) do the rollup
 refresh and retention.  Who runs it:
@@ -30,6 +30,7 @@ import psycopg
 from crowdwatch.contracts.config import CrowdwatchConfig, DatabaseConfig, RetentionConfig
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.storage.db import connect
+from crowdwatch.storage.dead_letters import expire_dead_letters
 from crowdwatch.storage.migrate import ensure_partition_window, upgrade
 from crowdwatch.storage.retention import RetentionResult, apply_retention
 from crowdwatch.storage.rollups import RefreshResult, RollupRefresher, refresh_rollups
@@ -51,10 +52,13 @@ class MaintenanceResult:
     """Partitions created (empty on TimescaleDB)."""
     rollups: RefreshResult
     retention: RetentionResult
+    dead_letters_expired: int = 0
+    """Dead letters older than ``retention.dead_letter_days`` deleted."""
 
 
 def maintain_once(conn: psycopg.Connection, database: DatabaseConfig) -> MaintenanceResult:
-    """Create the coming days' partitions, refresh the rollups, apply retention: once.
+    """Create the coming days' partitions, refresh the rollups, apply retention, expire the
+    dead letters: once.
 
     Args:
         conn: a connection in autocommit mode, as the owner of a migrated database.
@@ -66,18 +70,19 @@ def maintain_once(conn: psycopg.Connection, database: DatabaseConfig) -> Mainten
     created = ensure_partition_window(conn)
     rollups = refresh_rollups(conn, retention=database.retention)
     retention = apply_retention(conn, database.retention)
-    return MaintenanceResult(created, rollups, retention)
+    expired = expire_dead_letters(conn, database.retention)
+    return MaintenanceResult(created, rollups, retention, expired)
 
 
 class Maintenance(RollupRefresher):
     """A thread that refreshes the rollups every ``interval_s``, and every hour creates the
-    coming days' partitions and applies retention.
+    coming days' partitions, applies retention and expires old dead letters.
 
     Args:
         db_url: libpq URL of a migrated database, as its owner.
         interval_s: seconds between rollup refreshes.
         retention: the limits; bounds the refresh too.
-        retention_every_s: seconds between retention runs; None: never.
+        retention_every_s: seconds between retention runs (and dead-letter expiry); None: never.
         partitions_every_s: seconds between partition checks; None: never.
     """
 
@@ -95,6 +100,9 @@ class Maintenance(RollupRefresher):
         )
         self._partitions_every_s = partitions_every_s
         self._last_partitions = float("-inf")
+        self._dead_letter_retention = retention or RetentionConfig()
+        self._dead_letters_every_s = retention_every_s
+        self._last_dead_letters = float("-inf")
         self.partitions_created: list[str] = []
         """Every partition this thread created (read by tests)."""
 
@@ -118,7 +126,19 @@ class Maintenance(RollupRefresher):
                 self.partitions_created.extend(created)
                 if created:
                     logger.info("created partitions %s", ", ".join(created))
+        self._expire_dead_letters(conn)
         super()._work(conn)
+
+    def _expire_dead_letters(self, conn: psycopg.Connection) -> None:
+        every = self._dead_letters_every_s
+        if every is None or time.monotonic() - self._last_dead_letters < every:
+            return
+        try:
+            expire_dead_letters(conn, self._dead_letter_retention)
+        except StorageError as exc:
+            logger.warning("dead-letter expiry failed, retrying next round: %s", exc)
+        else:
+            self._last_dead_letters = time.monotonic()
 
 
 def run_maintenance(
