@@ -38,6 +38,7 @@ import psycopg
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.dashboards.snapshot import Snapshot, iso, state_json
+from crowdwatch.storage.db import redact_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,9 @@ class LiveHub:
             try:
                 self._snapshot = await asyncio.to_thread(self._read, now)
             except (StorageError, psycopg.Error) as exc:
-                ok, detail = False, str(exc)
-                logger.warning("live state: database unavailable: %s", exc)
+                # Every page sees this state, logged in or not: no hosts, users or passwords.
+                ok, detail = False, "database unavailable"
+                logger.warning("live state: database unavailable: %s", redact_dsn(str(exc)))
             state = state_json(
                 self._config, self._snapshot, database_ok=ok, detail=detail, generated_at=now
             )

@@ -50,7 +50,7 @@ from crowdwatch.dashboards.snapshot import (
     read_snapshot,
     site_json,
 )
-from crowdwatch.storage.db import connect
+from crowdwatch.storage.db import connect, redact_dsn
 from crowdwatch.storage.queries import active_alerts, site_series, zone_series
 
 logger = logging.getLogger(__name__)
@@ -119,8 +119,12 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
 
     @app.exception_handler(StorageError)
     def _storage_down(request: Request, exc: StorageError) -> JSONResponse:
-        logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        response = _error(503, "database unavailable", detail=str(exc))
+        logger.warning(
+            "%s %s: database unavailable: %s", request.method, request.url.path, redact_dsn(str(exc))
+        )
+        # No detail to the client: connection errors name hosts, users and (in some DSN forms)
+        # passwords; the log has the redacted reason.
+        response = _error(503, "database unavailable")
         response.headers["Retry-After"] = "5"
         return response
 
@@ -248,14 +252,10 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
             with database() as conn:
                 conn.execute("SELECT 1")
         except (StorageError, psycopg.Error) as exc:
+            logger.warning("GET /healthz: database unavailable: %s", redact_dsn(str(exc)))
             return JSONResponse(
                 status_code=503,
-                content={
-                    "status": "error",
-                    "database": "down",
-                    "error": "database unavailable",
-                    "detail": str(exc),
-                },
+                content={"status": "error", "database": "down", "error": "database unavailable"},
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
