@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 from test_web import Serve, serve, web_config  # noqa: F401 (fixture)
 from test_web_live import events
@@ -54,8 +53,8 @@ def test_every_form_of_a_database_password_is_masked(
 @pytest.mark.parametrize("dsn", DEAD_DSNS)
 def test_a_database_outage_shows_no_connection_details_to_anyone(
     dsn: str,
-    serve: Serve,
-    caplog: pytest.LogCaptureFixture,  # noqa: F811
+    serve: Serve,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     http = serve(web_config(dsn))

@@ -120,7 +120,10 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     @app.exception_handler(StorageError)
     def _storage_down(request: Request, exc: StorageError) -> JSONResponse:
         logger.warning(
-            "%s %s: database unavailable: %s", request.method, request.url.path, redact_dsn(str(exc))
+            "%s %s: database unavailable: %s",
+            request.method,
+            request.url.path,
+            redact_dsn(str(exc)),
         )
         # No detail to the client: connection errors name hosts, users and (in some DSN forms)
         # passwords; the log has the redacted reason.

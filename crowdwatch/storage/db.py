@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -93,8 +94,7 @@ def _passwords_in(dsn: str) -> set[str]:
     """The passwords a DSN holds, parsed by libpq or, for a DSN it refuses, by pattern."""
     found = {m.group(2).strip("'") for m in _KEYWORD_SECRET.finditer(dsn)}
     found |= {m.group(2) for m in _URL_PASSWORD.finditer(dsn)}
-    try:
+    # Unparsable: the patterns above are all there is to go on.
+    with contextlib.suppress(psycopg.Error):
         found.add(str(conninfo_to_dict(dsn).get("password") or ""))
-    except psycopg.Error:
-        pass  # unparsable: the patterns above are all there is to go on
     return {s for s in found if s}
