@@ -5,10 +5,14 @@ Each test here stands for one finding of the outside probe (issue 15) and failed
 
 from __future__ import annotations
 
+import json
 import logging
 
+import httpx
+import psycopg
 import pytest
 from test_web import Serve, serve, web_config  # noqa: F401 (fixture)
+from test_web_auth import desk, fire, login  # noqa: F401 (fixture)
 from test_web_live import events
 
 from crowdwatch.storage.db import redact_dsn
@@ -74,3 +78,74 @@ def test_a_database_outage_shows_no_connection_details_to_anyone(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "database unavailable" in logged  # the operator still learns why, redacted
     assert SECRET_PW not in logged
+
+
+# Item 11: a NUL in a note is the client's mistake (422), not a database outage (503).
+
+
+@pytest.mark.parametrize(
+    ("note", "status", "message"),
+    [
+        ("gate\x00closed", 422, "note: Value error, must not contain NUL (\\u0000) characters"),
+        ("\x00", 422, "note: Value error, must not contain NUL"),
+        ("gate closed ✓ 大门已关", 200, None),
+    ],
+)
+def test_a_nul_in_a_note_is_a_422_and_changes_nothing(
+    desk: tuple[httpx.Client, psycopg.Connection], note: str, status: int, message: str | None
+) -> None:
+    http, conn = desk
+    alert_id = fire(conn)
+    csrf = login(http)
+
+    response = http.post(
+        f"/api/alerts/{alert_id}/acknowledge",
+        content=json.dumps({"note": note}),  # json escapes NUL as \u0000, as a browser does
+        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == status, response.text
+    if message is not None:
+        assert response.json()["error"].startswith(message)
+        assert conn.execute(
+            "SELECT acknowledged_at FROM alerts WHERE id = %s", (alert_id,)
+        ).fetchone() == (None,)
+
+
+# Item 12: the error shape, nosniff, and no long echo of the input.
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/sites/stop-a/series?minutes=zero", 422),
+        ("GET", "/api/sites/stop-a/series?minutes=0", 422),
+        ("GET", "/api/dispatch/history?hours=" + "9" * 5000, 422),
+        ("GET", "/api/alerts/1/acknowledge", 405),
+        ("GET", "/api/no-such-thing", 404),
+        ("GET", "/api/sites/" + "x" * 10_000, 404),
+        ("GET", "/api/sites/stop-a/series?zone=" + "z" * 10_000, 422),
+        ("POST", "/api/login", 422),
+    ],
+)
+def test_every_error_is_a_short_json_error_with_nosniff(
+    desk: tuple[httpx.Client, psycopg.Connection], method: str, path: str, status: int
+) -> None:
+    http, _ = desk
+    body = {"name": "li", "password": "p", "y" * 10_000: 1} if method == "POST" else None
+
+    response = http.request(method, path, json=body)
+
+    assert response.status_code == status, response.text
+    assert list(response.json()) == ["error"]
+    assert len(response.json()["error"]) < 300
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/", "/api/sites", "/healthz", "/api/me"])
+def test_every_response_says_nosniff(
+    desk: tuple[httpx.Client, psycopg.Connection], path: str
+) -> None:
+    http, _ = desk
+
+    assert http.get(path).headers["x-content-type-options"] == "nosniff"

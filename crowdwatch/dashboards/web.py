@@ -33,12 +33,16 @@ from typing import Annotated, Any
 import psycopg
 import uvicorn
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, StorageError
-from crowdwatch.dashboards.bodies import BodyError
+from crowdwatch.dashboards.bodies import ECHO_CHARS, BodyError, preview
 from crowdwatch.dashboards.dispatch import dispatch_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
@@ -63,6 +67,29 @@ __all__ = ["alert_json", "create_app", "run_web", "site_json"]
 
 class SiteNotFoundError(LookupError):
     """A request named a site (or a zone of a site) the config does not have."""
+
+
+class NoSniffMiddleware:
+    """``X-Content-Type-Options: nosniff`` on every response: no browser reads JSON as HTML.
+
+    Pure ASGI rather than ``BaseHTTPMiddleware``, which would buffer the live stream.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -112,6 +139,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     app.state.live = live
     # JSON of 50 sites is ~40 KB and compresses ~10x; the SSE stream compresses itself.
     app.add_middleware(GZipMiddleware, minimum_size=500)
+    app.add_middleware(NoSniffMiddleware)
     pages = {name: Page.load(name) for name in ("phone", "wall", "dispatch")}
     signer = SessionSigner(config.web, load_secret(warn=bool(config.web.users)))
     app.include_router(dispatch_router(config, signer, database))
@@ -147,6 +175,25 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     def _bad_body(request: Request, exc: BodyError) -> JSONResponse:
         return _error(exc.status, str(exc))
 
+    @app.exception_handler(RequestValidationError)
+    def _bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default is {"detail": [...]} quoting the whole input; the API's errors are
+        # {"error": "..."} and quote at most a short prefix.
+        problems = "; ".join(
+            f"{'.'.join(str(p)[:ECHO_CHARS] for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        return _error(422, problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths (404) and wrong methods (405) answer in the API's error shape too.
+        headers = dict(exc.headers or {})
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=headers)
+        message = "not found" if exc.status_code == 404 else str(exc.detail)[:200]
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(AlertNotFound)
     def _no_alert(request: Request, exc: AlertNotFound) -> JSONResponse:
         return _error(404, str(exc))
@@ -157,7 +204,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
 
     def require_site(site_id: str) -> None:
         if site_id not in site_ids:
-            raise SiteNotFoundError(f"unknown site {site_id!r}")
+            raise SiteNotFoundError(f"unknown site {preview(site_id)}")
 
     @app.get("/")
     def phone_page(request: Request) -> Response:
@@ -215,7 +262,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         if zone is not None and zone not in {
             z.id for _, c in [(site, c) for c in site.cameras] for z in c.zones
         }:
-            raise SiteNotFoundError(f"unknown zone {zone!r} of site {site_id!r}")
+            raise SiteNotFoundError(f"unknown zone {preview(zone)} of site {site_id!r}")
         end = datetime.now(UTC)
         start = end - timedelta(minutes=minutes)
         with database() as conn:
