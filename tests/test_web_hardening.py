@@ -17,6 +17,8 @@ from test_web_live import events
 
 from crowdwatch.storage.db import redact_dsn
 
+Desk = tuple[httpx.Client, psycopg.Connection]
+
 SECRET_PW = "s3cr3t-Pw_9"
 
 # A database that is away, written in every form libpq takes a password in.
@@ -92,7 +94,10 @@ def test_a_database_outage_shows_no_connection_details_to_anyone(
     ],
 )
 def test_a_nul_in_a_note_is_a_422_and_changes_nothing(
-    desk: tuple[httpx.Client, psycopg.Connection], note: str, status: int, message: str | None
+    desk: Desk,  # noqa: F811
+    note: str,
+    status: int,
+    message: str | None,
 ) -> None:
     http, conn = desk
     alert_id = fire(conn)
@@ -129,7 +134,10 @@ def test_a_nul_in_a_note_is_a_422_and_changes_nothing(
     ],
 )
 def test_every_error_is_a_short_json_error_with_nosniff(
-    desk: tuple[httpx.Client, psycopg.Connection], method: str, path: str, status: int
+    desk: Desk,  # noqa: F811
+    method: str,
+    path: str,
+    status: int,
 ) -> None:
     http, _ = desk
     body = {"name": "li", "password": "p", "y" * 10_000: 1} if method == "POST" else None
@@ -144,7 +152,8 @@ def test_every_error_is_a_short_json_error_with_nosniff(
 
 @pytest.mark.parametrize("path", ["/", "/api/sites", "/healthz", "/api/me"])
 def test_every_response_says_nosniff(
-    desk: tuple[httpx.Client, psycopg.Connection], path: str
+    desk: Desk,  # noqa: F811
+    path: str,
 ) -> None:
     http, _ = desk
 
