@@ -5,8 +5,12 @@ Each test here stands for one finding of the outside probe (issue 15) and failed
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from datetime import datetime
+from typing import Any
 
 import httpx
 import psycopg
@@ -15,6 +19,9 @@ from test_web import Serve, serve, web_config  # noqa: F401 (fixture)
 from test_web_auth import desk, fire, login  # noqa: F401 (fixture)
 from test_web_live import events
 
+from crowdwatch.contracts.errors import StorageError
+from crowdwatch.dashboards.live import LiveHub
+from crowdwatch.dashboards.snapshot import Snapshot
 from crowdwatch.storage.db import redact_dsn
 
 Desk = tuple[httpx.Client, psycopg.Connection]
@@ -158,3 +165,38 @@ def test_every_response_says_nosniff(
     http, _ = desk
 
     assert http.get(path).headers["x-content-type-options"] == "nosniff"
+
+
+# Item 7: a phone that drops its stream leaves nothing behind.
+
+
+def _no_database(now: datetime) -> Snapshot:
+    raise StorageError("cannot connect to PostgreSQL (test): the database is away")
+
+
+def test_a_hundred_stream_disconnects_leave_no_task_or_waiter_behind() -> None:
+    hub = LiveHub(web_config(), _no_database, poll_s=60, heartbeat_s=60)
+
+    async def listen(received: asyncio.Event) -> None:
+        frames = 0
+        async for _ in hub.events():
+            frames += 1
+            if frames == 2:  # retry, then the full state: now it waits for the next one
+                received.set()
+
+    async def disconnect_many(times: int) -> set[asyncio.Task[Any]]:
+        for _ in range(times):
+            received = asyncio.Event()
+            task = asyncio.create_task(listen(received))
+            await received.wait()
+            await asyncio.sleep(0)  # into the wait for the next state, where a client leaves
+            task.cancel()  # what Starlette does when the client disconnects
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0)  # cancelled tasks finish on the next loop turn
+        return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+    lingering = asyncio.run(disconnect_many(100))
+
+    assert lingering == set()
+    assert hub.listeners == 0

@@ -183,18 +183,27 @@ class LiveHub:
         try:
             yield encode(sse_frame("state", json.dumps(state, separators=(",", ":"))))
             while not self._closed.is_set():
-                closing = asyncio.ensure_future(self._closed.wait())
-                getting = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {closing, getting}, timeout=self._heartbeat_s, return_when="FIRST_COMPLETED"
-                )
-                closing.cancel()
-                if getting in done:
-                    body = json.dumps(getting.result(), separators=(",", ":"))
-                    yield encode(sse_frame("state", body))
-                    continue
-                getting.cancel()
-                if not self._closed.is_set():
+                state = await self._next_state(queue)
+                if state is not None:
+                    yield encode(sse_frame("state", json.dumps(state, separators=(",", ":"))))
+                elif not self._closed.is_set():
                     yield encode(sse_frame("ping", json.dumps(self._ping())))
         finally:
             self._listeners.discard(queue)
+
+    async def _next_state(self, queue: asyncio.Queue[dict[str, Any]]) -> dict[str, Any] | None:
+        """The listener's next state; None after a heartbeat of silence or on close."""
+        closing = asyncio.ensure_future(self._closed.wait())
+        getting = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait(
+                {closing, getting}, timeout=self._heartbeat_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            # Also when the client left and this wait was cancelled: otherwise both tasks
+            # and their waiters outlive the connection, one pair per disconnect.
+            closing.cancel()
+            getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None
