@@ -183,9 +183,9 @@ class LiveHub:
         try:
             yield encode(sse_frame("state", json.dumps(state, separators=(",", ":"))))
             while not self._closed.is_set():
-                state = await self._next_state(queue)
-                if state is not None:
-                    yield encode(sse_frame("state", json.dumps(state, separators=(",", ":"))))
+                news = await self._next_state(queue)
+                if news is not None:
+                    yield encode(sse_frame("state", json.dumps(news, separators=(",", ":"))))
                 elif not self._closed.is_set():
                     yield encode(sse_frame("ping", json.dumps(self._ping())))
         finally:
