@@ -35,13 +35,24 @@ import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, StorageError
+from crowdwatch.dashboards.api_schema import (
+    ALERTS_DOCS,
+    HEALTH_DOCS,
+    PAGE_DOCS,
+    SERIES_DOCS,
+    SITE_DOCS,
+    SITES_DOCS,
+    STATE_DOCS,
+    STREAM_DOCS,
+    EventStreamResponse,
+)
 from crowdwatch.dashboards.bodies import ECHO_CHARS, BodyError, preview
 from crowdwatch.dashboards.dispatch import dispatch_router
 from crowdwatch.dashboards.live import LiveHub
@@ -206,29 +217,27 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         if site_id not in site_ids:
             raise SiteNotFoundError(f"unknown site {preview(site_id)}")
 
-    @app.get("/")
+    @app.get("/", **PAGE_DOCS)
     def phone_page(request: Request) -> Response:
         return pages["phone"].respond(request)
 
-    @app.get("/wall")
+    @app.get("/wall", **PAGE_DOCS)
     def wall_page(request: Request) -> Response:
         return pages["wall"].respond(request)
 
-    @app.get("/dispatch")
+    @app.get("/dispatch", **PAGE_DOCS)
     def dispatch_page(request: Request) -> Response:
         return pages["dispatch"].respond(request)
 
-    @app.get("/api/stream")
-    async def stream(request: Request) -> StreamingResponse:
+    @app.get("/api/stream", **STREAM_DOCS)
+    async def stream(request: Request) -> EventStreamResponse:
         gzip = "gzip" in request.headers.get("accept-encoding", "")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         if gzip:
             headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
-        return StreamingResponse(
-            live.events(gzip=gzip), media_type="text/event-stream", headers=headers
-        )
+        return EventStreamResponse(live.events(gzip=gzip), headers=headers)
 
-    @app.get("/api/state")
+    @app.get("/api/state", **STATE_DOCS)
     async def state() -> JSONResponse:
         body = await live.current()
         status = 200 if body["database"]["ok"] else 503
@@ -237,13 +246,13 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     def read_sites() -> Snapshot:
         return snapshot(datetime.now(UTC))
 
-    @app.get("/api/sites")
+    @app.get("/api/sites", **SITES_DOCS)
     def sites() -> JSONResponse:
         snap = read_sites()
         body = [site_json(r, snap.zone_rows, snap.earlier) for r in snap.sites]
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/sites/{site_id}")
+    @app.get("/api/sites/{site_id}", **SITE_DOCS)
     def one_site(site_id: str) -> JSONResponse:
         require_site(site_id)
         snap = read_sites()
@@ -251,7 +260,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         body = site_json(reading, snap.zone_rows, snap.earlier)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/sites/{site_id}/series")
+    @app.get("/api/sites/{site_id}/series", **SERIES_DOCS)
     def series(
         site_id: str,
         minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60,
@@ -289,14 +298,14 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/alerts")
+    @app.get("/api/alerts", **ALERTS_DOCS)
     def alerts() -> JSONResponse:
         with database() as conn:
             rows = active_alerts(conn)
         body = [alert_json(a, config) for a in rows]
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/healthz")
+    @app.get("/healthz", **HEALTH_DOCS)
     def healthz() -> JSONResponse:
         try:
             with database() as conn:
