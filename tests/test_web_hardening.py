@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from test_web import Serve, serve, web_config  # noqa: F401 (fixture)
+from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
 from test_web_auth import desk, fire, login  # noqa: F401 (fixture)
 from test_web_live import events
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.dashboards.live import LiveHub
+from crowdwatch.dashboards.passwords import hash_password
 from crowdwatch.dashboards.snapshot import Snapshot
 from crowdwatch.storage.db import redact_dsn
 
@@ -200,3 +201,64 @@ def test_a_hundred_stream_disconnects_leave_no_task_or_waiter_behind() -> None:
 
     assert lingering == set()
     assert hub.listeners == 0
+
+
+# Item 8: logout and a password change end the session on the server.
+
+
+def test_logout_ends_the_session_for_every_copy_of_the_cookie_and_the_bearer(
+    desk: Desk,  # noqa: F811
+) -> None:
+    http, conn = desk
+    alert_id = fire(conn)
+    csrf = login(http)
+    stolen = http.cookies["cw_session"]
+    token = http.post("/api/token", json={"name": "li", "password": PASSWORD}).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    assert http.post("/api/logout").json() == {"logged_out": True}
+    assert http.post("/api/logout", headers=bearer).status_code == 200
+
+    with httpx.Client(base_url=http.base_url, cookies={"cw_session": stolen}) as thief:
+        me = thief.get("/api/me")
+        escalate = thief.post(
+            f"/api/alerts/{alert_id}/escalate", json={"note": "x"}, headers={"X-CSRF-Token": csrf}
+        )
+    assert (me.status_code, me.json()) == (401, {"error": "logged out; log in again"})
+    assert escalate.status_code == 401
+    assert http.get("/api/me", headers=bearer).status_code == 401
+    assert conn.execute(
+        "SELECT escalation_level FROM alerts WHERE id = %s", (alert_id,)
+    ).fetchone() == (0,)
+    login(http)  # a new login works
+    assert http.get("/api/me").status_code == 200
+
+
+def test_a_password_change_ends_the_sessions_of_the_old_password(
+    db_url: str,
+    serve: Serve,  # noqa: F811
+) -> None:
+    before = serve(web_config(db_url))
+    token = before.post("/api/token", json={"name": "li", "password": PASSWORD}).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert before.get("/api/me", headers=bearer).status_code == 200
+
+    changed = web_config(db_url)
+    users = [
+        u.model_copy(update={"password_hash": hash_password("a-new-one-77", n=16)})
+        if u.name == "li"
+        else u
+        for u in changed.web.users
+    ]
+    after = serve(
+        changed.model_copy(update={"web": changed.web.model_copy(update={"users": users})})
+    )
+
+    refused = after.get("/api/me", headers=bearer)
+    assert (refused.status_code, refused.json()["error"]) == (
+        401,
+        "the password changed since this login; log in again",
+    )
+    assert (
+        after.post("/api/login", json={"name": "li", "password": "a-new-one-77"}).status_code == 200
+    )
