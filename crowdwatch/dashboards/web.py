@@ -54,6 +54,12 @@ from crowdwatch.dashboards.api_schema import (
     EventStreamResponse,
 )
 from crowdwatch.dashboards.bodies import ECHO_CHARS, BodyError, preview
+from crowdwatch.dashboards.connections import (
+    MAX_HEADER_BYTES,
+    AcceptStormFilter,
+    guarded_protocol,
+    open_files_budget,
+)
 from crowdwatch.dashboards.dispatch import dispatch_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
@@ -353,14 +359,27 @@ def run_web(
         sock.close()
         raise
     bound_port = sock.getsockname()[1]
+    web = config.web
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            # Idle and slow clients: see crowdwatch.dashboards.connections.
+            http=guarded_protocol(open_files_budget(web.max_connections), web.request_timeout_s),
+            timeout_keep_alive=web.keep_alive_s,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        )
     )
     shown_host = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown_host}:{bound_port}/"
+    storm = AcceptStormFilter()
+    logging.getLogger("asyncio").addFilter(storm)
     try:
         asyncio.run(_serve(server, sock, url, stop, on_ready, live))
     finally:
+        logging.getLogger("asyncio").removeFilter(storm)
         sock.close()
         logger.info("web dashboard stopped")
 
