@@ -14,7 +14,7 @@ driver or the password hash instead of at the door.  Messages quote at most
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,6 +37,10 @@ def preview(value: object) -> str:
     if len(text) <= ECHO_CHARS:
         return repr(text)
     return f"{text[:ECHO_CHARS]!r}… ({len(text)} characters)"
+
+
+# Declared in the OpenAPI schema only; _storable checks it with a message that says the fix.
+NO_NUL: dict[str, Any] = {"json_schema_extra": {"pattern": "^[^\\u0000]*$"}}
 
 
 def _storable(text: str) -> str:
@@ -64,8 +68,12 @@ class LoginBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, description="the dispatcher's user name")
-    password: str = Field(min_length=1, max_length=256, description="the dispatcher's password")
+    name: str = Field(
+        min_length=1, max_length=64, description="the dispatcher's user name", **NO_NUL
+    )
+    password: str = Field(
+        min_length=1, max_length=256, description="the dispatcher's password", **NO_NUL
+    )
 
     _text = field_validator("name", "password")(_storable)
 
@@ -75,7 +83,7 @@ class NoteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=1000, description="recorded with the action")
+    note: str = Field(default="", max_length=1000, description="recorded with the action", **NO_NUL)
 
     _text = field_validator("note")(_storable)
 
