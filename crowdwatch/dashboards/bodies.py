@@ -14,10 +14,10 @@ driver or the password hash instead of at the door.  Messages quote at most
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 MAX_BODY_BYTES = 16 * 1024
 ECHO_CHARS = 40
@@ -40,7 +40,7 @@ def preview(value: object) -> str:
 
 
 # Declared in the OpenAPI schema only; _storable checks it with a message that says the fix.
-NO_NUL: dict[str, Any] = {"json_schema_extra": {"pattern": "^[^\\u0000]*$"}}
+NO_NUL: dict[str, JsonValue] = {"pattern": "^[^\\u0000]*$"}
 
 
 def _storable(text: str) -> str:
@@ -69,10 +69,16 @@ class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        min_length=1, max_length=64, description="the dispatcher's user name", **NO_NUL
+        min_length=1,
+        max_length=64,
+        description="the dispatcher's user name",
+        json_schema_extra=NO_NUL,
     )
     password: str = Field(
-        min_length=1, max_length=256, description="the dispatcher's password", **NO_NUL
+        min_length=1,
+        max_length=256,
+        description="the dispatcher's password",
+        json_schema_extra=NO_NUL,
     )
 
     _text = field_validator("name", "password")(_storable)
@@ -83,7 +89,12 @@ class NoteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=1000, description="recorded with the action", **NO_NUL)
+    note: str = Field(
+        default="",
+        max_length=1000,
+        description="recorded with the action",
+        json_schema_extra=NO_NUL,
+    )
 
     _text = field_validator("note")(_storable)
 
