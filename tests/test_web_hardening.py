@@ -314,22 +314,42 @@ def test_a_client_that_never_finishes_its_request_is_disconnected(
     assert time.monotonic() - started < 2.5
 
 
-def test_past_max_connections_new_ones_are_closed_and_the_server_recovers(
+def test_at_max_connections_idle_sockets_give_way_to_real_requests(
     serve: Serve,  # noqa: F811
 ) -> None:
-    http = serve(web_config(max_connections=20, request_timeout_s=1.5))
+    """The probe: 60 idle sockets made /healthz time out."""
+    http = serve(web_config(max_connections=20, request_timeout_s=5))
     port = _port(http)
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
     try:
-        at_once = [s for s in idle[20:] if _closed_within(s, 0.5) is not None]
-        held = [_closed_within(s, 3) for s in idle[:20]]
+        time.sleep(0.3)
+        evicted = [s for s in idle[:10] if _closed_within(s, 0.5) is not None]
+        answered = httpx.get(f"{http.base_url}healthz", timeout=2)  # a fresh connection
+        still_open = [s for s in idle[10:] if _closed_within(s, 0.05) is None]
     finally:
         for sock in idle:
             sock.close()
 
-    assert len(at_once) == 10  # the ten past the cap
-    assert all(t is not None for t in held)  # the twenty sent nothing: closed at the deadline
-    assert http.get("/healthz").status_code == 503  # answering again (the database is away)
+    assert len(evicted) == 10  # the ten that waited longest made room for the last ten
+    assert answered.status_code == 503  # served at once (503: its database is away)
+    assert len(still_open) == 19  # and one more made room for it
+
+
+def test_when_every_connection_is_busy_a_new_one_is_closed_at_once(
+    serve: Serve,  # noqa: F811
+) -> None:
+    http = serve(web_config(max_connections=8, request_timeout_s=5))
+    with contextlib.ExitStack() as streams:
+        lines = []  # held: a dropped line iterator closes its stream
+        for _ in range(8):  # live streams: busy for as long as they are open
+            response = streams.enter_context(http.stream("GET", "/api/stream"))
+            lines.append(response.iter_lines())
+            next(lines[-1])
+        with socket.create_connection(("127.0.0.1", _port(http))) as extra:
+            refused_after = _closed_within(extra, 1.0)
+
+    assert refused_after is not None and refused_after < 0.5
+    assert http.get("/healthz").status_code == 503  # streams closed: served again
 
 
 SERVER = """

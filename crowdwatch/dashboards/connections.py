@@ -10,8 +10,11 @@ read.  :func:`guarded_protocol` adds what is missing, on uvicorn's own h11 proto
 * **a request deadline**: from a connection's first moment, and from the first byte of each
   later request, the whole request (headers and body) must arrive within
   ``web.request_timeout_s``, or the connection is closed;
-* **a connection cap**: past ``web.max_connections`` open connections (live streams
-  included) a new one is closed at once, before it costs more than its accept.
+* **a connection cap**: at ``web.max_connections`` open connections (live streams included)
+  a new one takes the place of the one that has waited longest without sending a request
+  (idle, kept alive, or a slowloris), so idle sockets cannot keep a real request out; when
+  every connection is busy the new one is closed at once, before it costs more than its
+  accept.
 
 :func:`open_files_budget` raises the process's open-file limit to what the cap needs and
 lowers the cap to what the limit allows, so that ``accept()`` never meets EMFILE; and
@@ -51,15 +54,36 @@ def guarded_protocol(max_connections: int, request_timeout_s: float) -> type[H11
 
     class GuardedH11Protocol(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None
+        _idle_since: float | None = None
+        """When it began to wait for a request (new, or kept alive after one); None: busy."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             full = len(self.connections) >= max_connections
             super().connection_made(transport)
-            if full:
+            if full and not self._evict_one():
                 _refused.note()
                 transport.close()
                 return
             self._arm()
+
+        def _evict_one(self) -> bool:
+            """Close the connection that has waited longest without a request, if any.
+
+            A full server then still takes a real request: idle sockets (or a slowloris that
+            never finishes one) give way to it, while busy requests and live streams stay.
+            """
+            idle = [
+                p
+                for p in self.connections
+                if isinstance(p, GuardedH11Protocol) and p is not self and p._idle_since is not None
+            ]
+            if not idle:
+                return False
+            oldest = min(idle, key=lambda p: p._idle_since or 0.0)
+            _evicted.note()
+            oldest.transport.close()
+            oldest._idle_since = None
+            return True
 
         def data_received(self, data: bytes) -> None:
             if self.conn.their_state is h11.IDLE:
@@ -73,15 +97,20 @@ def guarded_protocol(max_connections: int, request_timeout_s: float) -> type[H11
             super().connection_lost(exc)
 
         def on_response_complete(self) -> None:
-            # Between requests uvicorn's keep-alive timeout takes over.
+            # Between requests uvicorn's keep-alive timeout takes over; the connection is
+            # idle again, and the first to give way when the server is full.
             self._disarm()
             super().on_response_complete()
+            if not self.transport.is_closing():
+                self._idle_since = time.monotonic()
 
         def _arm(self) -> None:
             if self._deadline is None:
                 self._deadline = self.loop.call_later(request_timeout_s, self._too_slow)
+                self._idle_since = self._idle_since or time.monotonic()
 
         def _disarm(self) -> None:
+            self._idle_since = None
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
@@ -114,7 +143,8 @@ class _Tally:
             self._count, self._last = 0, now
 
 
-_refused = _Tally("web: %d connection(s) closed at once: web.max_connections reached")
+_refused = _Tally("web: %d connection(s) closed at once: web.max_connections busy ones open")
+_evicted = _Tally("web: %d idle connection(s) closed to make room (web.max_connections)")
 _slow = _Tally("web: %d connection(s) closed: no whole request within web.request_timeout_s")
 
 
