@@ -391,3 +391,29 @@ def test_out_of_file_descriptors_the_server_neither_floods_its_log_nor_stops(
     assert size_while_flooded < 20_000, log.read_text()[-2000:]
     assert health.status_code == 503  # still serving (its database is away)
     assert "max_connections 4000 lowered to" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"note": ' + b"9" * 5000 + b"}", "a number in the body has 5000 digits; at most 30"),
+        (b'{"note": "x", "n": -' + b"1" * 31 + b"}", "a number in the body has 31 digits"),
+        (b'{"note": 1' + b"0" * 29 + b"}", "note: Input should be a valid string"),
+    ],
+)
+def test_a_huge_number_in_a_body_is_named_in_a_422(
+    desk: Desk,  # noqa: F811
+    body: bytes,
+    error: str,
+) -> None:
+    http, conn = desk
+    alert_id = fire(conn)
+    csrf = login(http)
+
+    response = http.post(
+        f"/api/alerts/{alert_id}/acknowledge",
+        content=body,
+        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+    )
+
+    assert (response.status_code, response.json()["error"][: len(error)]) == (422, error)

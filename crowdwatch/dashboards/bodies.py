@@ -43,6 +43,24 @@ def preview(value: object) -> str:
 NO_NUL: dict[str, JsonValue] = {"pattern": "^[^\\u0000]*$"}
 
 
+MAX_INT_DIGITS = 30
+
+
+class _LongNumberError(ValueError):
+    """An integer literal longer than any field takes."""
+
+
+def _bounded_int(literal: str) -> int:
+    # No field takes an integer of this size; refused before int() does work on it (and
+    # before Python's own 4300-digit limit answers with advice meant for programmers).
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongNumberError(
+            f"a number in the body has {len(literal.lstrip('-'))} digits; "
+            f"at most {MAX_INT_DIGITS} are accepted"
+        )
+    return int(literal)
+
+
 def _storable(text: str) -> str:
     if "\x00" in text:
         raise ValueError("must not contain NUL (\\u0000) characters; remove them")
@@ -130,7 +148,9 @@ async def read_body(request: Request, model: type[Body], *, allow_empty: bool = 
     if raw and media != "application/json":
         raise BodyError(415, f"expected an application/json body, got {media}")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=_bounded_int)
+    except _LongNumberError as exc:
+        raise BodyError(422, str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(400, f"body is not valid JSON: {exc}") from exc
     except RecursionError:
