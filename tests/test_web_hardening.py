@@ -311,7 +311,7 @@ def test_a_client_that_never_finishes_its_request_is_disconnected(
             closed = _closed_within(sock, 0.3)
 
     assert closed is not None, "the server kept a request that never ends open for 5 s"
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4  # a 1 s deadline, with room for a busy machine
 
 
 def test_at_max_connections_idle_sockets_give_way_to_real_requests(
