@@ -3,9 +3,9 @@
 Endpoints (JSON; errors are ``{"error": ...}`` with 400/401/403/404/409/413/415/422)::
 
     POST /api/login                  {name, password} -> session cookie + {name, department, csrf}
-                                     (429 + Retry-After after 5 failures in 5 min per name/address)
+                                     (+ a device cookie; 429 + Retry-After: see login_limits)
     POST /api/token                  {name, password} -> {token} for ``Authorization: Bearer``
-    POST /api/logout                 clears the cookie
+    POST /api/logout                 ends the session on the server and clears the cookie
     GET  /api/me                     who is logged in, and the CSRF token
     GET  /api/dispatch/alerts        the department's firing alerts, each with its history
     GET  /api/dispatch/history       the department's alerts of the last ``hours`` (default 24)

@@ -14,6 +14,11 @@ Endpoints (all JSON errors are ``{"error": ...}``; never a 500 for bad input)::
     GET /healthz               200 when the database answers, 503 otherwise
     ... and the dispatcher's API: see :mod:`crowdwatch.dashboards.dispatch`.
 
+``GET /openapi.json`` declares every body and response (:mod:`crowdwatch.dashboards.api_schema`);
+every response carries ``X-Content-Type-Options: nosniff``; a 503 says "database unavailable"
+and nothing more (the log has the reason with passwords masked).  Slow, idle and surplus
+connections are handled by :mod:`crowdwatch.dashboards.connections`.
+
 Every database read opens its own short-lived connection: an outage then heals without a
 pool to reset, and the live stream (:mod:`crowdwatch.dashboards.live`) makes one read per
 poll for every listener together.  A database that is away is a 503 with a JSON error.
