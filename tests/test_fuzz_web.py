@@ -2,6 +2,8 @@
 
 Random site ids, query parameters and JSON bodies never get a 5xx; SQL-injection-like strings
 as site ids, zones and notes are stored or refused as plain data, and every table survives.
+Hand-written hostile JSON (numbers of any size, any Unicode with NUL and lone surrogates, any
+nesting) reaches every web door and is refused in one short ``{"error": ...}`` line.
 """
 
 from __future__ import annotations
@@ -206,3 +208,127 @@ def test_injection_strings_through_ingest_are_dead_letters_and_the_tables_surviv
         topics = {t for (t,) in conn.execute("SELECT topic FROM dead_letters").fetchall()}
         assert {f"{prefix}/v1/{nasty}/cam1/counts" for nasty in INJECTIONS} <= topics
         assert conn.execute("SELECT count(*) FROM zone_counts").fetchone() == (0,)
+
+
+# Issue 15: hostile JSON written by hand, as a client that is not Python's json sends it —
+# numbers of any size (past Python's 4300-digit int limit), any Unicode (NUL and unpaired
+# surrogates included) and any nesting — through every door that reads input.
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
+"""Every code point, surrogates and NUL included."""
+
+
+def _string(text: str, ascii_only: bool) -> str:
+    # ensure_ascii writes \u0000 and a lone \ud800 as escapes; without it they go out raw
+    # (a lone surrogate then becomes bytes that are not UTF-8 at all).
+    return json.dumps(text, ensure_ascii=ascii_only)
+
+
+HOSTILE_SCALARS = st.one_of(
+    st.integers().map(str),
+    st.integers(4000, 6000).map(lambda n: "9" * n),  # int() refuses > 4300 digits
+    st.integers(1, 400).map(lambda n: f"1e{'9' * n}"),  # overflows to infinity
+    st.sampled_from(["NaN", "-Infinity", "1e-99999", "-0", "0.1e1", "1E400"]),
+    st.builds(_string, ANY_TEXT, st.booleans()),
+)
+
+
+def _nest(inner: str, depth: int, as_list: bool) -> str:
+    return (
+        ("[" * depth + inner + "]" * depth) if as_list else ('{"a":' * depth + inner + "}" * depth)
+    )
+
+
+HOSTILE_VALUES = st.one_of(
+    HOSTILE_SCALARS,
+    st.builds(_nest, HOSTILE_SCALARS, st.integers(1, 3000), st.booleans()),
+)
+
+
+@st.composite
+def hostile_body(draw: st.DrawFn, fields: list[str]) -> bytes:
+    """A JSON object text with ``fields`` (some dropped, some doubled) set to hostile values."""
+    chosen = draw(st.lists(st.sampled_from(fields), max_size=len(fields) + 1))
+    extra = draw(st.lists(st.builds(_string, ANY_TEXT, st.booleans()), max_size=1))
+    members = [f"{json.dumps(k)}:{draw(HOSTILE_VALUES)}" for k in chosen]
+    members += [f"{k}:{draw(HOSTILE_VALUES)}" for k in extra]
+    text = "{" + ",".join(members) + "}"
+    if draw(st.booleans()):
+        text = draw(HOSTILE_VALUES)  # not even an object
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _refused_cleanly(response: httpx.Response) -> None:
+    """A 4xx whose body is one short ``{"error": ...}``, never a 5xx."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert response.headers["x-content-type-options"] == "nosniff"
+    body = response.json()
+    assert list(body) == ["error"] and isinstance(body["error"], str), body
+    assert len(body["error"]) < 400, body  # quotes at most a prefix of the input
+
+
+@WEB_FUZZ
+@given(body=hostile_body(["name", "password"]), door=st.sampled_from(["login", "token"]))
+def test_hostile_login_bodies_are_refused_in_one_short_line(
+    desk: tuple[httpx.Client, psycopg.Connection], body: bytes, door: str
+) -> None:
+    http, conn = desk
+
+    response = http.post(f"/api/{door}", content=body, headers=JSON_TYPE)
+
+    _refused_cleanly(response)
+    _tables_survive(conn)
+
+
+@WEB_FUZZ
+@given(body=hostile_body(["note"]), action=st.sampled_from(["acknowledge", "escalate"]))
+def test_hostile_notes_are_refused_or_stored_and_nothing_else_changes(
+    acting: tuple[httpx.Client, psycopg.Connection, int, dict[str, str]],
+    body: bytes,
+    action: str,
+) -> None:
+    http, conn, alert_id, auth = acting
+
+    response = http.post(
+        f"/api/alerts/{alert_id}/{action}", content=body, headers={**JSON_TYPE, **auth}
+    )
+
+    note = json.loads(body).get("note", "").strip() if response.status_code == 200 else ""
+    if action == "acknowledge" and note:  # a note PostgreSQL can hold: stored as sent
+        stored = conn.execute(
+            "SELECT note FROM alert_events WHERE alert_id = %s ORDER BY id DESC LIMIT 1",
+            (alert_id,),
+        ).fetchone()
+        assert stored == (note,)
+    elif response.status_code not in (200, 409):  # 409: an earlier example acknowledged it
+        _refused_cleanly(response)
+    _tables_survive(conn)
+
+
+@WEB_FUZZ
+@given(
+    site=ANY_TEXT,
+    number=HOSTILE_SCALARS,
+    zone=ANY_TEXT,
+)
+def test_hostile_paths_and_query_numbers_never_get_a_5xx(
+    desk: tuple[httpx.Client, psycopg.Connection], site: str, number: str, zone: str
+) -> None:
+    http, conn = desk
+    # Unpaired surrogates cannot be percent-encoded as UTF-8: send their replacement.
+    site_part = quote(site.encode("utf-8", "replace"), safe="")
+    zone_value = zone.encode("utf-8", "replace").decode("utf-8")
+    for path, params in [
+        (f"/api/sites/{site_part}", {}),
+        (f"/api/sites/{site_part}/series", {"minutes": number}),
+        ("/api/sites/stop-a/series", {"minutes": number[:200], "zone": zone_value}),
+        ("/api/dispatch/history", {"hours": number}),
+        (f"/api/alerts/{quote(number[:100], safe='')}/acknowledge", {}),
+    ]:
+        response = http.request(
+            "POST" if path.endswith("acknowledge") else "GET", path, params=params
+        )
+        redirected = response.is_redirect and site == ""  # /api/sites/ -> /api/sites
+        if response.status_code != 200 and not redirected:
+            _refused_cleanly(response)
+    _tables_survive(conn)

@@ -906,6 +906,21 @@ class WebConfig(Model):
     heartbeat_s: float = Field(
         default=15.0, gt=0, le=120, description="a live stream with no news sends a ping this often"
     )
+    max_connections: int = Field(
+        default=4000,
+        ge=8,
+        le=1_000_000,
+        description="open connections at most (live streams included); more are closed at once",
+    )
+    request_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="a client must send a whole request (headers and body) within this",
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, le=300, description="an idle connection between requests is closed"
+    )
 
     @model_validator(mode="after")
     def _unique_users(self) -> Self:

@@ -4,6 +4,11 @@ FastAPI's own body parsing reads a body of any size into memory; the dispatcher'
 a name, a password or a note, so anything over :data:`MAX_BODY_BYTES` is refused while it
 streams in (413), unparsable JSON is a 400, and a body of the wrong shape a 422 that names
 the field.
+
+Text fields refuse NUL and unpaired surrogates (422): PostgreSQL's ``text`` cannot hold NUL and
+UTF-8 cannot encode a lone surrogate, so either would otherwise fail deep in the database
+driver or the password hash instead of at the door.  Messages quote at most
+:data:`ECHO_CHARS` characters of what the client sent.
 """
 
 from __future__ import annotations
@@ -12,10 +17,60 @@ import json
 from typing import TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 MAX_BODY_BYTES = 16 * 1024
+ECHO_CHARS = 40
+"""Error messages quote at most this much of the client's input."""
+
 Body = TypeVar("Body", bound=BaseModel)
+
+
+def preview(value: object) -> str:
+    """``repr`` of a client's value cut to :data:`ECHO_CHARS` characters, for error messages.
+
+    Example:
+        >>> preview("x" * 100)
+        "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… (100 characters)"
+    """
+    text = str(value)
+    if len(text) <= ECHO_CHARS:
+        return repr(text)
+    return f"{text[:ECHO_CHARS]!r}… ({len(text)} characters)"
+
+
+# Declared in the OpenAPI schema only; _storable checks it with a message that says the fix.
+NO_NUL: dict[str, JsonValue] = {"pattern": "^[^\\u0000]*$"}
+
+
+MAX_INT_DIGITS = 30
+
+
+class _LongNumberError(ValueError):
+    """An integer literal longer than any field takes."""
+
+
+def _bounded_int(literal: str) -> int:
+    # No field takes an integer of this size; refused before int() does work on it (and
+    # before Python's own 4300-digit limit answers with advice meant for programmers).
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongNumberError(
+            f"a number in the body has {len(literal.lstrip('-'))} digits; "
+            f"at most {MAX_INT_DIGITS} are accepted"
+        )
+    return int(literal)
+
+
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain NUL (\\u0000) characters; remove them")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "must be valid Unicode text (an unpaired surrogate such as \\ud800 is not)"
+        ) from None
+    return text
 
 
 class BodyError(Exception):
@@ -27,16 +82,39 @@ class BodyError(Exception):
 
 
 class LoginBody(BaseModel):
+    """``POST /api/login`` and ``/api/token``."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        description="the dispatcher's user name",
+        json_schema_extra=NO_NUL,
+    )
+    password: str = Field(
+        min_length=1,
+        max_length=256,
+        description="the dispatcher's password",
+        json_schema_extra=NO_NUL,
+    )
+
+    _text = field_validator("name", "password")(_storable)
 
 
 class NoteBody(BaseModel):
+    """``POST /api/alerts/{id}/acknowledge`` and ``/escalate``; an empty body is no note."""
+
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=1000)
+    note: str = Field(
+        default="",
+        max_length=1000,
+        description="recorded with the action",
+        json_schema_extra=NO_NUL,
+    )
+
+    _text = field_validator("note")(_storable)
 
 
 async def read_body(request: Request, model: type[Body], *, allow_empty: bool = False) -> Body:
@@ -70,7 +148,9 @@ async def read_body(request: Request, model: type[Body], *, allow_empty: bool = 
     if raw and media != "application/json":
         raise BodyError(415, f"expected an application/json body, got {media}")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=_bounded_int)
+    except _LongNumberError as exc:
+        raise BodyError(422, str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(400, f"body is not valid JSON: {exc}") from exc
     except RecursionError:
@@ -80,6 +160,7 @@ async def read_body(request: Request, model: type[Body], *, allow_empty: bool = 
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p)[:ECHO_CHARS] for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors()[:5]
         )
         raise BodyError(422, problems) from exc

@@ -3,9 +3,9 @@
 Endpoints (JSON; errors are ``{"error": ...}`` with 400/401/403/404/409/413/415/422)::
 
     POST /api/login                  {name, password} -> session cookie + {name, department, csrf}
-                                     (429 + Retry-After after 5 failures in 5 min per name/address)
+                                     (+ a device cookie; 429 + Retry-After: see login_limits)
     POST /api/token                  {name, password} -> {token} for ``Authorization: Bearer``
-    POST /api/logout                 clears the cookie
+    POST /api/logout                 ends the session on the server and clears the cookie
     GET  /api/me                     who is logged in, and the CSRF token
     GET  /api/dispatch/alerts        the department's firing alerts, each with its history
     GET  /api/dispatch/history       the department's alerts of the last ``hours`` (default 24)
@@ -20,6 +20,7 @@ needs ``X-CSRF-Token`` (see :mod:`crowdwatch.dashboards.sessions`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -31,14 +32,24 @@ from fastapi.responses import JSONResponse
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate, get_alert
 from crowdwatch.contracts.config import CrowdwatchConfig, WebUser
+from crowdwatch.dashboards.api_schema import (
+    ACTION_DOCS,
+    DISPATCH_ALERTS_DOCS,
+    DISPATCH_HISTORY_DOCS,
+    LOGIN_DOCS,
+    LOGOUT_DOCS,
+    ME_DOCS,
+    TOKEN_DOCS,
+)
 from crowdwatch.dashboards.bodies import LoginBody, NoteBody, read_body
 from crowdwatch.dashboards.login_limits import LoginLimiter
 from crowdwatch.dashboards.passwords import hash_password, verify_password
-from crowdwatch.dashboards.sessions import AuthError, Session, SessionSigner
+from crowdwatch.dashboards.sessions import DEVICE_TTL, AuthError, Session, SessionSigner
 from crowdwatch.dashboards.snapshot import alert_department, alert_json, iso
 from crowdwatch.storage.queries import AlertRow, active_alerts, recent_alerts
 
 SESSION_COOKIE = "cw_session"
+DEVICE_COOKIE = "cw_device"
 CSRF_HEADER = "X-CSRF-Token"
 HISTORY_LIMIT = 200
 
@@ -103,18 +114,34 @@ def dispatch_router(
     async def check_login(request: Request) -> WebUser:
         body = await read_body(request, LoginBody)
         address = request.client.host if request.client is not None else "unknown"
-        # Before the password check: a throttled guess must not learn whether it was right.
-        limits.check(body.name, address)
+        device = signer.device_id(request.cookies.get(DEVICE_COOKIE), body.name)
+        # Booked before the password check: concurrent guesses meet the limit, and a
+        # throttled guess learns nothing, not even whether it was right.
+        attempt = limits.reserve(body.name, address, device)
         user = signer.user(body.name)
         stored = user.password_hash if user is not None else _DUMMY_HASH
         matches = await asyncio.to_thread(verify_password, body.password, stored)
         if user is None or not matches:
-            limits.record_failure(body.name, address)
+            limits.failed(attempt)
             raise AuthError(401, "wrong name or password")
-        limits.record_success(body.name)
+        limits.succeeded(attempt)
         return user
 
-    @router.post("/api/login")
+    def remember_device(request: Request, response: JSONResponse, user: WebUser) -> None:
+        """Give the browser a device cookie for ``user`` (see login_limits) unless it has one."""
+        if signer.device_id(request.cookies.get(DEVICE_COOKIE), user.name) is not None:
+            return
+        response.set_cookie(
+            DEVICE_COOKIE,
+            signer.issue_device(user),
+            max_age=int(DEVICE_TTL.total_seconds()),
+            path="/api",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+    @router.post("/api/login", **LOGIN_DOCS)
     async def login(request: Request) -> JSONResponse:
         user = await check_login(request)
         token, session = signer.issue(user)
@@ -128,22 +155,29 @@ def dispatch_router(
             samesite="strict",
             secure=request.url.scheme == "https",
         )
+        remember_device(request, response, user)
         return response
 
-    @router.post("/api/token")
+    @router.post("/api/token", **TOKEN_DOCS)
     async def token(request: Request) -> JSONResponse:
         user = await check_login(request)
         value, session = signer.issue(user)
         body = {"token": value, "token_type": "bearer", "expires_at": iso(session.expires_at)}
-        return _no_store(body)
+        response = _no_store(body)
+        remember_device(request, response, user)
+        return response
 
-    @router.post("/api/logout")
-    def logout() -> JSONResponse:
+    @router.post("/api/logout", **LOGOUT_DOCS)
+    def logout(request: Request) -> JSONResponse:
+        # End the session on the server too: a copy of the cookie (or the bearer token)
+        # must not outlive the logout.  Logging out without a valid session is still a 200.
+        with contextlib.suppress(AuthError):
+            signer.revoke(authenticate(request, write=False))
         response = _no_store({"logged_out": True})
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    @router.get("/api/me")
+    @router.get("/api/me", **ME_DOCS)
     def me(request: Request) -> JSONResponse:
         return _no_store(_session_json(authenticate(request, write=False)))
 
@@ -160,7 +194,7 @@ def dispatch_router(
                 out.append(item)
         return out
 
-    @router.get("/api/dispatch/alerts")
+    @router.get("/api/dispatch/alerts", **DISPATCH_ALERTS_DOCS)
     async def dispatch_alerts(request: Request) -> JSONResponse:
         session = authenticate(request, write=False)
         alerts = await asyncio.to_thread(department_alerts, session.user)
@@ -176,7 +210,7 @@ def dispatch_router(
             if a.started_at >= since and _sees(user, alert_department(a, config))
         ]
 
-    @router.get("/api/dispatch/history")
+    @router.get("/api/dispatch/history", **DISPATCH_HISTORY_DOCS)
     async def dispatch_history(
         request: Request, hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24
     ) -> JSONResponse:
@@ -200,11 +234,11 @@ def dispatch_router(
         row = await asyncio.to_thread(act, session.user, alert_id, body.note.strip(), action)
         return _no_store(alert_json(row, config) | {"ack_note": row.ack_note})
 
-    @router.post("/api/alerts/{alert_id}/acknowledge")
+    @router.post("/api/alerts/{alert_id}/acknowledge", **ACTION_DOCS)
     async def acknowledge_alert(request: Request, alert_id: AlertId) -> JSONResponse:
         return await action_route(request, alert_id, "acknowledge")
 
-    @router.post("/api/alerts/{alert_id}/escalate")
+    @router.post("/api/alerts/{alert_id}/escalate", **ACTION_DOCS)
     async def escalate_alert(request: Request, alert_id: AlertId) -> JSONResponse:
         return await action_route(request, alert_id, "escalate")
 

@@ -38,6 +38,7 @@ import psycopg
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.dashboards.snapshot import Snapshot, iso, state_json
+from crowdwatch.storage.db import redact_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,9 @@ class LiveHub:
             try:
                 self._snapshot = await asyncio.to_thread(self._read, now)
             except (StorageError, psycopg.Error) as exc:
-                ok, detail = False, str(exc)
-                logger.warning("live state: database unavailable: %s", exc)
+                # Every page sees this state, logged in or not: no hosts, users or passwords.
+                ok, detail = False, "database unavailable"
+                logger.warning("live state: database unavailable: %s", redact_dsn(str(exc)))
             state = state_json(
                 self._config, self._snapshot, database_ok=ok, detail=detail, generated_at=now
             )
@@ -181,18 +183,27 @@ class LiveHub:
         try:
             yield encode(sse_frame("state", json.dumps(state, separators=(",", ":"))))
             while not self._closed.is_set():
-                closing = asyncio.ensure_future(self._closed.wait())
-                getting = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {closing, getting}, timeout=self._heartbeat_s, return_when="FIRST_COMPLETED"
-                )
-                closing.cancel()
-                if getting in done:
-                    body = json.dumps(getting.result(), separators=(",", ":"))
-                    yield encode(sse_frame("state", body))
-                    continue
-                getting.cancel()
-                if not self._closed.is_set():
+                news = await self._next_state(queue)
+                if news is not None:
+                    yield encode(sse_frame("state", json.dumps(news, separators=(",", ":"))))
+                elif not self._closed.is_set():
                     yield encode(sse_frame("ping", json.dumps(self._ping())))
         finally:
             self._listeners.discard(queue)
+
+    async def _next_state(self, queue: asyncio.Queue[dict[str, Any]]) -> dict[str, Any] | None:
+        """The listener's next state; None after a heartbeat of silence or on close."""
+        closing = asyncio.ensure_future(self._closed.wait())
+        getting = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait(
+                {closing, getting}, timeout=self._heartbeat_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            # Also when the client left and this wait was cancelled: otherwise both tasks
+            # and their waiters outlive the connection, one pair per disconnect.
+            closing.cancel()
+            getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None

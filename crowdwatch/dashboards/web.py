@@ -14,6 +14,11 @@ Endpoints (all JSON errors are ``{"error": ...}``; never a 500 for bad input)::
     GET /healthz               200 when the database answers, 503 otherwise
     ... and the dispatcher's API: see :mod:`crowdwatch.dashboards.dispatch`.
 
+``GET /openapi.json`` declares every body and response (:mod:`crowdwatch.dashboards.api_schema`);
+every response carries ``X-Content-Type-Options: nosniff``; a 503 says "database unavailable"
+and nothing more (the log has the reason with passwords masked).  Slow, idle and surplus
+connections are handled by :mod:`crowdwatch.dashboards.connections`.
+
 Every database read opens its own short-lived connection: an outage then heals without a
 pool to reset, and the live stream (:mod:`crowdwatch.dashboards.live`) makes one read per
 poll for every listener together.  A database that is away is a 503 with a JSON error.
@@ -33,12 +38,33 @@ from typing import Annotated, Any
 import psycopg
 import uvicorn
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, StorageError
-from crowdwatch.dashboards.bodies import BodyError
+from crowdwatch.dashboards.api_schema import (
+    ALERTS_DOCS,
+    HEALTH_DOCS,
+    PAGE_DOCS,
+    SERIES_DOCS,
+    SITE_DOCS,
+    SITES_DOCS,
+    STATE_DOCS,
+    STREAM_DOCS,
+    EventStreamResponse,
+)
+from crowdwatch.dashboards.bodies import ECHO_CHARS, BodyError, preview
+from crowdwatch.dashboards.connections import (
+    MAX_HEADER_BYTES,
+    AcceptStormFilter,
+    guarded_protocol,
+    open_files_budget,
+)
 from crowdwatch.dashboards.dispatch import dispatch_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
@@ -50,7 +76,7 @@ from crowdwatch.dashboards.snapshot import (
     read_snapshot,
     site_json,
 )
-from crowdwatch.storage.db import connect
+from crowdwatch.storage.db import connect, redact_dsn
 from crowdwatch.storage.queries import active_alerts, site_series, zone_series
 
 logger = logging.getLogger(__name__)
@@ -63,6 +89,29 @@ __all__ = ["alert_json", "create_app", "run_web", "site_json"]
 
 class SiteNotFoundError(LookupError):
     """A request named a site (or a zone of a site) the config does not have."""
+
+
+class NoSniffMiddleware:
+    """``X-Content-Type-Options: nosniff`` on every response: no browser reads JSON as HTML.
+
+    Pure ASGI rather than ``BaseHTTPMiddleware``, which would buffer the live stream.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -112,6 +161,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     app.state.live = live
     # JSON of 50 sites is ~40 KB and compresses ~10x; the SSE stream compresses itself.
     app.add_middleware(GZipMiddleware, minimum_size=500)
+    app.add_middleware(NoSniffMiddleware)
     pages = {name: Page.load(name) for name in ("phone", "wall", "dispatch")}
     signer = SessionSigner(config.web, load_secret(warn=bool(config.web.users)))
     app.include_router(dispatch_router(config, signer, database))
@@ -119,8 +169,15 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
 
     @app.exception_handler(StorageError)
     def _storage_down(request: Request, exc: StorageError) -> JSONResponse:
-        logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        response = _error(503, "database unavailable", detail=str(exc))
+        logger.warning(
+            "%s %s: database unavailable: %s",
+            request.method,
+            request.url.path,
+            redact_dsn(str(exc)),
+        )
+        # No detail to the client: connection errors name hosts, users and (in some DSN forms)
+        # passwords; the log has the redacted reason.
+        response = _error(503, "database unavailable")
         response.headers["Retry-After"] = "5"
         return response
 
@@ -140,6 +197,25 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     def _bad_body(request: Request, exc: BodyError) -> JSONResponse:
         return _error(exc.status, str(exc))
 
+    @app.exception_handler(RequestValidationError)
+    def _bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default is {"detail": [...]} quoting the whole input; the API's errors are
+        # {"error": "..."} and quote at most a short prefix.
+        problems = "; ".join(
+            f"{'.'.join(str(p)[:ECHO_CHARS] for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        return _error(422, problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths (404) and wrong methods (405) answer in the API's error shape too.
+        headers = dict(exc.headers or {})
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=headers)
+        message = "not found" if exc.status_code == 404 else str(exc.detail)[:200]
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(AlertNotFound)
     def _no_alert(request: Request, exc: AlertNotFound) -> JSONResponse:
         return _error(404, str(exc))
@@ -150,31 +226,29 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
 
     def require_site(site_id: str) -> None:
         if site_id not in site_ids:
-            raise SiteNotFoundError(f"unknown site {site_id!r}")
+            raise SiteNotFoundError(f"unknown site {preview(site_id)}")
 
-    @app.get("/")
+    @app.get("/", **PAGE_DOCS)
     def phone_page(request: Request) -> Response:
         return pages["phone"].respond(request)
 
-    @app.get("/wall")
+    @app.get("/wall", **PAGE_DOCS)
     def wall_page(request: Request) -> Response:
         return pages["wall"].respond(request)
 
-    @app.get("/dispatch")
+    @app.get("/dispatch", **PAGE_DOCS)
     def dispatch_page(request: Request) -> Response:
         return pages["dispatch"].respond(request)
 
-    @app.get("/api/stream")
-    async def stream(request: Request) -> StreamingResponse:
+    @app.get("/api/stream", **STREAM_DOCS)
+    async def stream(request: Request) -> EventStreamResponse:
         gzip = "gzip" in request.headers.get("accept-encoding", "")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         if gzip:
             headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
-        return StreamingResponse(
-            live.events(gzip=gzip), media_type="text/event-stream", headers=headers
-        )
+        return EventStreamResponse(live.events(gzip=gzip), headers=headers)
 
-    @app.get("/api/state")
+    @app.get("/api/state", **STATE_DOCS)
     async def state() -> JSONResponse:
         body = await live.current()
         status = 200 if body["database"]["ok"] else 503
@@ -183,13 +257,13 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     def read_sites() -> Snapshot:
         return snapshot(datetime.now(UTC))
 
-    @app.get("/api/sites")
+    @app.get("/api/sites", **SITES_DOCS)
     def sites() -> JSONResponse:
         snap = read_sites()
         body = [site_json(r, snap.zone_rows, snap.earlier) for r in snap.sites]
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/sites/{site_id}")
+    @app.get("/api/sites/{site_id}", **SITE_DOCS)
     def one_site(site_id: str) -> JSONResponse:
         require_site(site_id)
         snap = read_sites()
@@ -197,7 +271,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         body = site_json(reading, snap.zone_rows, snap.earlier)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/sites/{site_id}/series")
+    @app.get("/api/sites/{site_id}/series", **SERIES_DOCS)
     def series(
         site_id: str,
         minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60,
@@ -208,7 +282,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         if zone is not None and zone not in {
             z.id for _, c in [(site, c) for c in site.cameras] for z in c.zones
         }:
-            raise SiteNotFoundError(f"unknown zone {zone!r} of site {site_id!r}")
+            raise SiteNotFoundError(f"unknown zone {preview(zone)} of site {site_id!r}")
         end = datetime.now(UTC)
         start = end - timedelta(minutes=minutes)
         with database() as conn:
@@ -235,27 +309,23 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/alerts")
+    @app.get("/api/alerts", **ALERTS_DOCS)
     def alerts() -> JSONResponse:
         with database() as conn:
             rows = active_alerts(conn)
         body = [alert_json(a, config) for a in rows]
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/healthz")
+    @app.get("/healthz", **HEALTH_DOCS)
     def healthz() -> JSONResponse:
         try:
             with database() as conn:
                 conn.execute("SELECT 1")
         except (StorageError, psycopg.Error) as exc:
+            logger.warning("GET /healthz: database unavailable: %s", redact_dsn(str(exc)))
             return JSONResponse(
                 status_code=503,
-                content={
-                    "status": "error",
-                    "database": "down",
-                    "error": "database unavailable",
-                    "detail": str(exc),
-                },
+                content={"status": "error", "database": "down", "error": "database unavailable"},
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
@@ -294,14 +364,27 @@ def run_web(
         sock.close()
         raise
     bound_port = sock.getsockname()[1]
+    web = config.web
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            # Idle and slow clients: see crowdwatch.dashboards.connections.
+            http=guarded_protocol(open_files_budget(web.max_connections), web.request_timeout_s),
+            timeout_keep_alive=web.keep_alive_s,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        )
     )
     shown_host = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown_host}:{bound_port}/"
+    storm = AcceptStormFilter()
+    logging.getLogger("asyncio").addFilter(storm)
     try:
         asyncio.run(_serve(server, sock, url, stop, on_ready, live))
     finally:
+        logging.getLogger("asyncio").removeFilter(storm)
         sock.close()
         logger.info("web dashboard stopped")
 

@@ -1,0 +1,270 @@
+"""The web API's contract for OpenAPI: every request body, response body and error status.
+
+The routes build their JSON by hand (:mod:`crowdwatch.dashboards.snapshot`) and read bodies
+with a size limit (:mod:`crowdwatch.dashboards.bodies`), so FastAPI cannot infer either;
+this module declares them once, as pydantic models that forbid unknown keys, and
+:func:`route_docs` turns them into the keyword arguments of each route decorator.  The
+schema at ``/openapi.json`` is then a real contract: ``tests/test_web_schemathesis.py`` runs
+schemathesis against the served app and fails on any response that does not match.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi.responses import HTMLResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from crowdwatch.analytics.readings import ZoneStatus
+from crowdwatch.contracts.config import Department, SiteKind
+from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.dashboards.bodies import LoginBody, NoteBody
+from crowdwatch.dashboards.trends import Trend
+from crowdwatch.storage.queries import Resolution
+
+Timestamp = str
+"""UTC ISO 8601 with a ``Z``."""
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Out):
+    """Every error: one line saying what is wrong and, where it helps, what to do."""
+
+    error: str
+
+
+class Names(Out):
+    zh: str
+    en: str
+
+
+class Location(Out):
+    lat: float
+    lon: float
+
+
+class ZoneOut(Out):
+    zone_id: str
+    camera_id: str
+    name: Names
+    capacity: int
+    count: int | None
+    occupancy: float | None
+    status: ZoneStatus
+    trend: Trend | None
+    longest_wait_s: float | None
+    method: CountMethod | None
+    ts: Timestamp | None
+    age_s: float | None
+
+
+class SiteOut(Out):
+    id: str
+    kind: SiteKind
+    name: Names
+    location: Location
+    capacity: int
+    department: Department
+    count: int | None
+    occupancy: float | None
+    status: ZoneStatus
+    trend: Trend | None
+    longest_wait_s: float | None
+    ts: Timestamp | None
+    age_s: float | None
+    zones: list[ZoneOut]
+
+
+class SeriesPointOut(Out):
+    ts: Timestamp
+    count: int
+    mean: float
+    max: int
+
+
+class SeriesOut(Out):
+    site_id: str
+    zone_id: str | None
+    start: Timestamp
+    end: Timestamp
+    resolution: Resolution
+    points: list[SeriesPointOut]
+
+
+class AlertOut(Out):
+    id: int
+    alert_key: str
+    site_id: str
+    zone_id: str | None
+    rule_id: str
+    department: str | None
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["firing", "resolved"]
+    value: float
+    threshold: float
+    started_at: Timestamp
+    resolved_at: Timestamp | None
+    summary: Names
+    acknowledged_at: Timestamp | None
+    acknowledged_by: str | None
+    escalation_level: int
+    escalated_at: Timestamp | None
+
+
+class NotedAlertOut(AlertOut):
+    ack_note: str | None
+
+
+class AlertEventOut(Out):
+    at: Timestamp
+    kind: str
+    who: str
+    note: str
+
+
+class DispatchAlertOut(NotedAlertOut):
+    history: list[AlertEventOut]
+
+
+class DatabaseOut(Out):
+    ok: bool
+    detail: str | None
+    as_of: Timestamp | None
+
+
+class StateOut(Out):
+    """``/api/state`` and each ``state`` event of ``/api/stream``."""
+
+    generated_at: Timestamp
+    district: Names
+    stale_after_s: float
+    database: DatabaseOut
+    sites: list[SiteOut]
+    alerts: list[AlertOut]
+
+
+class HealthOut(Out):
+    status: Literal["ok", "error"]
+    database: Literal["ok", "down"]
+    error: str | None = None
+
+
+class SessionOut(Out):
+    name: str
+    department: Department | None
+    csrf: str
+    expires_at: Timestamp
+
+
+class TokenOut(Out):
+    token: str
+    token_type: Literal["bearer"]
+    expires_at: Timestamp
+
+
+class LoggedOut(Out):
+    logged_out: Literal[True]
+
+
+class DispatchAlertsOut(Out):
+    user: SessionOut
+    alerts: list[DispatchAlertOut]
+
+
+class DispatchHistoryOut(Out):
+    hours: int
+    alerts: list[NotedAlertOut]
+
+
+_WHY = {
+    400: "the body is not valid JSON",
+    401: "no, a forged, expired or logged-out session; or a wrong name or password",
+    403: "wrong CSRF token, or another department's alert",
+    404: "unknown site, zone or alert",
+    409: "the alert is no longer firing",
+    413: "the body is over 16 KiB",
+    415: "the body is not application/json",
+    422: "a parameter or the body has the wrong shape (the message names the field)",
+    429: "too many failed logins; Retry-After says when to try again",
+    503: "the database is unavailable",
+}
+
+
+def route_docs(
+    ok: type[BaseModel] | Any,
+    *errors: int,
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    unavailable: type[BaseModel] = ErrorOut,
+) -> dict[str, Any]:
+    """Keyword arguments for a route decorator that document its body and every response.
+
+    Args:
+        ok: the model (or ``list[Model]``) of the 200 response.
+        *errors: the error statuses the route answers besides 200.
+        body: the model of the JSON request body, if the route reads one.
+        body_required: whether the body may be left out (an empty body).
+        unavailable: the model of the 503 response (``/api/state`` and ``/healthz`` answer
+            503 with their usual shape).
+
+    Returns:
+        ``responses`` (and ``openapi_extra`` with the request body) for ``@router.get(...)``.
+    """
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": ok}}
+    for status in errors:
+        model = unavailable if status == 503 else ErrorOut
+        responses[status] = {"model": model, "description": _WHY[status]}
+    docs: dict[str, Any] = {"responses": responses}
+    if body is not None:
+        docs["openapi_extra"] = {
+            "requestBody": {
+                "required": body_required,
+                "content": {"application/json": {"schema": body.model_json_schema()}},
+            }
+        }
+    return docs
+
+
+BODY_ERRORS = (400, 413, 415, 422)
+LOGIN_DOCS = route_docs(SessionOut, *BODY_ERRORS, 401, 429, body=LoginBody)
+TOKEN_DOCS = route_docs(TokenOut, *BODY_ERRORS, 401, 429, body=LoginBody)
+LOGOUT_DOCS = route_docs(LoggedOut)
+ME_DOCS = route_docs(SessionOut, 401)
+ACTION_DOCS = route_docs(
+    NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=NoteBody, body_required=False
+)
+DISPATCH_ALERTS_DOCS = route_docs(DispatchAlertsOut, 401, 503)
+DISPATCH_HISTORY_DOCS = route_docs(DispatchHistoryOut, 401, 422, 503)
+STATE_DOCS = route_docs(StateOut, 503, unavailable=StateOut)
+SITES_DOCS = route_docs(list[SiteOut], 503)
+SITE_DOCS = route_docs(SiteOut, 404, 422, 503)
+SERIES_DOCS = route_docs(SeriesOut, 404, 422, 503)
+ALERTS_DOCS = route_docs(list[AlertOut], 503)
+HEALTH_DOCS = route_docs(HealthOut, 503, unavailable=HealthOut)
+
+
+class EventStreamResponse(StreamingResponse):
+    """A Server-Sent Events response (its media type is what the schema declares)."""
+
+    media_type = "text/event-stream"
+
+
+PAGE_DOCS: dict[str, Any] = {
+    "response_class": HTMLResponse,
+    "responses": {
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "page"},
+        304: {"description": "the client's copy (If-None-Match) is current"},
+    },
+}
+STREAM_DOCS: dict[str, Any] = {
+    "response_class": EventStreamResponse,
+    "responses": {
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-Sent Events: `state` (a StateOut) and `ping`",
+        }
+    },
+}
