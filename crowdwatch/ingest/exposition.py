@@ -1,7 +1,10 @@
 """A tiny ``/metrics`` HTTP endpoint for Prometheus, on the standard library's HTTP server.
 
-No ``prometheus_client`` dependency: the ingest has a handful of counters, and
-:func:`crowdwatch.ingest.metrics.prometheus_text` writes the text format directly.
+The body is ``prometheus_client``'s exposition (:func:`crowdwatch.ingest.metrics.prometheus_text`).
+The server stays ours, not ``prometheus_client.start_http_server``: that one serves nothing but
+metrics (we also answer ``/healthz``), raises a bare ``OSError`` on a taken port (we stop with a
+:class:`ConfigError` naming the address) and has no ``close()`` that joins its thread (the
+tests fail on lingering threads, and a stopping ingest must release the port).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from crowdwatch.contracts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class MetricsServer:
