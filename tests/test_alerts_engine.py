@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from db_rows import put_status, put_zone
 from factories import config_dict, count_message, make_config, site_dict
 from test_alerts_sinks import HttpSink
-from test_queries import put_status, put_zone
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
 from crowdwatch.analytics.engine import AlertEngine, run_alerts

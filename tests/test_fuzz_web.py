@@ -15,13 +15,12 @@ from urllib.parse import quote
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fuzz_inputs import COUNTS_DOC, INJECTIONS, JSON_VALUES, mutated
-from test_queries import alert_message
 from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES
 from crowdwatch.ingest.validate import Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter

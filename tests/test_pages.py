@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing, put_status, put_zone
 from playwright.sync_api import Browser, Page, Response, expect
 from raw_rows import ZoneRow, insert_zones
-from test_queries import alert_message, put_status, put_zone
 from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.queries import AlertRow
 from crowdwatch.storage.rollups import refresh_rollups

@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing, put_status, put_zone
 from factories import config_dict, make_config, site_dict
-from test_queries import alert_message, put_status, put_zone
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, site_readings
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.dashboards.passwords import hash_password

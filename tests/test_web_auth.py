@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from test_queries import alert_message
+from db_rows import alert_message, insert_firing, resolve_firing
 from test_web import PASSWORD, SECRET, Serve, serve, web_config  # noqa: F401 (fixture)
 
-from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
 from crowdwatch.contracts.config import Department, WebConfig, WebUser
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES

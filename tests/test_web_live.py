@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing, put_zone
 from raw_rows import ZoneRow, insert_zones
-from test_queries import alert_message, put_zone
 from test_web import DEAD_DB, Serve, serve, web_config  # noqa: F401 (fixture)
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.dashboards.trends import Trend, trend
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.rollups import refresh_rollups

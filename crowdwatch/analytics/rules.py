@@ -131,7 +131,3 @@ def metric_value(metric: AlertMetric, count: int, capacity: int) -> float:
         return count / capacity
     return float(count)
 
-
-def clear_threshold(rule: AlertRule) -> float:
-    """The value below which a firing alert resolves (``clear_at``, default ``fire_at``)."""
-    return rule.fire_at if rule.clear_at is None else rule.clear_at

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,20 +25,6 @@ def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10.0) -> p
         # libpq's message spans lines ("...refused\n\tIs the server running..."): make it one.
         reason = " ".join(str(exc).split())
         raise StorageError(f"cannot connect to PostgreSQL ({_redact(url)}): {reason}") from exc
-
-
-def connect_with_retry(url: str, *, attempts: int = 30, delay_s: float = 1.0) -> psycopg.Connection:
-    """Connect, retrying while the database is starting or briefly away."""
-    last: StorageError | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            return connect(url)
-        except StorageError as exc:
-            last = exc
-            logger.warning("database not reachable (attempt %d/%d): %s", attempt, attempts, exc)
-            time.sleep(delay_s)
-    assert last is not None
-    raise last
 
 
 @contextmanager
