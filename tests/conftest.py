@@ -9,6 +9,8 @@ Fixtures:
     shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
     browser      (session)  a Playwright Browser: Debian's headless Chromium
     screenshots  (session)  folder for page screenshots (test-artifacts/screenshots, not committed)
+    http_sink    (function) a real local HTTP receiver for alert channels (tests/sinks.py)
+    smtp_sink    (function) a real local SMTP receiver (tests/sinks.py)
 
 Environment:
     CROWDWATCH_TEST_DATABASE_URL  admin URL of a running PostgreSQL to create databases on
@@ -41,6 +43,7 @@ from services import (
 )
 from services.browser import CHROMIUM_ARGS, find_chromium
 from services.mosquitto import find_binary
+from sinks import http_sink, smtp_sink  # noqa: F401 (fixtures shared by the alert tests)
 
 from crowdwatch.contracts.config import MqttConfig, default_shared_dir
 

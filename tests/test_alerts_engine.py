@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from db_rows import put_status, put_zone
 from factories import config_dict, count_message, make_config, site_dict
-from test_alerts_sinks import HttpSink
+from sinks import HttpSink
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
 from crowdwatch.analytics.engine import AlertEngine, run_alerts
@@ -85,15 +85,6 @@ def engine_config(
     raw["database"] = {"url": db_url}
     raw["mqtt"] = mqtt.model_dump()
     return make_config(raw)
-
-
-@pytest.fixture
-def http_sink() -> Iterator[HttpSink]:
-    sink = HttpSink()
-    try:
-        yield sink
-    finally:
-        sink.close()
 
 
 Sent = list[tuple[str, bytes]]

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from crowdwatch.analytics.actions import ENGINE, record_event
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.messages import AlertMessage
+from crowdwatch.contracts.notification import AlertPublication, Notification, NotificationEvent
 from crowdwatch.storage.db import transaction
 from crowdwatch.storage.queries import ALERT_COLUMNS, AlertRow, alert_from_row
 
@@ -55,12 +56,13 @@ class NotificationDraft:
 
     channel_id: str
     channel_type: str
-    event: str
+    event: NotificationEvent
     level: int
     group_key: str | None
     alert_keys: tuple[str, ...]
     """resolved to alert ids inside the transaction"""
-    payload: dict[str, Any]
+    payload: Notification | AlertPublication
+    """a notification for a configured channel; the alert message for MQTT"""
 
 
 def active_alert_states(conn: psycopg.Connection) -> list[ActiveAlert]:
@@ -211,12 +213,12 @@ def insert_notification(
         (
             alert_ids[0],
             list(alert_ids),
-            draft.event,
+            draft.event.value,
             draft.level,
             draft.channel_id,
             draft.channel_type,
             draft.group_key,
-            Jsonb(draft.payload),
+            Jsonb(draft.payload.to_json()),
         ),
     )
     row = cur.fetchone()

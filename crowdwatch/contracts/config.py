@@ -30,6 +30,14 @@ from pydantic import (
     model_validator,
 )
 
+from crowdwatch.contracts.channels import (  # re-exported: the config's channel section
+    CHANNEL_TYPE_ERROR,
+    AlertChannel,
+    channel_type_problem,
+    without_channel_tag,
+)
+from crowdwatch.contracts.channels import ChannelType as ChannelType
+from crowdwatch.contracts.channels import SmtpConfig as SmtpConfig
 from crowdwatch.contracts.errors import ConfigError
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -726,60 +734,6 @@ class AlertRule(Model):
         return self
 
 
-class ChannelType(StrEnum):
-    WEBHOOK = "webhook"
-    """POST the alert as JSON (``crowdwatch.notification/1``) to ``url``"""
-    WECOM = "wecom"
-    """WeCom (企业微信) group robot: ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``"""
-    DINGTALK = "dingtalk"
-    """DingTalk (钉钉) custom robot: ``https://oapi.dingtalk.com/robot/send?access_token=...``"""
-    FEISHU = "feishu"
-    """Feishu / Lark (飞书) custom bot: ``https://open.feishu.cn/open-apis/bot/v2/hook/...``"""
-    EMAIL = "email"
-    """e-mail over SMTP (``smtp``)"""
-    GRAFANA = "grafana"
-    """Grafana annotation: POST ``{url}/api/annotations`` with a service-account token"""
-
-
-class SmtpConfig(Model):
-    host: str = Field(description="SMTP server")
-    port: int = Field(default=25, ge=1, le=65535)
-    from_addr: str = Field(min_length=3, description="sender address")
-    to: list[str] = Field(min_length=1, description="recipients")
-    username: str | None = Field(default=None, description="password: CROWDWATCH_SMTP_PASSWORD")
-    starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS")
-
-    @property
-    def password(self) -> str | None:
-        return os.environ.get("CROWDWATCH_SMTP_PASSWORD")
-
-
-class AlertChannel(Model):
-    """Somewhere notifications go: a robot in a department's group chat, a mailbox, ..."""
-
-    id: Identifier
-    type: ChannelType
-    url: str | None = Field(default=None, description="webhook / robot URL; Grafana base URL")
-    secret: str | None = Field(
-        default=None, description="DingTalk / Feishu signing secret (use ${ENV})"
-    )
-    token: str | None = Field(default=None, description="Grafana service-account token (${ENV})")
-    smtp: SmtpConfig | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=60, description="per attempt")
-    mention: list[str] = Field(
-        default_factory=list, description="WeCom/DingTalk: mobile numbers to @ on critical"
-    )
-
-    @model_validator(mode="after")
-    def _settings_for_type(self) -> Self:
-        if self.type is ChannelType.EMAIL:
-            if self.smtp is None:
-                raise ValueError("an email channel needs 'smtp'")
-        elif not self.url:
-            raise ValueError(f"a {self.type.value} channel needs 'url'")
-        return self
-
-
 class EscalationStep(Model):
     after_min: float = Field(
         gt=0, le=1440, description="minutes unacknowledged (since the last level) before this"
@@ -1078,7 +1032,9 @@ def parse_config(data: Any, origin: str = "<config>") -> CrowdwatchConfig:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             # A cross-section check at the top names its own YAML path in the message.
-            loc = tuple(err["loc"])
+            loc = without_channel_tag(tuple(err["loc"]))
+            if err["type"] == CHANNEL_TYPE_ERROR:
+                msg, loc = channel_type_problem(err["input"]), (*loc, "type")
             problems.append(f"{format_loc(loc)}: {msg}" if loc else msg)
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ConfigError(f"{origin}: " + "; ".join(problems[:3]) + more) from None
