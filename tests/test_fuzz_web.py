@@ -16,10 +16,10 @@ import httpx
 import psycopg
 import pytest
 from db_rows import alert_message, insert_firing
+from fuzz_strategies import COUNTS_DOC, INJECTIONS, JSON_VALUES, mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz_inputs import COUNTS_DOC, INJECTIONS, JSON_VALUES, mutated
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import PASSWORD, Serve, web_config
 
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES
 from crowdwatch.ingest.validate import Envelope, MessageValidator, Rejected
@@ -47,7 +47,7 @@ def _json(body: Any) -> bytes:
 
 
 @pytest.fixture
-def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:  # noqa: F811
+def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
     config = web_config(db_url)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:

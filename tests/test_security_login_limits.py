@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import PASSWORD, Serve, web_config
 
 from crowdwatch.dashboards.login_limits import LoginLimiter
 from crowdwatch.dashboards.sessions import AuthError
@@ -71,7 +71,7 @@ def test_the_window_slides_and_success_clears_only_the_name() -> None:
 
 def test_the_sixth_login_after_five_wrong_passwords_is_429_even_when_right(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     http = serve(web_config(db_url))
     for _ in range(5):
@@ -90,7 +90,7 @@ def test_the_sixth_login_after_five_wrong_passwords_is_429_even_when_right(
 
 def test_a_right_password_within_the_limit_logs_in(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     http = serve(web_config(db_url))
     for _ in range(4):
