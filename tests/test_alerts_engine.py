@@ -351,6 +351,36 @@ def test_a_notification_queued_by_a_dead_engine_is_sent_by_the_next(
     assert ("hook", "firing", "sent") in [n[:3] for n in h.notifications()]
 
 
+def test_a_stored_notification_that_is_not_the_contract_fails_alone(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    http_sink.fail["/hook"] = 1_000_000
+    first = h.engine("first")
+    h.count(45, T0)
+    first.tick(T0)
+    http_sink.wait_for("/hook", 1)
+    first.close()  # the good notification stays queued
+    # A row written by hand (or by a release whose payload the contract no longer reads).
+    h.conn.execute(
+        "INSERT INTO notifications (event, channel_id, channel_type, payload) "
+        "VALUES ('firing', 'hook', 'webhook', %s)",
+        ('{"schema": "crowdwatch.notification/1", "event": "firing"}',),
+    )
+
+    http_sink.fail["/hook"] = 0
+    second = h.engine("second")
+    second.tick(minutes(1))
+    assert second.flush()
+
+    rows = h.conn.execute(
+        "SELECT state, last_error FROM notifications WHERE channel_id = 'hook' ORDER BY id"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["sent", "failed"]
+    assert rows[1][1].startswith("stored payload is not the notification contract: ")
+    assert [b["event"] for b in bodies(http_sink, "/hook")][-1] == "firing"
+
+
 def test_duplicate_and_out_of_order_count_messages(harness_factory: Callable[..., Harness]) -> None:
     h = harness_factory()
     engine = h.engine()
