@@ -15,8 +15,11 @@ Two inputs feed one :class:`AlertEvaluator`:
   follow-ups — held-back notifications whose silence or mute window ended, timed
   escalation of unacknowledged alerts, hand escalations from the dispatcher page.
 
-Every change is written to PostgreSQL in one transaction per evaluation (alerts, their
-history, pending timers, ``clearing_since``, and the notifications to send), then the
+Who is told what is decided by the pure stages of :mod:`crowdwatch.analytics.planner`
+(silence, mute, inhibit, route, group, escalate); the engine keeps the lease, the database,
+the caches and the order.  Every change is written to PostgreSQL in one transaction per
+evaluation (alerts, their history, pending timers, ``clearing_since``, and the notifications
+to send), then the
 notifications go to the :class:`Deliverer` (per-channel worker threads, retries with
 backoff) and the engine moves on.  A database outage reverts the evaluation so the next one
 tries again.  State lives in the database, so a restarted engine (or a standby taking over
@@ -65,7 +68,7 @@ from crowdwatch.analytics.routing import (
     channels_by_id,
 )
 from crowdwatch.analytics.silences import Silence, active_silences
-from crowdwatch.contracts.config import AlertMetric, CrowdwatchConfig
+from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
 from crowdwatch.contracts.messages import (
     MAX_PACKET_BYTES,
@@ -90,7 +93,6 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], None]
 """``publish(topic, payload)`` at QoS 1 that raises :class:`BrokerError` when not acknowledged."""
 
-_SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 _REFERENCE_TTL_S = 300.0
 
 
@@ -120,10 +122,8 @@ class AlertEngine:
         windows = [r.window_s for r in self._alerts.rules] + [600.0]
         self._history = CountHistory(timedelta(seconds=max(windows) + 120))
         self._evaluator = AlertEvaluator(self._alerts.rules, self._history, self._reference)
-        self._rules = {r.id: r for r in self._alerts.rules}
-        self._camera_rules = [r for r in self._alerts.rules if r.metric is AlertMetric.NO_DATA_S]
-        self._channels = channels_by_id(self._alerts)
-        self._deliverer = Deliverer(db_url, self._channels, publish, self._alerts.delivery)
+        channels = channels_by_id(self._alerts)
+        self._deliverer = Deliverer(db_url, channels, publish, self._alerts.delivery)
         self._conn: psycopg.Connection | None = None
         self._holding = False
         self._lease_until = 0.0
