@@ -14,13 +14,14 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from crowdwatch.contracts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The body uses nothing of text format 1.0.0 (our names are plain ASCII): declaring 0.0.4, as
+# before (prometheus_client >= 0.22 defaults to 1.0.0), keeps every Prometheus version
+# parsing it the way it always has.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsServer:

@@ -146,7 +146,7 @@ def prometheus_text(stats: IngestStats, worker: str) -> str:
         worker: value of the ``worker`` label.
 
     Returns:
-        The body of a ``/metrics`` response (``CONTENT_TYPE_LATEST``).
+        The body of a ``/metrics`` response (text format 0.0.4).
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(stats, worker))
