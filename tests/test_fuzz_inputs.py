@@ -188,6 +188,35 @@ def test_mutated_alert_rules_are_valid_or_a_config_error(data: st.DataObject) ->
 # with the valid messages and a count of the rest.  Nothing else, ever.
 
 
+CHANNELS = [
+    {"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook", "timeout_s": 2},
+    {"id": "wx", "type": "wecom", "url": "http://127.0.0.1:9/wx?key=k", "mention": ["138"]},
+    {"id": "dd", "type": "dingtalk", "url": "http://127.0.0.1:9/dd?t=1", "secret": "s"},
+    {"id": "fs", "type": "feishu", "url": "http://127.0.0.1:9/fs", "secret": "s"},
+    {"id": "gf", "type": "grafana", "url": "http://127.0.0.1:9", "token": "t"},
+    {"id": "mail", "type": "email", "smtp": {"host": "h", "from_addr": "a@b.c", "to": ["d@e.f"]}},
+]
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_channels_are_valid_or_a_config_error_naming_the_channel(
+    data: st.DataObject,
+) -> None:
+    doc = copy.deepcopy(EXAMPLE_DOC)
+    doc["alerts"]["channels"] = data.draw(mutated(CHANNELS, max_mutations=3))
+    try:
+        config = parse_config(doc, origin="fuzz")
+    except ConfigError as exc:
+        # One line, starting at the YAML path; a union tag pydantic adds never shows.
+        message = str(exc)
+        assert "\n" not in message
+        assert not any(f"].{t}." in message for t in ("webhook", "wecom", "email", "grafana"))
+        return
+    for channel in config.alerts.channels:
+        assert channel.type.value in {c["type"] for c in CHANNELS}
+
+
 @st.composite
 def json_number_text(draw: st.DrawFn) -> str:
     """A JSON number of any size, as text (``json.dumps`` refuses integers past 4300 digits)."""
