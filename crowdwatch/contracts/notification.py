@@ -16,7 +16,7 @@ Example:
     >>> n = Notification(id="0" * 32, event=NotificationEvent.FIRING, level=0,
     ...     group="site:stop-a", department="transport", severity="warning",
     ...     at=datetime(2026, 10, 1, tzinfo=UTC), title_zh="t", title_en="t", alerts=(alert,))
-    >>> Notification.model_validate(n.to_json()) == n
+    >>> Notification.from_json(n.to_json()) == n
     True
 """
 
