@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+from crowdwatch.contracts.ids import Identifier
 
 
 class ChannelType(StrEnum):
@@ -52,7 +52,7 @@ class SmtpConfig(_Section):
 
 
 class _Channel(_Section):
-    id: str = Field(pattern=ID_PATTERN, description="lower-case id: a-z, 0-9, - and _")
+    id: Identifier
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="per attempt")
 
 

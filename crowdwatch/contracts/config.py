@@ -30,22 +30,20 @@ from pydantic import (
     model_validator,
 )
 
-from crowdwatch.contracts.channels import (  # re-exported: the config's channel section
+from crowdwatch.contracts.channels import (
     CHANNEL_TYPE_ERROR,
-    AlertChannel,
     channel_type_problem,
     without_channel_tag,
 )
+
+# The channel section's models live in their own module; re-exported for existing imports.
+from crowdwatch.contracts.channels import AlertChannel as AlertChannel
 from crowdwatch.contracts.channels import ChannelType as ChannelType
 from crowdwatch.contracts.channels import SmtpConfig as SmtpConfig
 from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.contracts.ids import ID_PATTERN as ID_PATTERN
+from crowdwatch.contracts.ids import Identifier as Identifier
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-"""Ids become MQTT topic levels and SQL values: lower-case, no ``/``, ``+``, ``#`` or spaces."""
-
-Identifier = Annotated[
-    str, Field(pattern=ID_PATTERN, description="lower-case id: a-z, 0-9, - and _")
-]
 Point = tuple[float, float]
 
 
