@@ -330,16 +330,21 @@ def test_restart_in_each_state(
     assert [b["event"] for b in bodies(http_sink, "/duty")] == duty
 
 
-def test_a_notification_queued_by_a_dead_engine_is_sent_by_the_next(
-    harness_factory: Callable[..., Harness], http_sink: HttpSink
-) -> None:
-    h = harness_factory()
+def leave_queued_by_a_dead_engine(h: Harness, http_sink: HttpSink) -> None:
+    """A firing notification the first engine could not deliver before it stopped."""
     http_sink.fail["/hook"] = 1_000_000
     first = h.engine("first")
     h.count(45, T0)
     first.tick(T0)
     http_sink.wait_for("/hook", 1)
     first.close()  # stops while the hook is failing: the row stays queued
+
+
+def test_a_notification_queued_by_a_dead_engine_is_sent_by_the_next(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    leave_queued_by_a_dead_engine(h, http_sink)
     assert ("hook", "firing", "queued") in [n[:3] for n in h.notifications()]
 
     http_sink.fail["/hook"] = 0
@@ -355,12 +360,7 @@ def test_a_stored_notification_that_is_not_the_contract_fails_alone(
     harness_factory: Callable[..., Harness], http_sink: HttpSink
 ) -> None:
     h = harness_factory()
-    http_sink.fail["/hook"] = 1_000_000
-    first = h.engine("first")
-    h.count(45, T0)
-    first.tick(T0)
-    http_sink.wait_for("/hook", 1)
-    first.close()  # the good notification stays queued
+    leave_queued_by_a_dead_engine(h, http_sink)
     # A row written by hand (or by a release whose payload the contract no longer reads).
     h.conn.execute(
         "INSERT INTO notifications (event, channel_id, channel_type, payload) "
