@@ -19,9 +19,8 @@ Who is told what is decided by the pure stages of :mod:`crowdwatch.analytics.pla
 (silence, mute, inhibit, route, group, escalate); the engine keeps the lease, the database,
 the caches and the order.  Every change is written to PostgreSQL in one transaction per
 evaluation (alerts, their history, pending timers, ``clearing_since``, and the notifications
-to send), then the
-notifications go to the :class:`Deliverer` (per-channel worker threads, retries with
-backoff) and the engine moves on.  A database outage reverts the evaluation so the next one
+to send), then the notifications go to the :class:`Deliverer` (per-channel worker threads,
+retries with backoff) and the engine moves on.  A database outage reverts the evaluation so the next one
 tries again.  State lives in the database, so a restarted engine (or a standby taking over
 the lease) continues where the last one stopped, without notifying twice.
 """
@@ -64,9 +63,7 @@ from crowdwatch.analytics.readings import (
     zone_readings,
     zone_status,
 )
-from crowdwatch.analytics.routing import (
-    channels_by_id,
-)
+from crowdwatch.analytics.routing import channels_by_id
 from crowdwatch.analytics.silences import Silence, active_silences
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
