@@ -20,9 +20,9 @@ Who is told what is decided by the pure stages of :mod:`crowdwatch.analytics.pla
 the caches and the order.  Every change is written to PostgreSQL in one transaction per
 evaluation (alerts, their history, pending timers, ``clearing_since``, and the notifications
 to send), then the notifications go to the :class:`Deliverer` (per-channel worker threads,
-retries with backoff) and the engine moves on.  A database outage reverts the evaluation so the next one
-tries again.  State lives in the database, so a restarted engine (or a standby taking over
-the lease) continues where the last one stopped, without notifying twice.
+retries with backoff) and the engine moves on.  A database outage reverts the evaluation so
+the next one tries again.  State lives in the database, so a restarted engine (or a standby
+taking over the lease) continues where the last one stopped, without notifying twice.
 """
 
 from __future__ import annotations
