@@ -39,6 +39,7 @@ EXTRA_PARTS: dict[str, tuple[Part, ...]] = {
         Part("psycopg", "psycopg (PostgreSQL)"),
         Part("fastapi", "FastAPI"),
         Part("uvicorn", "uvicorn"),
+        Part("prometheus_client", "prometheus-client"),
     ),
     "grafana": (Part("grafana_client", "grafana-client"),),
     "demo": (

@@ -9,6 +9,9 @@ Fixtures:
     shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
     browser      (session)  a Playwright Browser: Debian's headless Chromium
     screenshots  (session)  folder for page screenshots (test-artifacts/screenshots, not committed)
+    http_sink    (function) a real local HTTP receiver for alert channels (tests/sinks.py)
+    smtp_sink    (function) a real local SMTP receiver (tests/sinks.py)
+    serve        (function) starts ``run_web`` for a config on a free port (tests/web_server.py)
 
 Environment:
     CROWDWATCH_TEST_DATABASE_URL  admin URL of a running PostgreSQL to create databases on
@@ -27,9 +30,9 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 from services import (
     ExternalBroker,
     MosquittoBroker,
@@ -41,10 +44,48 @@ from services import (
 )
 from services.browser import CHROMIUM_ARGS, find_chromium
 from services.mosquitto import find_binary
+from sinks import http_sink, smtp_sink  # noqa: F401 (fixtures shared by the alert tests)
+from web_server import serve  # noqa: F401 (the fixture of the web, page and auth tests)
 
 from crowdwatch.contracts.config import MqttConfig, default_shared_dir
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 THREAD_GRACE_S = 2.0
+
+SERVICE_FIXTURES = frozenset(
+    {
+        "pg_server",
+        "db_url",
+        "mqtt_broker",
+        "mqtt_config",
+        "shared_dir",
+        "browser",
+        "screenshots",
+        "services",
+    }
+)
+"""Fixtures that start or need something outside the process: a test using one is marked
+``services`` (PostgreSQL, the broker, the shared data sets, Chromium).  A module's own
+fixture that starts such a thing requests :func:`services` to say so."""
+
+SERVICE_MARKERS = frozenset({"services", "data", "e2e", "faults", "slow"})
+"""Markers that imply ``services`` (a test marked so by hand needs no fixture to count)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs a service, so ``pytest -m "not services"`` runs the rest."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        markers = {m.name for m in item.iter_markers()}
+        if fixtures & SERVICE_FIXTURES or markers & SERVICE_MARKERS:
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """Requested by a fixture that starts an outside service itself (its tests are marked)."""
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +191,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium under Playwright, for the whole session."""
+    # Imported here: the tests that need no browser start without loading Playwright.
+    from playwright.sync_api import sync_playwright
+
     try:
         executable = find_chromium()
     except ServiceUnavailable as exc:

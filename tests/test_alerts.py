@@ -466,7 +466,23 @@ BAD_RULES = [
     (
         "robot without a URL",
         _alerts_config([], channels=[{"id": "bot", "type": "wecom"}]),
-        "alerts.channels[0]: a wecom channel needs 'url'",
+        "alerts.channels[0].url: Field required",
+    ),
+    (
+        "unregistered channel type",
+        _alerts_config([], channels=[{"id": "bot", "type": "slack", "url": "http://x/y"}]),
+        "alerts.channels[0].type: unknown channel type 'slack'; expected one of webhook, wecom,"
+        " dingtalk, feishu, email, grafana",
+    ),
+    (
+        "channel without a type",
+        _alerts_config([], channels=[{"id": "bot", "url": "http://x/y"}]),
+        "alerts.channels[0].type: a channel needs a 'type': one of webhook,",
+    ),
+    (
+        "a setting of another channel type",
+        _alerts_config([], channels=[{"id": "h", "type": "webhook", "url": "u", "secret": "s"}]),
+        "alerts.channels[0].secret: unknown key",
     ),
 ]
 

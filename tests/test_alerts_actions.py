@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing, resolve_firing
 from factories import make_config
-from test_queries import alert_message
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate, get_alert
-from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
 from crowdwatch.analytics.silences import active_silences, add_silence, expire_silence
 from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound
 from crowdwatch.storage.migrate import upgrade

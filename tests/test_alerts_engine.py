@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from db_rows import put_status, put_zone
 from factories import config_dict, count_message, make_config, site_dict
-from test_alerts_sinks import HttpSink
-from test_queries import put_status, put_zone
+from sinks import HttpSink
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
 from crowdwatch.analytics.engine import AlertEngine, run_alerts
@@ -85,15 +85,6 @@ def engine_config(
     raw["database"] = {"url": db_url}
     raw["mqtt"] = mqtt.model_dump()
     return make_config(raw)
-
-
-@pytest.fixture
-def http_sink() -> Iterator[HttpSink]:
-    sink = HttpSink()
-    try:
-        yield sink
-    finally:
-        sink.close()
 
 
 Sent = list[tuple[str, bytes]]
@@ -339,16 +330,21 @@ def test_restart_in_each_state(
     assert [b["event"] for b in bodies(http_sink, "/duty")] == duty
 
 
-def test_a_notification_queued_by_a_dead_engine_is_sent_by_the_next(
-    harness_factory: Callable[..., Harness], http_sink: HttpSink
-) -> None:
-    h = harness_factory()
+def leave_queued_by_a_dead_engine(h: Harness, http_sink: HttpSink) -> None:
+    """A firing notification the first engine could not deliver before it stopped."""
     http_sink.fail["/hook"] = 1_000_000
     first = h.engine("first")
     h.count(45, T0)
     first.tick(T0)
     http_sink.wait_for("/hook", 1)
     first.close()  # stops while the hook is failing: the row stays queued
+
+
+def test_a_notification_queued_by_a_dead_engine_is_sent_by_the_next(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    leave_queued_by_a_dead_engine(h, http_sink)
     assert ("hook", "firing", "queued") in [n[:3] for n in h.notifications()]
 
     http_sink.fail["/hook"] = 0
@@ -358,6 +354,31 @@ def test_a_notification_queued_by_a_dead_engine_is_sent_by_the_next(
 
     assert bodies(http_sink, "/hook")[-1]["event"] == "firing"
     assert ("hook", "firing", "sent") in [n[:3] for n in h.notifications()]
+
+
+def test_a_stored_notification_that_is_not_the_contract_fails_alone(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    leave_queued_by_a_dead_engine(h, http_sink)
+    # A row written by hand (or by a release whose payload the contract no longer reads).
+    h.conn.execute(
+        "INSERT INTO notifications (event, channel_id, channel_type, payload) "
+        "VALUES ('firing', 'hook', 'webhook', %s)",
+        ('{"schema": "crowdwatch.notification/1", "event": "firing"}',),
+    )
+
+    http_sink.fail["/hook"] = 0
+    second = h.engine("second")
+    second.tick(minutes(1))
+    assert second.flush()
+
+    rows = h.conn.execute(
+        "SELECT state, last_error FROM notifications WHERE channel_id = 'hook' ORDER BY id"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["sent", "failed"]
+    assert rows[1][1].startswith("stored payload is not the notification contract: ")
+    assert [b["event"] for b in bodies(http_sink, "/hook")][-1] == "firing"
 
 
 def test_duplicate_and_out_of_order_count_messages(harness_factory: Callable[..., Harness]) -> None:

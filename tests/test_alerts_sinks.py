@@ -1,209 +1,28 @@
-"""Real local receivers for alert channels (HTTP robots, Grafana, SMTP), and the channel bodies.
-
-``HttpSink`` is a real HTTP server on 127.0.0.1: every POST is recorded; a path may answer
-500 a number of times first, or hang until released.  ``SmtpSink`` is a real (minimal) SMTP
-server speaking the RFC 5321 commands smtplib uses.  Both are imported by the engine tests.
-"""
+"""Each channel's body and signature, delivered to real local receivers (tests/sinks.py)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
-import socketserver
-import threading
-import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sinks import HttpSink, SmtpSink
 
 from crowdwatch.analytics.channels import DeliveryError, send
-from crowdwatch.contracts.config import AlertChannel
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-class HttpSink:
-    """A local HTTP receiver.  ``fail[path] = n``: answer 500 n times; ``hang``: paths that
-    wait for :meth:`release` before answering; ``answer[path]``: the JSON body of a 200."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.fail: dict[str, int] = {}
-        self.hang: set[str] = set()
-        self.answer: dict[str, dict[str, Any]] = {}
-        self._released = threading.Event()
-        self._arrived = threading.Condition()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                record = Received(
-                    url.path, urllib.parse.parse_qs(url.query), dict(self.headers), body
-                )
-                with sink._arrived:
-                    sink.received.append(record)
-                    sink._arrived.notify_all()
-                if url.path in sink.hang:
-                    sink._released.wait(10)
-                if sink.fail.get(url.path, 0) > 0:
-                    sink.fail[url.path] -= 1
-                    self._reply(500, {"error": "test failure"})
-                    return
-                self._reply(200, sink.answer.get(url.path, {"errcode": 0, "errmsg": "ok"}))
-
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up (time-out): nothing to answer
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="http-sink"
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def on(self, path: str) -> list[Received]:
-        with self._arrived:
-            return [r for r in self.received if r.path == path]
-
-    def wait_for(self, path: str, n: int, timeout: float = 10) -> list[Received]:
-        with self._arrived:
-            self._arrived.wait_for(
-                lambda: len([r for r in self.received if r.path == path]) >= n, timeout
-            )
-            return [r for r in self.received if r.path == path]
-
-    def release(self) -> None:
-        self._released.set()
-
-    def close(self) -> None:
-        self._released.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-class SmtpSink:
-    """A minimal real SMTP server: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self._arrived = threading.Condition()
-        sink = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                self._send("220 test SMTP ready")
-                while True:
-                    line = self.rfile.readline()
-                    if not line:
-                        return
-                    verb = line.decode("ascii", "replace").strip().split(" ")[0].upper()
-                    if verb in ("EHLO", "HELO"):
-                        self._send("250 test")
-                    elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
-                        self._send("250 OK")
-                    elif verb == "DATA":
-                        self._send("354 go ahead")
-                        lines = []
-                        while (data := self.rfile.readline()) not in (b".\r\n", b""):
-                            lines.append(data[1:] if data.startswith(b"..") else data)
-                        message = message_from_bytes(b"".join(lines), policy=default_policy)
-                        assert isinstance(message, EmailMessage)
-                        with sink._arrived:
-                            sink.messages.append(message)
-                            sink._arrived.notify_all()
-                        self._send("250 queued")
-                    elif verb == "QUIT":
-                        self._send("221 bye")
-                        return
-                    else:
-                        self._send("502 not implemented")
-
-            def _send(self, text: str) -> None:
-                self.wfile.write(text.encode() + b"\r\n")
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="smtp-sink"
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def wait_for(self, n: int, timeout: float = 10) -> list[EmailMessage]:
-        with self._arrived:
-            self._arrived.wait_for(lambda: len(self.messages) >= n, timeout)
-            return list(self.messages)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-@pytest.fixture
-def http_sink() -> Iterator[HttpSink]:
-    sink = HttpSink()
-    try:
-        yield sink
-    finally:
-        sink.close()
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    try:
-        yield sink
-    finally:
-        sink.close()
-
+from crowdwatch.contracts.channels import AlertChannel, parse_channel
+from crowdwatch.contracts.notification import Notification
 
 PAYLOAD: dict[str, Any] = {
     "schema": "crowdwatch.notification/1",
+    "id": "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5",
     "event": "firing",
     "level": 0,
     "group": "route:K1",
     "department": "transport",
     "severity": "critical",
-    "at": "2026-10-01T09:00:00+00:00",
+    "at": "2026-10-01T09:00:00Z",
     "at_ms": 1790845200000,
     "title_zh": "【紧急】1 条",
     "title_en": "Crowd alert (critical): 1",
@@ -211,31 +30,44 @@ PAYLOAD: dict[str, Any] = {
         {
             "alert_key": "stop-a/platform/crowded",
             "site_id": "stop-a",
+            "zone_id": "platform",
             "rule_id": "crowded",
+            "state": "firing",
+            "severity": "critical",
+            "value": 0.9,
+            "threshold": 0.85,
+            "ts": "2026-10-01T08:59:55Z",
             "summary_zh": "甲站 候车区: 45 人候车",
             "summary_en": "Stop A platform: 45 waiting",
+            "alert_id": None,
+            "message_id": None,
+            "acknowledged_by": None,
+            "schema": None,
         }
     ],
 }
+NOTIFICATION = Notification.from_json(PAYLOAD)
 TEXT = (
     "【紧急】1 条 / Crowd alert (critical): 1\n甲站 候车区: 45 人候车\nStop A platform: 45 waiting"
 )
 
 
 def channel(**fields: Any) -> AlertChannel:
-    return AlertChannel.model_validate(fields)
+    return parse_channel(fields)
 
 
 def test_webhook_gets_the_notification_as_json(http_sink: HttpSink) -> None:
-    send(channel(id="hook", type="webhook", url=f"{http_sink.url}/hook"), PAYLOAD)
+    send(channel(id="hook", type="webhook", url=f"{http_sink.url}/hook"), NOTIFICATION)
     [got] = http_sink.on("/hook")
     assert got.body == PAYLOAD
+    # The same id on a resend after a restart: the receiver can drop the repeat.
+    assert got.headers["Idempotency-Key"] == PAYLOAD["id"]
     assert got.headers["Content-Type"].startswith("application/json")
 
 
 def test_wecom_robot_text_with_mentions(http_sink: HttpSink) -> None:
     url = f"{http_sink.url}/cgi-bin/webhook/send?key=abc"
-    send(channel(id="wx", type="wecom", url=url, mention=["13800000000"]), PAYLOAD)
+    send(channel(id="wx", type="wecom", url=url, mention=["13800000000"]), NOTIFICATION)
     [got] = http_sink.on("/cgi-bin/webhook/send")
     assert got.body == {
         "msgtype": "text",
@@ -246,7 +78,7 @@ def test_wecom_robot_text_with_mentions(http_sink: HttpSink) -> None:
 
 def test_dingtalk_robot_is_signed(http_sink: HttpSink) -> None:
     url = f"{http_sink.url}/robot/send?access_token=tok"
-    send(channel(id="dd", type="dingtalk", url=url, secret="SECtest"), PAYLOAD)
+    send(channel(id="dd", type="dingtalk", url=url, secret="SECtest"), NOTIFICATION)
     [got] = http_sink.on("/robot/send")
     assert got.body == {
         "msgtype": "text",
@@ -262,7 +94,7 @@ def test_dingtalk_robot_is_signed(http_sink: HttpSink) -> None:
 def test_feishu_bot_is_signed(http_sink: HttpSink) -> None:
     http_sink.answer["/open-apis/bot/v2/hook/x"] = {"code": 0, "msg": "success"}
     url = f"{http_sink.url}/open-apis/bot/v2/hook/x"
-    send(channel(id="fs", type="feishu", url=url, secret="s3"), PAYLOAD)
+    send(channel(id="fs", type="feishu", url=url, secret="s3"), NOTIFICATION)
     [got] = http_sink.on("/open-apis/bot/v2/hook/x")
     assert (got.body["msg_type"], got.body["content"]) == ("text", {"text": TEXT})
     key = f"{got.body['timestamp']}\ns3".encode()
@@ -274,11 +106,11 @@ def test_feishu_bot_is_signed(http_sink: HttpSink) -> None:
 def test_a_robot_refusal_in_the_body_is_a_failed_attempt(http_sink: HttpSink) -> None:
     http_sink.answer["/robot/send"] = {"errcode": 310000, "errmsg": "keywords not in content"}
     with pytest.raises(DeliveryError, match="310000 keywords not in content"):
-        send(channel(id="dd", type="dingtalk", url=f"{http_sink.url}/robot/send?a=1"), PAYLOAD)
+        send(channel(id="dd", type="dingtalk", url=f"{http_sink.url}/robot/send?a=1"), NOTIFICATION)
 
 
 def test_grafana_annotation(http_sink: HttpSink) -> None:
-    send(channel(id="gf", type="grafana", url=http_sink.url, token="glsa_x"), PAYLOAD)
+    send(channel(id="gf", type="grafana", url=http_sink.url, token="glsa_x"), NOTIFICATION)
     [got] = http_sink.on("/api/annotations")
     assert got.headers["Authorization"] == "Bearer glsa_x"
     assert got.body["time"] == PAYLOAD["at_ms"]
@@ -288,7 +120,7 @@ def test_grafana_annotation(http_sink: HttpSink) -> None:
 
 def test_email_over_smtp(smtp_sink: SmtpSink) -> None:
     smtp = {"host": "127.0.0.1", "port": smtp_sink.port, "from_addr": "cw@x.cn", "to": ["a@x.cn"]}
-    send(channel(id="mail", type="email", smtp=smtp), PAYLOAD)
+    send(channel(id="mail", type="email", smtp=smtp), NOTIFICATION)
     [mail] = smtp_sink.wait_for(1)
     assert mail["Subject"] == "【紧急】1 条 / Crowd alert (critical): 1"
     assert mail["To"] == "a@x.cn"
@@ -299,6 +131,6 @@ def test_email_over_smtp(smtp_sink: SmtpSink) -> None:
 def test_http_500_and_unreachable_are_failed_attempts(http_sink: HttpSink) -> None:
     http_sink.fail["/hook"] = 1
     with pytest.raises(DeliveryError, match="HTTP 500"):
-        send(channel(id="h", type="webhook", url=f"{http_sink.url}/hook"), PAYLOAD)
+        send(channel(id="h", type="webhook", url=f"{http_sink.url}/hook"), NOTIFICATION)
     with pytest.raises(DeliveryError, match="cannot POST"):
-        send(channel(id="h", type="webhook", url="http://127.0.0.1:9/hook"), PAYLOAD)
+        send(channel(id="h", type="webhook", url="http://127.0.0.1:9/hook"), NOTIFICATION)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from frames import iou, read_frames
 from pets import pets_truth_counts, pets_video
-from test_edge_detector import iou, read_frames
 
 from crowdwatch.contracts.config import DetectorBackend, DetectorConfig
 from crowdwatch.contracts.errors import ModelError

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from frames import iou, read_frames
 from pets import pets_truth, pets_video
 
 from crowdwatch.contracts.errors import ModelError
@@ -22,20 +22,6 @@ from crowdwatch.edge.detector import (
 FRAMES = range(0, 100, 10)  # ten frames, 1 s apart
 
 
-def read_frames(video: Path, numbers: range) -> dict[int, np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    frames = {}
-    try:
-        for number in range(max(numbers) + 1):
-            ok, image = capture.read()
-            assert ok, f"{video} ended before frame {number}"
-            if number in numbers:
-                frames[number] = image
-    finally:
-        capture.release()
-    return frames
-
-
 @pytest.fixture(scope="module")
 def model_path(shared_dir: Path) -> Path:
     path = shared_dir / "models" / "yolo11n_coco_640.onnx"
@@ -47,14 +33,6 @@ def model_path(shared_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def detector(model_path: Path) -> OnnxYoloDetector:
     return OnnxYoloDetector(model_path, input_size=640, confidence=0.25, iou=0.7)
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 @pytest.mark.data

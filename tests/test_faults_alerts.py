@@ -35,7 +35,7 @@ import psycopg
 import pytest
 from factories import config_dict, count_message, make_config, site_dict, write_config
 from services.components import CrowdwatchProcess
-from test_alerts_sinks import HttpSink
+from sinks import HttpSink
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
 from crowdwatch.contracts.errors import BrokerError

@@ -17,13 +17,12 @@ from urllib.parse import quote
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing
+from fuzz_strategies import COUNTS_DOC, INJECTIONS, JSON_VALUES, mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz_inputs import COUNTS_DOC, INJECTIONS, JSON_VALUES, mutated
-from test_queries import alert_message
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import PASSWORD, Serve, web_config
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES
 from crowdwatch.ingest.validate import Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter
@@ -50,7 +49,7 @@ def _json(body: Any) -> bytes:
 
 
 @pytest.fixture
-def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:  # noqa: F811
+def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
     config = web_config(db_url)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:

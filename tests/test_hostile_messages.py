@@ -21,10 +21,10 @@ from typing import Any
 import psycopg
 import pytest
 from factories import config_dict, count_message, make_config, site_dict
+from fuzz_strategies import ANY_CHARACTER
 from hostile import Hostile, counts_doc, hostile_payloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz_inputs import ANY_CHARACTER
 
 from crowdwatch.analytics.inbox import CountInbox
 from crowdwatch.contracts.config import (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import queue
-import re
 import time
 import urllib.request
 import uuid
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from factories import config_dict, count_message, make_config, site_dict
+from prometheus_client.parser import text_string_to_metric_families
 
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
 from crowdwatch.contracts.messages import (
@@ -131,10 +132,28 @@ def test_prometheus_text_has_counters_lag_and_latency_histogram() -> None:
 
     text = prometheus_text(metrics.snapshot(), 'w"1')
 
-    assert 'crowdwatch_ingest_rows_written_total{worker="w\\"1"} 1234567' in text
-    assert re.search(r'^crowdwatch_ingest_lag_seconds\{worker="w\\"1"\} \d+\.\d+$', text, re.M)
-    assert 'crowdwatch_ingest_batch_latency_seconds_bucket{worker="w\\"1",le="0.25"} 0' in text
-    assert 'crowdwatch_ingest_batch_latency_seconds_bucket{worker="w\\"1",le="0.5"} 1' in text
+    # Read back with Prometheus' own parser: the label escaping and numbers must survive it.
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    worker = (("worker", 'w"1'),)
+    assert samples["crowdwatch_ingest_rows_written_total", worker] == 1234567
+    assert samples["crowdwatch_ingest_dead_letters_total", worker] == 2
+    assert samples["crowdwatch_ingest_lag_seconds", worker] >= 0
+    bucket = "crowdwatch_ingest_batch_latency_seconds_bucket"
+    assert samples[bucket, (("le", "0.25"), *worker)] == 0
+    assert samples[bucket, (("le", "0.5"), *worker)] == 1
+    assert samples[bucket, (("le", "+Inf"), *worker)] == 1
+    assert samples["crowdwatch_ingest_batch_latency_seconds_sum", worker] == pytest.approx(0.3)
+
+
+def test_prometheus_text_lag_is_nan_before_the_first_row() -> None:
+    text = prometheus_text(IngestMetrics().snapshot(), "w1")
+
+    lag = next(f for f in text_string_to_metric_families(text) if f.name.endswith("_lag_seconds"))
+    assert math.isnan(lag.samples[0].value)
 
 
 # --- the MQTT client: retain flag and manual acks, on the real broker ----------------------

@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing, put_status, put_zone
 from playwright.sync_api import Browser, Page, Response, expect
 from raw_rows import ZoneRow, insert_zones
-from test_queries import alert_message, put_status, put_zone
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import PASSWORD, Serve, web_config
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.queries import AlertRow
 from crowdwatch.storage.rollups import refresh_rollups
@@ -31,7 +30,7 @@ WALL = {"width": 1920, "height": 1080}
 
 
 @pytest.fixture
-def district(pg_server: Any, serve: Serve) -> Iterator[tuple[httpx.Client, str]]:  # noqa: F811
+def district(pg_server: Any, serve: Serve) -> Iterator[tuple[httpx.Client, str]]:
     """A served app on a database of its own (a test may drop it), with figures in it."""
     url = pg_server.create_database()
     try:

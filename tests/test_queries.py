@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
+from db_rows import T0, alert_message, insert_firing, put_status, put_zone, resolve_firing
 from factories import make_config
 
-from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.contracts.messages import AlertMessage, CountMethod
+from crowdwatch.contracts.messages import CountMethod
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.queries import (
     AlertRow,
@@ -23,61 +23,6 @@ from crowdwatch.storage.queries import (
     latest_zone_counts,
     recent_alerts,
 )
-
-T0 = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
-
-
-def put_zone(
-    conn: psycopg.Connection,
-    site_id: str,
-    zone_id: str,
-    count: int,
-    ts: datetime,
-    camera_id: str = "cam1",
-    method: str | None = None,
-) -> None:
-    """Upsert a zone_latest row, as ingest does."""
-    conn.execute(
-        "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,"
-        " method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (site_id, zone_id) DO UPDATE SET camera_id = EXCLUDED.camera_id,"
-        " ts = EXCLUDED.ts, count = EXCLUDED.count, count_max = EXCLUDED.count_max,"
-        " count_mean = EXCLUDED.count_mean, method = EXCLUDED.method",
-        (site_id, zone_id, camera_id, ts, count, count + 2, count + 0.5, method),
-    )
-
-
-def put_status(
-    conn: psycopg.Connection, site_id: str, camera_id: str, state: str, ts: datetime
-) -> None:
-    """Upsert a camera_latest_status row, as ingest does."""
-    conn.execute(
-        "INSERT INTO camera_latest_status (site_id, camera_id, ts, state, fps, inference_ms,"
-        " dropped_frames, detail) VALUES (%s, %s, %s, %s, 9.5, 40.0, 3, 'test')"
-        " ON CONFLICT (site_id, camera_id) DO UPDATE SET ts = EXCLUDED.ts,"
-        " state = EXCLUDED.state",
-        (site_id, camera_id, ts, state),
-    )
-
-
-def alert_message(
-    key: str = "stop-a/platform/crowded", state: str = "firing", ts: datetime = T0
-) -> AlertMessage:
-    return AlertMessage.model_validate(
-        {
-            "alert_key": key,
-            "site_id": key.split("/")[0],
-            "zone_id": key.split("/")[1],
-            "rule_id": key.split("/")[2],
-            "state": state,
-            "severity": "warning",
-            "value": 0.9,
-            "threshold": 0.8,
-            "ts": ts,
-            "summary_zh": "甲站 候车区: 45 人",
-            "summary_en": "Stop A platform: 45 people",
-        }
-    )
 
 
 @pytest.fixture

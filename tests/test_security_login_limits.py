@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import PASSWORD, Serve, web_config
 
 from crowdwatch.dashboards.login_limits import MAX_KEYS, LoginLimiter
 from crowdwatch.dashboards.sessions import AuthError, SessionSigner
@@ -123,7 +123,7 @@ def test_the_number_of_keys_is_bounded() -> None:
 
 def test_the_sixth_login_after_five_wrong_passwords_is_429_even_when_right(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     http = serve(web_config(db_url))
     for _ in range(5):
@@ -142,7 +142,7 @@ def test_the_sixth_login_after_five_wrong_passwords_is_429_even_when_right(
 
 def test_a_right_password_within_the_limit_logs_in(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     http = serve(web_config(db_url))
     for _ in range(4):

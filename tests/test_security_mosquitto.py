@@ -100,7 +100,9 @@ def _make_certificates(folder: Path) -> TlsFiles:
 
 
 @pytest.fixture(scope="module")
-def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+def secured_broker(
+    services: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredBroker]:
     """mosquitto started from the files `crowdwatch security mosquitto-config` writes."""
     try:
         binary = find_binary()

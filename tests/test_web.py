@@ -6,63 +6,20 @@ so every test serves the app for real on a free port and talks to it with httpx.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from factories import config_dict, make_config, site_dict
-from test_queries import alert_message, put_status, put_zone
+from db_rows import alert_message, insert_firing, put_status, put_zone
+from web_server import DEAD_DB, Serve, web_config
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, site_readings
-from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.dashboards.passwords import hash_password
-from crowdwatch.dashboards.web import run_web
 from crowdwatch.storage.migrate import upgrade
 
 PHONE_PAGE = Path(__file__).resolve().parents[1] / "crowdwatch/dashboards/static/phone.html"
-DEAD_DB = "postgresql://postgres@127.0.0.1:1/nowhere"
-
-
-def beach_dict() -> dict[str, Any]:
-    beach = site_dict("beach-a", capacity=200)
-    beach["kind"] = "beach"
-    beach["name"] = {"zh": "甲海滩", "en": "Beach A"}
-    beach["department"] = "culture_tourism"
-    zone = beach["cameras"][0]["zones"][0]
-    north = {**zone, "id": "north", "name": {"zh": "北区", "en": "North"}, "capacity": 100}
-    south = {**zone, "id": "south", "name": {"zh": "南区", "en": "South"}, "capacity": 100}
-    beach["cameras"][0]["zones"] = [north, south]
-    return beach
-
-
-PASSWORD = "sunny-beach-42"
-# A cheap scrypt cost: the tests log in many times; the format and the check are the same.
-PASSWORD_HASH = hash_password(PASSWORD, n=16)
-SECRET = "test-secret-0123456789abcdef"
-
-
-def web_config(db_url: str = DEAD_DB, **web: Any) -> CrowdwatchConfig:
-    raw = config_dict(site_dict("stop-a"), site_dict("stop-b"), beach_dict())
-    raw["database"] = {"url": db_url}
-    raw["web"] = {
-        "users": [
-            {"name": "li", "department": "transport", "password_hash": PASSWORD_HASH},
-            {"name": "wang", "department": "culture_tourism", "password_hash": PASSWORD_HASH},
-        ],
-        "live_poll_s": 0.3,
-        "heartbeat_s": 1.0,
-        **web,
-    }
-    return make_config(raw)
-
-
 # Site aggregation (pure).
 
 NOW = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
@@ -97,43 +54,6 @@ def test_a_site_sums_fresh_zones_and_shows_the_worst_status(
 
 
 # The API, served for real.
-
-Serve = Callable[[CrowdwatchConfig], httpx.Client]
-
-
-@pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
-    """Start ``run_web`` on a free port in a thread; stop it after the test."""
-    monkeypatch.delenv("CROWDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("CROWDWATCH_WEB_SECRET", SECRET)
-    stops: list[tuple[threading.Event, threading.Thread, httpx.Client]] = []
-
-    def start(config: CrowdwatchConfig) -> httpx.Client:
-        stop = threading.Event()
-        urls: queue.Queue[str] = queue.Queue()
-        thread = threading.Thread(
-            target=run_web,
-            args=(config, "127.0.0.1", 0, stop),
-            kwargs={"on_ready": urls.put},
-            name="web",
-        )
-        thread.start()
-        try:
-            url = urls.get(timeout=20)
-        except queue.Empty:
-            stop.set()
-            thread.join(timeout=20)
-            raise
-        http = httpx.Client(base_url=url, timeout=10)
-        stops.append((stop, thread, http))
-        return http
-
-    yield start
-    for stop, thread, http in stops:
-        http.close()
-        stop.set()
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "run_web did not stop"
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from test_queries import alert_message
-from test_web import PASSWORD, SECRET, Serve, serve, web_config  # noqa: F401 (fixture)
+from db_rows import alert_message, insert_firing, resolve_firing
+from web_server import PASSWORD, Serve, web_config
 
-from crowdwatch.analytics.alert_store import insert_firing, resolve_firing
 from crowdwatch.contracts.config import Department, WebConfig, WebUser
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES
@@ -140,7 +139,7 @@ def test_a_short_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.fixture
-def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:  # noqa: F811
+def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
     config = web_config(db_url)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:

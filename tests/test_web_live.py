@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing, put_zone
 from raw_rows import ZoneRow, insert_zones
-from test_queries import alert_message, put_zone
-from test_web import DEAD_DB, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import DEAD_DB, Serve, web_config
 
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.dashboards.trends import Trend, trend
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.rollups import refresh_rollups
@@ -43,7 +42,7 @@ def test_trend(count: int | None, earlier: float | None, capacity: int, expected
 
 
 @pytest.fixture
-def live(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:  # noqa: F811
+def live(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
     config = web_config(db_url)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -99,7 +98,7 @@ def test_the_stream_sends_the_full_state_then_changes_then_pings(
 
 def test_the_stream_says_the_database_is_down_and_keeps_the_last_figures(
     pg_server: Any,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     url = pg_server.create_database()
     try:
@@ -128,7 +127,7 @@ def test_the_stream_says_the_database_is_down_and_keeps_the_last_figures(
     assert state.status_code == 503 and state.json()["database"]["ok"] is False
 
 
-def test_state_before_any_good_read_has_no_sites(serve: Serve) -> None:  # noqa: F811
+def test_state_before_any_good_read_has_no_sites(serve: Serve) -> None:
     response = serve(web_config(DEAD_DB)).get("/api/state")
 
     body = response.json()
@@ -164,7 +163,7 @@ def test_series_of_a_range_without_data_is_empty_not_zeros(
     ],
 )
 def test_bad_urls_are_json_4xx_before_the_database_is_asked(
-    serve: Serve,  # noqa: F811
+    serve: Serve,
     path: str,
     status: int,
     error: str | None,

@@ -1,13 +1,9 @@
-"""The alert engine: rules over the newest zone counts, recorded in PostgreSQL, sent over MQTT.
+"""The alert engine and what the dispatcher does with alerts.
 
-``run_alerts`` (in :mod:`crowdwatch.analytics.engine`) is the process entry point; the rule
-evaluation itself (:mod:`crowdwatch.analytics.evaluator`) is pure and has no I/O.  What a
-dispatcher does (acknowledge, escalate, read the history) is in
-:mod:`crowdwatch.analytics.actions`; silences in :mod:`crowdwatch.analytics.silences`.
+Nothing is imported here on purpose: the web process imports
+:mod:`crowdwatch.analytics.actions` (acknowledge, escalate, history) and
+:mod:`crowdwatch.analytics.silences`, and must not load the engine with them (import-linter
+keeps it so).  The process entry point is :func:`crowdwatch.analytics.engine.run_alerts`; the
+rule evaluation (:mod:`crowdwatch.analytics.evaluator`) and the notification planner
+(:mod:`crowdwatch.analytics.planner`) are pure and have no I/O.
 """
-
-from __future__ import annotations
-
-from crowdwatch.analytics.engine import run_alerts
-
-__all__ = ["run_alerts"]

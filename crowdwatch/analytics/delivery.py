@@ -21,20 +21,28 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 import psycopg
+from psycopg.rows import dict_row
+from pydantic import ValidationError
 
+from crowdwatch.analytics import channels
 from crowdwatch.analytics.actions import ENGINE, record_event
-from crowdwatch.analytics.channels import DeliveryError, Publish, send
-from crowdwatch.contracts.config import AlertChannel, DeliveryConfig
+from crowdwatch.analytics.channels import MQTT_CHANNEL, DeliveryError, Publish
+from crowdwatch.analytics.channels import mqtt as mqtt_channel
+from crowdwatch.contracts.channels import AlertChannel
+from crowdwatch.contracts.config import DeliveryConfig
 from crowdwatch.contracts.errors import StorageError
+from crowdwatch.contracts.notification import AlertPublication, Notification
 from crowdwatch.storage.db import connect, transaction
 
 logger = logging.getLogger(__name__)
 
-MQTT_CHANNEL = "mqtt"
-"""Channel id of the built-in MQTT alerts topic."""
+__all__ = ["MQTT_CHANNEL", "Deliverer", "Job", "queued_jobs"]
+
+Payload = Notification | AlertPublication
+"""What a job carries: a notification for a configured channel, an alert message for MQTT."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,25 +52,56 @@ class Job:
     notification_id: int
     channel_id: str
     alert_ids: tuple[int, ...]
-    payload: dict[str, Any]
+    payload: Payload
     attempts: int = 0
     """attempts already made"""
+
+
+def decode_payload(channel_id: str, data: Any) -> Payload:
+    """A stored ``notifications.payload`` as its contract (by the channel it was queued for).
+
+    Raises:
+        pydantic.ValidationError: the stored JSON is not the contract.
+    """
+    if channel_id == MQTT_CHANNEL:
+        return AlertPublication.from_json(data)
+    return Notification.from_json(data)
 
 
 def queued_jobs(conn: psycopg.Connection) -> list[Job]:
     """Notifications a previous engine queued but did not finish, oldest first.
 
+    A stored payload that is not the contract (written by hand, or by an older release that
+    the contract no longer reads) is marked ``failed`` with the reason, not resent.
+
     Raises:
         StorageError: the database failed.
     """
     try:
-        rows = conn.execute(
-            "SELECT id, channel_id, alert_ids, payload, attempts FROM notifications "
-            "WHERE state = 'queued' ORDER BY id"
-        ).fetchall()
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT id, channel_id, alert_ids, payload, attempts FROM notifications "
+                "WHERE state = 'queued' ORDER BY id"
+            ).fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"cannot read queued notifications: {exc}") from exc
-    return [Job(int(r[0]), r[1], tuple(r[2]), r[3], int(r[4])) for r in rows]
+    jobs: list[Job] = []
+    for r in rows:
+        try:
+            payload = decode_payload(r["channel_id"], r["payload"])
+        except ValidationError as exc:
+            reason = f"stored payload is not the notification contract: {exc.errors()[0]['msg']}"
+            logger.warning("notification %d to %s: %s", r["id"], r["channel_id"], reason)
+            with transaction(conn) as cur:
+                cur.execute(
+                    "UPDATE notifications SET state = 'failed', last_error = %s WHERE id = %s",
+                    (reason[:500], r["id"]),
+                )
+            continue
+        jobs.append(
+            Job(int(r["id"]), r["channel_id"], tuple(r["alert_ids"]), payload, int(r["attempts"]))
+        )
+    return jobs
 
 
 class Deliverer:
@@ -164,11 +203,22 @@ class Deliverer:
             if conn is not None:
                 conn.close()
 
+    def _send(self, job: Job) -> None:
+        match job.payload:
+            case AlertPublication():
+                mqtt_channel.send(self._publish, job.payload)
+            case Notification():
+                channel = self._channels.get(job.channel_id)
+                if channel is None:
+                    raise DeliveryError(f"channel {job.channel_id!r} is not configured")
+                channels.send(channel, job.payload)
+            case _:
+                assert_never(job.payload)
+
     def _attempt(self, job: Job, conn: psycopg.Connection | None) -> psycopg.Connection | None:
-        channel = self._channels.get(job.channel_id)
         attempt = replace_attempts(job, job.attempts + 1)
         try:
-            send(channel, job.payload, self._publish)
+            self._send(job)
         except DeliveryError as exc:
             final = attempt.attempts >= self._config.attempts
             logger.warning(

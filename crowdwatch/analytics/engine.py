@@ -15,17 +15,18 @@ Two inputs feed one :class:`AlertEvaluator`:
   follow-ups — held-back notifications whose silence or mute window ended, timed
   escalation of unacknowledged alerts, hand escalations from the dispatcher page.
 
-Every change is written to PostgreSQL in one transaction per evaluation (alerts, their
-history, pending timers, ``clearing_since``, and the notifications to send), then the
-notifications go to the :class:`Deliverer` (per-channel worker threads, retries with
-backoff) and the engine moves on.  A database outage reverts the evaluation so the next one
-tries again.  State lives in the database, so a restarted engine (or a standby taking over
-the lease) continues where the last one stopped, without notifying twice.
+Who is told what is decided by the pure stages of :mod:`crowdwatch.analytics.planner`
+(silence, mute, inhibit, route, group, escalate); the engine keeps the lease, the database,
+the caches and the order.  Every change is written to PostgreSQL in one transaction per
+evaluation (alerts, their history, pending timers, ``clearing_since``, and the notifications
+to send), then the notifications go to the :class:`Deliverer` (per-channel worker threads,
+retries with backoff) and the engine moves on.  A database outage reverts the evaluation so
+the next one tries again.  State lives in the database, so a restarted engine (or a standby
+taking over the lease) continues where the last one stopped, without notifying twice.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -34,14 +35,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
 from crowdwatch.analytics.alert_store import (
     ActiveAlert,
-    NewAlert,
-    NotificationDraft,
     active_alert_states,
     hold_lease,
     pending_timers,
@@ -49,8 +47,7 @@ from crowdwatch.analytics.alert_store import (
     record_batch,
     release_lease,
 )
-from crowdwatch.analytics.channels import NOTIFICATION_SCHEMA
-from crowdwatch.analytics.delivery import MQTT_CHANNEL, Deliverer, Job, queued_jobs
+from crowdwatch.analytics.delivery import Deliverer, Job, queued_jobs
 from crowdwatch.analytics.evaluator import (
     AlertEvaluator,
     Transition,
@@ -59,37 +56,27 @@ from crowdwatch.analytics.evaluator import (
 from crowdwatch.analytics.forecast import ReferenceTrend
 from crowdwatch.analytics.history import CountHistory
 from crowdwatch.analytics.inbox import CountInbox
+from crowdwatch.analytics.planner import Policy, plan_follow_ups, plan_transitions
 from crowdwatch.analytics.readings import (
     ZoneReading,
     zone_reading,
     zone_readings,
     zone_status,
 )
-from crowdwatch.analytics.routing import (
-    channels_by_id,
-    escalation_step,
-    group_key,
-    matching_routes,
-    muted_by,
-)
-from crowdwatch.analytics.rules import CROWD_METRICS, camera_alert_key
+from crowdwatch.analytics.routing import channels_by_id
 from crowdwatch.analytics.silences import Silence, active_silences
-from crowdwatch.contracts.config import AlertMetric, CrowdwatchConfig, Site
+from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
 from crowdwatch.contracts.messages import (
     MAX_PACKET_BYTES,
-    AlertMessage,
     CameraState,
     CountMessage,
     TopicKind,
-    alert_topic,
     camera_topic_filter,
-    encode,
 )
 from crowdwatch.mqtt.client import MqttClient
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.queries import (
-    AlertRow,
     CameraStatusRow,
     Resolution,
     ZoneLatest,
@@ -103,7 +90,6 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], None]
 """``publish(topic, payload)`` at QoS 1 that raises :class:`BrokerError` when not acknowledged."""
 
-_SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 _REFERENCE_TTL_S = 300.0
 
 
@@ -133,10 +119,8 @@ class AlertEngine:
         windows = [r.window_s for r in self._alerts.rules] + [600.0]
         self._history = CountHistory(timedelta(seconds=max(windows) + 120))
         self._evaluator = AlertEvaluator(self._alerts.rules, self._history, self._reference)
-        self._rules = {r.id: r for r in self._alerts.rules}
-        self._camera_rules = [r for r in self._alerts.rules if r.metric is AlertMetric.NO_DATA_S]
-        self._channels = channels_by_id(self._alerts)
-        self._deliverer = Deliverer(db_url, self._channels, publish, self._alerts.delivery)
+        channels = channels_by_id(self._alerts)
+        self._deliverer = Deliverer(db_url, channels, publish, self._alerts.delivery)
         self._conn: psycopg.Connection | None = None
         self._holding = False
         self._lease_until = 0.0
@@ -423,54 +407,13 @@ class AlertEngine:
             return []
         messages = [(t, t.message(self._tz)) for t in transitions]
         keys = {t.key for t in transitions}
-        fired: list[NewAlert] = []
-        resolved: list[AlertMessage] = []
-        notified: set[str] = set()
-        suppressed: dict[str, str] = {}
-        drafts: list[NotificationDraft] = []
-        people: dict[str, list[tuple[dict[str, Any], Site, str | None, str]]] = {
-            "firing": [],
-            "resolved": [],
-        }
-        for t, message in messages:
-            site = t.reading.site
-            drafts.append(self._mqtt_draft(message))
-            if t.state == "firing":
-                routes = matching_routes(self._alerts, site.department, t.rule.severity)
-                by = routes[0].group_by if routes else "route"
-                fired.append(
-                    NewAlert(
-                        message,
-                        t.camera_id,
-                        site.department.value,
-                        group_key(by, site, t.zone_id, t.key),
-                    )
-                )
-                reason = self._held_back(site.id, t.zone_id, t.camera_id, t.rule.id, now)
-                if reason is None:
-                    notified.add(t.key)
-                    people["firing"].append((_alert_json(message), site, t.zone_id, t.key))
-                else:
-                    suppressed[t.key] = reason
-            else:
-                resolved.append(message)
-                was = self._active.get(t.key)
-                if t.key in notified or t.key in suppressed:
-                    told = t.key in notified  # fired earlier in this same batch
-                else:
-                    told = was is None or was.notified_at is not None
-                if (
-                    told
-                    and self._held_back(site.id, t.zone_id, t.camera_id, t.rule.id, now) is None
-                ):
-                    people["resolved"].append((_alert_json(message), site, t.zone_id, t.key))
-        for event, items in people.items():
-            drafts += self._plan(event, items, now)
+        plan = plan_transitions(self._policy(), messages, self._active, now)
+        fired, resolved, notified = plan.fired, plan.resolved, plan.notified
         pending = {k: s.pending_since for k, s in changes.items() if k not in keys and not s.firing}
         clearing = {k: s.clearing_since for k, s in changes.items() if k not in keys and s.firing}
         try:
             inserted, closed, queued = record_batch(
-                conn, fired, resolved, notified, suppressed, drafts, pending, clearing
+                conn, fired, resolved, notified, plan.suppressed, plan.drafts, pending, clearing
             )
         except StorageError:
             # Unrecorded transitions must happen again on the next evaluation, not be lost.
@@ -494,128 +437,31 @@ class AlertEngine:
                 logger.info("alert %s already %s in the database", t.key, t.state)
         return [t for t in transitions if t.key in recorded_keys]
 
-    def _held_back(
-        self, site_id: str, zone_id: str | None, camera_id: str | None, rule_id: str, now: datetime
-    ) -> str | None:
-        """Why people are not told of this alert now (silence, mute window, inhibition)."""
-        for silence in self._silences:
-            if silence.matches(site_id, zone_id, rule_id, now):
-                return f"silenced by {silence.created_by}: {silence.comment}".rstrip(": ")
-        rule = self._rules.get(rule_id)
-        if rule is None:
-            return None
-        window = muted_by(self._alerts, rule.mute_windows, now, self._tz)
-        if window is not None:
-            return f"mute window {window}"
-        if rule.metric in CROWD_METRICS and camera_id is not None:
-            firing = self._evaluator.firing
-            for camera_rule in self._camera_rules:
-                if camera_alert_key(site_id, camera_id, camera_rule.id) in firing:
-                    return f"inhibited: camera {camera_id} has no data"
-        return None
-
-    def _mqtt_draft(self, message: AlertMessage) -> NotificationDraft:
-        topic = alert_topic(self._config.mqtt.topic_prefix, message.site_id)
-        return NotificationDraft(
-            MQTT_CHANNEL,
-            "mqtt",
-            message.state,
-            0,
-            None,
-            (message.alert_key,),
-            {"topic": topic, "message": json.loads(encode(message))},
-        )
-
-    def _plan(
-        self,
-        event: str,
-        items: list[tuple[dict[str, Any], Site, str | None, str]],
-        now: datetime,
-        level: int = 0,
-    ) -> list[NotificationDraft]:
-        """Group alerts per channel and group key into one notification each."""
-        groups: dict[tuple[str, str], list[tuple[str, dict[str, Any], Site]]] = {}
-        for alert, site, zone_id, key in items:
-            for route in matching_routes(self._alerts, site.department, alert["severity"]):
-                if event == "resolved" and not route.send_resolved:
-                    continue
-                if muted_by(self._alerts, route.mute_windows, now, self._tz) is not None:
-                    continue
-                if event == "escalation":
-                    step = escalation_step(route, level)
-                    channels = list(step.notify) if step is not None else []
-                else:
-                    channels = list(route.notify)
-                group = group_key(route.group_by, site, zone_id, key)
-                for channel_id in channels:
-                    members = groups.setdefault((channel_id, group), [])
-                    if all(k != key for k, _, _ in members):
-                        members.append((key, alert, site))
-        drafts = []
-        for (channel_id, group), members in groups.items():
-            payload = _payload(event, level, group, [a for _, a, _ in members], members[0][2], now)
-            drafts.append(
-                NotificationDraft(
-                    channel_id,
-                    self._channels[channel_id].type.value,
-                    event,
-                    level,
-                    group,
-                    tuple(k for k, _, _ in members),
-                    payload,
-                )
-            )
-        return drafts
-
     # --- follow-ups of firing alerts ---------------------------------------------------
 
     def _follow_up(self, conn: psycopg.Connection, now: datetime) -> None:
         active = active_alert_states(conn)
         self._active = {a.row.alert_key: a for a in active}
-        drafts: list[tuple[NotificationDraft, tuple[int, ...]]] = []
-        notified: list[tuple[int, datetime]] = []
-        escalate: list[int] = []
-        escalation_notified: dict[int, int] = {}
-        for alert in active:
-            row = alert.row
-            site = self._sites.get(row.site_id)
-            if site is None:
-                continue
-            camera_id = row.camera_id or self._zone_camera.get((row.site_id, row.zone_id or ""))
-            if self._held_back(row.site_id, row.zone_id, camera_id, row.rule_id, now) is not None:
-                continue
-            item = [(_row_json(row), site, row.zone_id, row.alert_key)]
-            if alert.notified_at is None:
-                notified.append((row.id, now))
-                drafts += [(d, (row.id,)) for d in self._plan("firing", item, now)]
-                continue
-            level = row.escalation_level
-            if row.acknowledged_at is None and self._escalation_due(alert, site, now):
-                escalate.append(row.id)
-                level += 1
-            for n in range(alert.escalation_notified + 1, level + 1):
-                drafts += [(d, (row.id,)) for d in self._plan("escalation", item, now, n)]
-            if level > alert.escalation_notified:
-                escalation_notified[row.id] = level
-        if not (drafts or notified or escalate or escalation_notified):
+        plan = plan_follow_ups(self._policy(), active, self._sites, self._zone_camera, now)
+        if not plan:
             return
-        queued = queue_followups(conn, drafts, notified, escalate, escalation_notified, now)
+        queued = queue_followups(
+            conn, plan.drafts, plan.notified, plan.escalate, plan.escalation_notified, now
+        )
         for notification_id, draft, alert_ids in queued:
             self._deliverer.submit(Job(notification_id, draft.channel_id, alert_ids, draft.payload))
-        for alert_id in escalate:
+        for alert_id in plan.escalate:
             logger.warning("alert %d escalated: not acknowledged in time", alert_id)
 
-    def _escalation_due(self, alert: ActiveAlert, site: Site, now: datetime) -> bool:
-        row = alert.row
-        for route in matching_routes(self._alerts, site.department, row.severity):
-            if not route.escalation:
-                continue
-            if row.escalation_level >= len(route.escalation):
-                return False
-            step = route.escalation[row.escalation_level]
-            since = row.escalated_at or alert.notified_at or row.started_at
-            return now - since >= timedelta(minutes=step.after_min)
-        return False
+    def _policy(self) -> Policy:
+        """What the planner reads now: the config, the silences in force, what is firing."""
+        return Policy(
+            self._alerts,
+            self._tz,
+            self._config.mqtt.topic_prefix,
+            tuple(self._silences),
+            self._evaluator.firing,
+        )
 
     # --- connection ------------------------------------------------------------------
 
@@ -628,65 +474,6 @@ class AlertEngine:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _alert_json(message: AlertMessage) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(encode(message))
-    return data
-
-
-def _row_json(row: AlertRow) -> dict[str, Any]:
-    return {
-        "alert_id": row.id,
-        "alert_key": row.alert_key,
-        "site_id": row.site_id,
-        "zone_id": row.zone_id,
-        "rule_id": row.rule_id,
-        "state": row.state,
-        "severity": row.severity,
-        "value": row.value,
-        "threshold": row.threshold,
-        "ts": row.started_at.isoformat(),
-        "summary_zh": row.summary_zh,
-        "summary_en": row.summary_en,
-        "acknowledged_by": row.acknowledged_by,
-    }
-
-
-def _payload(
-    event: str, level: int, group: str, alerts: list[dict[str, Any]], site: Site, now: datetime
-) -> dict[str, Any]:
-    """The stored notification (``crowdwatch.notification/1``).
-
-    Its ``id`` is fixed when the notification is queued: an engine killed after a channel
-    got it but before the success was recorded sends it again from the database (at least
-    once), and the repeat carries the same ``id`` (and ``Idempotency-Key`` on a webhook), so
-    a receiver can drop it.
-    """
-    severity = max((a["severity"] for a in alerts), key=_SEVERITY_ORDER.__getitem__)
-    n = len(alerts)
-    if event == "resolved":
-        title_zh, title_en = f"【已解除】{n} 条人流告警", f"Cleared: {n} crowd alert(s)"
-    elif event == "escalation":
-        title_zh = f"【升级 第 {level} 级】{n} 条告警未确认"
-        title_en = f"Escalation level {level}: {n} alert(s) not acknowledged"
-    else:
-        tag = "紧急" if severity == "critical" else "人流告警"
-        title_zh, title_en = f"【{tag}】{n} 条", f"Crowd alert ({severity}): {n}"
-    return {
-        "schema": NOTIFICATION_SCHEMA,
-        "id": uuid.uuid4().hex,
-        "event": event,
-        "level": level,
-        "group": group,
-        "department": site.department.value,
-        "severity": severity,
-        "at": now.isoformat(),
-        "at_ms": int(now.timestamp() * 1000),
-        "title_zh": title_zh,
-        "title_en": title_en,
-        "alerts": alerts,
-    }
 
 
 def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:

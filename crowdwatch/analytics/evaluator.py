@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, assert_never
 
 from crowdwatch.analytics.forecast import Forecast, ReferenceTrend, forecast
 from crowdwatch.analytics.history import CountHistory
@@ -364,18 +364,24 @@ class AlertEvaluator:
             forecast=predicted,
         )
         value: float | None
-        metric = rule.metric
-        if metric in (AlertMetric.OCCUPANCY_RATIO, AlertMetric.PEOPLE):
-            value = metric_value(metric, reading.count, reading.capacity)
-        elif metric is AlertMetric.LONGEST_WAIT_MIN:
-            wait = reading.longest_wait_s
-            value = None if wait is None else wait / 60
-        elif metric is AlertMetric.RISE:
-            value = rise
-        elif metric is AlertMetric.FORECAST_OCCUPANCY:
-            value = None if predicted is None else predicted.occupancy
-        else:
-            value = reading.density_per_m2
+        # Exhaustive: a new metric fails mypy here instead of silently reading density.
+        match rule.metric:
+            case AlertMetric.OCCUPANCY_RATIO | AlertMetric.PEOPLE:
+                value = metric_value(rule.metric, reading.count, reading.capacity)
+            case AlertMetric.LONGEST_WAIT_MIN:
+                wait = reading.longest_wait_s
+                value = None if wait is None else wait / 60
+            case AlertMetric.RISE:
+                value = rise
+            case AlertMetric.FORECAST_OCCUPANCY:
+                value = None if predicted is None else predicted.occupancy
+            case AlertMetric.DENSITY_PER_M2:
+                value = reading.density_per_m2
+            case AlertMetric.NO_DATA_S:
+                # Camera rules are split off in __init__ and measured per camera.
+                raise ValueError(f"rule {rule.rule.id!r}: no_data_s is measured per camera")
+            case _:
+                assert_never(rule.metric)
         return _Measured(value, facts)
 
     def _step(

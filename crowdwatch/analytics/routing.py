@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+from crowdwatch.contracts.channels import AlertChannel
 from crowdwatch.contracts.config import (
-    AlertChannel,
     AlertRoute,
     AlertsConfig,
     EscalationStep,

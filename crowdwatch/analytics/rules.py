@@ -10,6 +10,7 @@ evaluated per camera (key ``site/cam:CAMERA/rule``): one dead camera is one aler
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
 from crowdwatch.contracts.config import AlertMetric, AlertRule, LocalizedName, Site
 
@@ -127,11 +128,18 @@ def metric_value(metric: AlertMetric, count: int, capacity: int) -> float:
     Returns:
         ``count / capacity`` for occupancy_ratio, ``count`` otherwise.
     """
-    if metric is AlertMetric.OCCUPANCY_RATIO:
-        return count / capacity
-    return float(count)
-
-
-def clear_threshold(rule: AlertRule) -> float:
-    """The value below which a firing alert resolves (``clear_at``, default ``fire_at``)."""
-    return rule.fire_at if rule.clear_at is None else rule.clear_at
+    match metric:
+        case AlertMetric.OCCUPANCY_RATIO:
+            return count / capacity
+        case AlertMetric.PEOPLE:
+            return float(count)
+        case (
+            AlertMetric.LONGEST_WAIT_MIN
+            | AlertMetric.RISE
+            | AlertMetric.FORECAST_OCCUPANCY
+            | AlertMetric.DENSITY_PER_M2
+            | AlertMetric.NO_DATA_S
+        ):
+            raise ValueError(f"{metric.value} is not a count-only metric")
+        case _:
+            assert_never(metric)

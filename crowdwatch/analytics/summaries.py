@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.config import AlertMetric, LocalizedName, Site, SiteKind
@@ -75,18 +75,22 @@ def _minutes(seconds: float) -> str:
 
 
 def _threshold(metric: AlertMetric, threshold: float, window_s: float) -> tuple[str, str]:
-    if metric in (AlertMetric.OCCUPANCY_RATIO, AlertMetric.FORECAST_OCCUPANCY):
-        return _percent(threshold), _percent(threshold)
-    if metric is AlertMetric.PEOPLE:
-        return f"{threshold:g} 人", f"{threshold:g} people"
-    if metric is AlertMetric.LONGEST_WAIT_MIN:
-        return f"{threshold:g} 分钟", f"{threshold:g} min"
-    if metric is AlertMetric.RISE:
-        window = _minutes(window_s)
-        return f"+{threshold:g} 人/{window} 分钟", f"+{threshold:g}/{window} min"
-    if metric is AlertMetric.DENSITY_PER_M2:
-        return f"{threshold:g} 人/m²", f"{threshold:g}/m²"
-    return f"{threshold:g} 秒", f"{threshold:g} s"
+    match metric:
+        case AlertMetric.OCCUPANCY_RATIO | AlertMetric.FORECAST_OCCUPANCY:
+            return _percent(threshold), _percent(threshold)
+        case AlertMetric.PEOPLE:
+            return f"{threshold:g} 人", f"{threshold:g} people"
+        case AlertMetric.LONGEST_WAIT_MIN:
+            return f"{threshold:g} 分钟", f"{threshold:g} min"
+        case AlertMetric.RISE:
+            window = _minutes(window_s)
+            return f"+{threshold:g} 人/{window} 分钟", f"+{threshold:g}/{window} min"
+        case AlertMetric.DENSITY_PER_M2:
+            return f"{threshold:g} 人/m²", f"{threshold:g}/m²"
+        case AlertMetric.NO_DATA_S:
+            return f"{threshold:g} 秒", f"{threshold:g} s"
+        case _:
+            assert_never(metric)
 
 
 def _facts(site: Site, facts: AlertFacts, *, firing: bool) -> tuple[list[str], list[str]]:

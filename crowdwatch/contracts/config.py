@@ -30,14 +30,20 @@ from pydantic import (
     model_validator,
 )
 
+from crowdwatch.contracts.channels import (
+    CHANNEL_TYPE_ERROR,
+    channel_type_problem,
+    without_channel_tag,
+)
+
+# The channel section's models live in their own module; re-exported for existing imports.
+from crowdwatch.contracts.channels import AlertChannel as AlertChannel
+from crowdwatch.contracts.channels import ChannelType as ChannelType
+from crowdwatch.contracts.channels import SmtpConfig as SmtpConfig
 from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.contracts.ids import ID_PATTERN as ID_PATTERN
+from crowdwatch.contracts.ids import Identifier as Identifier
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-"""Ids become MQTT topic levels and SQL values: lower-case, no ``/``, ``+``, ``#`` or spaces."""
-
-Identifier = Annotated[
-    str, Field(pattern=ID_PATTERN, description="lower-case id: a-z, 0-9, - and _")
-]
 Point = tuple[float, float]
 
 
@@ -726,60 +732,6 @@ class AlertRule(Model):
         return self
 
 
-class ChannelType(StrEnum):
-    WEBHOOK = "webhook"
-    """POST the alert as JSON (``crowdwatch.notification/1``) to ``url``"""
-    WECOM = "wecom"
-    """WeCom (企业微信) group robot: ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``"""
-    DINGTALK = "dingtalk"
-    """DingTalk (钉钉) custom robot: ``https://oapi.dingtalk.com/robot/send?access_token=...``"""
-    FEISHU = "feishu"
-    """Feishu / Lark (飞书) custom bot: ``https://open.feishu.cn/open-apis/bot/v2/hook/...``"""
-    EMAIL = "email"
-    """e-mail over SMTP (``smtp``)"""
-    GRAFANA = "grafana"
-    """Grafana annotation: POST ``{url}/api/annotations`` with a service-account token"""
-
-
-class SmtpConfig(Model):
-    host: str = Field(description="SMTP server")
-    port: int = Field(default=25, ge=1, le=65535)
-    from_addr: str = Field(min_length=3, description="sender address")
-    to: list[str] = Field(min_length=1, description="recipients")
-    username: str | None = Field(default=None, description="password: CROWDWATCH_SMTP_PASSWORD")
-    starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS")
-
-    @property
-    def password(self) -> str | None:
-        return os.environ.get("CROWDWATCH_SMTP_PASSWORD")
-
-
-class AlertChannel(Model):
-    """Somewhere notifications go: a robot in a department's group chat, a mailbox, ..."""
-
-    id: Identifier
-    type: ChannelType
-    url: str | None = Field(default=None, description="webhook / robot URL; Grafana base URL")
-    secret: str | None = Field(
-        default=None, description="DingTalk / Feishu signing secret (use ${ENV})"
-    )
-    token: str | None = Field(default=None, description="Grafana service-account token (${ENV})")
-    smtp: SmtpConfig | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=60, description="per attempt")
-    mention: list[str] = Field(
-        default_factory=list, description="WeCom/DingTalk: mobile numbers to @ on critical"
-    )
-
-    @model_validator(mode="after")
-    def _settings_for_type(self) -> Self:
-        if self.type is ChannelType.EMAIL:
-            if self.smtp is None:
-                raise ValueError("an email channel needs 'smtp'")
-        elif not self.url:
-            raise ValueError(f"a {self.type.value} channel needs 'url'")
-        return self
-
-
 class EscalationStep(Model):
     after_min: float = Field(
         gt=0, le=1440, description="minutes unacknowledged (since the last level) before this"
@@ -1093,7 +1045,9 @@ def parse_config(data: Any, origin: str = "<config>") -> CrowdwatchConfig:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             # A cross-section check at the top names its own YAML path in the message.
-            loc = tuple(err["loc"])
+            loc = without_channel_tag(tuple(err["loc"]))
+            if err["type"] == CHANNEL_TYPE_ERROR:
+                msg, loc = channel_type_problem(err["input"]), (*loc, "type")
             problems.append(f"{format_loc(loc)}: {msg}" if loc else msg)
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ConfigError(f"{origin}: " + "; ".join(problems[:3]) + more) from None

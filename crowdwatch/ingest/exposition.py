@@ -1,7 +1,10 @@
 """A tiny ``/metrics`` HTTP endpoint for Prometheus, on the standard library's HTTP server.
 
-No ``prometheus_client`` dependency: the ingest has a handful of counters, and
-:func:`crowdwatch.ingest.metrics.prometheus_text` writes the text format directly.
+The body is ``prometheus_client``'s exposition (:func:`crowdwatch.ingest.metrics.prometheus_text`).
+The server stays ours, not ``prometheus_client.start_http_server``: that one serves nothing but
+metrics (we also answer ``/healthz``), raises a bare ``OSError`` on a taken port (we stop with a
+:class:`ConfigError` naming the address) and has no ``close()`` that joins its thread (the
+tests fail on lingering threads, and a stopping ingest must release the port).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from crowdwatch.contracts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# The body uses nothing of text format 1.0.0 (our names are plain ASCII): declaring 0.0.4, as
+# before (prometheus_client >= 0.22 defaults to 1.0.0), keeps every Prometheus version
+# parsing it the way it always has.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

@@ -7,10 +7,20 @@ Read them three ways: :meth:`IngestMetrics.snapshot` (in process), :func:`promet
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from crowdwatch.contracts.messages import IngestStatsMessage, utc_now
 
@@ -124,90 +134,86 @@ class IngestMetrics:
 
 
 def prometheus_text(stats: IngestStats, worker: str) -> str:
-    """The Prometheus text exposition (format 0.0.4) of one snapshot.
+    """The Prometheus text exposition of one snapshot, written by ``prometheus_client``.
+
+    The counters live in :class:`IngestMetrics` (one lock, one immutable snapshot that the
+    MQTT stats message shares), so they are handed to ``prometheus_client`` as a custom
+    collector rather than as its own ``Counter`` objects; the library does the format
+    (escaping, ``NaN``, histogram buckets), which we wrote by hand before.
 
     Args:
         stats: a snapshot from :meth:`IngestMetrics.snapshot`.
         worker: value of the ``worker`` label.
 
     Returns:
-        The body of a ``/metrics`` response.
+        The body of a ``/metrics`` response (text format 0.0.4).
     """
-    label = '{worker="%s"}' % _escape(worker)  # noqa: UP031
-    lines: list[str] = []
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(stats, worker))
+    return generate_latest(registry).decode("utf-8")
 
-    def metric(name: str, kind: str, help_text: str, value: float | None) -> None:
-        lines.extend(
+
+class _SnapshotCollector(Collector):
+    """One snapshot as metric families (the names are the ones dashboards already use)."""
+
+    def __init__(self, stats: IngestStats, worker: str) -> None:
+        self._stats = stats
+        self._worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        s, labels, worker = self._stats, ["worker"], [self._worker]
+        counters = (
+            ("crowdwatch_ingest_messages", "MQTT messages received.", s.messages_in),
             (
-                f"# HELP {name} {help_text}",
-                f"# TYPE {name} {kind}",
-                f"{name}{label} {_number(value)}",
-            )
+                "crowdwatch_ingest_rows_written",
+                "Raw rows inserted (duplicates excluded).",
+                s.rows_written,
+            ),
+            ("crowdwatch_ingest_dead_letters", "Messages stored in dead_letters.", s.dead_letters),
+            ("crowdwatch_ingest_batches", "Batches committed.", s.batches),
+            ("crowdwatch_ingest_db_errors", "Failed batch writes.", s.db_errors),
+            (
+                "crowdwatch_ingest_acked",
+                "Messages acknowledged to the broker after commit.",
+                s.acked,
+            ),
         )
-
-    metric(
-        "crowdwatch_ingest_messages_total", "counter", "MQTT messages received.", stats.messages_in
-    )
-    metric(
-        "crowdwatch_ingest_rows_written_total",
-        "counter",
-        "Raw rows inserted (duplicates excluded).",
-        stats.rows_written,
-    )
-    metric(
-        "crowdwatch_ingest_dead_letters_total",
-        "counter",
-        "Messages stored in dead_letters.",
-        stats.dead_letters,
-    )
-    metric("crowdwatch_ingest_batches_total", "counter", "Batches committed.", stats.batches)
-    metric("crowdwatch_ingest_db_errors_total", "counter", "Failed batch writes.", stats.db_errors)
-    metric(
-        "crowdwatch_ingest_acked_total",
-        "counter",
-        "Messages acknowledged to the broker after commit.",
-        stats.acked,
-    )
-    metric("crowdwatch_ingest_queued", "gauge", "Messages received, not committed.", stats.queued)
-    lag = stats.lag_s
-    metric(
-        "crowdwatch_ingest_lag_seconds",
-        "gauge",
-        "Now minus the newest ts written (NaN before the first row).",
-        lag,
-    )
-    name = "crowdwatch_ingest_batch_latency_seconds"
-    lines.append(f"# HELP {name} Receipt of a batch's oldest message to its commit.")
-    lines.append(f"# TYPE {name} histogram")
-    inner = label[1:-1]
-    for bound, count in zip(LATENCY_BUCKETS_S, stats.latency_buckets, strict=True):
-        lines.append(f'{name}_bucket{{{inner},le="{bound:g}"}} {count}')
-    lines.append(f'{name}_bucket{{{inner},le="+Inf"}} {stats.batches}')
-    lines.append(f"{name}_sum{label} {_number(stats.latency_sum_s)}")
-    lines.append(f"{name}_count{label} {stats.batches}")
-    name = "crowdwatch_ingest_clock_skew_seconds"
-    lines.append(
-        f"# HELP {name} Receive time minus message ts per camera, the smallest over the last "
-        "minute: the edge clock's offset (negative: ahead)."
-    )
-    lines.append(f"# TYPE {name} gauge")
-    for site, camera, skew in stats.clock_skew_s:
-        where = f'{inner},site="{_escape(site)}",camera="{_escape(camera)}"'
-        lines.append(f"{name}{{{where}}} {_number(skew)}")
-    return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    """A Prometheus label value (backslash and double quote escaped)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "NaN"
-    if isinstance(value, int):
-        return str(value)  # exact: %g would round a large counter
-    return repr(float(value))
+        for name, help_text, value in counters:
+            counter = CounterMetricFamily(name, help_text, labels=labels)
+            counter.add_metric(worker, value)
+            yield counter
+        queued = GaugeMetricFamily(
+            "crowdwatch_ingest_queued", "Messages received, not committed.", labels=labels
+        )
+        queued.add_metric(worker, s.queued)
+        yield queued
+        lag = GaugeMetricFamily(
+            "crowdwatch_ingest_lag_seconds",
+            "Now minus the newest ts written (NaN before the first row).",
+            labels=labels,
+        )
+        lag.add_metric(worker, math.nan if s.lag_s is None else s.lag_s)
+        yield lag
+        latency = HistogramMetricFamily(
+            "crowdwatch_ingest_batch_latency_seconds",
+            "Receipt of a batch's oldest message to its commit.",
+            labels=labels,
+        )
+        buckets = [
+            (f"{bound:g}", float(n))
+            for bound, n in zip(LATENCY_BUCKETS_S, s.latency_buckets, strict=True)
+        ]
+        latency.add_metric(worker, [*buckets, ("+Inf", float(s.batches))], s.latency_sum_s)
+        yield latency
+        skew = GaugeMetricFamily(
+            "crowdwatch_ingest_clock_skew_seconds",
+            "Receive time minus message ts per camera, the smallest over the last minute: "
+            "the edge clock's offset (negative: ahead).",
+            labels=["worker", "site", "camera"],
+        )
+        for site, camera, seconds in s.clock_skew_s:
+            skew.add_metric([self._worker, site, camera], seconds)
+        yield skew
 
 
 def stats_message(stats: IngestStats, worker: str, *, stopped: bool = False) -> IngestStatsMessage:

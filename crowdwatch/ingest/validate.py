@@ -16,6 +16,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import assert_never
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import MessageError
@@ -171,13 +172,17 @@ class MessageValidator:
         camera = self._cameras.get((site_id, camera_id))
         if camera is None:
             raise MessageError(f"unknown camera {site_id}/{camera_id} (not in the config)")
-        if kind is TopicKind.AVAILABLE:
-            return self._availability(envelope, site_id, camera_id)
-        message: CountMessage | StatusMessage = (
-            decode_counts(envelope.payload)
-            if kind is TopicKind.COUNTS
-            else decode_status(envelope.payload)
-        )
+        message: CountMessage | StatusMessage
+        # Exhaustive: a new topic kind fails mypy here instead of being decoded as a status.
+        match kind:
+            case TopicKind.AVAILABLE:
+                return self._availability(envelope, site_id, camera_id)
+            case TopicKind.COUNTS:
+                message = decode_counts(envelope.payload)
+            case TopicKind.STATUS:
+                message = decode_status(envelope.payload)
+            case _:
+                assert_never(kind)
         if (message.site_id, message.camera_id) != (site_id, camera_id):
             raise MessageError(
                 f"payload names camera {message.site_id}/{message.camera_id} but was published "

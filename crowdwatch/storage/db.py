@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,20 +29,6 @@ def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10.0) -> p
         reason = " ".join(str(exc).split())
         message = f"cannot connect to PostgreSQL ({url}): {reason}"
         raise StorageError(redact_dsn(message, url)) from exc
-
-
-def connect_with_retry(url: str, *, attempts: int = 30, delay_s: float = 1.0) -> psycopg.Connection:
-    """Connect, retrying while the database is starting or briefly away."""
-    last: StorageError | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            return connect(url)
-        except StorageError as exc:
-            last = exc
-            logger.warning("database not reachable (attempt %d/%d): %s", attempt, attempts, exc)
-            time.sleep(delay_s)
-    assert last is not None
-    raise last
 
 
 @contextmanager
