@@ -12,6 +12,7 @@ Fixtures:
     http_sink    (function) a real local HTTP receiver for alert channels (tests/sinks.py)
     smtp_sink    (function) a real local SMTP receiver (tests/sinks.py)
     serve        (function) starts ``run_web`` for a config on a free port (tests/web_server.py)
+    desk         (function) the guarded API served on a migrated database, and a connection
 
 Environment:
     CROWDWATCH_TEST_DATABASE_URL  admin URL of a running PostgreSQL to create databases on
@@ -45,7 +46,7 @@ from services import (
 from services.browser import CHROMIUM_ARGS, find_chromium
 from services.mosquitto import find_binary
 from sinks import http_sink, smtp_sink  # noqa: F401 (fixtures shared by the alert tests)
-from web_server import serve  # noqa: F401 (the fixture of the web, page and auth tests)
+from web_server import desk, serve  # noqa: F401 (the fixtures of the web, page and auth tests)
 
 from crowdwatch.contracts.config import MqttConfig, default_shared_dir
 

@@ -9,7 +9,6 @@ nesting) reaches every web door and is refused in one short ``{"error": ...}`` l
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +20,7 @@ from db_rows import alert_message, insert_firing
 from fuzz_strategies import COUNTS_DOC, INJECTIONS, JSON_VALUES, mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from web_server import PASSWORD, Serve, web_config
+from web_server import PASSWORD, web_config
 
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES
 from crowdwatch.ingest.validate import Envelope, MessageValidator, Rejected
@@ -46,14 +45,6 @@ JSON_TYPE = {"Content-Type": "application/json"}
 def _json(body: Any) -> bytes:
     # httpx's json= refuses NaN; Python's json (what a client may well send) writes it.
     return json.dumps(body).encode("utf-8")
-
-
-@pytest.fixture
-def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
-    config = web_config(db_url)
-    upgrade(db_url, config)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        yield serve(config), conn
 
 
 def _tables_survive(conn: psycopg.Connection) -> None:

@@ -159,7 +159,7 @@ def _client_from(http: httpx.Client, address: str) -> httpx.Client:
 
 def test_forty_wrong_passwords_at_once_get_five_checks_and_35_refusals(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     """Item 4: the probe sent 40 at once and all 40 got a 401 (no 429)."""
     http = serve(web_config(db_url))
@@ -178,7 +178,7 @@ def test_forty_wrong_passwords_at_once_get_five_checks_and_35_refusals(
 
 def test_strangers_on_many_addresses_do_not_lock_out_the_user_on_a_known_device(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     """Item 5: five wrong tries kept the real dispatcher at 429 from any address."""
     http = serve(web_config(db_url))

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
-from db_rows import alert_message, insert_firing, resolve_firing
-from web_server import PASSWORD, Serve, web_config
+from db_rows import alert_message, resolve_firing
+from web_server import PASSWORD, fire, login
 
 from crowdwatch.contracts.config import Department, WebConfig, WebUser
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.dashboards.bodies import MAX_BODY_BYTES
 from crowdwatch.dashboards.passwords import hash_password, main, verify_password
 from crowdwatch.dashboards.sessions import AuthError, SessionSigner, load_secret
-from crowdwatch.storage.migrate import upgrade
 
 NOW = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
 
@@ -136,29 +134,6 @@ def test_a_short_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # The guarded API, served for real.
-
-
-@pytest.fixture
-def desk(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Connection]]:
-    config = web_config(db_url)
-    upgrade(db_url, config)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        yield serve(config), conn
-
-
-def login(http: httpx.Client, name: str = "li") -> str:
-    response = http.post("/api/login", json={"name": name, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
-    csrf: str = response.json()["csrf"]
-    return csrf
-
-
-def fire(conn: psycopg.Connection, key: str = "stop-a/platform/crowded") -> int:
-    row = insert_firing(conn, alert_message(key, ts=datetime.now(UTC)))
-    assert row is not None
-    return row.id
 
 
 def test_acknowledge_with_a_note_is_recorded_with_who_and_when(

@@ -19,11 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
-from test_web_auth import desk, fire, login  # noqa: F401 (fixture)
-from test_web_live import events
+from web_server import PASSWORD, Desk, Serve, events, fire, login, web_config
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.dashboards.live import LiveHub
@@ -32,7 +29,6 @@ from crowdwatch.dashboards.snapshot import Snapshot
 from crowdwatch.storage.db import redact_dsn
 
 ROOT = Path(__file__).resolve().parents[1]
-Desk = tuple[httpx.Client, psycopg.Connection]
 
 SECRET_PW = "s3cr3t-Pw_9"
 
@@ -74,7 +70,7 @@ def test_every_form_of_a_database_password_is_masked(
 @pytest.mark.parametrize("dsn", DEAD_DSNS)
 def test_a_database_outage_shows_no_connection_details_to_anyone(
     dsn: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -109,7 +105,7 @@ def test_a_database_outage_shows_no_connection_details_to_anyone(
     ],
 )
 def test_a_nul_in_a_note_is_a_422_and_changes_nothing(
-    desk: Desk,  # noqa: F811
+    desk: Desk,
     note: str,
     status: int,
     message: str | None,
@@ -149,7 +145,7 @@ def test_a_nul_in_a_note_is_a_422_and_changes_nothing(
     ],
 )
 def test_every_error_is_a_short_json_error_with_nosniff(
-    desk: Desk,  # noqa: F811
+    desk: Desk,
     method: str,
     path: str,
     status: int,
@@ -167,7 +163,7 @@ def test_every_error_is_a_short_json_error_with_nosniff(
 
 @pytest.mark.parametrize("path", ["/", "/api/sites", "/healthz", "/api/me"])
 def test_every_response_says_nosniff(
-    desk: Desk,  # noqa: F811
+    desk: Desk,
     path: str,
 ) -> None:
     http, _ = desk
@@ -214,7 +210,7 @@ def test_a_hundred_stream_disconnects_leave_no_task_or_waiter_behind() -> None:
 
 
 def test_logout_ends_the_session_for_every_copy_of_the_cookie_and_the_bearer(
-    desk: Desk,  # noqa: F811
+    desk: Desk,
 ) -> None:
     http, conn = desk
     alert_id = fire(conn)
@@ -243,7 +239,7 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie_and_the_bearer(
 
 def test_a_password_change_ends_the_sessions_of_the_old_password(
     db_url: str,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     before = serve(web_config(db_url))
     token = before.post("/api/token", json={"name": "li", "password": PASSWORD}).json()["token"]
@@ -298,7 +294,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> float | None:
 @pytest.mark.parametrize("drip", [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"POST /api/login"])
 def test_a_client_that_never_finishes_its_request_is_disconnected(
     drip: bytes,
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     http = serve(web_config(request_timeout_s=1.0))
     with socket.create_connection(("127.0.0.1", _port(http))) as sock:
@@ -315,7 +311,7 @@ def test_a_client_that_never_finishes_its_request_is_disconnected(
 
 
 def test_at_max_connections_idle_sockets_give_way_to_real_requests(
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     """The probe: 60 idle sockets made /healthz time out."""
     http = serve(web_config(max_connections=20, request_timeout_s=5))
@@ -336,7 +332,7 @@ def test_at_max_connections_idle_sockets_give_way_to_real_requests(
 
 
 def test_when_every_connection_is_busy_a_new_one_is_closed_at_once(
-    serve: Serve,  # noqa: F811
+    serve: Serve,
 ) -> None:
     http = serve(web_config(max_connections=8, request_timeout_s=5))
     with contextlib.ExitStack() as streams:
@@ -356,7 +352,7 @@ SERVER = """
 import logging, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-from test_web import web_config
+from web_server import web_config
 from crowdwatch.dashboards.web import run_web
 run_web(web_config(request_timeout_s=1.0), "127.0.0.1", 0, None,
         on_ready=lambda url: print(url, flush=True))
@@ -402,7 +398,7 @@ def test_out_of_file_descriptors_the_server_neither_floods_its_log_nor_stops(
     ],
 )
 def test_a_huge_number_in_a_body_is_named_in_a_422(
-    desk: Desk,  # noqa: F811
+    desk: Desk,
     body: bytes,
     error: str,
 ) -> None:

@@ -6,7 +6,6 @@ httpx as a browser's EventSource would (gzip included).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 from db_rows import alert_message, insert_firing, put_zone
 from raw_rows import ZoneRow, insert_zones
-from web_server import DEAD_DB, Serve, web_config
+from web_server import DEAD_DB, Serve, events, web_config
 
 from crowdwatch.dashboards.trends import Trend, trend
 from crowdwatch.storage.migrate import upgrade
@@ -47,19 +46,6 @@ def live(db_url: str, serve: Serve) -> Iterator[tuple[httpx.Client, psycopg.Conn
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:
         yield serve(config), conn
-
-
-def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """(event, data) pairs of a Server-Sent Events response."""
-    name, data = "message", ""
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif line == "" and data:
-            yield name, json.loads(data)
-            name, data = "message", ""
 
 
 def test_the_stream_sends_the_full_state_then_changes_then_pings(

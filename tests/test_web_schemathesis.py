@@ -24,22 +24,21 @@ import httpx
 import psycopg
 import pytest
 import schemathesis
+from db_rows import alert_message, insert_firing, put_zone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
-from test_queries import alert_message, put_zone
-from test_web import PASSWORD, Serve, serve, web_config  # noqa: F401 (fixture)
+from web_server import PASSWORD, Serve, web_config
 
 from crowdwatch.analytics.actions import acknowledge
-from crowdwatch.analytics.alert_store import insert_firing
 from crowdwatch.storage.migrate import upgrade
 
 EXAMPLES = 20
 
 
 @pytest.fixture
-def web_schema(db_url: str, serve: Serve) -> Iterator[tuple[Any, httpx.Client]]:  # noqa: F811
+def web_schema(db_url: str, serve: Serve) -> Iterator[tuple[Any, httpx.Client]]:
     config = web_config(db_url)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:

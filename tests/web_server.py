@@ -7,18 +7,23 @@ errors, so the tests talk to a real uvicorn with httpx.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from db_rows import alert_message, insert_firing
 from factories import config_dict, make_config, site_dict
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.dashboards.passwords import hash_password
 from crowdwatch.dashboards.web import run_web
+from crowdwatch.storage.migrate import upgrade
 
 DEAD_DB = "postgresql://postgres@127.0.0.1:1/nowhere"
 
@@ -92,3 +97,45 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
         stop.set()
         thread.join(timeout=20)
         assert not thread.is_alive(), "run_web did not stop"
+
+
+Desk = tuple[httpx.Client, psycopg.Connection]
+
+
+@pytest.fixture
+def desk(db_url: str, serve: Serve) -> Iterator[Desk]:
+    """The guarded API served for real on a migrated database, and a connection to it."""
+    config = web_config(db_url)
+    upgrade(db_url, config)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield serve(config), conn
+
+
+def login(http: httpx.Client, name: str = "li") -> str:
+    """Log ``name`` in with the test password; the CSRF token of the session."""
+    response = http.post("/api/login", json={"name": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
+    csrf: str = response.json()["csrf"]
+    return csrf
+
+
+def fire(conn: psycopg.Connection, key: str = "stop-a/platform/crowded") -> int:
+    """A firing alert in the database; its id."""
+    row = insert_firing(conn, alert_message(key, ts=datetime.now(UTC)))
+    assert row is not None
+    return row.id
+
+
+def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    """(event, data) pairs of a Server-Sent Events response."""
+    name, data = "message", ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            yield name, json.loads(data)
+            name, data = "message", ""
