@@ -6,9 +6,9 @@ This is a simulation, not a measurement at a real stop::
     buses ─────── the routes' headway timetable, each boarding up to its capacity (FIFO)
     camera ────── every minute: the people waiting (± count_error) and the entrance line's
                   arrivals over the last 5 minutes
-    dispatcher ── when the stop is crowded (waiting >= fire_at), takes the recommendation of
-                  :func:`crowdwatch.analytics.dispatch_plan.recommend` and sends its buses
-                  ``delay_min`` later; they reach the stop after the route's lead time
+    dispatcher ── ``delay_min`` after the stop turned crowded (waiting >= fire_at), sends the
+                  buses that :func:`crowdwatch.analytics.dispatch_plan.recommend` says then
+                  (it follows the counts); they reach the stop after the route's lead time
 
 Two policies without recommendations: ``timetable`` (no extra bus at all) and ``one_per_alert``
 (today's alert, "add buses on K1, K3": each time the stop's alert fires the dispatcher sends one
@@ -180,8 +180,9 @@ class _Dispatcher:
     settings: SimSettings
     policy: Policy
     start: datetime
-    busy_until: float = -1.0
     firing: bool = False
+    act_at: float | None = None
+    """minute the dispatcher acts on the recommendation (None: nothing pending)"""
 
     def look(
         self, stop: _Stop, now: float, end: float, rng: random.Random, outcome: Outcome
@@ -202,13 +203,20 @@ class _Dispatcher:
                         outcome.extra_buses += 1
                     stop.buses.sort()
             case Policy.RECOMMENDATION:
-                if now < self.busy_until or counted < settings.fire_at:
+                # The page's recommendation follows the counts: the dispatcher, ``delay_min``
+                # after the stop turned crowded, sends what it says at that moment (the buses
+                # already on their way are in its timetable, so it never asks twice).
+                if self.act_at is None:
+                    if counted >= settings.fire_at:
+                        self.act_at = now + settings.delay_min
                     return
+                if now < self.act_at:
+                    return
+                self.act_at = None
                 plan = _recommend(stop, counted, settings, self.start, end)
                 if plan is not None and plan.extra_buses > 0:
                     outcome.recommendations += 1
-                    _send(stop, plan, sent_at, outcome)
-                    self.busy_until = sent_at
+                    _send(stop, plan, end, outcome)
             case _:
                 assert_never(self.policy)
 
