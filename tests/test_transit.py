@@ -18,7 +18,13 @@ from factories import config_dict, site_dict
 
 from crowdwatch.analytics.gtfs_import import read_gtfs, stop_buses
 from crowdwatch.analytics.timetable import headway_buses
-from crowdwatch.contracts.config import BusRoute, CrowdwatchConfig, Headway, parse_config
+from crowdwatch.contracts.config import (
+    BusRoute,
+    CrowdwatchConfig,
+    Headway,
+    load_config,
+    parse_config,
+)
 from crowdwatch.contracts.errors import ConfigError
 
 FEED = Path(__file__).parent / "fixtures" / "gtfs_haiwan"
@@ -369,3 +375,22 @@ def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def test_the_example_district_times_its_stops() -> None:
+    example = Path(__file__).resolve().parents[1] / "configs" / "district.example.yaml"
+    config = load_config(example)
+    assert config.transit is not None
+    buses = stop_buses(
+        config.transit, None, "stop-xiwan-terminus", TZ, local(1, 17), local(1, 17, 30)
+    )
+    # K1 every 8 min from 16:00 (16:56, 17:04, ...), K3 every 15 min from 07:00.
+    assert [(b.route, b.at.astimezone(TZ).strftime("%H:%M")) for b in buses] == [
+        ("K3", "17:00"),
+        ("K1", "17:04"),
+        ("K1", "17:12"),
+        ("K3", "17:15"),
+        ("K1", "17:20"),
+        ("K1", "17:28"),
+        ("K3", "17:30"),
+    ]
