@@ -28,7 +28,7 @@ recommendation at all (:class:`NoRecommendation`): buses are never sent on a gue
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -331,17 +331,26 @@ def _choose_service(service: RouteService, target_min: float) -> tuple[ServiceKi
     return ServiceKind.EXTRA, depot
 
 
+def _after_each_bus(
+    waiting: float, rate: float, buses: Sequence[tuple[float, int]]
+) -> Iterator[tuple[float, float]]:
+    """``(minute, people left)`` as each bus, in time order, boards up to its seats."""
+    queue, last_t = waiting, 0.0
+    for t, seats in buses:
+        queue += rate * (t - last_t)
+        queue -= min(queue, seats)
+        last_t = t
+        yield t, queue
+
+
 def _walk(
     waiting: float, rate: float, buses: Sequence[tuple[float, int]]
 ) -> tuple[float | None, float]:
     """(minutes until a bus leaves nobody behind or None, queue after the last bus)."""
     if waiting <= _EPS:
         return 0.0, 0.0
-    queue, last_t, cleared = waiting, 0.0, None
-    for t, seats in buses:
-        queue += rate * (t - last_t)
-        queue -= min(queue, seats)
-        last_t = t
+    cleared, queue = None, waiting
+    for t, queue in _after_each_bus(waiting, rate, buses):
         if cleared is None and queue <= _EPS:
             cleared = t
     return cleared, max(0.0, queue)
@@ -351,9 +360,5 @@ def _queue_before(
     waiting: float, rate: float, buses: Sequence[tuple[float, int]], at: float
 ) -> float:
     """People waiting at minute ``at``, after the scheduled buses up to then have boarded."""
-    queue, last_t = waiting, 0.0
-    for t, seats in buses:
-        queue += rate * (t - last_t)
-        queue -= min(queue, seats)
-        last_t = t
+    last_t, queue = [(0.0, waiting), *_after_each_bus(waiting, rate, buses)][-1]
     return max(0.0, queue + rate * (at - last_t))

@@ -56,7 +56,8 @@ class GtfsTimetable:
 
     stops: set[str] = field(default_factory=set)
     routes: set[str] = field(default_factory=set)
-    visits: list[StopVisit] = field(default_factory=list)
+    visits: dict[str, list[StopVisit]] = field(default_factory=dict)
+    """by stop_id"""
     periods: dict[str, ServicePeriod] = field(default_factory=dict)
     added: dict[date, set[str]] = field(default_factory=dict)
     removed: dict[date, set[str]] = field(default_factory=dict)
@@ -93,8 +94,8 @@ class GtfsTimetable:
         day = start.astimezone(tz).date() - timedelta(days=1)
         while datetime.combine(day, time(), tz) <= end:
             midnight = datetime.combine(day, time(), tz)
-            for visit in self.visits:
-                if visit.stop_id != stop_id or visit.route not in capacity:
+            for visit in self.visits.get(stop_id, []):
+                if visit.route not in capacity:
                     continue
                 at = midnight + timedelta(seconds=visit.seconds)
                 if start <= at <= end and self.runs(visit.service_id, day):
@@ -152,7 +153,8 @@ def read_gtfs(path: str | Path) -> GtfsTimetable:
         if not text:
             continue  # an untimed stop: GTFS lets consumers interpolate; we do not guess
         seconds = _seconds(text, where)
-        table.visits.append(StopVisit(trip[0], row["stop_id"], trip[1], seconds))
+        visit = StopVisit(trip[0], row["stop_id"], trip[1], seconds)
+        table.visits.setdefault(visit.stop_id, []).append(visit)
     _read_calendar(source, table)
     return table
 
