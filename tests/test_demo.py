@@ -3,9 +3,11 @@ and hostile count messages on its broker do not bring it down."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from hostile import hostile_payloads
 
 from crowdwatch.contracts.config import load_config
 from crowdwatch.contracts.messages import TopicKind, camera_topic
-from crowdwatch.demo.runner import free_port
+from crowdwatch.dashboards.passwords import hash_password, verify_password
+from crowdwatch.demo.runner import DemoOptions, _banner, _derive_config, free_port
 from crowdwatch.mqtt.client import MqttClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +51,10 @@ def test_demo_shows_every_site_within_60_s(tmp_path: Path, shared_dir: Path) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert demo.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout or []), daemon=True)
+    reader.start()
     expected = {s.id for s in load_config(EXAMPLE).sites}
     real_site = "stop-xiwan-terminus"
     sites: dict[str, Any] = {}
@@ -68,6 +76,7 @@ def test_demo_shows_every_site_within_60_s(tmp_path: Path, shared_dir: Path) -> 
         missing = sorted(i for i, s in sites.items() if s["count"] is None)
         assert not missing, f"no count within 60 s for {missing}"
         assert sites[real_site]["count"] > 0, sites[real_site]
+        _enter_every_page(f"http://127.0.0.1:{port}", "".join(lines))
         _publish_hostile_messages(tmp_path / "demo.yaml")
         # Ingest and alerts took them (a dead child stops the demo): the district still shows.
         time.sleep(3)
@@ -77,7 +86,10 @@ def test_demo_shows_every_site_within_60_s(tmp_path: Path, shared_dir: Path) -> 
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=60)
+        demo.wait(timeout=60)
+        reader.join(timeout=10)
+        demo.stdout.close()
+    output = "".join(lines)
     assert demo.returncode == 0, output[-3000:]
     assert f"phone page      http://127.0.0.1:{port}/" in output
     assert output.rstrip().endswith("demo stopped"), output[-1000:]
@@ -103,6 +115,69 @@ def test_demo_refuses_missing_footage(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"--video {tmp_path / 'nope.avi'}: no such file" in result.stderr
+
+
+LOGIN = re.compile(r"^    (\w+) +(demo-[a-z-]+) / (\S+)$", re.MULTILINE)
+
+
+def _enter_every_page(api: str, output: str) -> None:
+    """The banner names every page and a login per department; each login enters /dispatch."""
+    for page in ("/", "/wall", "/dispatch"):
+        assert f"{api}{page}\n" in output, output[-2000:]
+        assert httpx.get(f"{api}{page}", timeout=5).status_code == 200
+    logins = {m.group(1): (m.group(2), m.group(3)) for m in LOGIN.finditer(output)}
+    departments = {s.department.value for s in load_config(EXAMPLE).sites}
+    assert set(logins) == departments, output[-2000:]
+    for department, (name, password) in logins.items():
+        with httpx.Client(base_url=api, timeout=10) as http:
+            response = http.post("/api/login", json={"name": name, "password": password})
+            assert response.status_code == 200, response.text
+            assert response.json()["department"] == department
+            assert http.get("/api/dispatch/alerts").status_code == 200
+
+
+def test_demo_config_has_a_dispatcher_login_per_department(tmp_path: Path) -> None:
+    options = DemoOptions(config_path=EXAMPLE)
+    mqtt = {"host": "127.0.0.1", "port": 1883}
+    config_path, logins = _derive_config(options, mqtt, 8090, None, tmp_path / "demo.yaml")
+    config = load_config(config_path)
+    departments = {s.department for s in config.sites}
+    assert {login.department for login in logins} == departments
+    users = {u.name: u for u in config.web.users}
+    for login in logins:
+        user = users[login.name]
+        assert user.department is login.department
+        assert verify_password(login.password, user.password_hash)
+        assert login.password not in config_path.read_text(encoding="utf-8")
+    # A second run gets new passwords.
+    _, again = _derive_config(options, mqtt, 8090, None, tmp_path / "demo2.yaml")
+    assert {a.password for a in again}.isdisjoint(login.password for login in logins)
+    banner = _banner(
+        "http://127.0.0.1:8090", logins, mqtt, "postgresql://x", config_path, tmp_path, None
+    )
+    for page in ("/", "/wall", "/dispatch"):
+        assert f"http://127.0.0.1:8090{page}\n" in banner
+    found = {m.group(2): m.group(3) for m in LOGIN.finditer(banner)}
+    assert found == {login.name: login.password for login in logins}
+
+
+def test_demo_keeps_the_configs_own_users(tmp_path: Path) -> None:
+    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    own = {
+        "name": "demo-transport",
+        "department": "transport",
+        "password_hash": hash_password("x" * 8, n=16),
+    }
+    raw["web"]["users"] = [own]
+    user_config = tmp_path / "mine.yaml"
+    user_config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    config_path, logins = _derive_config(
+        DemoOptions(config_path=user_config), {}, 8090, None, tmp_path / "demo.yaml"
+    )
+    assert "demo-transport" not in {login.name for login in logins}
+    users = {u.name: u for u in load_config(config_path).web.users}
+    assert users["demo-transport"].password_hash == own["password_hash"]
+    assert "demo-culture-tourism" in users
 
 
 def _publish_hostile_messages(config_path: Path) -> None:

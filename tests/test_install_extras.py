@@ -63,6 +63,7 @@ ENTRY_MODULES: dict[str, tuple[str, ...]] = {
     "bench dense": ("crowdwatch.evaluation.bench_dense",),
     "bench ingest": ("crowdwatch.bench._services", "crowdwatch.ingest", "crowdwatch.bench._load"),
     "bench alerts": ("crowdwatch.bench._services", "crowdwatch.bench._load"),
+    "bench dispatch": ("crowdwatch.bench._dispatch_sim",),
     "bench wall": ("crowdwatch.devservices.postgres", "crowdwatch.storage.rollups"),
     "bench load": ("crowdwatch.bench._services", "crowdwatch.bench._load", "psycopg.conninfo"),
 }

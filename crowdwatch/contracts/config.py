@@ -16,6 +16,7 @@ import re
 import sysconfig
 from datetime import date
 from enum import StrEnum
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -880,6 +881,114 @@ class WebConfig(Model):
         return self
 
 
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+_HHMM_END = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+
+
+def hhmm_minutes(text: str) -> int:
+    """``"17:30"`` -> 1050 minutes after local midnight (``"24:00"`` -> 1440)."""
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class Headway(Model):
+    """Scheduled buses every ``every_min`` minutes from ``start`` (the first) until ``end``."""
+
+    start: str = Field(pattern=_HHMM, description="HH:MM local, the first bus at the stop")
+    end: str = Field(pattern=_HHMM_END, description="HH:MM local (24:00 allowed), exclusive")
+    every_min: float = Field(gt=0, le=240, description="minutes between buses at the stop")
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Self:
+        if hhmm_minutes(self.end) <= hhmm_minutes(self.start):
+            raise ValueError(f"end {self.end} must be after start {self.start} (same local day)")
+        return self
+
+
+class BusRoute(Model):
+    """A bus route: the stops it serves, its buses' capacity and its timetable.
+
+    The timetable is ``headways`` by time of day, or, for a route left without them, the trips
+    of ``transit.gtfs`` whose ``route_short_name`` (else ``route_id``) is this ``id``.
+    """
+
+    id: str = Field(
+        min_length=1, max_length=40, description="route name as riders know it, e.g. 'K1'"
+    )
+    bus_capacity: int = Field(gt=0, le=400, description="passengers one bus carries")
+    stops: list[Identifier] = Field(min_length=1, description="ids of the bus_stop sites served")
+    headways: list[Headway] = Field(
+        default_factory=list, description="scheduled headway by time of day; empty: from GTFS"
+    )
+    extra_bus_lead_min: float = Field(
+        default=10.0,
+        gt=0,
+        le=240,
+        description="minutes from the depot to the stop for an extra bus",
+    )
+    short_turn_lead_min: float | None = Field(
+        default=None,
+        gt=0,
+        le=240,
+        description="minutes for a bus turned back mid-route to reach the stop; null: none",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _require_unique("stop", list(self.stops))
+        spans = sorted((hhmm_minutes(h.start), hhmm_minutes(h.end)) for h in self.headways)
+        for (_, end), (start, _) in pairwise(spans):
+            if start < end:
+                raise ValueError(f"headways overlap around {start // 60:02d}:{start % 60:02d}")
+        turn = self.short_turn_lead_min
+        if turn is not None and turn >= self.extra_bus_lead_min:
+            raise ValueError(
+                f"short_turn_lead_min ({turn:g}) must be shorter than extra_bus_lead_min "
+                f"({self.extra_bus_lead_min:g}): a short turn is only sent for being faster"
+            )
+        return self
+
+
+class GtfsFeed(Model):
+    """A static GTFS feed (folder or .zip) giving the timetable of routes without headways."""
+
+    path: str = Field(min_length=1, description="GTFS folder or .zip (stops, routes, trips, ...)")
+    stops: dict[str, Identifier] = Field(
+        min_length=1, description="GTFS stop_id -> the bus_stop site it is"
+    )
+
+
+class TransitConfig(Model):
+    """Bus routes at the stops, for dispatch recommendations (how many extra buses, where)."""
+
+    routes: list[BusRoute] = Field(min_length=1)
+    gtfs: GtfsFeed | None = Field(default=None, description="timetable of routes without headways")
+    target_min: float = Field(
+        default=15.0, gt=0, le=240, description="clear a crowded stop within this many minutes"
+    )
+    horizon_min: float = Field(
+        default=30.0, gt=0, le=480, description="minutes of timetable a recommendation looks at"
+    )
+
+    @model_validator(mode="after")
+    def _timetables(self) -> Self:
+        _require_unique("route", [r.id for r in self.routes])
+        if self.target_min > self.horizon_min:
+            raise ValueError(
+                f"target_min ({self.target_min:g}) must not exceed horizon_min "
+                f"({self.horizon_min:g})"
+            )
+        if self.gtfs is None:
+            bare = [r.id for r in self.routes if not r.headways]
+            if bare:
+                raise ValueError(f"route(s) {bare} have no headways and there is no gtfs feed")
+        return self
+
+    def routes_at(self, site_id: str) -> list[BusRoute]:
+        """The routes that serve a stop."""
+        return [r for r in self.routes if site_id in r.stops]
+
+
 class District(Model):
     id: Identifier
     name: LocalizedName
@@ -907,12 +1016,16 @@ class CrowdwatchConfig(Model):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    transit: TransitConfig | None = Field(
+        default=None, description="bus routes and timetables for dispatch recommendations"
+    )
     sites: list[Site] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
         _require_unique("site", [s.id for s in self.sites])
         _check_alert_rule_scopes(self)
+        _check_transit_stops(self)
         if self.detector is None and any(not c.simulated for _, c in self.cameras()):
             raise ValueError("a camera has a real source, so a 'detector' section is required")
         return self
@@ -948,6 +1061,24 @@ def _check_alert_rule_scopes(config: CrowdwatchConfig) -> None:
                 raise ValueError(
                     f"{here}.zones: unknown zone(s) {unknown} of sites {sorted(scope)}"
                 )
+
+
+def _check_transit_stops(config: CrowdwatchConfig) -> None:
+    """Every stop a route or the GTFS feed names is a bus_stop site of the district."""
+    if config.transit is None:
+        return
+    stops = {s.id for s in config.sites if s.kind is SiteKind.BUS_STOP}
+    for i, route in enumerate(config.transit.routes):
+        unknown = sorted(set(route.stops) - stops)
+        if unknown:
+            raise ValueError(
+                f"transit.routes[{i}].stops: route {route.id!r} names {unknown}, "
+                f"which are not bus_stop sites"
+            )
+    if config.transit.gtfs is not None:
+        unknown = sorted(set(config.transit.gtfs.stops.values()) - stops)
+        if unknown:
+            raise ValueError(f"transit.gtfs.stops: {unknown} are not bus_stop sites")
 
 
 def _require_unique(what: str, ids: list[str]) -> None:

@@ -7,8 +7,12 @@
     (or --broker)                                └─ crowdwatch web       → prints the URLs
 
 The children are the same commands an operator runs in production, started with a derived
-config (``<workdir>/demo.yaml``: broker port and protocol, web port, footage path); their logs
-go to ``<workdir>/logs/``.  If a child dies the demo says which and stops everything.
+config (``<workdir>/demo.yaml``: broker port and protocol, web port, footage path, and a
+dispatcher login per department of the district); their logs go to ``<workdir>/logs/``.  If a
+child dies the demo says which and stops everything.
+
+The demo logins get fresh random passwords each run, printed with the page URLs, so that a
+newcomer can open the dispatcher page; only their hashes are written to ``demo.yaml``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -30,8 +35,14 @@ from typing import Any
 
 import yaml
 
-from crowdwatch.contracts.config import default_shared_dir, load_config
+from crowdwatch.contracts.config import (
+    CrowdwatchConfig,
+    Department,
+    default_shared_dir,
+    load_config,
+)
 from crowdwatch.contracts.errors import ConfigError, CrowdwatchError
+from crowdwatch.dashboards.passwords import hash_password
 from crowdwatch.demo.embedded_broker import EmbeddedBroker
 from crowdwatch.demo.embedded_db import EmbeddedPostgres
 
@@ -54,6 +65,29 @@ class DemoOptions:
     workdir: Path | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DemoLogin:
+    """A dispatcher account the demo adds for one department, valid for this run only."""
+
+    department: Department
+    name: str
+    password: str
+
+
+def demo_logins(config: CrowdwatchConfig) -> list[DemoLogin]:
+    """One login per department that has a site, named ``demo-<department>``.
+
+    A name the config's ``web.users`` already has is left to that user.
+    """
+    taken = {user.name for user in config.web.users}
+    departments = sorted({site.department for site in config.sites})
+    return [
+        DemoLogin(dep, name, secrets.token_urlsafe(9))
+        for dep in departments
+        if (name := f"demo-{dep.value.replace('_', '-')}") not in taken
+    ]
+
+
 def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     """``preferred`` if nothing listens there, else a free port the OS picks."""
     for port in (preferred, 0) if preferred else (0,):
@@ -69,11 +103,24 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
 
 def _derive_config(
     options: DemoOptions, mqtt: dict[str, Any], web_port: int, video: Path | None, out: Path
-) -> Path:
-    """Write the config the children run with: the user's, with the demo's ports and footage."""
+) -> tuple[Path, list[DemoLogin]]:
+    """Write the config the children run with: the user's, with the demo's ports, footage and
+    a dispatcher login per department (returned with their passwords)."""
+    # The user's file first, so that its mistakes are named with its own path.
+    logins = demo_logins(load_config(options.config_path))
     raw = yaml.safe_load(options.config_path.read_text(encoding="utf-8"))
     raw["mqtt"] = {**raw.get("mqtt", {}), **mqtt}
-    raw["web"] = {**raw.get("web", {}), "host": "127.0.0.1", "port": web_port}
+    web = raw.get("web") or {}
+    users = list(web.get("users") or [])
+    users += [
+        {
+            "name": login.name,
+            "department": login.department.value,
+            "password_hash": hash_password(login.password),
+        }
+        for login in logins
+    ]
+    raw["web"] = {**web, "host": "127.0.0.1", "port": web_port, "users": users}
     edge = raw.get("edge") or {}
     if edge.get("spool"):
         # The demo keeps everything it writes in its own work folder.
@@ -91,7 +138,44 @@ def _derive_config(
                 cam["source"] = "simulated"
     out.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     load_config(out)  # fail here, with the YAML path, rather than in five children
-    return out
+    return out, logins
+
+
+def _banner(
+    api: str,
+    logins: list[DemoLogin],
+    mqtt: dict[str, Any],
+    db_url: str,
+    config: Path,
+    logs: Path,
+    video: Path | None,
+) -> str:
+    """What the console shows once everything runs: every page, a login per department."""
+    lines = [
+        "",
+        "crowdwatch demo is running",
+        f"  phone page      {api}/",
+        f"  wall            {api}/wall",
+        f"  dispatcher      {api}/dispatch",
+        f"  sites API       {api}/api/sites",
+        f"  alerts API      {api}/api/alerts",
+    ]
+    if logins:
+        lines.append("  dispatcher logins (name / password, this run only):")
+        width = max(len(login.department.value) for login in logins)
+        lines += [
+            f"    {login.department.value:<{width}}  {login.name} / {login.password}"
+            for login in logins
+        ]
+    lines += [
+        f"  MQTT broker     {mqtt['host']}:{mqtt['port']} (topics {json.dumps('crowdwatch/v1/#')})",
+        f"  database        {db_url}",
+        f"  config, logs    {config}, {logs}/",
+        f"  real camera     {video or 'none (simulated)'}",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _find_video(options: DemoOptions) -> Path | None:
@@ -205,8 +289,10 @@ def run_demo(options: DemoOptions, stop: threading.Event) -> int:
                 "shared_group": None,
             }
         web_port = free_port(options.web_port)
-        config = _derive_config(options, mqtt, web_port, video, workdir / "demo.yaml")
+        config, logins = _derive_config(options, mqtt, web_port, video, workdir / "demo.yaml")
         env = {**os.environ, "CROWDWATCH_DATABASE_URL": db_url}
+        # One signing secret for the run (else the web process makes its own and warns).
+        env.setdefault("CROWDWATCH_WEB_SECRET", secrets.token_urlsafe(24))
         upgrade = subprocess.run(
             [sys.executable, "-m", "crowdwatch", "db", "upgrade", "--config", str(config)],
             env=env,
@@ -224,18 +310,7 @@ def run_demo(options: DemoOptions, stop: threading.Event) -> int:
         if video is not None:
             children.start("edge")
         api = f"http://127.0.0.1:{web_port}"
-        print(
-            f"\ncrowdwatch demo is running\n"
-            f"  phone page      {api}/\n"
-            f"  sites API       {api}/api/sites\n"
-            f"  alerts API      {api}/api/alerts\n"
-            f"  MQTT broker     {mqtt['host']}:{mqtt['port']} (topics {json.dumps('crowdwatch/v1/#')})\n"
-            f"  database        {db_url}\n"
-            f"  config, logs    {config}, {logs}/\n"
-            f"  real camera     {video or 'none (simulated)'}\n"
-            f"Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        print(_banner(api, logins, mqtt, db_url, config, logs, video), flush=True)
         real_sites = [s.id for s, c in load_config(config).cameras() if not c.simulated]
         return _supervise(children, api, real_sites, options.duration_s, stop)
     finally:
