@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +15,13 @@ from factories import config_dict, make_config, site_dict
 from crowdwatch.contracts.config import load_config
 from crowdwatch.contracts.db_schema import TIME_SERIES_TABLES, migrations
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.storage.migrate import timescale_available, upgrade
+from crowdwatch.devservices.postgres import PgServer, PostgresCluster, timescaledb_installed
+from crowdwatch.storage.migrate import (
+    preloads_timescaledb,
+    recorded_mode,
+    timescale_available,
+    upgrade,
+)
 from crowdwatch.storage.partitions import (
     drop_partitions_before,
     ensure_daily_partitions,
@@ -92,6 +100,71 @@ def test_timescale_requested_on_a_server_without_it_fails_clearly(db_url: str) -
             pytest.skip("this server offers TimescaleDB")
     with pytest.raises(StorageError, match="timescaledb extension"):
         upgrade(db_url, timescale=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "preloaded"),
+    [
+        ("", False),
+        ("timescaledb", True),
+        ("pg_stat_statements, timescaledb", True),
+        ("'$libdir/timescaledb.so'", True),
+        ('"timescaledb"', True),
+        ("timescaledb_toolkit", False),
+        ("pg_stat_statements", False),
+    ],
+)
+def test_the_preload_setting_is_read_like_postgresql_lists_it(
+    setting: str, preloaded: bool
+) -> None:
+    assert preloads_timescaledb(setting) is preloaded
+
+
+def _timescaledb_bindir(pg_server: PgServer) -> Path:
+    """The bin folder of our own test server when it has TimescaleDB installed, else skip."""
+    cluster = pg_server.cluster
+    if cluster is None or not timescaledb_installed(cluster.bindir):
+        pytest.skip(
+            "needs the test suite's own PostgreSQL with TimescaleDB installed "
+            "(CROWDWATCH_PG_BINDIR)"
+        )
+    return cluster.bindir
+
+
+def test_a_test_cluster_preloads_timescaledb_where_it_is_installed(pg_server: PgServer) -> None:
+    _timescaledb_bindir(pg_server)
+    with psycopg.connect(pg_server.admin_url) as conn:
+        assert timescale_available(conn)
+
+
+@pytest.fixture(scope="module")
+def not_preloaded(pg_server: PgServer) -> Iterator[PgServer]:
+    """A second server of the same PostgreSQL, with TimescaleDB installed but not preloaded."""
+    cluster = PostgresCluster(_timescaledb_bindir(pg_server), preload_timescaledb=False)
+    try:
+        cluster.start()
+        yield PgServer(cluster.url("postgres"), cluster)
+    finally:
+        cluster.stop()
+
+
+def test_installed_but_not_preloaded_takes_the_plain_path_and_says_why(
+    not_preloaded: PgServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = not_preloaded.create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        offered = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+    with caplog.at_level(logging.WARNING, logger="crowdwatch.storage.migrate"):
+        assert upgrade(url, make_config()) == LATEST
+    with psycopg.connect(url, autocommit=True) as conn:
+        _insert_count(conn, datetime.now(UTC), "m-1")
+        assert recorded_mode(conn) is False
+    assert offered == (1,)
+    assert "add it to shared_preload_libraries" in caplog.text
+    with pytest.raises(StorageError, match="installed but not preloaded"):
+        upgrade(not_preloaded.create_database(), timescale=True)
 
 
 def test_unreachable_database_raises_storage_error() -> None:
