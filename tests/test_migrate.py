@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from factories import config_dict, make_config, site_dict
 
-from crowdwatch.contracts.config import load_config
+from crowdwatch.contracts.config import RetentionConfig, load_config
 from crowdwatch.contracts.db_schema import TIME_SERIES_TABLES, migrations
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.devservices.postgres import PgServer, PostgresCluster, timescaledb_installed
@@ -27,6 +27,7 @@ from crowdwatch.storage.partitions import (
     ensure_daily_partitions,
     partition_name,
 )
+from crowdwatch.storage.rollups import refresh_rollups
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "district.example.yaml"
 LATEST = max(m.version for m in migrations(timescale=False))
@@ -291,19 +292,22 @@ def test_timescale_migrations_use_the_same_relations_as_plain() -> None:
         assert f"CREATE VIEW site_counts_{suffix} AS" in timescale
 
 
-def _apply_up_to(conn: psycopg.Connection, version: int) -> None:
-    """Migrate a fresh database by hand to ``version`` (plain path), as an older release did."""
+def _apply_up_to(conn: psycopg.Connection, version: int, *, timescale: bool = False) -> None:
+    """Migrate a fresh database by hand to ``version``, as an older release did."""
     conn.execute(
         "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now(), timescale boolean NOT NULL)"
     )
-    for migration in migrations(timescale=False)[:version]:
-        for statement in (migration.common_sql, migration.plain_sql):
+    for migration in migrations(timescale=timescale)[:version]:
+        for statement in (
+            migration.common_sql,
+            migration.timescale_sql if timescale else migration.plain_sql,
+        ):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, false)",
-            (migration.version, migration.name),
+            "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, timescale),
         )
 
 
@@ -383,3 +387,53 @@ def test_timescale_adds_the_method_as_a_bare_nullable_column() -> None:
     for word in ("CHECK", "CONSTRAINT", "DEFAULT", "NOT NULL"):
         assert word not in v5.timescale_sql
     assert "zone_counts" not in v5.common_sql
+
+
+def test_a_version_5_timescale_database_keeps_its_rollups_and_breaks_ties_after_6(
+    db_url: str, timescale_problem: str
+) -> None:
+    """Migration 6 rebuilds the zone aggregates: buckets whose raw rows are gone are carried
+    over as they were; the others are recomputed with the message-id tie-break."""
+    if timescale_problem:
+        pytest.skip(timescale_problem)
+    old_day = datetime(2026, 9, 1, 8, tzinfo=UTC)
+    tie = datetime(2026, 10, 1, 8, 0, 5, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _apply_up_to(conn, 5, timescale=True)
+        _insert_count(conn, old_day, "m-old")
+        # Same ts: the plain path keeps the larger message id's count; written first here.
+        conn.execute(
+            "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+            " count_mean, interval_s, message_id) VALUES"
+            " (%s, 's', 'c', 'z', 2, 2, 2, 5, 'm-a'), (%s, 's', 'c', 'z', 1, 1, 1, 5, 'm-b')",
+            (tie, tie),
+        )
+        for suffix in ("1m", "15m", "1h"):
+            conn.execute(
+                f"CALL refresh_continuous_aggregate('zone_counts_{suffix}', NULL, '2026-10-02')"
+            )
+        # Raw retention (30 days on 2 October) dropped the old row's day; its buckets stay.
+        conn.execute("SELECT drop_chunks('zone_counts', older_than => TIMESTAMPTZ '2026-09-02Z')")
+        before = {
+            suffix: conn.execute(
+                f"SELECT bucket, count_last FROM zone_counts_{suffix} ORDER BY bucket"
+            ).fetchall()
+            for suffix in ("1m", "15m", "1h")
+        }
+
+        assert upgrade(db_url) == LATEST
+        refresh_rollups(
+            conn, retention=RetentionConfig(raw_days=30), now=datetime(2026, 10, 2, tzinfo=UTC)
+        )
+        after = {
+            suffix: conn.execute(
+                f"SELECT bucket, count_last FROM zone_counts_{suffix} ORDER BY bucket"
+            ).fetchall()
+            for suffix in ("1m", "15m", "1h")
+        }
+        sites = conn.execute("SELECT count(*) FROM site_counts_1h").fetchone()
+    assert [row[0] for row in before["1h"]] == [old_day, tie.replace(second=0)]
+    for suffix, rows in after.items():
+        assert rows[0] == before[suffix][0], suffix  # carried over, raw rows long gone
+        assert rows[1][1] == 1, suffix  # m-b's count: the larger message id
+    assert sites == (2,)

@@ -127,6 +127,18 @@ CASES = [
         [],
     ),
     Case(
+        "two rows with the same ts: the larger message id is the last",
+        [
+            [
+                ZoneRow(H + timedelta(seconds=5), "stop-a", "platform", 2, message_id="tie-a"),
+                ZoneRow(H + timedelta(seconds=5), "stop-a", "platform", 1, message_id="tie-b"),
+                ZoneRow(H + timedelta(seconds=5), "stop-a", "queue", 1, message_id="tie-b"),
+                ZoneRow(H + timedelta(seconds=5), "stop-a", "queue", 2, message_id="tie-a"),
+            ]
+        ],
+        [],
+    ),
+    Case(
         "a redelivered message is counted once",
         [
             [ZoneRow(H + timedelta(seconds=10), "stop-a", "platform", 3, message_id="same-id-1")],

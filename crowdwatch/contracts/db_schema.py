@@ -531,6 +531,68 @@ ALTER TABLE zone_counts ADD COLUMN method text;
 """
 
 
+# Migration 6 (TimescaleDB only): the zone aggregates' ``count_last`` breaks a tie of two
+# rows with the same ts by message_id, as the plain path does (``last(count, ts)`` kept
+# whichever row it read first, so a rebuild could pick the other one).  A continuous
+# aggregate's query cannot be altered, so each is rebuilt: its materialised buckets are
+# carried over as they are (those older than the raw rows cannot be recomputed), and the
+# next refresh recomputes the rest from the raw rows with the tie-break.  Until that refresh
+# (the maintenance starts with one) the aggregate reads the raw rows only.  The site views
+# over it are dropped and created again; its policies go with it (retention re-adds its own).
+_V6_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       last(count, (ts, message_id)) AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT * FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+"""
+
+
+def _v6_timescale() -> str:
+    parts = []
+    for suffix, width in ROLLUP_RESOLUTIONS:
+        parts.append(_V6_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width))
+        parts.append(_SITE_VIEW.replace("{suffix}", suffix))
+    return "\n".join(parts)
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -574,6 +636,13 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_V5_COMMON,
             timescale_sql=_V5_TIMESCALE,
             plain_sql=_V5_PLAIN,
+        ),
+        Migration(
+            version=6,
+            name="count_last breaks ties by message id on TimescaleDB too",
+            common_sql="",
+            timescale_sql=_v6_timescale(),
+            plain_sql="",
         ),
     ]
 
