@@ -279,8 +279,8 @@ def test_a_version_1_database_upgrades_in_place(db_url: str) -> None:
 
 
 def test_timescale_migrations_use_the_same_relations_as_plain() -> None:
-    # The TimescaleDB SQL cannot run here; at least its relation names must match the plain
-    # path's, since the queries read both alike.
+    # Without TimescaleDB on the test server this is all that is checked of its SQL: its
+    # relation names must match the plain path's, since the queries read both alike.
     plain = "\n".join(m.plain_sql for m in migrations(timescale=False))
     timescale = "\n".join(m.timescale_sql for m in migrations(timescale=True))
     for suffix in ("1m", "15m", "1h"):
@@ -379,7 +379,7 @@ def test_a_fresh_database_takes_detect_dense_or_null_as_the_method(db_url: str, 
 
 
 def test_timescale_adds_the_method_as_a_bare_nullable_column() -> None:
-    # The SQL cannot run here.  A compressed hypertable takes a nullable column without a
+    # Also on a server without TimescaleDB.  A compressed hypertable takes a nullable column without a
     # default; TimescaleDB before timescale/timescaledb#7864 refuses any constraint there,
     # and common_sql (run on both paths) must leave the hypertable alone.
     v5 = next(m for m in migrations(timescale=True) if m.version == 5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,12 +19,14 @@ import pytest
 from raw_rows import LineRow, ZoneRow, hour_ago, insert_lines, insert_zones
 from services.waiting import wait_until
 
+from crowdwatch.cli import main
 from crowdwatch.contracts.messages import CountMessage, ZoneCount
 from crowdwatch.ingest.validate import Accepted, Envelope
 from crowdwatch.ingest.writer import BatchWriter
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.rollups import ROLLUP_LOCK_KEY, RollupRefresher, refresh_rollups
 
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "district.example.yaml"
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 WIDTHS = {"1m": timedelta(minutes=1), "15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
 H = hour_ago(3)
@@ -337,6 +340,17 @@ def test_a_second_refresher_steps_aside(rollup_db: str) -> None:
         done = refresh_rollups(conn)
     assert busy.busy and busy.minutes == 0
     assert not done.busy and done.minutes == 2
+
+
+def test_db_refresh_while_another_process_refreshes_says_so(
+    rollup_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CROWDWATCH_DATABASE_URL", rollup_db)
+    with psycopg.connect(rollup_db, autocommit=True) as holder, holder.transaction():
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (ROLLUP_LOCK_KEY,))
+        code = main(["db", "refresh", "--config", str(EXAMPLE_CONFIG)])
+    assert code == 0
+    assert "another process is refreshing them" in capsys.readouterr().out
 
 
 def test_a_count_message_with_waiting_and_density_reaches_the_rollups(rollup_db: str) -> None:

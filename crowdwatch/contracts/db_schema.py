@@ -1,7 +1,7 @@
 """The database schema, as ordered migrations of plain SQL.
 
 Time-series tables (``zone_counts``, ``line_counts``, ``camera_status``) are partitioned by
-time: a TimescaleDB hypertable where the ``timescaledb`` extension is available, native range
+time: a TimescaleDB hypertable where the server preloads ``timescaledb``, native range
 partitions (one per UTC day, plus a DEFAULT partition so a late or far-off row is never
 refused) otherwise.  Everything else is an ordinary table.  All timestamps are ``timestamptz``
 stored in UTC; local days are computed in queries with the district's time zone.
@@ -333,8 +333,9 @@ CREATE TRIGGER line_counts_rollup_invalidation AFTER INSERT ON line_counts
 
 # TimescaleDB: one continuous aggregate per resolution, straight from the raw hypertable
 # (the same sums and counts as the plain path's chain 1m -> 15m -> 1h), real-time so
-# the newest minute is always included, refreshed every 30 s over the last two days (older
-# late rows: ``crowdwatch db refresh``).  Compression: raw chunks older than two days,
+# the bucket being filled is read from the raw rows, refreshed by crowdwatch's own
+# refresher (``crowdwatch.storage.rollups``) and, where TimescaleDB's job scheduler runs,
+# by a policy every 30 s over the last two days.  Compression: raw chunks older than two days,
 # segmented by the key the queries filter on.
 _TS_ZONE_CAGG = """
 CREATE MATERIALIZED VIEW zone_counts_{suffix}
@@ -518,7 +519,7 @@ ALTER TABLE zone_counts
         CHECK (method IN ('detect', 'dense'));
 """
 
-# TimescaleDB: untested here (the extension is not installable on the test server).  The
+# TimescaleDB (run by the suite where the test server preloads it; see the README).  The
 # hypertable has compression enabled (migration 3); a nullable column without a default is
 # allowed there and reaches every chunk, compressed ones included.  A CHECK is not: releases
 # before timescale/timescaledb#7864 and #7868 (2025) refuse any constraint on a hypertable

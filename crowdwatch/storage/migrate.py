@@ -325,8 +325,8 @@ def upgrade(
     Args:
         url: libpq URL of the database.
         config: when given, ``sites`` and ``zones`` are made to match it.
-        timescale: use TimescaleDB hypertables; default: when the server offers the
-            extension.  Ignored (with a warning) for a database already migrated in the
+        timescale: use TimescaleDB hypertables; default: when the server has the extension
+            installed and preloaded (installed only: plain, with a warning).  Ignored (with a warning) for a database already migrated in the
             other mode.
 
     Returns:
