@@ -487,3 +487,22 @@ def test_a_refresh_running_elsewhere_makes_ours_step_aside(timescale_db: str) ->
     assert busy.busy and busy.minutes == 0
     assert not done.busy and done.minutes == 2
     assert got == (2,)
+
+
+def test_rollups_over_several_days_aggregate_like_one(rollup_db: str) -> None:
+    """Rows of several days (several TimescaleDB chunks, aggregated chunk by chunk and the
+    partial states combined) give the same buckets as one day's."""
+    midnight = H.replace(hour=0) - timedelta(days=1)
+    rows = [
+        row
+        for z in range(3)
+        for start in (midnight - timedelta(minutes=10), midnight + timedelta(days=1, minutes=-5))
+        for row in steady("stop-a", f"zone-{z}", start, 15, base=z)
+    ]
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        insert_zones(conn, rows)
+        refresh_rollups(conn)
+
+        raw = _raw_zone_rows(conn)
+        for suffix, width in WIDTHS.items():
+            assert actual_zone_buckets(conn, suffix) == expected_zone_buckets(raw, width), suffix

@@ -533,8 +533,11 @@ ALTER TABLE zone_counts ADD COLUMN method text;
 
 
 # Migration 6 (TimescaleDB only): the zone aggregates' ``count_last`` breaks a tie of two
-# rows with the same ts by message_id, as the plain path does (``last(count, ts)`` kept
-# whichever row it read first, so a rebuild could pick the other one).  A continuous
+# rows with the same ts by message_id, with the plain path's expression (``last(count, ts)``
+# kept whichever row it read first, so a rebuild could pick the other one; ``last(count,
+# (ts, message_id))`` fails once the rows span two chunks: TimescaleDB aggregates chunk by
+# chunk and combines the partial states, and a state holding an anonymous record cannot be
+# read back).  A continuous
 # aggregate's query cannot be altered, so each is rebuilt: its materialised buckets are
 # carried over as they are (those older than the raw rows cannot be recomputed), and the
 # next refresh recomputes the rest from the raw rows with the tie-break.  Until that refresh
@@ -554,7 +557,7 @@ SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
        count(*) AS samples,
        max(count_max) AS count_max,
        sum(count_mean::double precision) AS count_mean_sum,
-       last(count, (ts, message_id)) AS count_last,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
        max(ts) AS last_ts,
        max(longest_wait_s) AS wait_max,
        sum(median_wait_s::double precision) AS wait_median_sum,
