@@ -56,7 +56,7 @@ from crowdwatch.ingest.validate import Accepted, Envelope, Rejected
 from crowdwatch.ingest.writer import BatchWriter
 from crowdwatch.mqtt.client import MqttClient
 from crowdwatch.storage.maintenance import Maintenance
-from crowdwatch.storage.migrate import upgrade
+from crowdwatch.storage.migrate import LATEST_VERSION, require_schema, upgrade
 from crowdwatch.storage.partitions import partition_name
 from crowdwatch.storage.queries import latest_zone_counts, site_series, zone_series
 from crowdwatch.storage.roles import PROCESSES, group_role, setup_roles
@@ -266,6 +266,13 @@ def _grants(url: str, prefix: str) -> list[tuple[Any, ...]]:
         " WHERE grantee LIKE %s ORDER BY 1, 2, 3",
         (f"{prefix}\\_%",),
     )
+
+
+def test_every_process_user_passes_the_schema_check(roles: Roles) -> None:
+    """What ingest, web and alerts check at start, as their own users (no superuser)."""
+    assert [require_schema(url) for url in (roles.ingest, roles.web, roles.alerts)] == [
+        LATEST_VERSION
+    ] * 3
 
 
 def test_setting_up_again_changes_nothing_and_restores_a_revoked_grant(roles: Roles) -> None:

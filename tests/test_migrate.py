@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -11,15 +12,17 @@ from pathlib import Path
 import psycopg
 import pytest
 from factories import config_dict, make_config, site_dict
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from crowdwatch.contracts.config import RetentionConfig, load_config
 from crowdwatch.contracts.db_schema import TIME_SERIES_TABLES, migrations
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.devservices.postgres import PgServer, PostgresCluster, timescaledb_installed
 from crowdwatch.storage.migrate import (
-    preloads_timescaledb,
     recorded_mode,
     timescale_available,
+    timescale_support,
     upgrade,
 )
 from crowdwatch.storage.partitions import (
@@ -103,22 +106,20 @@ def test_timescale_requested_on_a_server_without_it_fails_clearly(db_url: str) -
         upgrade(db_url, timescale=True)
 
 
-@pytest.mark.parametrize(
-    ("setting", "preloaded"),
-    [
-        ("", False),
-        ("timescaledb", True),
-        ("pg_stat_statements, timescaledb", True),
-        ("'$libdir/timescaledb.so'", True),
-        ('"timescaledb"', True),
-        ("timescaledb_toolkit", False),
-        ("pg_stat_statements", False),
-    ],
-)
-def test_the_preload_setting_is_read_like_postgresql_lists_it(
-    setting: str, preloaded: bool
+def test_any_login_sees_what_the_server_offers_of_timescaledb(
+    pg_server: PgServer, db_url: str
 ) -> None:
-    assert preloads_timescaledb(setting) is preloaded
+    """``shared_preload_libraries`` is for superusers' eyes only; the check must not need it."""
+    name = f"cw_plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        try:
+            as_admin = timescale_support(admin)
+            with psycopg.connect(make_conninfo(db_url, user=name), autocommit=True) as conn:
+                as_login = timescale_support(conn)
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    assert as_login == as_admin
 
 
 def _timescaledb_bindir(pg_server: PgServer) -> Path:

@@ -87,36 +87,31 @@ def timescale_support(conn: psycopg.Connection) -> TimescaleSupport:
 
     A server with the package installed but not in ``shared_preload_libraries`` lists it in
     ``pg_available_extensions`` and still refuses ``CREATE EXTENSION`` (and every query on a
-    hypertable) with "extension must be preloaded", so both are needed.
+    hypertable) with "extension must be preloaded", so both are needed.  The setting itself
+    is readable by superusers only, and crowdwatch's processes need not be; the settings that
+    TimescaleDB's preloaded loader defines are in ``pg_settings`` for everyone, and a mere
+    mention in ``postgresql.conf`` (a placeholder) is not.
 
     Args:
-        conn: any open connection.
+        conn: any open connection, as any user.
     """
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
-        " current_setting('shared_preload_libraries')"
+        " EXISTS (SELECT 1 FROM pg_settings WHERE name = ANY(%s))",
+        (list(_LOADER_SETTINGS),),
     ).fetchone()
     if row is None:
         return TimescaleSupport(installed=False, preloaded=False)
-    return TimescaleSupport(installed=bool(row[0]), preloaded=preloads_timescaledb(str(row[1])))
+    return TimescaleSupport(installed=bool(row[0]), preloaded=bool(row[1]))
+
+
+_LOADER_SETTINGS = ("timescaledb.max_background_workers", "timescaledb.bgw_launcher_poll_time")
+"""Defined by TimescaleDB's loader, which only runs from ``shared_preload_libraries``."""
 
 
 def timescale_available(conn: psycopg.Connection) -> bool:
     """Whether the server can use TimescaleDB: installed and preloaded (see above)."""
     return timescale_support(conn).usable
-
-
-def preloads_timescaledb(setting: str) -> bool:
-    """Whether a ``shared_preload_libraries`` value names TimescaleDB.
-
-    The value is a comma-separated list of library names or paths, possibly quoted:
-    ``'$libdir/timescaledb', pg_stat_statements`` names it, ``timescaledb_toolkit`` does not.
-    """
-    for entry in setting.split(","):
-        name = entry.strip().strip("'\"").rsplit("/", 1)[-1]
-        if name.removesuffix(".so") == "timescaledb":
-            return True
-    return False
 
 
 def recorded_mode(conn: psycopg.Connection) -> bool | None:
