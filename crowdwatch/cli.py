@@ -249,7 +249,11 @@ def _cmd_db_maintenance(config: CrowdwatchConfig, action: str) -> int:
     with connect(config.database.resolved_url(), autocommit=True) as conn:
         if action == "refresh":
             result = refresh_rollups(conn, retention=retention)
-            print(f"rollups refreshed: {result.minutes} minutes recomputed")
+            if result.busy:
+                # Not a failure: the other refresher does the same work.
+                print("rollups not refreshed: another process is refreshing them right now")
+            else:
+                print(f"rollups refreshed: {result.minutes} minutes recomputed")
         else:
             done = apply_retention(conn, retention)
             expired = expire_dead_letters(conn, retention)

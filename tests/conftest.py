@@ -4,6 +4,9 @@ Fixtures:
     pg_server    (session)  PgServer: ``.admin_url``, ``.create_database() -> url``,
                             ``.drop_database(url)``
     db_url       (function) URL of a fresh, empty database, dropped after the test
+    timescale    (function) False, then True: the storage path a test migrates for; the True
+                            variant skips unless the server preloads TimescaleDB
+    timescale_problem (session) why the server cannot run the TimescaleDB path ("" if it can)
     mqtt_broker  (session)  MqttBroker: ``.host``, ``.port``, ``.stop(kill=False)``, ``.start()``
     mqtt_config  (function) MqttConfig for the broker, MQTT 5, a unique ``topic_prefix``
     shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
@@ -16,6 +19,8 @@ Fixtures:
 
 Environment:
     CROWDWATCH_TEST_DATABASE_URL  admin URL of a running PostgreSQL to create databases on
+    CROWDWATCH_PG_BINDIR          bin folder of the PostgreSQL the private cluster runs (one
+                                  with TimescaleDB installed gets it preloaded)
     CROWDWATCH_TEST_MQTT          ``host:port`` of a running broker (stop/start tests skip)
 
 Every test also fails when it leaves a non-daemon thread (or an MqttClient's network thread)
@@ -33,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 from services import (
     ExternalBroker,
@@ -49,6 +55,7 @@ from sinks import http_sink, smtp_sink  # noqa: F401 (fixtures shared by the ale
 from web_server import desk, serve  # noqa: F401 (the fixtures of the web, page and auth tests)
 
 from crowdwatch.contracts.config import MqttConfig, default_shared_dir
+from crowdwatch.storage.migrate import timescale_support
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -110,6 +117,29 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
         yield url
     finally:
         pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def timescale_problem(pg_server: PgServer) -> str:
+    """Why the test server cannot run the TimescaleDB path, with the fix; empty if it can."""
+    with psycopg.connect(pg_server.admin_url, autocommit=True, connect_timeout=10) as conn:
+        problem = timescale_support(conn).problem()
+    if problem:
+        return (
+            f"no TimescaleDB path on the test server: {problem} (set CROWDWATCH_PG_BINDIR to "
+            "a PostgreSQL with TimescaleDB installed, or CROWDWATCH_TEST_DATABASE_URL to a "
+            "server that preloads it)"
+        )
+    return ""
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "timescale"])
+def timescale(request: pytest.FixtureRequest, timescale_problem: str) -> bool:
+    """Each storage path in turn: plain PostgreSQL, then TimescaleDB where the server has it."""
+    wanted = bool(request.param)
+    if wanted and timescale_problem:
+        pytest.skip(timescale_problem)
+    return wanted
 
 
 @pytest.fixture(scope="session")

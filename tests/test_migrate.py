@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from factories import config_dict, make_config, site_dict
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from crowdwatch.contracts.config import load_config
+from crowdwatch.contracts.config import RetentionConfig, load_config
 from crowdwatch.contracts.db_schema import TIME_SERIES_TABLES, migrations
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.storage.migrate import timescale_available, upgrade
+from crowdwatch.devservices.postgres import PgServer, PostgresCluster, timescaledb_installed
+from crowdwatch.storage.migrate import (
+    recorded_mode,
+    timescale_available,
+    timescale_support,
+    upgrade,
+)
 from crowdwatch.storage.partitions import (
     drop_partitions_before,
     ensure_daily_partitions,
     partition_name,
 )
+from crowdwatch.storage.rollups import refresh_rollups
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "district.example.yaml"
 LATEST = max(m.version for m in migrations(timescale=False))
@@ -93,6 +105,69 @@ def test_timescale_requested_on_a_server_without_it_fails_clearly(db_url: str) -
             pytest.skip("this server offers TimescaleDB")
     with pytest.raises(StorageError, match="timescaledb extension"):
         upgrade(db_url, timescale=True)
+
+
+def test_any_login_sees_what_the_server_offers_of_timescaledb(
+    pg_server: PgServer, db_url: str
+) -> None:
+    """``shared_preload_libraries`` is for superusers' eyes only; the check must not need it."""
+    name = f"cw_plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        try:
+            as_admin = timescale_support(admin)
+            with psycopg.connect(make_conninfo(db_url, user=name), autocommit=True) as conn:
+                as_login = timescale_support(conn)
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    assert as_login == as_admin
+
+
+def _timescaledb_bindir(pg_server: PgServer) -> Path:
+    """The bin folder of our own test server when it has TimescaleDB installed, else skip."""
+    cluster = pg_server.cluster
+    if cluster is None or not timescaledb_installed(cluster.bindir):
+        pytest.skip(
+            "needs the test suite's own PostgreSQL with TimescaleDB installed "
+            "(CROWDWATCH_PG_BINDIR)"
+        )
+    return cluster.bindir
+
+
+def test_a_test_cluster_preloads_timescaledb_where_it_is_installed(pg_server: PgServer) -> None:
+    _timescaledb_bindir(pg_server)
+    with psycopg.connect(pg_server.admin_url) as conn:
+        assert timescale_available(conn)
+
+
+@pytest.fixture(scope="module")
+def not_preloaded(pg_server: PgServer) -> Iterator[PgServer]:
+    """A second server of the same PostgreSQL, with TimescaleDB installed but not preloaded."""
+    cluster = PostgresCluster(_timescaledb_bindir(pg_server), preload_timescaledb=False)
+    try:
+        cluster.start()
+        yield PgServer(cluster.url("postgres"), cluster)
+    finally:
+        cluster.stop()
+
+
+def test_installed_but_not_preloaded_takes_the_plain_path_and_says_why(
+    not_preloaded: PgServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = not_preloaded.create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        offered = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+    with caplog.at_level(logging.WARNING, logger="crowdwatch.storage.migrate"):
+        assert upgrade(url, make_config()) == LATEST
+    with psycopg.connect(url, autocommit=True) as conn:
+        _insert_count(conn, datetime.now(UTC), "m-1")
+        assert recorded_mode(conn) is False
+    assert offered == (1,)
+    assert "add it to shared_preload_libraries" in caplog.text
+    with pytest.raises(StorageError, match="installed but not preloaded"):
+        upgrade(not_preloaded.create_database(), timescale=True)
 
 
 def test_unreachable_database_raises_storage_error() -> None:
@@ -206,8 +281,8 @@ def test_a_version_1_database_upgrades_in_place(db_url: str) -> None:
 
 
 def test_timescale_migrations_use_the_same_relations_as_plain() -> None:
-    # The TimescaleDB SQL cannot run here; at least its relation names must match the plain
-    # path's, since the queries read both alike.
+    # Without TimescaleDB on the test server this is all that is checked of its SQL: its
+    # relation names must match the plain path's, since the queries read both alike.
     plain = "\n".join(m.plain_sql for m in migrations(timescale=False))
     timescale = "\n".join(m.timescale_sql for m in migrations(timescale=True))
     for suffix in ("1m", "15m", "1h"):
@@ -219,19 +294,22 @@ def test_timescale_migrations_use_the_same_relations_as_plain() -> None:
         assert f"CREATE VIEW site_counts_{suffix} AS" in timescale
 
 
-def _apply_up_to(conn: psycopg.Connection, version: int) -> None:
-    """Migrate a fresh database by hand to ``version`` (plain path), as an older release did."""
+def _apply_up_to(conn: psycopg.Connection, version: int, *, timescale: bool = False) -> None:
+    """Migrate a fresh database by hand to ``version``, as an older release did."""
     conn.execute(
         "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now(), timescale boolean NOT NULL)"
     )
-    for migration in migrations(timescale=False)[:version]:
-        for statement in (migration.common_sql, migration.plain_sql):
+    for migration in migrations(timescale=timescale)[:version]:
+        for statement in (
+            migration.common_sql,
+            migration.timescale_sql if timescale else migration.plain_sql,
+        ):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, false)",
-            (migration.version, migration.name),
+            "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, timescale),
         )
 
 
@@ -303,7 +381,7 @@ def test_a_fresh_database_takes_detect_dense_or_null_as_the_method(db_url: str, 
 
 
 def test_timescale_adds_the_method_as_a_bare_nullable_column() -> None:
-    # The SQL cannot run here.  A compressed hypertable takes a nullable column without a
+    # Also on a server without TimescaleDB.  A compressed hypertable takes a nullable column without a
     # default; TimescaleDB before timescale/timescaledb#7864 refuses any constraint there,
     # and common_sql (run on both paths) must leave the hypertable alone.
     v5 = next(m for m in migrations(timescale=True) if m.version == 5)
@@ -342,3 +420,53 @@ def test_a_version_5_database_cuts_its_dead_letters_to_a_prefix_with_size_and_di
                 " VALUES ('t', %s, 9000, 'x', 'r')",
                 (b"x" * 9000,),
             )
+
+
+def test_a_version_5_timescale_database_keeps_its_rollups_and_breaks_ties_after_7(
+    db_url: str, timescale_problem: str
+) -> None:
+    """Migration 7 rebuilds the zone aggregates: buckets whose raw rows are gone are carried
+    over as they were; the others are recomputed with the message-id tie-break."""
+    if timescale_problem:
+        pytest.skip(timescale_problem)
+    old_day = datetime(2026, 9, 1, 8, tzinfo=UTC)
+    tie = datetime(2026, 10, 1, 8, 0, 5, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _apply_up_to(conn, 5, timescale=True)
+        _insert_count(conn, old_day, "m-old")
+        # Same ts: the plain path keeps the larger message id's count; written first here.
+        conn.execute(
+            "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+            " count_mean, interval_s, message_id) VALUES"
+            " (%s, 's', 'c', 'z', 2, 2, 2, 5, 'm-a'), (%s, 's', 'c', 'z', 1, 1, 1, 5, 'm-b')",
+            (tie, tie),
+        )
+        for suffix in ("1m", "15m", "1h"):
+            conn.execute(
+                f"CALL refresh_continuous_aggregate('zone_counts_{suffix}', NULL, '2026-10-02')"
+            )
+        # Raw retention (30 days on 2 October) dropped the old row's day; its buckets stay.
+        conn.execute("SELECT drop_chunks('zone_counts', older_than => TIMESTAMPTZ '2026-09-02Z')")
+        before = {
+            suffix: conn.execute(
+                f"SELECT bucket, count_last FROM zone_counts_{suffix} ORDER BY bucket"
+            ).fetchall()
+            for suffix in ("1m", "15m", "1h")
+        }
+
+        assert upgrade(db_url) == LATEST
+        refresh_rollups(
+            conn, retention=RetentionConfig(raw_days=30), now=datetime(2026, 10, 2, tzinfo=UTC)
+        )
+        after = {
+            suffix: conn.execute(
+                f"SELECT bucket, count_last FROM zone_counts_{suffix} ORDER BY bucket"
+            ).fetchall()
+            for suffix in ("1m", "15m", "1h")
+        }
+        sites = conn.execute("SELECT count(*) FROM site_counts_1h").fetchone()
+    assert [row[0] for row in before["1h"]] == [old_day, tie.replace(second=0)]
+    for suffix, rows in after.items():
+        assert rows[0] == before[suffix][0], suffix  # carried over, raw rows long gone
+        assert rows[1][1] == 1, suffix  # m-b's count: the larger message id
+    assert sites == (2,)

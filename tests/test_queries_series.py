@@ -1,4 +1,5 @@
-"""Series, reference-day comparison and daily totals, on the real PostgreSQL (plain path)."""
+"""Series, reference-day comparison and daily totals, on the real PostgreSQL, both storage
+paths (rollup tables, and TimescaleDB's continuous aggregates where the server has it)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ H = hour_ago(3)
 
 
 @pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection]:
-    upgrade(db_url, timescale=False)
+def conn(db_url: str, timescale: bool) -> Iterator[psycopg.Connection]:
+    upgrade(db_url, timescale=timescale)
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
 

@@ -1,4 +1,8 @@
-"""Retention on plain PostgreSQL: whole raw days dropped, old rollups deleted, nothing else."""
+"""Retention on both storage paths: whole raw days dropped, old rollups deleted, nothing else.
+
+Plain PostgreSQL drops day partitions; TimescaleDB drops day chunks and keeps its retention
+policies (created once, replaced only when the limits change).
+"""
 
 from __future__ import annotations
 
@@ -64,6 +68,8 @@ def _children(conn: psycopg.Connection, table: str) -> set[str]:
 
 
 def test_plain_retention_drops_old_days_and_old_rollups(db_url: str) -> None:
+    """Plain PostgreSQL only: day partitions and rollup rows written here directly (a
+    continuous aggregate takes no INSERT)."""
     upgrade(db_url, timescale=False)
     retention = RetentionConfig(raw_days=2, rollup_days=3)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -103,18 +109,24 @@ def test_plain_retention_drops_old_days_and_old_rollups(db_url: str) -> None:
     )
 
 
-def test_a_row_older_than_raw_retention_does_not_rebuild_its_rollup(db_url: str) -> None:
-    upgrade(db_url, timescale=False)
+def test_a_row_older_than_raw_retention_does_not_rebuild_its_rollup(
+    db_url: str, timescale: bool
+) -> None:
+    upgrade(db_url, timescale=timescale)
     old = noon(TODAY - timedelta(days=40))
     with psycopg.connect(db_url, autocommit=True) as conn:
-        _insert_rollup(conn, "zone_counts_1m", old)  # built while the raw day still existed
-        # A straggler for that minute, long after its raw day was dropped.
+        # Rolled up while the raw day was still kept (a 60-day raw retention then).
+        insert_zones(conn, [ZoneRow(old, "stop-a", "platform", 5)])
+        assert refresh_rollups(conn, retention=RetentionConfig(raw_days=60)).minutes == 1
+        # A straggler for that minute, once the raw retention is 30 days.
         insert_zones(conn, [ZoneRow(old + timedelta(seconds=3), "stop-a", "platform", 99)])
 
         result = refresh_rollups(conn, retention=RetentionConfig(raw_days=30))
+        again = refresh_rollups(conn, retention=RetentionConfig(raw_days=30))
 
         kept = conn.execute("SELECT samples, count_last FROM zone_counts_1m").fetchall()
     assert (result.minutes, result.skipped_old) == (0, 1)
+    assert (again.minutes, again.skipped_old) == (0, 0)
     assert kept == [(1, 5)]
 
 
@@ -139,9 +151,12 @@ def test_retention_config(retention: dict[str, Any], error: str | None) -> None:
 
 
 def test_db_refresh_and_retention_commands(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    db_url: str,
+    timescale: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    upgrade(db_url, timescale=False)
+    upgrade(db_url, timescale=timescale)
     with psycopg.connect(db_url, autocommit=True) as conn:
         insert_zones(conn, [ZoneRow(noon(TODAY - timedelta(days=1)), "stop-a", "platform", 4)])
     monkeypatch.setenv("CROWDWATCH_DATABASE_URL", db_url)
@@ -154,3 +169,74 @@ def test_db_refresh_and_retention_commands(
     assert "retention applied: 0 partitions dropped, 0 rollup rows deleted" in out
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count_last FROM zone_counts_1h").fetchall() == [(4,)]
+
+
+def _retention_jobs(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
+    rows = conn.execute(
+        "SELECT hypertable_name, job_id, config->>'drop_after' FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_retention'"
+    ).fetchall()
+    return {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
+
+
+def test_timescale_retention_drops_old_days_and_old_rollups(
+    db_url: str, timescale_problem: str
+) -> None:
+    """TimescaleDB only: day chunks instead of partitions, aggregates instead of tables."""
+    if timescale_problem:
+        pytest.skip(timescale_problem)
+    upgrade(db_url, timescale=True)
+    retention = RetentionConfig(raw_days=2, rollup_days=3)
+    raw_days = [TODAY - timedelta(days=d) for d in (10, 4, 3, 2, 1, 0)]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        insert_zones(conn, [ZoneRow(noon(d), "stop-a", "platform", 3) for d in raw_days])
+        refresh_rollups(conn, retention=RetentionConfig(raw_days=30))
+        old_chunks = {
+            str(r[0])
+            for r in conn.execute(
+                "SELECT show_chunks('zone_counts', older_than => %s::timestamptz)::text",
+                (noon(TODAY - timedelta(days=2)) - timedelta(hours=12),),
+            ).fetchall()
+        }
+
+        result = apply_retention(conn, retention, today=TODAY)
+        again = apply_retention(conn, retention, today=TODAY)
+
+        assert len(old_chunks) == 3  # days -10, -4, -3
+        assert set(result.dropped_partitions) == old_chunks
+        # Days -10 and -4 at 1 min, 15 min and 1 h; day -3 is the first kept.
+        assert result.rollup_rows_deleted == 2 * 3
+        assert _days(conn, "SELECT ts FROM zone_counts") == raw_days[3:]
+        for table in ROLLUP_TABLES:
+            if table.startswith("line_counts"):
+                continue  # no crossings written
+            assert _days(conn, f"SELECT bucket FROM {table}") == raw_days[2:], table
+    assert (again.dropped_partitions, again.rollup_rows_deleted) == ([], 0)
+
+
+def test_timescale_retention_keeps_its_policies_until_the_limits_change(
+    db_url: str, timescale_problem: str
+) -> None:
+    """TimescaleDB only: a policy re-created every hour would lose its job's history."""
+    if timescale_problem:
+        pytest.skip(timescale_problem)
+    upgrade(db_url, timescale=True)
+    retention = RetentionConfig(raw_days=2, rollup_days=3)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        apply_retention(conn, retention, today=TODAY)
+        jobs = _retention_jobs(conn)
+        apply_retention(conn, retention, today=TODAY)
+        jobs_again = _retention_jobs(conn)
+        apply_retention(conn, RetentionConfig(raw_days=5, rollup_days=5), today=TODAY)
+        jobs_changed = _retention_jobs(conn)
+
+    relations = {*TIME_SERIES_TABLES, *(t for t in ROLLUP_TABLES if "site" not in t)}
+    assert {name: after for name, (_, after) in jobs.items()} == {
+        **dict.fromkeys(TIME_SERIES_TABLES, "2 days"),
+        **{t: "3 days" for t in relations - set(TIME_SERIES_TABLES)},
+    }
+    assert jobs_again == jobs
+    assert {name: after for name, (_, after) in jobs_changed.items()} == dict.fromkeys(
+        relations, "5 days"
+    )
+    assert not {job for job, _ in jobs.values()} & {job for job, _ in jobs_changed.values()}

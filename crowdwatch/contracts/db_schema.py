@@ -1,7 +1,7 @@
 """The database schema, as ordered migrations of plain SQL.
 
 Time-series tables (``zone_counts``, ``line_counts``, ``camera_status``) are partitioned by
-time: a TimescaleDB hypertable where the ``timescaledb`` extension is available, native range
+time: a TimescaleDB hypertable where the server preloads ``timescaledb``, native range
 partitions (one per UTC day, plus a DEFAULT partition so a late or far-off row is never
 refused) otherwise.  Everything else is an ordinary table.  All timestamps are ``timestamptz``
 stored in UTC; local days are computed in queries with the district's time zone.
@@ -334,8 +334,9 @@ CREATE TRIGGER line_counts_rollup_invalidation AFTER INSERT ON line_counts
 
 # TimescaleDB: one continuous aggregate per resolution, straight from the raw hypertable
 # (the same sums and counts as the plain path's chain 1m -> 15m -> 1h), real-time so
-# the newest minute is always included, refreshed every 30 s over the last two days (older
-# late rows: ``crowdwatch db refresh``).  Compression: raw chunks older than two days,
+# the bucket being filled is read from the raw rows, refreshed by crowdwatch's own
+# refresher (``crowdwatch.storage.rollups``) and, where TimescaleDB's job scheduler runs,
+# by a policy every 30 s over the last two days.  Compression: raw chunks older than two days,
 # segmented by the key the queries filter on.
 _TS_ZONE_CAGG = """
 CREATE MATERIALIZED VIEW zone_counts_{suffix}
@@ -519,7 +520,7 @@ ALTER TABLE zone_counts
         CHECK (method IN ('detect', 'dense'));
 """
 
-# TimescaleDB: untested here (the extension is not installable on the test server).  The
+# TimescaleDB (run by the suite where the test server preloads it; see the README).  The
 # hypertable has compression enabled (migration 3); a nullable column without a default is
 # allowed there and reaches every chunk, compressed ones included.  A CHECK is not: releases
 # before timescale/timescaledb#7864 and #7868 (2025) refuse any constraint on a hypertable
@@ -553,6 +554,71 @@ ALTER TABLE dead_letters
     ADD CONSTRAINT dead_letters_payload_bytes CHECK (payload_bytes >= octet_length(payload));
 CREATE INDEX dead_letters_received ON dead_letters (received_at);
 """
+
+
+# Migration 7 (TimescaleDB only): the zone aggregates' ``count_last`` breaks a tie of two
+# rows with the same ts by message_id, with the plain path's expression (``last(count, ts)``
+# kept whichever row it read first, so a rebuild could pick the other one; ``last(count,
+# (ts, message_id))`` fails once the rows span two chunks: TimescaleDB aggregates chunk by
+# chunk and combines the partial states, and a state holding an anonymous record cannot be
+# read back).  A continuous
+# aggregate's query cannot be altered, so each is rebuilt: its materialised buckets are
+# carried over as they are (those older than the raw rows cannot be recomputed), and the
+# next refresh recomputes the rest from the raw rows with the tie-break.  Until that refresh
+# (the maintenance starts with one) the aggregate reads the raw rows only.  The site views
+# over it are dropped and created again; its policies go with it (retention re-adds its own).
+_V7_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT * FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+"""
+
+
+def _v7_timescale() -> str:
+    parts = []
+    for suffix, width in ROLLUP_RESOLUTIONS:
+        parts.append(_V7_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width))
+        parts.append(_SITE_VIEW.replace("{suffix}", suffix))
+    return "\n".join(parts)
 
 
 def _v1(partitioned: bool) -> str:
@@ -604,6 +670,13 @@ def migrations(timescale: bool) -> list[Migration]:
             name="dead letters keep a bounded payload prefix, its size and SHA-256",
             common_sql=_V6_COMMON,
             timescale_sql="",
+            plain_sql="",
+        ),
+        Migration(
+            version=7,
+            name="count_last breaks ties by message id on TimescaleDB too",
+            common_sql="",
+            timescale_sql=_v7_timescale(),
             plain_sql="",
         ),
     ]

@@ -1,9 +1,16 @@
 """A private PostgreSQL cluster (tests, benchmarks), and fresh databases on it.
 
-``initdb`` + ``pg_ctl`` of the Debian packages in a temporary folder: TCP on 127.0.0.1 and a
-free port, the unix socket inside the folder, trust authentication, ``fsync=off`` (a test
-cluster is thrown away, so durability only costs time).  PostgreSQL refuses to run as root,
-so under root the cluster belongs to the ``postgres`` system user.
+``initdb`` + ``pg_ctl`` of the Debian packages (or of ``CROWDWATCH_PG_BINDIR``) in a
+temporary folder: TCP on 127.0.0.1 and a free port, the unix socket inside the folder, trust
+authentication, ``fsync=off`` (a test cluster is thrown away, so durability only costs time).
+PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres``
+system user.
+
+When that PostgreSQL has TimescaleDB installed, the cluster preloads it, so the suite and the
+benchmarks run the TimescaleDB path as well as the plain one (a server with the package but
+without the preload could only ever use the plain path).  Its background jobs are switched
+off: crowdwatch refreshes and applies retention itself, and a job refreshing beside a test
+would make the test's own refresh step aside.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from crowdwatch.devservices.host import (
 logger = logging.getLogger(__name__)
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
+BINDIR_ENV = "CROWDWATCH_PG_BINDIR"
+"""The bin folder of the PostgreSQL to run (default: the highest Debian one)."""
 SUPERUSER = "postgres"
 _START_ATTEMPTS = 3
 """Free ports are only free when we look; retry with another port if one was taken meanwhile."""
@@ -54,16 +63,33 @@ max_connections = 200
 shared_buffers = 64MB
 """
 
+_TIMESCALE_SETTINGS = """
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+timescaledb.max_background_workers = 0
+"""
+
 
 def find_bindir() -> Path:
-    """The bin folder of the highest installed Debian PostgreSQL, installing it if missing.
+    """The bin folder of the PostgreSQL to run: ``CROWDWATCH_PG_BINDIR``, else the highest
+    installed Debian one, installing it if missing.
 
     Falls back to ``pg_ctl`` on PATH (a non-Debian machine).  ``/usr/local/bin`` may hold
     wrappers, so the Debian folder wins.
 
     Raises:
-        ServiceUnavailable: no PostgreSQL and it cannot be installed.
+        ServiceUnavailable: no PostgreSQL and it cannot be installed, or
+            ``CROWDWATCH_PG_BINDIR`` names a folder without ``initdb`` and ``pg_ctl``.
     """
+    chosen = os.environ.get(BINDIR_ENV)
+    if chosen:
+        bindir = Path(chosen)
+        if not ((bindir / "initdb").exists() and (bindir / "pg_ctl").exists()):
+            raise ServiceUnavailable(
+                f"{BINDIR_ENV}={chosen} has no initdb and pg_ctl: point it at a PostgreSQL "
+                "bin folder or unset it"
+            )
+        return bindir
     found = _debian_bindir()
     if found is None:
         on_path = shutil.which("pg_ctl")
@@ -87,11 +113,36 @@ def _debian_bindir() -> Path | None:
     return max(versions, key=lambda d: int(d.name)) / "bin"
 
 
-class PostgresCluster:
-    """One ``initdb``-ed cluster in a temporary folder, started with ``pg_ctl``."""
+def timescaledb_installed(bindir: Path) -> bool:
+    """Whether the PostgreSQL of ``bindir`` has the TimescaleDB library in its pkglibdir."""
+    try:
+        pkglibdir = subprocess.run(
+            [str(bindir / "pg_config"), "--pkglibdir"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        # No pg_config beside it: Debian's layout keeps the libraries in ../lib.
+        pkglibdir = str(bindir.parent / "lib")
+    return (Path(pkglibdir) / "timescaledb.so").exists()
 
-    def __init__(self, bindir: Path) -> None:
+
+class PostgresCluster:
+    """One ``initdb``-ed cluster in a temporary folder, started with ``pg_ctl``.
+
+    Args:
+        bindir: the PostgreSQL to run.
+        preload_timescaledb: put TimescaleDB in ``shared_preload_libraries``; default: when
+            that PostgreSQL has it installed.
+    """
+
+    def __init__(self, bindir: Path, *, preload_timescaledb: bool | None = None) -> None:
         self.bindir = bindir
+        self.preload_timescaledb = (
+            timescaledb_installed(bindir) if preload_timescaledb is None else preload_timescaledb
+        )
         self.owner: SystemUser | None = system_user("postgres") if running_as_root() else None
         self.root = Path(tempfile.mkdtemp(prefix="crowdwatch-pg-"))
         self.data_dir = self.root / "data"
@@ -118,6 +169,8 @@ class PostgresCluster:
         )
         with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(_SETTINGS.format(socket_dir=self.socket_dir))
+            if self.preload_timescaledb:
+                conf.write(_TIMESCALE_SETTINGS)
         for attempt in range(1, _START_ATTEMPTS + 1):
             self.port = free_port()
             try:

@@ -18,6 +18,7 @@ migrating, so a new table is never left without them.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
@@ -56,19 +57,61 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-def timescale_available(conn: psycopg.Connection) -> bool:
-    """Whether the server can load the ``timescaledb`` extension.
+@dataclass(frozen=True, slots=True)
+class TimescaleSupport:
+    """What the server offers of TimescaleDB."""
+
+    installed: bool
+    """``pg_available_extensions`` lists ``timescaledb``."""
+    preloaded: bool
+    """``shared_preload_libraries`` names it (without it the extension refuses to load)."""
+
+    @property
+    def usable(self) -> bool:
+        return self.installed and self.preloaded
+
+    def problem(self) -> str:
+        """Why it cannot be used, and the fix; empty when it can."""
+        if not self.installed:
+            return "the server does not offer the timescaledb extension (pg_available_extensions)"
+        if not self.preloaded:
+            return (
+                "timescaledb is installed but not preloaded: add it to shared_preload_libraries "
+                "in postgresql.conf and restart the server"
+            )
+        return ""
+
+
+def timescale_support(conn: psycopg.Connection) -> TimescaleSupport:
+    """Whether the server has the ``timescaledb`` package, and whether it preloads it.
+
+    A server with the package installed but not in ``shared_preload_libraries`` lists it in
+    ``pg_available_extensions`` and still refuses ``CREATE EXTENSION`` (and every query on a
+    hypertable) with "extension must be preloaded", so both are needed.  The setting itself
+    is readable by superusers only, and crowdwatch's processes need not be; the settings that
+    TimescaleDB's preloaded loader defines are in ``pg_settings`` for everyone, and a mere
+    mention in ``postgresql.conf`` (a placeholder) is not.
 
     Args:
-        conn: any open connection.
-
-    Returns:
-        True when ``pg_available_extensions`` lists ``timescaledb``.
+        conn: any open connection, as any user.
     """
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " EXISTS (SELECT 1 FROM pg_settings WHERE name = ANY(%s))",
+        (list(_LOADER_SETTINGS),),
     ).fetchone()
-    return bool(row and row[0])
+    if row is None:
+        return TimescaleSupport(installed=False, preloaded=False)
+    return TimescaleSupport(installed=bool(row[0]), preloaded=bool(row[1]))
+
+
+_LOADER_SETTINGS = ("timescaledb.max_background_workers", "timescaledb.bgw_launcher_poll_time")
+"""Defined by TimescaleDB's loader, which only runs from ``shared_preload_libraries``."""
+
+
+def timescale_available(conn: psycopg.Connection) -> bool:
+    """Whether the server can use TimescaleDB: installed and preloaded (see above)."""
+    return timescale_support(conn).usable
 
 
 def recorded_mode(conn: psycopg.Connection) -> bool | None:
@@ -109,11 +152,14 @@ def require_schema(url: str) -> int:
     with connect(url, autocommit=True) as conn:
         try:
             version = schema_version(conn)
+            support = timescale_support(conn) if recorded_mode(conn) else None
         except psycopg.Error as exc:
             raise StorageError(
                 f"cannot read the schema version: {exc}; run `crowdwatch db roles` as the "
                 "owner to grant this user its privileges"
             ) from exc
+    if support is not None and not support.usable:
+        raise StorageError(f"the database was migrated with TimescaleDB but {support.problem()}")
     if version < LATEST_VERSION:
         raise StorageError(
             f"database schema at version {version}, this crowdwatch needs {LATEST_VERSION}: "
@@ -168,13 +214,21 @@ def _migrate(conn: psycopg.Connection, requested: bool | None) -> tuple[int, boo
     conn.execute(_CREATE_SCHEMA_MIGRATIONS)
     mode = recorded_mode(conn)
     if mode is None:
-        available = timescale_available(conn)
-        mode = available if requested is None else requested
-        if mode and not available:
+        support = timescale_support(conn)
+        if requested and not support.usable:
             raise StorageError(
-                "TimescaleDB was requested but the server does not offer the timescaledb "
-                "extension (pg_available_extensions); install it or pass timescale=False"
+                f"TimescaleDB was requested but {support.problem()}; or pass timescale=False"
             )
+        if requested is None and support.installed and not support.preloaded:
+            # The plain path works; say how to get TimescaleDB, since the mode is fixed from
+            # the first migration on.
+            logger.warning(
+                "migrating for plain PostgreSQL, not TimescaleDB: %s before the first upgrade",
+                support.problem(),
+            )
+        mode = support.usable if requested is None else requested
+    elif mode and not (support := timescale_support(conn)).usable:
+        raise StorageError(f"the database was migrated with TimescaleDB but {support.problem()}")
     elif requested is not None and requested != mode:
         logger.warning(
             "database was migrated %s TimescaleDB; keeping that mode (requested %s)",
@@ -266,8 +320,8 @@ def upgrade(
     Args:
         url: libpq URL of the database.
         config: when given, ``sites`` and ``zones`` are made to match it.
-        timescale: use TimescaleDB hypertables; default: when the server offers the
-            extension.  Ignored (with a warning) for a database already migrated in the
+        timescale: use TimescaleDB hypertables; default: when the server has the extension
+            installed and preloaded (installed only: plain, with a warning).  Ignored (with a warning) for a database already migrated in the
             other mode.
 
     Returns:

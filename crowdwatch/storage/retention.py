@@ -2,9 +2,10 @@
 
 Plain PostgreSQL: whole UTC-day partitions of the raw tables older than the cutoff are
 detached and dropped (no ``DELETE`` scan), the DEFAULT partitions lose their rows older than
-the cutoff (a far-off late row), and old rollup rows are deleted.  TimescaleDB: the same
-limits become ``add_retention_policy`` jobs on the hypertables and continuous aggregates
-(replaced when the config changes), and old chunks are dropped at once.
+the cutoff (a far-off late row), and old rollup rows are deleted.  TimescaleDB: the raw
+hypertables' whole-day chunks before the cutoff are dropped, the continuous aggregates lose
+their buckets before theirs, and the same limits are kept as ``add_retention_policy`` jobs
+(replaced only when the config changes) for a server whose job scheduler runs.
 
 Cutoffs are UTC midnights, so a raw day is kept whole or dropped whole, the same on both
 paths.  Rollups are never rebuilt from raw rows older than the raw cutoff (see
@@ -73,7 +74,7 @@ def apply_retention(
     today = today or datetime.now(UTC).date()
     try:
         if recorded_mode(conn):
-            return _timescale_retention(conn, retention)
+            return _timescale_retention(conn, retention, today)
         return _plain_retention(conn, retention, today)
     except psycopg.Error as exc:
         raise StorageError(f"cannot apply retention: {exc}") from exc
@@ -109,23 +110,85 @@ def _plain_retention(
     return RetentionResult(dropped, raw_deleted, rollup_deleted)
 
 
-def _timescale_retention(conn: psycopg.Connection, retention: RetentionConfig) -> RetentionResult:
-    # Not run by the test suite (no TimescaleDB here).  Policies are replaced so that a
-    # changed config takes effect; drop_chunks applies the limits now rather than at the
-    # next scheduled run.
-    limits = [(t, retention.raw_days) for t in TIME_SERIES_TABLES]
-    limits += [(t, retention.rollup_days) for t in CONTINUOUS_AGGREGATES]
+def _timescale_retention(
+    conn: psycopg.Connection, retention: RetentionConfig, today: date
+) -> RetentionResult:
+    # drop_chunks applies the limits now, at the same UTC midnights as the plain path (raw
+    # chunks are UTC days, so a day goes whole).  The aggregates' chunks span ten days, so
+    # their rows older than the cutoff are deleted as on the plain path; refreshes never
+    # start before the raw cutoff, which is not older, so they never come back.  The
+    # policies only matter where TimescaleDB's job scheduler runs; they are replaced only
+    # when the config changed, which keeps their job ids and history.
+    raw_from = raw_cutoff(retention, today)
+    rollups_from = rollup_cutoff(retention, today)
+    dropped: list[str] = []
+    rollup_deleted = 0
+    for table, days in [(t, retention.raw_days) for t in TIME_SERIES_TABLES] + [
+        (t, retention.rollup_days) for t in CONTINUOUS_AGGREGATES
+    ]:
+        _ensure_retention_policy(conn, table, days)
     with conn.transaction():
-        for table, days in limits:
-            conn.execute(
-                "SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table,)
-            )
-            conn.execute(
-                "SELECT add_retention_policy(%s::regclass, drop_after => make_interval(days => %s))",
-                (table, days),
-            )
-            conn.execute(
-                "SELECT drop_chunks(%s::regclass, older_than => make_interval(days => %s))",
-                (table, days),
-            )
-    return RetentionResult(timescale=True)
+        for table in TIME_SERIES_TABLES:
+            rows = conn.execute(
+                "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz)::text",
+                (table, raw_from),
+            ).fetchall()
+            dropped += [str(r[0]) for r in rows]
+        for table in CONTINUOUS_AGGREGATES:
+            rollup_deleted += _delete_old_buckets(conn, table, rollups_from)
+    if dropped or rollup_deleted:
+        logger.info("retention: dropped %d chunks, %d rollup rows", len(dropped), rollup_deleted)
+    return RetentionResult(dropped, 0, rollup_deleted, timescale=True)
+
+
+def _ensure_retention_policy(conn: psycopg.Connection, relation: str, days: int) -> None:
+    """Give ``relation`` a retention policy of ``days`` unless it has exactly that one."""
+    row = conn.execute(
+        "SELECT count(*), bool_and((config->>'drop_after')::interval"
+        " = make_interval(days => %s)) FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_retention' AND hypertable_schema = current_schema()"
+        " AND hypertable_name = %s",
+        (days, relation),
+    ).fetchone()
+    if row is not None and row[0] == 1 and row[1]:
+        return
+    with conn.transaction():
+        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (relation,))
+        conn.execute(
+            "SELECT add_retention_policy(%s::regclass, drop_after => make_interval(days => %s))",
+            (relation, days),
+        )
+    logger.info("retention policy of %s set to %d days", relation, days)
+
+
+def _delete_old_buckets(conn: psycopg.Connection, cagg: str, before: datetime) -> int:
+    """Remove a continuous aggregate's buckets older than ``before``; returns the rows removed."""
+    found = conn.execute(
+        "SELECT materialization_hypertable_schema, materialization_hypertable_name"
+        " FROM timescaledb_information.continuous_aggregates"
+        " WHERE view_schema = current_schema() AND view_name = %s",
+        (cagg,),
+    ).fetchone()
+    if found is None:
+        raise StorageError(f"{cagg} is not a continuous aggregate: was the database migrated?")
+    materialized = sql.Identifier(str(found[0]), str(found[1]))
+    # Whole chunks first (no row scan), then what is left of the chunk holding the cutoff.
+    chunks = conn.execute(
+        "SELECT chunk_schema, chunk_name FROM timescaledb_information.chunks"
+        " WHERE hypertable_schema = %s AND hypertable_name = %s AND range_end <= %s",
+        (found[0], found[1], before),
+    ).fetchall()
+    removed = 0
+    for schema, name in chunks:
+        counted = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(str(schema), str(name)))
+        ).fetchone()
+        removed += int(counted[0]) if counted else 0
+    if chunks:
+        conn.execute(
+            "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz)", (cagg, before)
+        )
+    removed += conn.execute(
+        sql.SQL("DELETE FROM {} WHERE bucket < %s").format(materialized), (before,)
+    ).rowcount
+    return removed

@@ -4,10 +4,13 @@ Tables ``zone_counts_{1m,15m,1h}``, ``line_counts_{1m,15m,1h}`` and
 ``site_counts_{1m,15m,1h}`` are created by migration 3 in
 :mod:`crowdwatch.contracts.db_schema`, which documents their columns.
 
-TimescaleDB: they are continuous aggregates (the site ones: views over them) with refresh
-policies, real-time so queries also see the newest minute; :func:`refresh_rollups` only asks
-TimescaleDB to process its invalidation log over the raw retention window (late rows older
-than the policy's two days).
+TimescaleDB: they are continuous aggregates (the site ones: views over them), real-time:
+a query reads the materialised buckets and aggregates the raw rows after the last of them.
+:func:`refresh_rollups` materialises every bucket that is complete (never the one still
+being filled, whose later rows would then be hidden until the next refresh) from the raw
+retention floor on, so late rows of any age the raw data still holds are taken in; the
+refresh policies created with the aggregates do the same for the last two days where
+TimescaleDB's job scheduler runs, and nothing here depends on them.
 
 Plain PostgreSQL: they are tables refreshed here, incrementally.  A statement trigger on the
 raw tables logs every 1-minute bucket an INSERT touched in ``rollup_invalidations``, in the
@@ -38,7 +41,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -191,19 +194,22 @@ def refresh_rollups(
     Args:
         conn: a connection in autocommit mode to a migrated database.
         retention: its ``raw_days`` bounds what may be recomputed (default: 30 days).
-        now: the current time (default: the clock), for the retention bound.
+        now: the current time (default: the clock): the retention bound, and on TimescaleDB
+            the end of the buckets materialised (the current one stays real-time).
 
     Returns:
-        How many 1-minute buckets were recomputed.
+        How many 1-minute buckets were recomputed (on TimescaleDB: counted from its
+        invalidation logs just before the refresh).
 
     Raises:
         StorageError: the database refused a statement or went away.
     """
     retention = retention or RetentionConfig()
-    floor = raw_cutoff(retention, (now or datetime.now(UTC)).date())
+    now = now or datetime.now(UTC)
+    floor = raw_cutoff(retention, now.date())
     try:
         if recorded_mode(conn):
-            return _refresh_timescale(conn, floor)
+            return _refresh_timescale(conn, floor, now)
         return _refresh_plain(conn, floor)
     except psycopg.Error as exc:
         raise StorageError(f"cannot refresh rollups: {exc}") from exc
@@ -241,20 +247,127 @@ def _refresh_plain(conn: psycopg.Connection, floor: datetime) -> RefreshResult:
 
 
 _CAGGS = [
-    f"{source}_{suffix}" for suffix, _ in _LEVELS for source in ("zone_counts", "line_counts")
+    (f"{source}_{suffix}", width)
+    for suffix, width in _LEVELS
+    for source in ("zone_counts", "line_counts")
 ]
+"""(continuous aggregate, bucket width), finest first."""
+
+# The 1-minute buckets that a refresh of ``{source}_1m`` will recompute: the minutes holding
+# raw rows inside the ranges TimescaleDB still holds as invalid for that aggregate.  Those
+# are the raw hypertable's log (rows written below the invalidation threshold since the last
+# refresh, not yet handed to the aggregates) and the aggregate's own log (which also covers
+# everything after its last refresh).  Internal times are microseconds since the Unix epoch,
+# with the int64 extremes for "unbounded"; they are clamped before conversion.  Only the
+# hypertable's log counts towards ``skipped_old``: an aggregate's entries below the floor
+# stay there for good, and would be reported again on every refresh.
+_TS_PENDING = """
+WITH cagg AS (
+    SELECT raw_hypertable_id, mat_hypertable_id
+    FROM _timescaledb_catalog.continuous_agg
+    WHERE user_view_schema = current_schema() AND user_view_name = %(cagg)s
+), ranges AS (
+    SELECT l.lowest_modified_value AS lo, l.greatest_modified_value AS hi, true AS new
+    FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log l
+    JOIN cagg ON l.hypertable_id = cagg.raw_hypertable_id
+    UNION ALL
+    SELECT l.lowest_modified_value, l.greatest_modified_value, false
+    FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log l
+    JOIN cagg ON l.materialization_id = cagg.mat_hypertable_id
+), bounded AS (
+    SELECT _timescaledb_functions.to_timestamp(greatest(lo, %(low_us)s)) AS lo,
+           _timescaledb_functions.to_timestamp(least(hi, %(high_us)s)) AS hi, new
+    FROM ranges
+    WHERE hi >= %(low_us)s AND lo <= %(high_us)s
+), touched AS (
+    SELECT DISTINCT date_bin(INTERVAL '1 minute', r.ts, {origin}) AS minute, g.new
+    FROM bounded g
+    JOIN {source} r ON r.ts >= g.lo AND r.ts <= g.hi
+    WHERE r.ts < %(end)s
+)
+SELECT count(DISTINCT minute) FILTER (WHERE minute >= %(floor)s),
+       count(DISTINCT minute) FILTER (WHERE minute < %(floor)s AND new)
+FROM touched
+"""
+
+_MIN_INTERNAL_US = -210866803200000000
+"""TimescaleDB's smallest timestamptz (4714-11-24 BC) in its internal unit."""
 
 
-def _refresh_timescale(conn: psycopg.Connection, floor: datetime) -> RefreshResult:
-    # Not run by the test suite (no TimescaleDB here).  The policies keep the last two days
-    # fresh; this processes the invalidation log back to the raw retention for late rows.
-    # CALL cannot run in a transaction block: the connection must be in autocommit mode.
-    for name in _CAGGS:
-        conn.execute(
-            "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, NULL)",
-            (name, floor),
-        )
-    return RefreshResult(minutes=0, skipped_old=0, timescale=True)
+def _bucket_start(at: datetime, width: str) -> datetime:
+    """The start of the bucket of ``width`` (a ``_LEVELS`` width) holding ``at``."""
+    seconds = {"1 minute": 60, "15 minutes": 900, "1 hour": 3600}[width]
+    origin = datetime.fromisoformat(ROLLUP_ORIGIN)
+    return origin + timedelta(seconds=(at - origin).total_seconds() // seconds * seconds)
+
+
+def _unix_us(at: datetime) -> int:
+    return int(at.timestamp()) * 1_000_000 + at.microsecond
+
+
+def _pending_minutes(conn: psycopg.Connection, floor: datetime, end: datetime) -> tuple[int, int]:
+    """(minutes the coming refresh recomputes, touched minutes older than ``floor``)."""
+    minutes = skipped = 0
+    for source in ("zone_counts", "line_counts"):
+        row = conn.execute(
+            _TS_PENDING.format(source=source, origin=_ORIGIN),
+            {
+                "cagg": f"{source}_1m",
+                "low_us": _MIN_INTERNAL_US,
+                "high_us": _unix_us(end),
+                "end": end,
+                "floor": floor,
+            },
+        ).fetchone()
+        if row:
+            minutes += int(row[0])
+            skipped += int(row[1])
+    return minutes, skipped
+
+
+def _refresh_timescale(conn: psycopg.Connection, floor: datetime, now: datetime) -> RefreshResult:
+    """Refresh every continuous aggregate over [floor, the start of its current bucket).
+
+    The bucket still being filled is left to real-time aggregation: materialised, it would
+    hide the rows that arrive after the refresh (TimescaleDB reads raw rows only after the
+    last materialised bucket) until the next refresh, and a row accepted a few minutes ahead
+    of the clock would push that point into the future.  The same advisory lock as the plain
+    path keeps our refreshers apart; TimescaleDB itself refuses a refresh whose window
+    overlaps one in progress (a policy job, another tool), and that is ``busy`` too.
+
+    CALL cannot run in a transaction block: the connection must be in autocommit mode.
+    """
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROLLUP_LOCK_KEY,)).fetchone()
+    if not got or not got[0]:
+        return RefreshResult(minutes=0, skipped_old=0, busy=True, timescale=True)
+    try:
+        # Counted before the refresh, which clears the logs; a batch committed in between is
+        # refreshed too but not counted.
+        minutes, skipped = _pending_minutes(conn, floor, _bucket_start(now, "1 minute"))
+        if skipped:
+            logger.warning(
+                "%d touched minutes before %s are older than the raw retention; their rollups "
+                "are kept as they are",
+                skipped,
+                floor,
+            )
+        for name, width in _CAGGS:
+            end = _bucket_start(now, width)
+            if end <= floor:
+                continue
+            try:
+                conn.execute(
+                    "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz,"
+                    " %s::timestamptz)",
+                    (name, floor, end),
+                )
+            except psycopg.errors.LockNotAvailable as exc:
+                logger.info("%s is being refreshed elsewhere; next round: %s", name, exc)
+                return RefreshResult(minutes=0, skipped_old=0, busy=True, timescale=True)
+    finally:
+        if not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK_KEY,))
+    return RefreshResult(minutes=minutes, skipped_old=skipped, timescale=True)
 
 
 class RollupRefresher:
