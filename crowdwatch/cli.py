@@ -354,6 +354,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"training needs torch and ultralytics (pip install 'crowdwatch[train]'): {exc}"
         ) from None
+    if any(arg == "--adapt" or arg.startswith("--adapt=") for arg in args.train_args):
+        # One camera's fine-tune from its own labelled frames (crowdwatch.training.adapt).
+        from crowdwatch.training.adapt import main as adapt_counter
+
+        return adapt_counter(args.train_args)
     train_counter(args.train_args)
     return 0
 
