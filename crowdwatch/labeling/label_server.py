@@ -212,5 +212,6 @@ def make_server(
         server = ThreadingHTTPServer((host, port), _handler(store))
     except OSError as exc:
         raise LabelError(f"cannot listen on {host}:{port} ({exc}); pick another --port") from exc
-    server.daemon_threads = True
+    # HTTP/1.0: each request thread ends with its reply, so closing the server can wait for them.
+    server.daemon_threads = False
     return server
