@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -222,3 +223,21 @@ def test_bad_requests_are_refused_with_one_line_and_keep_the_saved_marks(
     assert reply.status_code == status
     assert error in reply.json()["error"] and "\n" not in reply.json()["error"]
     assert _saved(label_folder)[FRAMES[0]] == [(5.0, 6.0)]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: d / "nowhere", "no such folder (capture frames into it first)"),
+        (lambda d: d, "no .jpg or .png frames (capture some with `crowdwatch capture`)"),
+    ],
+    ids=["missing-folder", "no-frames"],
+)
+def test_the_label_command_refuses_a_folder_it_cannot_use_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, expected: str
+) -> None:
+    from crowdwatch.cli import main as crowdwatch_main
+
+    assert crowdwatch_main(["label", str(make(tmp_path)), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("crowdwatch label: error: ") and expected in err[0]
