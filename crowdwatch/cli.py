@@ -108,7 +108,12 @@ _DESCRIPTIONS = {
         "(crowdwatch train counter --help), e.g.\n\n"
         "  crowdwatch train counter --steps 12000 --minutes 95 --seed 0 --out runs/counter\n\n"
         "It writes checkpoint.pt (resume with --resume), train_log.jsonl and "
-        "crowd_counter.onnx; copy the ONNX file to models/ to ship it."
+        "crowd_counter.onnx; copy the ONNX file to models/ to ship it.\n\n"
+        "With --adapt DIR --camera SITE/CAM it fine-tunes the shipped counter on one camera's "
+        "labelled frames instead (crowdwatch capture, crowdwatch label) and writes "
+        "models/cameras/SITE/CAM/crowd_counter.onnx and its card, or refuses when it is not "
+        "clearly better than the shipped counter on frames it never saw (crowdwatch train "
+        "counter --adapt DIR --camera SITE/CAM --help)."
     ),
     "capture": (
         "Keep a camera's raw frames in DIR on this machine, to label them (crowdwatch label) and "
