@@ -113,7 +113,29 @@ _DESCRIPTIONS = {
         "(crowdwatch train counter --help), e.g.\n\n"
         "  crowdwatch train counter --steps 12000 --minutes 95 --seed 0 --out runs/counter\n\n"
         "It writes checkpoint.pt (resume with --resume), train_log.jsonl and "
-        "crowd_counter.onnx; copy the ONNX file to models/ to ship it."
+        "crowd_counter.onnx; copy the ONNX file to models/ to ship it.\n\n"
+        "With --adapt DIR --camera SITE/CAM it fine-tunes the shipped counter on one camera's "
+        "labelled frames instead (crowdwatch capture, crowdwatch label) and writes "
+        "models/cameras/SITE/CAM/crowd_counter.onnx and its card, or refuses when it is not "
+        "clearly better than the shipped counter on frames it never saw (crowdwatch train "
+        "counter --adapt DIR --camera SITE/CAM --help)."
+    ),
+    "capture": (
+        "Keep a camera's raw frames in DIR on this machine, to label them (crowdwatch label) and "
+        "teach the crowd counter this camera (crowdwatch train counter --adapt). Nothing is "
+        "published: no MQTT connection is made; DIR is readable by its owner only. Frames are "
+        "named by their unix time, e.g.\n\n"
+        "  crowdwatch capture --camera beach-north/cam-1 --every 30m --count 20 frames/beach-north\n\n"
+        "A camera that gives no frame at the first shot stops the command with one line; a shot "
+        "missed later is logged and skipped."
+    ),
+    "label": (
+        "Serve a local page to mark every person on the frames in DIR (click a head; zoom with "
+        "the wheel or +/-, drag to pan, right-click or Shift+click deletes, Z undoes, N/P change "
+        "frame, E marks a frame empty). Every change is saved to DIR/points.csv "
+        "(image,annotator,x,y) and DIR/counts.json; a makesense.ai point export in DIR is read "
+        "too. Listens on 127.0.0.1 (the frames stay on this machine), e.g.\n\n"
+        "  crowdwatch label frames/beach-north --annotator ana   # open http://127.0.0.1:8095/"
     ),
     "eval": (
         "Measure the counter on the ground truth under $CROWDWATCH_SHARED_DIR/data: PETS 2009 "
@@ -158,6 +180,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "count": ("edge",),
     "eval": ("eval",),
     "train": ("train",),
+    "capture": ("edge",),
+    # The label page is the standard library's HTTP server and a static page: every install.
+    "label": (),
     # Each benchmark declares its own (crowdwatch/bench/NAME.py: EXTRAS).
     "bench": (),
 }
@@ -379,10 +404,57 @@ def _cmd_eval(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_capture(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from crowdwatch.edge.service import select_cameras
+    from crowdwatch.labeling.capture import capture, parse_every
+
+    try:
+        every_s = parse_every(args.every)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.count < 1:
+        raise ConfigError(f"--count: expected at least 1 frame, got {args.count}")
+    ((site, camera),) = select_cameras(config, [args.camera])
+    result = capture(
+        args.camera, camera, Path(args.dir), every_s=every_s, count=args.count, stop=_stop_event()
+    )
+    missed = f"; {len(result.missed)} missed ({result.missed[-1]})" if result.missed else ""
+    print(
+        f"kept {len(result.saved)} of {args.count} frames of {site.id}/{camera.id} in {args.dir}{missed}"
+    )
+    return 0 if result.saved else 1
+
+
+def _cmd_label(config: CrowdwatchConfig | None, args: argparse.Namespace) -> int:
+    from crowdwatch.labeling.label_server import LabelStore, make_server
+
+    store = LabelStore(Path(args.dir), args.annotator)
+    server = make_server(store, args.host, args.port)
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    print(
+        f"labelling {len(store.frames)} frames of {args.dir} as {store.annotator}: http://{host}:{port}/",
+        flush=True,
+    )
+    stop = _stop_event()
+    thread = threading.Thread(target=server.serve_forever, name="label server", daemon=True)
+    thread.start()
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     # Imported here: torch loads only for training, never for the other commands.
     from crowdwatch.training.train_counter import main as train_counter
 
+    if any(arg == "--adapt" or arg.startswith("--adapt=") for arg in args.train_args):
+        # One camera's fine-tune from its own labelled frames (crowdwatch.training.adapt).
+        from crowdwatch.training.adapt import main as adapt_counter
+
+        return adapt_counter(args.train_args)
     train_counter(args.train_args)
     return 0
 
@@ -523,6 +595,26 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_arguments.add_eval_arguments(
         add("eval", "accuracy and speed on the shared ground truth", _cmd_eval)
     )
+    cap = add("capture", "keep a camera's raw frames locally, to label them", _cmd_capture)
+    cap.add_argument("--camera", required=True, metavar="SITE/CAM", help="the camera to capture")
+    cap.add_argument(
+        "--every", default="30m", help="time between frames: 30m, 90s, 2h (default 30m)"
+    )
+    cap.add_argument("--count", type=int, default=20, help="frames to keep (default 20)")
+    cap.add_argument("dir", help="folder for the frames (created, owner-only)")
+    label = add("label", "serve a local page to mark the people on frames", _cmd_label)
+    label.add_argument("dir", help="folder of frames (what crowdwatch capture wrote)")
+    label.add_argument(
+        "--annotator",
+        default=os.environ.get("USER") or "local",
+        help="your name in the CSV (default $USER)",
+    )
+    label.add_argument(
+        "--host", default="127.0.0.1", help="listen address (default 127.0.0.1: this machine only)"
+    )
+    label.add_argument(
+        "--port", type=int, default=8095, help="listen port (default 8095; 0: a free one)"
+    )
     train = add("train", "train our own models (the crowd counter)", _cmd_train)
     train.add_argument("model", choices=["counter"], help="what to train")
     train.add_argument("train_args", nargs=argparse.REMAINDER, help="the trainer's arguments")
@@ -577,7 +669,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "demo":
             return _cmd_demo(args)
-        if args.command in ("count", "eval"):
+        if args.command in ("count", "eval", "label"):
             optional: int = args.handler(_optional_config(args), args)
             return optional
         if args.command == "bench":

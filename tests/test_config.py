@@ -76,6 +76,11 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
         ),
         ("detector.input_size", 650, r"detector\.input_size: input_size must be a multiple of 32"),
         ("sites.0.cameras.0.frame_size", [0, 576], r"frame_size: frame_size must be two positive"),
+        (
+            "sites.0.cameras.0.dense_model",
+            "models/cameras/stop-a/cam1/crowd_counter.pt",
+            r"sites\[0\]\.cameras\[0\]\.dense_model: expected the path of an \.onnx file",
+        ),
     ],
 )
 def test_bad_config_names_the_yaml_path(path: str, value: Any, expected: str) -> None:

@@ -86,6 +86,19 @@ def test_a_missing_crowd_counter_fails_at_start(shared_dir: Path, tmp_path: Path
 
 
 @pytest.mark.data
+def test_a_cameras_own_crowd_counter_is_the_one_loaded(shared_dir: Path, tmp_path: Path) -> None:
+    # The shipped counter (edge.dense.model's default) exists; the camera names its adapted one.
+    video = shared_dir / "data" / "pets2009_s2l1" / "vtest.avi"
+    real = site_dict("stop-a", source=str(video))
+    real["cameras"][0]["zones"][0]["mode"] = "dense"
+    own = tmp_path / "cameras" / "stop-a" / "cam1" / "crowd_counter.onnx"
+    real["cameras"][0]["dense_model"] = str(own)
+    config = make_config(config_dict(real))
+    with pytest.raises(ModelError, match=f"{own}: crowd-counter model not found"):
+        run_edge(config, None, threading.Event())
+
+
+@pytest.mark.data
 def test_run_edge_publishes_counts_over_mqtt(
     shared_dir: Path, mqtt_config: MqttConfig, mqtt_broker: MqttBroker
 ) -> None:

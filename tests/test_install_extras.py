@@ -59,6 +59,8 @@ ENTRY_MODULES: dict[str, tuple[str, ...]] = {
     "count": ("crowdwatch.evaluation.count_command",),
     "eval": ("crowdwatch.evaluation.eval_command",),
     "train": ("crowdwatch.training.train_counter",),
+    "capture": ("crowdwatch.labeling.capture",),
+    "label": ("crowdwatch.labeling.label_server",),
     "bench edge": ("crowdwatch.evaluation.bench_edge", "crowdwatch.edge.ultralytics_adapter"),
     "bench dense": ("crowdwatch.evaluation.bench_dense",),
     "bench ingest": ("crowdwatch.bench._services", "crowdwatch.ingest", "crowdwatch.bench._load"),
@@ -76,6 +78,7 @@ INVOCATIONS = {
     "dashboards": "dashboards generate",
     "train": "train counter",
     "count": "count x.png",
+    "capture": "capture --camera site/cam frames",
 }
 """How a command whose name is not a whole invocation is typed (as its message names it)."""
 

@@ -26,6 +26,11 @@ def test_the_wheel_carries_the_crowd_counter_and_its_card(wheel: Path) -> None:
     assert packed == (ROOT / "models" / "crowd_counter.onnx").stat().st_size
 
 
+def test_the_wheel_carries_the_label_page(wheel: Path) -> None:
+    # `crowdwatch label` runs on an edge box installed from the wheel, with no checkout.
+    assert "crowdwatch/labeling/static/label.html" in zipfile.ZipFile(wheel).namelist()
+
+
 def test_an_installed_wheel_finds_its_own_copy_of_the_counter(wheel: Path, tmp_path: Path) -> None:
     env = tmp_path / "edge-box"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)

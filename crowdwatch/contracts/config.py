@@ -192,10 +192,34 @@ class Camera(Model):
     calibration: Calibration | None = Field(
         default=None, description="ground calibration for density per m²"
     )
+    dense_model: str | None = Field(
+        default=None,
+        description="this camera's own crowd counter (.onnx written by `crowdwatch train counter "
+        "--adapt`); null: edge.dense.model",
+    )
 
     @property
     def simulated(self) -> bool:
         return self.source == SIMULATED
+
+    @field_validator("dense_model")
+    @classmethod
+    def _dense_model_is_onnx(cls, model: str | None) -> str | None:
+        if model is not None and Path(model).suffix.lower() != ".onnx":
+            raise ValueError(f"expected the path of an .onnx file, got {model!r}")
+        return model
+
+    def crowd_counter_path(self, dense: DenseConfig) -> Path:
+        """The crowd counter this camera runs: its own ``dense_model``, else ``edge.dense``'s.
+
+        Example:
+            >>> cam = Camera(id="c", source="0", frame_size=(640, 480), dense_model="m/c.onnx",
+            ...              zones=[Zone(id="z", name=LocalizedName(zh="区", en="Z"),
+            ...                          polygon=[(0, 0), (10, 0), (10, 10)])])
+            >>> str(cam.crowd_counter_path(DenseConfig()))
+            'm/c.onnx'
+        """
+        return Path(self.dense_model) if self.dense_model is not None else dense.model_path()
 
     @field_validator("frame_size")
     @classmethod

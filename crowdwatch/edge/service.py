@@ -115,8 +115,9 @@ def run_edge(
     Raises:
         ConfigError: unknown or simulated camera key, or no ``detector`` section.
         SourceError: a video file is missing or cannot be decoded.
-        ModelError: the detector weights or the crowd counter (``edge.dense.model``, for
-            cameras with zones in mode dense or auto) are missing or unusable.
+        ModelError: the detector weights or the crowd counter (the camera's ``dense_model``,
+            else ``edge.dense.model``, for cameras with zones in mode dense or auto) are
+            missing or unusable.
         BrokerError: the MQTT broker cannot be reached at start.
     """
     cameras = select_cameras(config, camera_keys)
@@ -134,7 +135,9 @@ def run_edge(
         dense = config.edge.dense
         counters = [
             DensityCounter(
-                dense.model_path(), threads=dense.threads or ort_threads, max_side=dense.max_side
+                cam.crowd_counter_path(dense),
+                threads=dense.threads or ort_threads,
+                max_side=dense.max_side,
             )
             if uses_density(cam)
             else None

@@ -1,0 +1,406 @@
+"""Teach the shipped crowd counter one camera from a few labelled frames, on the edge box's CPU.
+
+    crowdwatch train counter --adapt DIR --camera SITE/CAM [--out models/cameras/SITE/CAM]
+
+``DIR`` holds the camera's frames and their head marks (``crowdwatch capture`` then ``crowdwatch
+label``; or a makesense.ai point export). The recipe is sized for minutes on two cores:
+
+1. the starting counter (``--init``, default the shipped ``models/crowd_counter.onnx``) counts every
+   labelled frame as the edge does (ONNX Runtime): the error to beat;
+2. its backbone stays as it is, and its features of each frame and its mirror image are computed
+   once (:mod:`crowdwatch.training.adapt_data`); only the decoder (~0.1 M weights) trains, on
+   crops of those features and of generated empty ground, with train_counter's loss;
+3. ``--folds`` K runs each keep one frame out, train on the others and count the one kept out:
+   the leave-one-out error, which the shipped counter's error on the same frames is compared to;
+4. a last run trains on every frame. Its model is adopted (``OUT/crowd_counter.onnx``, which the
+   camera's ``dense_model`` in the site config names) only when the leave-one-out error is lower
+   than the shipped counter's; otherwise it stays ``OUT/candidate.onnx`` and the command exits 1.
+   ``OUT/card.md`` and ``OUT/adapt.json`` record the figures and the decision either way.
+
+``--minutes`` (default 20) bounds the whole run: the step budget of each run shrinks to fit.
+``--score DIR2`` also counts another labelled folder of the same camera with both models (what
+``tests`` and the model card use to show that adaptation carries over to other days).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crowdwatch.labeling.point_labels import LabelError
+from crowdwatch.training.adapt_data import (
+    FeatureFrame,
+    Features,
+    LabelledFrame,
+    decode,
+    feature_frames,
+    load_labelled_frames,
+    negative_bank,
+    random_crop,
+)
+from crowdwatch.training.density_net import (
+    DensityNet,
+    export_onnx,
+    load_onnx_weights,
+    yolo_backbone,
+)
+from crowdwatch.training.train_counter import learning_rate, loss_terms
+
+DECODER_PREFIXES = ("lateral", "fuse", "head")
+"""The parameters adaptation trains; the backbone (``to_p*``) keeps the shipped weights."""
+MIN_GAIN_PEOPLE = 0.5
+MIN_GAIN_SHARE = 0.05
+"""How much lower the leave-one-out MAE must be than the shipped counter's to adopt."""
+NEGATIVE_SHARE = 0.125
+"""One crop in eight is generated empty ground: what a beach camera mostly shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """One labelled frame: the annotators' mean, the shipped counter's and the adapted count."""
+
+    name: str
+    truth: float
+    shipped: float
+    adapted: float | None
+    """Counted by a run that never saw the frame (its leave-one-out fold); ``None``: no fold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether the adapted counter replaces the shipped one for this camera, and why."""
+
+    adopt: bool
+    reason: str
+    shipped_mae: float | None
+    adapted_mae: float | None
+
+
+def decide(results: Sequence[FrameResult]) -> Decision:
+    """Adopt only when the leave-one-out MAE is clearly below the shipped counter's on the same
+    frames: lower by at least ``MIN_GAIN_PEOPLE`` and ``MIN_GAIN_SHARE`` of it (a few frames are
+    a noisy measure, and a tie is no reason to replace a counter).
+
+    Example:
+        >>> decide([FrameResult("a", 10, 30, 12), FrameResult("b", 0, 8, 1)]).adopt
+        True
+        >>> decide([FrameResult("a", 10, 12, 20)]).reason
+        "refused: leave-one-out MAE 10.0 is not clearly below the shipped counter's 2.0 on the same 1 frame(s)"
+    """
+    held = [r for r in results if r.adapted is not None]
+    if not held:
+        return Decision(
+            False,
+            "refused: no frame was kept out (label at least 2 frames, --folds >= 1), so nothing "
+            "shows the adapted counter is better",
+            None,
+            None,
+        )
+    shipped = float(np.mean([abs(r.shipped - r.truth) for r in held]))
+    adapted = float(np.mean([abs(float(r.adapted or 0.0) - r.truth) for r in held]))
+    same = f"on the same {len(held)} frame(s)"
+    if adapted <= shipped - max(MIN_GAIN_PEOPLE, MIN_GAIN_SHARE * shipped):
+        reason = (
+            f"adopted: leave-one-out MAE {adapted:.1f} < the shipped counter's {shipped:.1f} {same}"
+        )
+        return Decision(True, reason, shipped, adapted)
+    reason = (
+        f"refused: leave-one-out MAE {adapted:.1f} is not clearly below the shipped counter's "
+        f"{shipped:.1f} {same}"
+    )
+    return Decision(False, reason, shipped, adapted)
+
+
+def held_out_indices(frames: int, folds: int) -> list[int]:
+    """Which frame each fold keeps out: spread evenly over the (sorted) frames.
+
+    Example:
+        >>> held_out_indices(10, 5), held_out_indices(3, 5), held_out_indices(1, 5)
+        ([0, 2, 4, 6, 8], [0, 1, 2], [])
+    """
+    if frames < 2 or folds < 1:
+        return []
+    folds = min(folds, frames)
+    return sorted({i * frames // folds for i in range(folds)})
+
+
+def _decoder_parameters(net: DensityNet) -> list[torch.nn.Parameter]:
+    chosen = []
+    for name, parameter in net.named_parameters():
+        trains = name.startswith(DECODER_PREFIXES)
+        parameter.requires_grad_(trains)
+        if trains:
+            chosen.append(parameter)
+    return chosen
+
+
+def _batch(
+    frames: Sequence[FeatureFrame],
+    negatives: Sequence[Features],
+    size: int,
+    cells: int,
+    rng: random.Random,
+) -> tuple[Features, torch.Tensor, torch.Tensor, torch.Tensor]:
+    features, targets, masks, counts = [], [], [], []
+    for _ in range(size):
+        if negatives and rng.random() < NEGATIVE_SHARE:
+            features.append(rng.choice(negatives))
+            zeros = np.zeros((cells, cells), np.float32)
+            targets.append(zeros)
+            masks.append(np.ones_like(zeros))
+            counts.append(0.0)
+            continue
+        crop, target, mask, count = random_crop(rng.choice(frames), cells, rng)
+        features.append(crop)
+        targets.append(target)
+        masks.append(mask)
+        counts.append(count)
+    stacked: Features = (
+        torch.cat([f[0] for f in features]),
+        torch.cat([f[1] for f in features]),
+        torch.cat([f[2] for f in features]),
+    )
+    return (
+        stacked,
+        torch.from_numpy(np.stack(targets))[:, None],
+        torch.from_numpy(np.stack(masks))[:, None],
+        torch.tensor(counts, dtype=torch.float32),
+    )
+
+
+def train_decoder(
+    net: DensityNet,
+    frames: Sequence[FeatureFrame],
+    negatives: Sequence[Features],
+    args: argparse.Namespace,
+    budget_s: float,
+    seed: int,
+) -> int:
+    """Train ``net``'s decoder in place on crops of ``frames``; returns the steps it took.
+
+    The schedule (warm-up, cosine decay) follows whichever of ``args.steps`` and ``budget_s``
+    runs out first, so a slow or busy box still ends annealed within its time.
+    """
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    parameters = _decoder_parameters(net)
+    optimiser = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-4)
+    started = time.monotonic()
+    warmup = max(1, args.steps // 10)
+    step = 0
+    net.train()
+    while step < args.steps:
+        progress = max(step / args.steps, (time.monotonic() - started) / max(budget_s, 1e-3))
+        if progress >= 1.0:
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, progress, args.lr, warmup=warmup)
+        features, targets, masks, counts = _batch(frames, negatives, args.batch, args.cells, rng)
+        pixel, count = loss_terms(decode(net, features), targets, masks, counts)
+        loss = pixel + args.count_weight * count
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 10.0)
+        optimiser.step()
+        step += 1
+    net.eval()
+    return step
+
+
+@torch.no_grad()
+def count_frame(net: DensityNet, frame: FeatureFrame) -> float:
+    """The frame's count as the edge computes it: the whole map, padding cropped off."""
+    density = decode(net, frame.features[0])[0, 0].numpy()
+    return float((density * frame.valid).sum())
+
+
+def _shipped_counts(model: Path, frames: Sequence[LabelledFrame], threads: int) -> list[float]:
+    from crowdwatch.edge.dense import DensityCounter
+
+    counter = DensityCounter(model, threads=threads or None)
+    return [counter.density(frame.image).total() for frame in frames]
+
+
+def _fresh(base: DensityNet) -> DensityNet:
+    # A copy, not a reload: each fold starts from exactly the counter being adapted.
+    net = copy.deepcopy(base)
+    net.eval()
+    return net
+
+
+def _score_folder(folder: Path, models: dict[str, Path], threads: int) -> list[dict[str, object]]:
+    """Counts of every labelled frame of ``folder`` by each model, with each annotator's count."""
+    from crowdwatch.edge.dense import DensityCounter
+    from crowdwatch.labeling.point_labels import load_folder
+
+    frames = load_labelled_frames(folder)
+    labels = load_folder(folder)
+    counters = {
+        name: DensityCounter(path, threads=threads or None) for name, path in models.items()
+    }
+    rows: list[dict[str, object]] = []
+    for frame in frames:
+        annotators = {who: labels.count(frame.name, who) for who in labels.annotators(frame.name)}
+        row: dict[str, object] = {
+            "image": frame.name,
+            "truth": frame.count,
+            "annotators": annotators,
+        }
+        for name, counter in counters.items():
+            row[name] = round(counter.density(frame.image).total(), 2)
+        rows.append(row)
+    return rows
+
+
+def adapt(args: argparse.Namespace) -> int:
+    """Run the adaptation described by ``args``; returns the exit status (0 adopted, 1 refused)."""
+    started = time.monotonic()
+    budget_s = 60.0 * args.minutes
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out: Path = args.out or Path("models") / "cameras" / args.site / args.camera_id
+    out.mkdir(parents=True, exist_ok=True)
+    frames = load_labelled_frames(args.adapt)
+    shipped = _shipped_counts(args.init, frames, args.threads)
+    base = DensityNet(yolo_backbone(args.weights))
+    load_onnx_weights(base, args.init)
+    base.eval()
+    cached = feature_frames(base, frames)
+    smallest = min(min(f.valid.shape) for f in cached)
+    args.cells = max(4, min(args.crop // 8, smallest - smallest % 4))
+    negatives = negative_bank(base, args.negatives, args.cells * 8, args.seed)
+    prepared_s = time.monotonic() - started
+    print(f"{len(frames)} labelled frames, features ready in {prepared_s:.0f} s", flush=True)
+
+    held = held_out_indices(len(frames), args.folds)
+    runs = len(held) + 1
+    adapted: dict[int, float] = {}
+    fold_steps = []
+    for fold, index in enumerate(held):
+        remaining = budget_s - (time.monotonic() - started)
+        net = _fresh(base)
+        others = [f for i, f in enumerate(cached) if i != index]
+        steps = train_decoder(
+            net, others, negatives, args, remaining / (runs - fold), args.seed + fold
+        )
+        adapted[index] = count_frame(net, cached[index])
+        fold_steps.append(steps)
+        print(
+            f"fold {fold + 1}/{len(held)}: kept out {frames[index].name} (truth "
+            f"{frames[index].count:.1f}): adapted {adapted[index]:.1f}, shipped "
+            f"{shipped[index]:.1f} ({steps} steps)",
+            flush=True,
+        )
+    results = [
+        FrameResult(
+            f.name,
+            f.count,
+            round(shipped[i], 2),
+            None if i not in adapted else round(adapted[i], 2),
+        )
+        for i, f in enumerate(frames)
+    ]
+    decision = decide(results)
+    net = _fresh(base)
+    remaining = budget_s - (time.monotonic() - started)
+    final_steps = train_decoder(net, cached, negatives, args, remaining, args.seed + 1000)
+    candidate = out / "candidate.onnx"
+    export_onnx(net, candidate)
+    model = out / "crowd_counter.onnx"
+    if decision.adopt:
+        candidate.replace(model)
+    else:
+        model.unlink(missing_ok=True)  # an earlier adoption must not outlive a refusal
+    elapsed = time.monotonic() - started
+    report: dict[str, object] = {
+        "camera": f"{args.site}/{args.camera_id}",
+        "labelled": str(args.adapt),
+        "init": str(args.init),
+        "frames": [asdict(r) for r in results],
+        "decision": asdict(decision),
+        "fold_steps": fold_steps,
+        "final_steps": final_steps,
+        "elapsed_s": round(elapsed, 1),
+        "settings": {
+            k: getattr(args, k)
+            for k in ("steps", "lr", "batch", "crop", "folds", "minutes", "seed", "count_weight")
+        },
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if args.score:
+        models = {"shipped": args.init, "adapted": model if decision.adopt else candidate}
+        report["scored"] = {
+            "folder": str(args.score),
+            "rows": _score_folder(args.score, models, args.threads),
+        }
+    (out / "adapt.json").write_text(json.dumps(report, indent=1) + "\n")
+    from crowdwatch.training.adapt_card import write_card
+
+    write_card(out / "card.md", report)
+    print(decision.reason, flush=True)
+    print(
+        f"wrote {model if decision.adopt else candidate}, {out / 'card.md'} in {elapsed:.0f} s",
+        flush=True,
+    )
+    return 0 if decision.adopt else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser, shared_dir: Path, shipped: Path) -> None:
+    parser.add_argument("--adapt", type=Path, required=True, metavar="DIR", help="labelled frames")
+    parser.add_argument("--camera", required=True, metavar="SITE/CAM", help="the camera they show")
+    parser.add_argument("--out", type=Path, help="default models/cameras/SITE/CAM")
+    parser.add_argument("--init", type=Path, default=shipped, help="the counter to adapt")
+    parser.add_argument("--weights", type=Path, default=shared_dir / "models/yolo11n_coco.pt")
+    parser.add_argument("--steps", type=int, default=500, help="steps per run (each fold, final)")
+    parser.add_argument("--folds", type=int, default=5, help="leave-one-out folds (0: none)")
+    parser.add_argument("--minutes", type=float, default=20.0, help="time budget of the whole run")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=256, help="crop side in pixels (x32)")
+    parser.add_argument("--negatives", type=int, default=12, help="generated empty-ground crops")
+    parser.add_argument("--count-weight", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch/ORT threads (0: default)")
+    parser.add_argument(
+        "--score", type=Path, metavar="DIR2", help="also count this labelled folder"
+    )
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The adaptation's arguments, checked; errors name the argument and the fix."""
+    from crowdwatch.contracts.config import default_crowd_counter_path, default_shared_dir
+
+    parser = argparse.ArgumentParser(prog="crowdwatch train counter --adapt")
+    add_arguments(parser, default_shared_dir(), default_crowd_counter_path())
+    args = parser.parse_args(argv)
+    site, _, camera = args.camera.partition("/")
+    if not site or not camera or "/" in camera:
+        parser.error(f"--camera: expected SITE/CAM, e.g. beach-north/cam-1, got {args.camera!r}")
+    args.site, args.camera_id = site, camera
+    if args.steps < 0 or args.folds < 0 or args.minutes <= 0 or args.crop % 32 or args.crop < 64:
+        parser.error("--steps/--folds >= 0, --minutes > 0, --crop a multiple of 32 of at least 64")
+    for what, path in (("--init", args.init), ("--weights", args.weights)):
+        if not path.is_file():
+            parser.error(f"{what}: {path} not found")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    args = parse(list(argv if argv is not None else sys.argv[1:]))
+    try:
+        return adapt(args)
+    except LabelError as exc:
+        print(f"crowdwatch train counter --adapt: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,111 @@
+"""The model card of a camera's adapted counter, written from ``adapt.json``'s figures.
+
+Every figure in it comes from the run's own report: the leave-one-out counts per labelled frame,
+the decision, and, with ``--score``, each day of another labelled folder of the same camera scored
+against the annotators' mean beside the annotators' own disagreement (the honest ceiling: a count
+is as good as a second person's when it is as close to the mean as the annotators are).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def day_of(image: str) -> str:
+    """The UTC day of a frame named by its unix time (as capture and the shared data name them).
+
+    Example:
+        >>> day_of("1660284000.jpg"), day_of("beach.jpg")
+        ('2022-08-12', 'all')
+    """
+    stem = image.rsplit(".", 1)[0]
+    if not stem.isdigit():
+        return "all"
+    return datetime.fromtimestamp(int(stem), UTC).date().isoformat()
+
+
+def day_table(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> list[dict[str, Any]]:
+    """Per day: frames, mean truth, each model's MAE against the annotators' mean, and the
+    largest annotator MAE against that mean (``None`` where one person labelled the day)."""
+    days: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        days[day_of(str(row["image"]))].append(row)
+    table = []
+    for day in sorted(days):
+        items = days[day]
+        truth = np.array([float(r["truth"]) for r in items])
+        entry: dict[str, Any] = {"day": day, "frames": len(items), "mean": float(truth.mean())}
+        for model in models:
+            entry[model] = float(
+                np.mean(np.abs(np.array([float(r[model]) for r in items]) - truth))
+            )
+        annotators = sorted({who for r in items for who in r["annotators"]})
+        human = None
+        if all(len(r["annotators"]) >= 2 for r in items):
+            human = max(
+                float(np.mean([abs(r["annotators"][who] - float(r["truth"])) for r in items]))
+                for who in annotators
+            )
+        entry["annotators"] = human
+        table.append(entry)
+    return table
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def write_card(path: Path, report: Mapping[str, Any]) -> None:
+    """Write the card of one adaptation run."""
+    decision = report["decision"]
+    lines = [
+        f"# Adapted crowd counter: camera {report['camera']}",
+        "",
+        f"- **Decision**: {decision['reason']}.",
+        f"- **Started from**: `{report['init']}`; labelled frames: `{report['labelled']}`.",
+        f"- **Recipe**: `crowdwatch.training.adapt` — backbone kept, decoder trained on crops of the "
+        f"frames' features and generated empty ground; settings {report['settings']}; "
+        f"{report['fold_steps']} steps per leave-one-out fold, {report['final_steps']} for the "
+        f"final model; {report['elapsed_s']:.0f} s in all.",
+        "",
+        "## Leave-one-out on the labelled frames",
+        "",
+        "| frame | annotators' mean | shipped | adapted (frame kept out) |",
+        "|---|---|---|---|",
+    ]
+    for frame in report["frames"]:
+        lines.append(
+            f"| {frame['name']} | {frame['truth']:.1f} | "
+            f"{frame['shipped']:.1f} | {_figure(frame['adapted'])} |"
+        )
+    lines += [
+        "",
+        f"MAE on the frames kept out: shipped {_figure(decision['shipped_mae'])}, adapted "
+        f"{_figure(decision['adapted_mae'])}.",
+    ]
+    scored = report.get("scored")
+    if scored:
+        table = day_table(scored["rows"], ["shipped", "adapted"])
+        lines += [
+            "",
+            f"## Other days of this camera (`{scored['folder']}`, never trained on)",
+            "",
+            "MAE against the annotators' mean; *annotators*: the larger of the annotators' own MAE "
+            "against that mean (– where one person labelled the day).",
+            "",
+            "| day | frames | mean | shipped | adapted | annotators |",
+            "|---|---|---|---|---|---|",
+        ]
+        for entry in table:
+            lines.append(
+                f"| {entry['day']} | {entry['frames']} | {entry['mean']:.1f} | "
+                f"{entry['shipped']:.1f} | {entry['adapted']:.1f} | {_figure(entry['annotators'])} |"
+            )
+    lines.append("")
+    path.write_text("\n".join(lines))
