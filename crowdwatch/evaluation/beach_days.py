@@ -92,8 +92,7 @@ def read_point_csv(path: Path) -> dict[str, dict[str, list[tuple[float, float]]]
                 marks.setdefault(row["image"], {}).setdefault(row["annotator"], []).append(xy)
             except (KeyError, TypeError, ValueError) as exc:
                 raise DatasetMissing(
-                    f"{path}:{number}: expected columns image,annotator,x,y with numbers, "
-                    f"got {row}"
+                    f"{path}:{number}: expected columns image,annotator,x,y with numbers, got {row}"
                 ) from exc
     return marks
 
