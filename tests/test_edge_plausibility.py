@@ -270,3 +270,41 @@ def test_no_published_count_breaks_a_bound_on_real_frames(shared_dir: Path) -> N
     # ShanghaiTech B's street crowds appear out of nowhere after the beach: a jump.
     assert any(name.startswith("shanghaitech_b") for name in flagged), flagged
     assert published, "every frame was flagged"
+
+
+# --- frames one cannot count in ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("glare_rows", "reason"),
+    [
+        (0, None),
+        (0.2, None),  # a bright sky or sea, as on a sunlit street photo (up to 16.5% seen)
+        (0.45, "backlit/glare (45% of pixels saturated)"),
+        (0.95, "blown out (95% of pixels saturated)"),
+    ],
+)
+def test_sun_glare_over_a_beach_frame_is_flagged(
+    shared_dir: Path, glare_rows: float, reason: str | None
+) -> None:
+    import cv2
+
+    from crowdwatch.edge.dense import assess_quality
+
+    path = shared_dir / "data" / "beach_webcam_days" / "images" / "1660820400.jpg"
+    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if grey is None:
+        pytest.skip(f"{path} not found")
+    grey[: round(glare_rows * grey.shape[0])] = 255  # the low sun over the sea, in the lens
+    assert assess_quality(grey) == FrameQuality(reason is None, reason)
+
+
+def test_no_beach_webcam_frame_is_judged_unusable(shared_dir: Path) -> None:
+    import cv2
+
+    from crowdwatch.edge.dense import assess_quality
+    from crowdwatch.evaluation.beach_days import load_beach_frames
+
+    for frame in load_beach_frames(shared_dir):
+        grey = cv2.imread(str(frame.path), cv2.IMREAD_GRAYSCALE)
+        assert assess_quality(grey).ok, frame.path.name
