@@ -10,7 +10,9 @@ happen on real cameras). Generated empty ground (:mod:`crowdwatch.training.textu
 crowds alone, read beach sand as one. Another 20% are composite beaches
 (:mod:`crowdwatch.training.beach_scene`): people cut from the same training images, shrunk to
 2-12 px heads and pasted on generated sand and sea with umbrellas and towels between them.
-``--init`` starts from an exported counter (fine-tuning).
+``--init`` starts from an exported counter (fine-tuning). ``--real-beach SHARE`` draws that share
+of crops from the beach webcam's labelled days (:func:`~crowdwatch.training.head_points.load_beach_train`,
+full size, rescaled 0.7-1.4x); the held-out day (18 Aug) is refused.
 
 The loss is a pixel term on the density (heads blurred over neighbouring cells) plus a count term
 on each crop. The count term keeps the total right, which a pixel loss alone lets drift low
