@@ -254,6 +254,7 @@ def _beach_days(
     frames = load_beach_frames(shared_dir)  # the order of ``dataset``
     indices = dataset.select(args.subset, args.limit)
     predictions: dict[str, list[float]] = {}
+    auto_dense: frozenset[int] = frozenset()
     detect_run: DatasetRun | None = None
     if methods.detect or methods.auto:
         config = _override(recommended_detector(dataset.name, shared_dir / "models"), args)
@@ -265,7 +266,8 @@ def _beach_days(
         if methods.dense:
             predictions["dense"] = dense_run.predicted
         if methods.auto and detect_run is not None:
-            predictions["auto"] = run_auto(detect_run, dense_run, DenseAutoConfig()).predicted
+            auto_run = run_auto(detect_run, dense_run, DenseAutoConfig())
+            predictions["auto"], auto_dense = auto_run.predicted, auto_run.dense_picked
     chosen = [frames[i] for i in indices]
     per_frame = [
         {
@@ -274,6 +276,11 @@ def _beach_days(
             "annotators": frame.counts,
             "mean": frame.mean_count,
             **{method: round(counts[i], 1) for method, counts in predictions.items()},
+            **(
+                {"auto_by": "dense" if dataset.numbers[indices[i]] in auto_dense else "detect"}
+                if "auto" in predictions
+                else {}
+            ),
         }
         for i, frame in enumerate(chosen)
     ]
@@ -288,6 +295,9 @@ def _beach_json(report: BeachDaysReport) -> dict[str, Any]:
 def _print_beach(report: BeachDaysReport) -> None:
     print("\nbeach webcam per day, against the annotators' mean (beach_days):")
     print(format_beach_table(report.rows))
+    picked = [f["auto_by"] for f in report.frames if "auto_by" in f]
+    if picked:
+        print(f"auto counted {picked.count('dense')} of {len(picked)} frames by density map")
     held = [f for f in report.frames if f["day"] in TEST_DAYS]
     if held:
         print("held-out frames (annotators' counts; mean; ours):")
