@@ -140,6 +140,7 @@ class CameraCounter:
         # Per zone, why its last density pass was refused (and the refused count), until a
         # pass is accepted or the interval's message carries it.
         self.flags: dict[str, tuple[str, int | None]] = {}
+        self._warned: set[str] = set()  # zones refused since their last accepted pass
         self.modes = {z.id: z.mode for z in camera.zones}
         # The last density pass: people per zone and the method each zone counts by until
         # the next one.  Before the first pass every zone counts by detection.
@@ -216,8 +217,10 @@ class CameraCounter:
         if self.modes[zone_id] is CountMode.AUTO:
             self.methods[zone_id] = CountMethod.DETECT
         flagged = None if people is None else round(min(people, MAX_PEOPLE))
-        if self.flags.get(zone_id, ("",))[0] != reason:
+        # Once per stretch of refusals (the worker already warns about unusable frames).
+        if people is not None and zone_id not in self._warned:
             logger.warning("camera %s: zone %s: %s", self.camera.id, zone_id, reason)
+            self._warned.add(zone_id)
         self.flags[zone_id] = (reason, flagged)
 
     def _take_density(
@@ -229,7 +232,7 @@ class CameraCounter:
     ) -> None:
         """Record a density pass for a zone in mode dense/auto and choose its method."""
         if not density.quality.ok:
-            # A dark, blown-out, flat or static frame's map means nothing.
+            # A dark, blown-out, backlit, flat or static frame's map means nothing.
             self._refuse(zone.zone_id, f"unusable frame: {density.quality.reason}", None)
             return
         people = density.in_polygon([(float(x), float(y)) for x, y in zone.polygon])
@@ -239,6 +242,7 @@ class CameraCounter:
             self._refuse(zone.zone_id, implausible, people)
             return
         self.flags.pop(zone.zone_id, None)
+        self._warned.discard(zone.zone_id)
         if people > MAX_PEOPLE:
             # The message contract refuses more; a density this high is a broken model.
             logger.warning(
