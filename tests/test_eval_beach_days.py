@@ -56,7 +56,7 @@ def test_each_day_is_scored_against_the_annotators_mean_beside_their_own_error()
     assert trained.methods["dense"].mae == 20.0
 
     table = format_beach_table(rows)
-    assert "trained on" in table and "held out" in table
+    assert "train split" in table and "held out" in table
     assert "mark to beat 12.5" in table and "(within human)" in table and "(worse)" in table
 
 

@@ -7,8 +7,9 @@ the honest ceiling is to be as close to the mean as a single annotator is. Per d
 - each annotator's mean count and MAE against the annotators' mean (their disagreement), and
   the pairwise MAE between two annotators;
 - per counting method: MAE, bias and RMSE against the annotators' mean;
-- whether the day was trained on (:data:`~crowdwatch.evaluation.beach_days.TRAIN_DAYS`):
-  figures on training days are not results.
+- whether the day is in the train split (:data:`~crowdwatch.evaluation.beach_days.TRAIN_DAYS`):
+  for a counter trained on those days their figures are not results (the card says which
+  days a counter saw; the shipped stage 3 counter saw none).
 
 Example:
     >>> import numpy as np
@@ -51,7 +52,8 @@ class BeachDayRow:
     Args:
         day: ``YYYY-MM-DD`` or :data:`ALL_HELD_OUT`.
         frames: frames of the day.
-        held_out: never trained on (a result); ``False``: a training day (not a result).
+        held_out: not in the train split; ``False``: a day of the train split (no result for a
+            counter trained on it).
         mean_truth: mean over frames of the annotators' mean count.
         annotators: per annotator, their own figures.
         pairwise_mae: MAE between the two annotators of a day with two (``None`` otherwise).
@@ -151,7 +153,7 @@ def format_beach_table(rows: Sequence[BeachDayRow]) -> str:
     )
     lines = [header, "-" * len(header)]
     for row in rows:
-        split = "held out" if row.held_out else "trained on"
+        split = "held out" if row.held_out else "train split"
         people = ", ".join(
             f"{name} {figures.mean_count:.1f}, {figures.mae_vs_mean:.1f}"
             for name, figures in row.annotators.items()
@@ -173,5 +175,8 @@ def format_beach_table(rows: Sequence[BeachDayRow]) -> str:
                 f"{lead}  {method:<8}{errors.mae:>7.2f}{errors.bias:>+8.2f}{errors.rmse:>7.2f}"
                 f"  {people if i == 0 else ''}{verdict}"
             )
-    lines.append("split: trained-on days are training data, not results (models/crowd_counter.md)")
+    lines.append(
+        "split: days of the train split are no result for a counter trained on them "
+        "(models/crowd_counter.md says which days each counter saw)"
+    )
     return "\n".join(lines)
