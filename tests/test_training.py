@@ -265,3 +265,26 @@ def test_a_factor_is_applied_only_when_it_helps_the_sources_on_average() -> None
     )
     assert both.helps and both.relative_mae("after") < both.relative_mae("before")
     assert not opposite.helps
+
+
+def test_beach_webcam_crops_come_in_their_share() -> None:
+    """``--real-beach``: that share of crops comes from the webcam days, at the edge's scale."""
+    from crowdwatch.training.train_counter import MIX, batches
+
+    crowd = _sample([(100.0, 100.0)])
+    # Beach frames: 4,000 heads fill every crop; one frame labelled by two people.
+    dense = [(float(x), float(y)) for x in range(4, 1000, 8) for y in range(4, 600, 8)]
+    webcam = [
+        PointImage("beach_webcam", f"{name}#{who}", np.zeros((600, 1000, 3), np.uint8), pts)
+        for name, who in (("a.jpg", "one"), ("b.jpg", "one"), ("b.jpg", "two"))
+        for pts in [np.array(dense, np.float32)]
+    ]
+    sources = {name: [crowd] for name in MIX} | {"beach_webcam": webcam}
+    data = batches(sources, 8, 160, seed=1, real_beach=0.5)
+    crops = [float(c) for _ in range(25) for c in next(data)[3]]
+    # A full 160 px crop at scale 0.7-1.4 holds at least 160² / (8 / 0.7)² = 196 heads.
+    beach = sum(c >= 150 for c in crops)
+    assert 0.35 < beach / len(crops) < 0.65
+
+    with pytest.raises(ValueError, match="needs labelled frames"):
+        next(batches({name: [crowd] for name in MIX}, 8, 160, seed=1, real_beach=0.5))

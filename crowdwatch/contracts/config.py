@@ -100,6 +100,13 @@ class Zone(Model):
         default=CountMode.DETECT,
         description="detect | dense | auto: count by boxes, by density map, or pick per frame",
     )
+    max_per_m2: float | None = Field(
+        default=None,
+        gt=0,
+        le=20,
+        description="most people per m² this ground holds (a beach fewer than a platform); "
+        "null: edge.plausibility.max_per_m2; needs the camera's calibration",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -583,6 +590,44 @@ class DenseAutoConfig(Model):
         return self
 
 
+class PlausibilityConfig(Model):
+    """When a zone's density count is physically implausible and is flagged, not published.
+
+    * more people than the zone's ground holds: ``max_per_m2`` times its area on a calibrated
+      camera, else one person per ``min_px_per_person`` pixels of its polygon;
+    * a jump no crowd makes between two density passes: more than ``jump_floor`` +
+      ``jump_ratio`` x the last accepted count + ``max_change_per_s`` x the seconds since it.
+
+    Each bound may be ``null`` (off).
+    """
+
+    max_per_m2: float | None = Field(
+        default=6.0,
+        gt=0,
+        le=20,
+        description="people per m² beyond which a count is flagged (6: a crush; per zone: "
+        "zones[].max_per_m2)",
+    )
+    min_px_per_person: float | None = Field(
+        default=16.0,
+        gt=0,
+        le=1_000_000,
+        description="without a calibration, a zone holds at most its pixels / this many people",
+    )
+    max_change_per_s: float | None = Field(
+        default=10.0,
+        gt=0,
+        le=10_000,
+        description="people a zone may gain or lose per second beyond the slack below",
+    )
+    jump_floor: float = Field(
+        default=30.0, ge=0, le=1_000_000, description="people a pass may differ by in any case"
+    )
+    jump_ratio: float = Field(
+        default=0.5, ge=0, le=100, description="share of the last count a pass may differ by"
+    )
+
+
 class DenseConfig(Model):
     """The crowd counter (density map) for zones in ``mode: dense`` or ``auto``.
 
@@ -612,6 +657,10 @@ class DenseConfig(Model):
     )
     auto: DenseAutoConfig = Field(
         default_factory=DenseAutoConfig, description="when mode 'auto' counts by density"
+    )
+    plausibility: PlausibilityConfig = Field(
+        default_factory=PlausibilityConfig,
+        description="density counts a zone cannot hold, or jumps no crowd makes: flagged",
     )
 
     @field_validator("model")

@@ -150,6 +150,19 @@ class ZoneCount(Wire):
         default=None,
         description="what produced count: detect or dense; absent from edges before it existed",
     )
+    count_flag: str | None = Field(
+        default=None,
+        max_length=300,
+        description="why the zone's newest density reading was not used as count (a frame "
+        "too dark to count in, more people than the zone holds, a jump no crowd makes); count "
+        "then holds the last usable reading; absent: nothing flagged",
+    )
+    flagged_count: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PEOPLE,
+        description="the implausible reading count_flag refused (absent for unusable frames)",
+    )
 
 
 class LineCount(Wire):

@@ -39,6 +39,7 @@ from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.dwell import ZoneWaits
 from crowdwatch.edge.interval import IntervalCounts
 from crowdwatch.edge.lines import CrossingRules, LineCrossing
+from crowdwatch.edge.plausibility import CountPlausibility
 from crowdwatch.edge.tracking import PersonTracker
 from crowdwatch.edge.zones import ZoneOccupancy
 
@@ -133,6 +134,13 @@ class CameraCounter:
         self.counts = IntervalCounts(site_id, camera.id, [z.id for z in camera.zones])
         self.waits = {z.id: ZoneWaits(z.id, tracking.wait_grace_s) for z in camera.zones}
         self.auto_rule = (dense or DenseConfig()).auto
+        self.plausibility = CountPlausibility(
+            camera.zones, self.areas_m2, (dense or DenseConfig()).plausibility
+        )
+        # Per zone, why its last density pass was refused (and the refused count), until a
+        # pass is accepted or the interval's message carries it.
+        self.flags: dict[str, tuple[str, int | None]] = {}
+        self._warned: set[str] = set()  # zones refused since their last accepted pass
         self.modes = {z.id: z.mode for z in camera.zones}
         # The last density pass: people per zone and the method each zone counts by until
         # the next one.  Before the first pass every zone counts by detection.
@@ -189,7 +197,7 @@ class CameraCounter:
         for zone in self.zones:
             inside = zone.trigger(detections)
             if density is not None and self.modes[zone.zone_id] is not CountMode.DETECT:
-                self._take_density(zone, density, detections.heights()[inside])
+                self._take_density(zone, density, detections.heights()[inside], ts)
             if self.methods[zone.zone_id] is CountMethod.DENSE:
                 zone_counts[zone.zone_id] = self.dense_counts[zone.zone_id]
             else:
@@ -203,17 +211,38 @@ class CameraCounter:
                 line.update(anchors, detections.tracker_id, heights, ts)
         return detections
 
+    def _refuse(self, zone_id: str, reason: str, people: float | None) -> None:
+        """A density pass not to publish: the zone keeps its last density count (detection
+        until there is one; ``auto`` zones go back to detection) and its message says why."""
+        if self.modes[zone_id] is CountMode.AUTO:
+            self.methods[zone_id] = CountMethod.DETECT
+        flagged = None if people is None else round(min(people, MAX_PEOPLE))
+        # Once per stretch of refusals (the worker already warns about unusable frames).
+        if people is not None and zone_id not in self._warned:
+            logger.warning("camera %s: zone %s: %s", self.camera.id, zone_id, reason)
+            self._warned.add(zone_id)
+        self.flags[zone_id] = (reason, flagged)
+
     def _take_density(
-        self, zone: ZoneOccupancy, density: DensityMap, heights_px: NDArray[np.float32]
+        self,
+        zone: ZoneOccupancy,
+        density: DensityMap,
+        heights_px: NDArray[np.float32],
+        ts: float,
     ) -> None:
         """Record a density pass for a zone in mode dense/auto and choose its method."""
         if not density.quality.ok:
-            # A dark, blown-out, flat or static frame's map means nothing: the zone keeps its
-            # last density count (detection until there is one); the worker warns.
-            if self.modes[zone.zone_id] is CountMode.AUTO:
-                self.methods[zone.zone_id] = CountMethod.DETECT
+            # A dark, blown-out, backlit, flat or static frame's map means nothing.
+            self._refuse(zone.zone_id, f"unusable frame: {density.quality.reason}", None)
             return
         people = density.in_polygon([(float(x), float(y)) for x, y in zone.polygon])
+        # Geometry (and so the room bound) is in the configured frame_size, like the zones.
+        implausible = self.plausibility.check(zone.zone_id, people, ts)
+        if implausible is not None:
+            self._refuse(zone.zone_id, implausible, people)
+            return
+        self.flags.pop(zone.zone_id, None)
+        self._warned.discard(zone.zone_id)
         if people > MAX_PEOPLE:
             # The message contract refuses more; a density this high is a broken model.
             logger.warning(
@@ -252,6 +281,7 @@ class CameraCounter:
         if self.tracker is not None:
             waits = {zone_id: w.summary(self.last_ts) for zone_id, w in self.waits.items()}
         lines = [line.take_counts() for line in self.lines]
+        flags, self.flags = self.flags, {}
         return self.counts.finish(
             ts,
             interval_s,
@@ -259,4 +289,5 @@ class CameraCounter:
             areas_m2=self.areas_m2,
             lines=lines,
             methods=self.methods,
+            flags=flags,
         )

@@ -64,6 +64,11 @@ DARK_MEAN = 16.0
 """A frame whose mean grey level is below this is too dark to count in."""
 BLOWN_OUT_SHARE = 0.9
 """A frame with more than this share of pixels at 250 or above is blown out."""
+BACKLIT_SHARE = 0.35
+"""A frame with more than this share of pixels at 250 or above looks into the sun (glare on the
+sea, a low sun in the lens): people in it are silhouettes or gone.  The most seen on a usable
+frame: 16.5% (one ShanghaiTech B test image of a sunlit street); 0% on every beach webcam
+frame (``crowdwatch/evaluation/beach_days.py``)."""
 FLAT_STD = 3.0
 """A frame whose grey levels vary less than this (standard deviation) shows no scene."""
 STATIC_CORRELATION = 0.35
@@ -265,7 +270,7 @@ def rasterise_polygon(
 
 
 def assess_quality(grey: NDArray[np.uint8]) -> FrameQuality:
-    """Whether a frame is worth counting in: not nearly black, blown out, flat or static.
+    """Whether a frame is worth counting in: not nearly black, blown out, backlit, flat or static.
 
     A lens cap, a dead stream (one grey colour), night without light or a camera blinded by
     the sun all give a density map that means nothing; the count is still made, and callers
@@ -293,6 +298,8 @@ def assess_quality(grey: NDArray[np.uint8]) -> FrameQuality:
     saturated = float(np.count_nonzero(grey >= 250)) / grey.size
     if saturated > BLOWN_OUT_SHARE:
         return FrameQuality(False, f"blown out ({saturated:.0%} of pixels saturated)")
+    if saturated > BACKLIT_SHARE:
+        return FrameQuality(False, f"backlit/glare ({saturated:.0%} of pixels saturated)")
     if std_v < FLAT_STD:
         return FrameQuality(False, f"flat/no detail (grey levels vary by {std_v:.1f})")
     correlation = _neighbour_correlation(grey)

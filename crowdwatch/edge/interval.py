@@ -70,6 +70,7 @@ class IntervalCounts:
         areas_m2: Mapping[str, float] | None = None,
         lines: Sequence[LineCount] = (),
         methods: Mapping[str, CountMethod] | None = None,
+        flags: Mapping[str, tuple[str, int | None]] | None = None,
     ) -> CountMessage | None:
         """Close the interval: build its message and start a new, empty one.
 
@@ -81,6 +82,8 @@ class IntervalCounts:
                 density is the zone's count at the interval's end over its area.
             lines: in/out crossings of each counting line during the interval.
             methods: what produced each zone's count at the interval's end (``None``: unsaid).
+            flags: per zone whose last density reading was refused, why and the refused count
+                (:mod:`crowdwatch.edge.plausibility`); the others are unflagged.
 
         Returns:
             The message, or ``None`` when no frame was analysed (the camera was offline or
@@ -102,6 +105,8 @@ class IntervalCounts:
                     else None
                 ),
                 method=methods[zone_id] if methods is not None else None,
+                count_flag=flags[zone_id][0] if flags and zone_id in flags else None,
+                flagged_count=flags[zone_id][1] if flags and zone_id in flags else None,
             )
             for zone_id in self.zone_ids
         ]

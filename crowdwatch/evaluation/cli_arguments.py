@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-DATASETS = ("pets", "mall", "shanghaitech_b", "beach")
+DATASETS = ("pets", "mall", "shanghaitech_b", "beach", "beach_days")
 """The real data sets under the shared folder, evaluated by default."""
 GENERATED = ("empty_ground",)
 """Generated frames, on request: they need no shared data and are no real scene."""

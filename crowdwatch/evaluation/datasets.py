@@ -6,6 +6,7 @@
 | ``mall`` | Mall frames 1-800, 640x480 | ``mall_gt.mat`` ``count``; every head point lies in the ROI of ``perspective_roi.mat``, so people are counted inside that ROI only |
 | ``shanghaitech_b`` | ShanghaiTech part B test, 316 images 1024x768 | ``GT_IMG_N.mat`` head points |
 | ``beach`` | ``beach_webcam_a``, 10 images 1920x1080 | ``labels_points.csv`` head points |
+| ``beach_days`` | the same webcam on 5 days (``beach_webcam_a`` + ``beach_webcam_days``), 50 images | 1-2 annotators' head points per frame, scored per day against their mean |
 
 Each loader returns a :class:`CountDataset` or raises :class:`DatasetMissing` naming the file
 that is absent, so ``crowdwatch eval`` can skip a data set with a clear message.
@@ -296,10 +297,30 @@ def load_empty_ground(shared_dir: Path) -> CountDataset:
     )
 
 
+def load_beach_days(shared_dir: Path) -> CountDataset:
+    """The beach webcam's five labelled days (``beach_webcam_a`` and ``beach_webcam_days``).
+
+    ``truths`` are the annotators' mean rounded; ``crowdwatch eval`` scores this set per day
+    against the unrounded mean and beside the annotators (:mod:`crowdwatch.evaluation.beach_eval`).
+    """
+    from crowdwatch.evaluation.beach_days import load_beach_frames
+
+    frames = load_beach_frames(shared_dir)
+    return CountDataset(
+        name="beach_days",
+        description=f"beach webcam, {len(frames)} frames 1920x1080 on 5 days, 1-2 annotators",
+        keys=[frame.path.name for frame in frames],
+        numbers=list(range(len(frames))),
+        truths=[round(frame.mean_count) for frame in frames],
+        read=_read_images([frame.path for frame in frames]),
+    )
+
+
 LOADERS: dict[str, Callable[[Path], CountDataset]] = {
     "pets": load_pets,
     "mall": load_mall,
     "shanghaitech_b": load_shanghaitech_b,
     "beach": load_beach,
     "empty_ground": load_empty_ground,
+    "beach_days": load_beach_days,
 }

@@ -7,7 +7,9 @@ those were tuned on the even samples the odd, held-out, samples get their own ro
 641-800; detection gets a row on those frames too).  On request (``--methods ...,auto``)
 ``auto``: on the dense counter's samples, per frame the count a zone in ``mode: auto`` would
 report, the edge's rule choosing between that frame's detection and density map (both runs
-are reused, nothing counts twice).  Then the PETS line-crossing accuracy.
+are reused, nothing counts twice).  ``beach_days`` (the beach webcam's labelled days) gets its
+own table per day, against the annotators' mean and beside their own disagreement
+(:mod:`crowdwatch.evaluation.beach_eval`).  Then the PETS line-crossing accuracy.
 With ``--json`` the last stdout line is one JSON object with every figure.
 """
 
@@ -30,6 +32,8 @@ from crowdwatch.contracts.config import (
 from crowdwatch.contracts.errors import CrowdwatchError
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
+from crowdwatch.evaluation.beach_days import TEST_DAYS, load_beach_frames
+from crowdwatch.evaluation.beach_eval import BeachDayRow, format_beach_table, score_beach_days
 from crowdwatch.evaluation.cli_arguments import DATASETS, DEFAULT_METHODS, GENERATED, METHODS
 from crowdwatch.evaluation.datasets import (
     LOADERS,
@@ -167,10 +171,21 @@ def _row(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class BeachDaysReport:
+    """``beach_days``: the per-day rows and, per frame, the annotators' counts and ours."""
+
+    rows: list[BeachDayRow]
+    frames: list[dict[str, Any]]
+
+
 def evaluate(
     args: argparse.Namespace, shared_dir: Path
-) -> tuple[list[EvalRow], list[str], Methods]:
-    """Run every requested data set and method; returns the rows, skip messages and methods.
+) -> tuple[list[EvalRow], list[str], Methods, BeachDaysReport | None]:
+    """Run every requested data set and method.
+
+    Returns:
+        The rows, skip messages, methods and the ``beach_days`` report (when asked for).
 
     The dense counter is never scored on the samples it was trained on
     (:data:`~crowdwatch.evaluation.settings.DENSE_TRAINING_FRAMES`: Mall frames 1-640); where
@@ -189,9 +204,13 @@ def evaluate(
             )
     counter = DensityCounter(methods.dense_model) if methods.dense_model else None
     subset: Subset = args.subset
+    beach: BeachDaysReport | None = None
     for name in names:
         try:
             dataset = LOADERS[name](shared_dir)
+            if name == "beach_days":
+                beach = _beach_days(dataset, args, shared_dir, methods, counter)
+                continue
         except DatasetMissing as exc:
             skipped.append(f"{name}: skipped, {exc}")
             continue
@@ -219,8 +238,75 @@ def evaluate(
                 auto_run = run_auto(detect_run, dense_run, DenseAutoConfig())
                 settings = f"auto: {detect_settings} | {dense_settings}"
                 rows.append(_row(name, "auto", label, settings, auto_run, dense_numbers))
-        logger.info("%s: MAE %.3f over %d samples", name, rows[-1].mae, rows[-1].frames)
-    return rows, skipped, methods
+        if rows:
+            logger.info("%s: MAE %.3f over %d samples", name, rows[-1].mae, rows[-1].frames)
+    return rows, skipped, methods, beach
+
+
+def _beach_days(
+    dataset: CountDataset,
+    args: argparse.Namespace,
+    shared_dir: Path,
+    methods: Methods,
+    counter: DensityCounter | None,
+) -> BeachDaysReport:
+    """Every requested method on the beach webcam's labelled days, scored per day."""
+    frames = load_beach_frames(shared_dir)  # the order of ``dataset``
+    indices = dataset.select(args.subset, args.limit)
+    predictions: dict[str, list[float]] = {}
+    auto_dense: frozenset[int] = frozenset()
+    detect_run: DatasetRun | None = None
+    if methods.detect or methods.auto:
+        config = _override(recommended_detector(dataset.name, shared_dir / "models"), args)
+        detect_run = run_dataset(dataset, load_detector(config), indices)
+        if methods.detect:
+            predictions["detect"] = detect_run.predicted
+    if counter is not None:
+        dense_run = run_dense(dataset, counter, indices)
+        if methods.dense:
+            predictions["dense"] = dense_run.predicted
+        if methods.auto and detect_run is not None:
+            auto_run = run_auto(detect_run, dense_run, DenseAutoConfig())
+            predictions["auto"], auto_dense = auto_run.predicted, auto_run.dense_picked
+    chosen = [frames[i] for i in indices]
+    per_frame = [
+        {
+            "image": frame.path.name,
+            "day": frame.day,
+            "annotators": frame.counts,
+            "mean": frame.mean_count,
+            **{method: round(counts[i], 1) for method, counts in predictions.items()},
+            **(
+                {"auto_by": "dense" if dataset.numbers[indices[i]] in auto_dense else "detect"}
+                if "auto" in predictions
+                else {}
+            ),
+        }
+        for i, frame in enumerate(chosen)
+    ]
+    return BeachDaysReport(score_beach_days(chosen, predictions), per_frame)
+
+
+def _beach_json(report: BeachDaysReport) -> dict[str, Any]:
+    rows = [{**asdict(row), "human_mae": row.human_mae} for row in report.rows]
+    return {"rows": rows, "frames": report.frames}
+
+
+def _print_beach(report: BeachDaysReport) -> None:
+    print("\nbeach webcam per day, against the annotators' mean (beach_days):")
+    print(format_beach_table(report.rows))
+    picked = [f["auto_by"] for f in report.frames if "auto_by" in f]
+    if picked:
+        print(f"auto counted {picked.count('dense')} of {len(picked)} frames by density map")
+    held = [f for f in report.frames if f["day"] in TEST_DAYS]
+    if held:
+        print("held-out frames (annotators' counts; mean; ours):")
+        for frame in held:
+            ours = ", ".join(
+                f"{k} {v:g}" for k, v in frame.items() if k in ("detect", "dense", "auto")
+            )
+            people = "/".join(str(c) for c in frame["annotators"].values())
+            print(f"  {frame['image']} {people}; {frame['mean']:g}; {ours}")
 
 
 def _detect_rows(
@@ -307,7 +393,7 @@ def format_table(rows: list[EvalRow]) -> str:
 def run(args: argparse.Namespace) -> int:
     """``crowdwatch eval``: print the table (and the JSON line); 0 when something ran."""
     shared_dir = default_shared_dir()
-    rows, skipped, methods = evaluate(args, shared_dir)
+    rows, skipped, methods, beach = evaluate(args, shared_dir)
     lines: list[dict[str, Any]] = []
     if not args.no_lines and not methods.detect:
         skipped.append("lines: skipped, line crossing follows detected people (--methods detect)")
@@ -317,7 +403,10 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(skip)
     for message in skipped:
         print(message, file=sys.stderr)
-    print(format_table(rows))
+    if rows:
+        print(format_table(rows))
+    if beach is not None:
+        _print_beach(beach)
     if lines:
         print("\nPETS line crossing (annotated tracks vs counted):")
         for item in lines:
@@ -335,11 +424,12 @@ def run(args: argparse.Namespace) -> int:
                     "dense_model": str(methods.dense_model) if methods.dense_model else None,
                     "datasets": [asdict(r) for r in rows],
                     "lines": lines,
+                    "beach_days": _beach_json(beach) if beach is not None else None,
                     "skipped": skipped,
                 }
             )
         )
-    if not rows and not lines:
+    if not rows and not lines and beach is None:
         print(f"nothing evaluated: no data set found under {shared_dir / 'data'}", file=sys.stderr)
         return 1
     return 0

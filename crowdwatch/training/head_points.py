@@ -108,3 +108,37 @@ def points_in_grid(
         keep = (col >= 0) & (col < cols) & (row >= 0) & (row < rows)
         np.add.at(grid, (row[keep], col[keep]), 1.0)
     return grid
+
+
+def load_beach_train(shared_dir: Path, days: frozenset[str] | None = None) -> list[PointImage]:
+    """The beach webcam's labelled frames of ``days`` at full size, one sample per annotator.
+
+    A frame two people labelled gives two samples with the same image: drawn at random, the
+    pixel loss is lowest for the annotators' mean density, the truth it is scored against.
+    Frames stay 1920x1080 (no :data:`MAX_SIDE` shrink): the edge counts them at that size and
+    their heads are only 5-10 px.
+
+    Args:
+        shared_dir: the shared folder.
+        days: UTC days to use, default :data:`~crowdwatch.evaluation.beach_days.TRAIN_DAYS`.
+
+    Raises:
+        ValueError: ``days`` includes a held-out test day.
+    """
+    from crowdwatch.evaluation.beach_days import TEST_DAYS, TRAIN_DAYS, load_beach_frames
+
+    chosen = TRAIN_DAYS if days is None else days
+    if chosen & TEST_DAYS:
+        raise ValueError(
+            f"beach days {sorted(chosen & TEST_DAYS)} are held out for the final score; "
+            f"train on {sorted(TRAIN_DAYS)}"
+        )
+    samples = []
+    for frame in load_beach_frames(shared_dir):
+        if frame.day not in chosen:
+            continue
+        image = _read(frame.path)
+        for annotator, points in sorted(frame.points.items()):
+            key = f"{frame.path.name}#{annotator}"
+            samples.append(PointImage("beach_webcam", key, image, points))
+    return samples

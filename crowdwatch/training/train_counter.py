@@ -10,7 +10,9 @@ happen on real cameras). Generated empty ground (:mod:`crowdwatch.training.textu
 crowds alone, read beach sand as one. Another 20% are composite beaches
 (:mod:`crowdwatch.training.beach_scene`): people cut from the same training images, shrunk to
 2-12 px heads and pasted on generated sand and sea with umbrellas and towels between them.
-``--init`` starts from an exported counter (fine-tuning).
+``--init`` starts from an exported counter (fine-tuning). ``--real-beach SHARE`` draws that share
+of crops from the beach webcam's labelled days (:func:`~crowdwatch.training.head_points.load_beach_train`,
+full size, rescaled 0.7-1.4x); the held-out day (18 Aug) is refused.
 
 The loss is a pixel term on the density (heads blurred over neighbouring cells) plus a count term
 on each crop. The count term keeps the total right, which a pixel loss alone lets drift low
@@ -49,6 +51,7 @@ from crowdwatch.training.density_net import (
 )
 from crowdwatch.training.head_points import (
     PointImage,
+    load_beach_train,
     load_mall_train,
     load_shanghaitech_train,
     points_in_grid,
@@ -65,6 +68,9 @@ GROUND_PATCH = 0.3
 """Chance that a crop of people gets a patch of empty ground pasted over part of it."""
 BEACH_SCENE = 0.2
 """Share of crops that are composite beaches (:mod:`crowdwatch.training.beach_scene`)."""
+REAL_BEACH_SCALE = (0.7, 1.4)
+"""Rescale range of crops of the real beach webcam: around 1, the size the edge counts it at
+(its heads are 5-10 px already; the crowd photos' 0.4-1.4 would shrink them to nothing)."""
 FROZEN_LAYERS = 3
 """YOLO layers 0-2 (edges and textures) stay as trained on COCO."""
 
@@ -135,9 +141,14 @@ def beach_crop(samples: list[PointImage], size: int, rng: random.Random) -> Crop
     return _photometric(image, rng), _blur(grid), mask, float(grid.sum())
 
 
-def make_crop(sample: PointImage, size: int, rng: random.Random) -> Crop:
+def make_crop(
+    sample: PointImage,
+    size: int,
+    rng: random.Random,
+    scale_range: tuple[float, float] = (0.4, 1.4),
+) -> Crop:
     """A random crop: image, blurred density target, loss mask (both at 1/8) and its count."""
-    scale = math.exp(rng.uniform(math.log(0.4), math.log(1.4)))
+    scale = math.exp(rng.uniform(math.log(scale_range[0]), math.log(scale_range[1])))
     image, points, mask = sample.image, sample.points * scale, sample.mask
     height, width = image.shape[:2]
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -177,17 +188,37 @@ def make_crop(sample: PointImage, size: int, rng: random.Random) -> Crop:
 
 
 def batches(
-    sources: dict[str, list[PointImage]], batch: int, size: int, seed: int
+    sources: dict[str, list[PointImage]],
+    batch: int,
+    size: int,
+    seed: int,
+    real_beach: float = 0.0,
 ) -> Iterator[Batch]:
-    """Endless batches ``(images, targets, masks, counts)``, prepared one ahead in a thread."""
+    """Endless batches ``(images, targets, masks, counts)``, prepared one ahead in a thread.
+
+    ``real_beach`` is the share of crops taken from ``sources["beach_webcam"]`` (the labelled
+    webcam days, :func:`~crowdwatch.training.head_points.load_beach_train`); the other crops
+    keep the proportions of :data:`MIX`, :data:`EMPTY_GROUND` and :data:`BEACH_SCENE`.
+    """
     rng = random.Random(seed)
     names = list(MIX)
     weights = [MIX[n] for n in names]
     people = [sample for name in names for sample in sources[name]]
+    # Frame first, then annotator: a frame two people labelled is drawn as often as any other.
+    beach_frames: dict[str, list[PointImage]] = {}
+    for sample in sources.get("beach_webcam", []):
+        beach_frames.setdefault(sample.key.split("#")[0], []).append(sample)
+    beach_labels = list(beach_frames.values())
+    if real_beach > 0 and not beach_labels:
+        raise ValueError("real_beach > 0 needs labelled frames in sources['beach_webcam']")
 
     def build() -> Batch:
         crops = []
         for _ in range(batch):
+            if real_beach > 0 and rng.random() < real_beach:
+                labels = rng.choice(rng.choice(beach_labels))
+                crops.append(make_crop(labels, size, rng, REAL_BEACH_SCALE))
+                continue
             draw = rng.random()
             if draw < EMPTY_GROUND:
                 crops.append(empty_ground_crop(size, rng))
@@ -278,6 +309,8 @@ def train(args: argparse.Namespace) -> Path:
         step = int(state["step"])
     started = time.monotonic()
     sources = load_sources(args.shared_dir)
+    if args.real_beach > 0:
+        sources["beach_webcam"] = load_beach_train(args.shared_dir)
     print(
         "loaded "
         + ", ".join(f"{name}: {len(items)} images" for name, items in sources.items())
@@ -285,7 +318,7 @@ def train(args: argparse.Namespace) -> Path:
         flush=True,
     )
     log = (out / "train_log.jsonl").open("a")
-    data = batches(sources, args.batch, args.crop, args.seed + step)
+    data = batches(sources, args.batch, args.crop, args.seed + step, args.real_beach)
     last_save = time.monotonic()
     window: list[tuple[float, float]] = []
     net.train()
@@ -360,6 +393,12 @@ def add_arguments(parser: argparse.ArgumentParser, shared_dir: Path) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--minutes", type=float, default=0.0, help="time budget (0: none)")
     parser.add_argument("--count-weight", type=float, default=30.0)
+    parser.add_argument(
+        "--real-beach",
+        type=float,
+        default=0.0,
+        help="share of crops from the labelled beach webcam days (held-out 18 Aug never)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
