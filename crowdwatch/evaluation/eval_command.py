@@ -253,8 +253,10 @@ def _detect_rows(
     """
     config = _override(recommended_detector(name, shared_dir / "models"), args)
     detector = load_detector(config, classes=recommended_classes(name))
+    settings = describe(config)
     if name in VEHICLE_DATASETS:
         detector = VehicleDetector(detector)  # one box per vehicle whatever its COCO class
+        settings += " vehicles merged"
     subset: Subset = args.subset
     indices = dataset.select(subset, args.limit)
     # Detection also counts the dense counter's samples, so both are scored on the same ones
@@ -268,14 +270,14 @@ def _detect_rows(
         # the held-out half of a set the settings were tuned on
         parts.append(("odd", {n for n in chosen if n % 2}))
     rows = [
-        _row(name, "detect", _subset_label(name, part), describe(config), run, numbers)
+        _row(name, "detect", _subset_label(name, part), settings, run, numbers)
         for part, numbers in parts
     ]
     if compare:
         label = f"{'' if subset == 'all' else subset + ' '}as dense"
         numbers = {dataset.numbers[i] for i in dense_indices}
-        rows.append(_row(name, "detect", label, describe(config), run, numbers))
-    return rows, run, describe(config)
+        rows.append(_row(name, "detect", label, settings, run, numbers))
+    return rows, run, settings
 
 
 def _subset_label(dataset: str, subset: str) -> str:
