@@ -26,13 +26,14 @@ The direction is the side the track moves to: ``in`` when it ends on the side th
 * **cool-down**: one track counts at most once per direction within ``cooldown_s``;
 * **teleport guard**: a step longer than ``max_step_heights`` box heights between two
   observations is an id swap between two people, not a walk: it resets the track;
-* **entering over a line near the frame edge**: where the picture on one side of the line is
-  a strip at most ``edge_strip_fraction`` of its depth across the line, people (and vehicles) coming in from that edge are
-  often first tracked already past the line, their origin side never settled.  A track whose
-  *first* observation lies on the other side, within ``entry_heights`` box heights of the
-  line and beside the segment, entered across it: it counts as coming from the strip once it
-  settles there having moved at least ``min_distance_px`` further from the line (a track
-  first seen walking *towards* the line is someone leaving, counted when they cross it).  Not when another track was seen within
+* **entering over a line near the frame edge**: where the picture on one side of the line
+  is a strip at most ``edge_strip_fraction`` of its depth across the line, people (and
+  vehicles) coming in from that edge are often first tracked already past the line, their
+  origin side never settled.  A track whose *first* observation lies on the other side,
+  within ``entry_heights`` box heights of the line and beside the segment, entered across
+  it: it counts as coming from the strip once it settles there having moved at least
+  ``min_distance_px`` further from the line (a track first seen walking *towards* the line
+  is someone leaving, counted when they cross it).  Not when another track was seen within
   ``max_step_heights`` box heights of that point in the last ``handoff_s`` seconds: that is
   an id switch of someone already followed (whose own crossing, if any, counts), so the
   double count the settle rule prevents stays prevented::
