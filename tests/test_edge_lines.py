@@ -33,8 +33,13 @@ def walk(*xs: float, track: int = 1, y: float = 50.0) -> list[Step]:
     return [[(track, x, y)] for x in xs]
 
 
-def run(line: CountingLine, frames: list[Step], rules: CrossingRules | None = None) -> tuple:
-    crossing = LineCrossing(line, FRAME, rules=rules)
+def run(
+    line: CountingLine,
+    frames: list[Step],
+    rules: CrossingRules | None = None,
+    frame: tuple[int, int] = FRAME,
+) -> tuple:
+    crossing = LineCrossing(line, frame, rules=rules)
     for i, frame in enumerate(frames):
         anchors = np.array([(x, y) for _, x, y in frame], dtype=np.float64).reshape(-1, 2)
         ids = np.array([t for t, _, _ in frame], dtype=np.int64)
@@ -155,3 +160,103 @@ def test_unconfirmed_tracks_are_ignored_and_counts_reset_per_interval() -> None:
         crossing.update(np.array([[x, 50.0], [x, 60.0]]), np.array([-1, 3]), np.full(2, HEIGHT), i)
     assert crossing.take_counts().in_count == 1
     assert (crossing.take_counts().in_count, crossing.take_counts().out_count) == (0, 0)
+
+
+# A 640x480 camera with a line 40 px from its right edge; "in" is into the picture (leftwards).
+WIDE = (640, 480)
+EDGE_LINE = gate(start=(600, 40), end=(600, 440), in_direction=(-1, 0))
+
+
+def people(*steps: list[tuple[int, float]], y: float = 240.0) -> list[Step]:
+    """Frames of several tracks: each step lists (track id, anchor x)."""
+    return [[(track, x, y) for track, x in step] for step in steps]
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        pytest.param(
+            walk(590, 580, 570, 560, 550), (1, 0), id="walks in, first seen past the line"
+        ),
+        pytest.param(walk(560, 570, 580, 590, 605) + [[]] * 15, (0, 1), id="walks out, lost"),
+        pytest.param(walk(560, 570, 580, 590, 610, 620, 630), (0, 1), id="walks out, seen out"),
+        pytest.param(walk(630, 620, 610, 590, 580, 570), (1, 0), id="walks in, seen in the strip"),
+        pytest.param(
+            walk(585, 590, 595, 610, 620) + [[]] * 15,
+            (0, 1),
+            id="first seen past the line walking towards it: leaves, counted out only",
+        ),
+        pytest.param(
+            walk(598, 603, 597, 602, 598, 603) + [[]] * 15,
+            (0, 0),
+            id="first seen on the line, lingers there: never",
+        ),
+        pytest.param(
+            walk(594, 590, 594, 590, 594) + [[]] * 15,
+            (0, 0),
+            id="first seen past the line, stays there: never",
+        ),
+        pytest.param(
+            walk(590, 580, 570, 560, track=1) + walk(555, 545, 535, 525, track=2),
+            (1, 0),
+            id="id switch after entering: counted once",
+        ),
+        pytest.param(
+            walk(630, 620, 610, 595, 585, track=1) + walk(580, 570, 560, 550, track=2),
+            (1, 0),
+            id="crossed from the strip, id switch past the line: counted once",
+        ),
+        pytest.param(
+            walk(630, 620, 610, 595, track=1) + walk(590, 580, 570, 560, track=2) + [[]] * 15,
+            (1, 0),
+            id="crossed from the strip, lost behind the line, new id: counted once",
+        ),
+        pytest.param(
+            walk(590, 580) + [[]] * 3 + walk(560, 550, 540),
+            (1, 0),
+            id="detection flickers after entering: counted once",
+        ),
+        pytest.param(
+            walk(595, 590, 585, track=-1) + walk(580, 570, 560),
+            (1, 0),
+            id="unconfirmed while crossing, confirmed past the line: counted",
+        ),
+        pytest.param(
+            people([(1, 590), (2, 592)], [(1, 580), (2, 582)], [(1, 570), (2, 572)]),
+            (2, 0),
+            id="two enter side by side: both counted",
+        ),
+        pytest.param(walk(530, 520, 510, 500), (0, 0), id="first seen far past the line: never"),
+        pytest.param(
+            walk(590, 580, 570, 560, y=470.0), (0, 0), id="first seen beyond the line's end: never"
+        ),
+    ],
+)
+def test_a_line_40_px_from_the_frame_edge_counts_both_directions(
+    frames: list[Step], expected: tuple[int, int]
+) -> None:
+    assert run(EDGE_LINE, frames, frame=WIDE) == expected
+
+
+def test_without_the_id_switch_guard_a_switch_past_an_edge_line_would_count_twice() -> None:
+    # The guard is what keeps the case above at one: with no hand-off window the second id,
+    # first seen past the line and walking in, passes for a second person entering.
+    frames = walk(630, 620, 610, 595, 585, track=1) + walk(580, 570, 560, 550, track=2)
+    assert run(EDGE_LINE, frames, CrossingRules(handoff_s=0.0), frame=WIDE) == (2, 0)
+
+
+def test_an_edge_line_counts_entries_whichever_side_is_in() -> None:
+    leaving_is_in = gate(start=(600, 40), end=(600, 440), in_direction=(1, 0))
+    assert run(leaving_is_in, walk(590, 580, 570, 560), frame=WIDE) == (0, 1)
+    assert run(leaving_is_in, walk(560, 570, 580, 590, 605) + [[]] * 15, frame=WIDE) == (1, 0)
+
+
+def test_a_line_near_the_bottom_edge_counts_vehicles_coming_up_into_the_picture() -> None:
+    kerb = gate(start=(0, 440), end=(640, 440), in_direction=(0, -1))
+    up = [[(1, 300.0, y)] for y in (432, 420, 408, 396)]
+    assert run(kerb, up, frame=WIDE) == (1, 0)
+
+
+def test_a_line_in_the_middle_of_the_picture_has_no_edge_strip() -> None:
+    middle = gate(start=(320, 40), end=(320, 440), in_direction=(-1, 0))
+    assert run(middle, walk(310, 300, 290, 280), frame=WIDE) == (0, 0)

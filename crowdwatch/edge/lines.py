@@ -25,7 +25,23 @@ The direction is the side the track moves to: ``in`` when it ends on the side th
   picture right after a line near the frame edge), is counted when ``lost_s`` has passed;
 * **cool-down**: one track counts at most once per direction within ``cooldown_s``;
 * **teleport guard**: a step longer than ``max_step_heights`` box heights between two
-  observations is an id swap between two people, not a walk: it resets the track.
+  observations is an id swap between two people, not a walk: it resets the track;
+* **entering over a line near the frame edge**: where the picture on one side of the line
+  is a strip at most ``edge_strip_fraction`` of its depth across the line, people (and
+  vehicles) coming in from that edge are often first tracked already past the line, their
+  origin side never settled.  A track whose *first* observation lies on the other side,
+  within ``entry_heights`` box heights of the line and beside the segment, entered across
+  it: it counts as coming from the strip once it settles there having moved at least
+  ``min_distance_px`` further from the line (a track first seen walking *towards* the line
+  is someone leaving, counted when they cross it).  Not when another track was seen within
+  ``max_step_heights`` box heights of that point in the last ``handoff_s`` seconds: that is
+  an id switch of someone already followed (whose own crossing, if any, counts), so the
+  double count the settle rule prevents stays prevented::
+
+        frame edge |<- strip ->|                    o first seen here, no track nearby
+                   |   (out)   |    (in)       ---> settles further in: counted "in"
+                   |           |  o-->o-->o
+                   |        line
 
 Daily totals are *not* kept here: the edge publishes per-interval in/out counts (UTC
 timestamps) and the database sums ``line_counts`` per local day of ``district.timezone``, so
@@ -58,6 +74,13 @@ class CrossingRules:
         max_step_heights: a step longer than this many box heights resets the track.
         lost_s: a track unseen this long with a pending crossing on its side has crossed.
         forget_s: a track not seen for this long is forgotten.
+        edge_strip_fraction: a side of the line holding at most this fraction of the
+            picture's depth across the line is an edge strip: tracks first seen just past the
+            line came from it.
+        entry_heights: how far past such a line (box heights) a new track may be first seen
+            and still count as having entered across it.
+        handoff_s: a new track within ``max_step_heights`` box heights of where another track
+            was seen this recently is an id switch, never an entry.
     """
 
     min_frames: int = 2
@@ -66,6 +89,9 @@ class CrossingRules:
     max_step_heights: float = 2.0
     lost_s: float = 1.0
     forget_s: float = 10.0
+    edge_strip_fraction: float = 0.15
+    entry_heights: float = 3.0
+    handoff_s: float = 2.0
 
 
 @dataclass(slots=True)
@@ -77,6 +103,7 @@ class _TrackState:
     far: bool = False  # reached min_distance on ``side`` during the run
     settled: int = 0  # side the track settled on (0: none yet / since its last crossing)
     pending: int = 0  # direction of a crossing from a settled side, waiting to settle
+    entry_from: float = 0.0  # > 0: entered over an edge line, first seen this far past it
     last_counted: dict[int, float] = field(default_factory=dict)  # direction -> ts
 
 
@@ -132,9 +159,24 @@ class LineCrossing:
         self._length = float(np.hypot(*direction))
         # Distances are configured in pixels of the configured frame; scale with the frame.
         self._min_distance = self.rules.min_distance_px * float(np.sqrt(scale[0] * scale[1]))
+        self._entry_sides = self._sides_facing_an_edge_strip()
         self._tracks: dict[int, _TrackState] = {}
+        self._frame_ids: set[int] = set()
         self.in_count = 0
         self.out_count = 0
+
+    def _sides_facing_an_edge_strip(self) -> frozenset[int]:
+        """The sides a track first seen on may have entered from the edge strip opposite."""
+        width, height = self.frame_size
+        corners = np.array([(0, 0), (width, 0), (width, height), (0, height)], dtype=np.float64)
+        distances = self.signed_distance(corners)
+        depth = {1: max(float(distances.max()), 0.0), -1: max(float(-distances.min()), 0.0)}
+        total = depth[1] + depth[-1]
+        return frozenset(
+            side
+            for side in (1, -1)
+            if total > 0 and depth[-side] <= self.rules.edge_strip_fraction * total
+        )
 
     def signed_distance(self, points: NDArray[np.floating]) -> NDArray[np.float64]:
         """Distance of points from the (infinite) line, positive on the "in" side.
@@ -170,6 +212,7 @@ class LineCrossing:
             by this observation (a lost track's crossing is counted without a row).
         """
         result = np.zeros(len(anchors), dtype=np.int8)
+        self._frame_ids = {int(t) for t in tracker_ids if t >= 0}
         if len(anchors):
             distances = self.signed_distance(anchors)
             for i, (track_id, distance) in enumerate(zip(tracker_ids, distances, strict=True)):
@@ -189,14 +232,20 @@ class LineCrossing:
         if state is None or _step_length(state.point, point) > self.rules.max_step_heights * max(
             height, 1.0
         ):
-            self._tracks[track_id] = _TrackState(point, ts, side, run=1, far=far)
-            return self._settle(self._tracks[track_id], ts)
+            new = _TrackState(point, ts, side, run=1, far=far)
+            if state is None and self._entered_over_the_line(
+                track_id, point, side, distance, height, ts
+            ):
+                new.entry_from = abs(distance)
+            self._tracks[track_id] = new
+            return self._settle(new, ts, distance)
         if side == 0:
             # Exactly on the line: no side to settle on; keep the last point off the line as
             # the start of the next movement, so stepping on and then over still crosses.
             state.seen_ts = ts
             return 0
         if side != state.side and self._segment_crosses(state.point, point):
+            state.entry_from = 0.0  # back over the line: it did not come in from the strip
             if state.settled == -side:
                 # From a settled side: counts once it settles here.
                 state.pending, state.settled = side, 0
@@ -212,12 +261,40 @@ class LineCrossing:
         else:
             state.side, state.run, state.far = side, 1, far
         state.point, state.seen_ts = point, ts
-        return self._settle(state, ts)
+        return self._settle(state, ts, distance)
 
-    def _settle(self, state: _TrackState, ts: float) -> int:
+    def _entered_over_the_line(
+        self,
+        track_id: int,
+        point: tuple[float, float],
+        side: int,
+        distance: float,
+        height: float,
+        ts: float,
+    ) -> bool:
+        """Whether a track first seen at ``point`` came into the picture across the line."""
+        if side not in self._entry_sides or abs(distance) > self.rules.entry_heights * height:
+            return False
+        along = float(np.dot(np.subtract(point, self.start), self.end - self.start))
+        if not 0.0 <= along <= self._length**2:
+            return False  # beside the line's end, not past the segment
+        reach = self.rules.max_step_heights * max(height, 1.0)
+        return not any(
+            other_id != track_id
+            and other_id not in self._frame_ids
+            and ts - other.seen_ts <= self.rules.handoff_s
+            and _step_length(other.point, point) <= reach
+            for other_id, other in self._tracks.items()
+        )
+
+    def _settle(self, state: _TrackState, ts: float, distance: float) -> int:
         """Settle the track on its side when it qualifies; returns a crossing it completes."""
         if state.side == 0 or state.run < self.rules.min_frames or not state.far:
             return 0
+        if state.entry_from and abs(distance) >= state.entry_from + self._min_distance:
+            # Moved in from where it was first seen, just past an edge line: it came from
+            # the strip, a crossing from there.
+            state.entry_from, state.pending = 0.0, state.side
         state.settled = state.side
         if state.pending != state.side:
             state.pending = 0  # settled back where it came from (e.g. round the line's end)

@@ -11,6 +11,8 @@ DATASETS = ("pets", "mall", "shanghaitech_b", "beach", "beach_days")
 """The real data sets under the shared folder, evaluated by default."""
 GENERATED = ("empty_ground",)
 """Generated frames, on request: they need no shared data and are no real scene."""
+VEHICLE_SETS = {"ngsim": ("ngsim_seq1", "ngsim_seq2")}
+"""Road data sets, on request (vehicles, not people): a name that stands for its sequences."""
 METHODS = ("detect", "dense", "auto")
 """How people are counted: boxes of the detector, the density map of the dense counter, or
 per frame the one the edge's ``mode: auto`` rule picks."""
@@ -26,6 +28,13 @@ def add_count_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
     parser.add_argument(
         "--zone", help="count only people standing in this polygon: x1,y1,x2,y2,x3,y3,..."
+    )
+    parser.add_argument(
+        "--classes",
+        default="person",
+        help="what to count: person (default), vehicle (car, bus, truck, motorcycle, one box "
+        "per vehicle), or a comma list of person, bicycle, car, motorcycle, bus, truck, vehicle; "
+        "counts per class are printed too",
     )
     parser.add_argument(
         "--model",
@@ -61,8 +70,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--datasets",
         default=",".join(DATASETS),
         help=(
-            f"comma-separated, from {', '.join(DATASETS + GENERATED)} "
-            f"(default: {', '.join(DATASETS)})"
+            f"comma-separated, from {', '.join(DATASETS + GENERATED + tuple(VEHICLE_SETS))} "
+            f"(default: {', '.join(DATASETS)}); ngsim counts vehicles, per sequence"
         ),
     )
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""``crowdwatch count SOURCE...``: people in images, image folders and videos.
+"""``crowdwatch count SOURCE...``: people (or vehicles) in images, image folders and videos.
 
 The same counting code as the edge worker, so anyone can check the counter on their own
 footage before installing a camera.  ``--mode`` is a zone's ``mode`` on the edge:
@@ -9,12 +9,16 @@ footage before installing a camera.  ``--mode`` is a zone's ``mode`` on the edge
 - ``auto``: both on every frame, and the edge's rule (``crowdwatch.edge.counting.auto_method``
   with ``edge.dense.auto``) picks which one gives the count.
 
+``--classes`` picks what detection counts: ``person`` (default), ``vehicle`` (COCO car, bus,
+truck and motorcycle, merged to one box per vehicle: :mod:`crowdwatch.edge.vehicles`) or a
+list; ``by_class`` then gives the count per class.
+
 One line per analysed frame; with ``--json`` one JSON object per line (``count`` is
 fractional when the density map gave it; ``quality`` names what is wrong with a frame the
 crowd counter cannot count in)::
 
     {"source": "walkway.avi", "frame": 0, "count": 6, "width": 768, "height": 576, "ms": 41.2,
-     "zone": false, "method": "detect", "quality": null}
+     "zone": false, "method": "detect", "quality": null, "by_class": {"person": 6}}
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from crowdwatch.contracts.config import (
     DetectorConfig,
     LocalizedName,
     TilingConfig,
+    TrackedClass,
     Zone,
     default_shared_dir,
 )
@@ -46,7 +51,9 @@ from crowdwatch.contracts.errors import ConfigError, ModelError, SourceError
 from crowdwatch.contracts.messages import CountMethod
 from crowdwatch.edge.counting import auto_method
 from crowdwatch.edge.dense import DensityCounter
+from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector, load_detector
+from crowdwatch.edge.vehicles import VEHICLES, VehicleDetector, counts_by_class, parse_classes
 from crowdwatch.edge.zones import ZoneOccupancy
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -70,6 +77,8 @@ class CountRow:
     """``detect`` or ``dense``: what gave ``count`` (``auto`` picks per frame)"""
     quality: str | None = None
     """why the crowd counter judged the frame unusable (dark, blown out, flat), else ``None``"""
+    by_class: dict[str, int] | None = None
+    """detection: the boxes counted per class name; ``None`` when the density map counted"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +219,7 @@ def count_frames(
             if zone is not None and (occupancy is None or occupancy.frame_size != (width, height)):
                 occupancy = _zone_for(zone, (width, height), path)
             started = time.perf_counter()
-            count, method, quality = count_frame(image, counters, occupancy)
+            count, method, quality, by_class = count_frame(image, counters, occupancy)
             ms = 1000 * (time.perf_counter() - started)
             yield CountRow(
                 str(path),
@@ -222,29 +231,34 @@ def count_frames(
                 zone is not None,
                 method.value,
                 quality,
+                by_class if method is CountMethod.DETECT else None,
             )
 
 
 def count_frame(
     image: NDArray[np.uint8], counters: Counters, occupancy: ZoneOccupancy | None
-) -> tuple[float, CountMethod, str | None]:
+) -> tuple[float, CountMethod, str | None, dict[str, int]]:
     """People in one frame (in the zone of ``occupancy`` when given) the way ``mode`` says.
 
     Returns:
-        The count, the method that gave it, and the crowd counter's quality complaint.
+        The count, the method that gave it, the crowd counter's quality complaint, and the
+        detected boxes per class (empty without a detector).
     """
     heights: NDArray[np.float32] | None = None
+    by_class: dict[str, int] = {}
     if counters.detector is not None:
         detections = counters.detector.detect(image)
-        # the people standing in the zone: their number is the detection count
-        heights = (
-            detections.heights()[occupancy.trigger(detections)]
-            if occupancy is not None
-            else detections.heights()
-        )
+        if occupancy is not None:
+            # the people standing in the zone: their number is the detection count
+            inside = occupancy.trigger(detections)
+            detections = Detections(
+                detections.xyxy[inside], detections.confidence[inside], detections.class_id[inside]
+            )
+        heights = detections.heights()
+        by_class = counts_by_class(detections)
     if counters.density is None:
         assert heights is not None  # mode detect always has a detector
-        return len(heights), CountMethod.DETECT, None
+        return len(heights), CountMethod.DETECT, None, by_class
     density = counters.density.density(image)
     people = (
         density.in_polygon([(float(x), float(y)) for x, y in occupancy.polygon])
@@ -253,10 +267,10 @@ def count_frame(
     )
     quality = density.quality.reason
     if heights is None:
-        return people, CountMethod.DENSE, quality
+        return people, CountMethod.DENSE, quality, by_class
     # The frame's own pixels are the configured geometry here: no rescaling of heights.
     count, method = auto_count(counters.dense.auto, heights, people, density.quality.ok)
-    return count, method, quality
+    return count, method, quality, by_class
 
 
 def auto_count(
@@ -336,7 +350,17 @@ def load_counters(
     """
     mode = CountMode(args.mode)
     dense = dense or DenseConfig()
-    detector = load_detector(detector_config(args, base)) if mode is not CountMode.DENSE else None
+    classes = parse_classes(args.classes)
+    if mode is not CountMode.DETECT and classes != (TrackedClass.PERSON,):
+        raise ConfigError(
+            f"--classes {args.classes}: --mode {mode.value} counts people (the density map "
+            "knows no classes); count other classes with --mode detect"
+        )
+    detector: Detector | None = None
+    if mode is not CountMode.DENSE:
+        detector = load_detector(detector_config(args, base), classes=classes)
+        if set(classes) & set(VEHICLES):
+            detector = VehicleDetector(detector)  # one box per vehicle whatever its class
     density = None
     if mode is not CountMode.DETECT:
         model = Path(args.dense_model) if args.dense_model else dense.model_path()
@@ -366,6 +390,7 @@ def run(
     zone = parse_zone(args.zone) if args.zone else None
     files = expand_sources(args.sources)
     counters = load_counters(args, base, dense)
+    what = "people" if parse_classes(args.classes) == (TrackedClass.PERSON,) else "objects"
     total = 0.0
     frames = 0
     for row in count_frames(files, counters, every=args.every, zone=zone):
@@ -377,13 +402,18 @@ def run(
             people = f"{row.count:>4}" if row.method == "detect" else f"{row.count:>6.1f}"
             mode = f"  [{row.method}]" if counters.mode is not CountMode.DETECT else ""
             warning = f"  ({row.quality})" if row.quality else ""
+            classes = (
+                "  (" + ", ".join(f"{k} {v}" for k, v in row.by_class.items()) + ")"
+                if what != "people" and row.by_class
+                else ""
+            )
             print(
-                f"{row.source}  frame {row.frame:>6}  {people} people  {row.ms:7.1f} ms"
-                f"{mode}{warning}"
+                f"{row.source}  frame {row.frame:>6}  {people} {what}  {row.ms:7.1f} ms"
+                f"{mode}{warning}{classes}"
             )
     if not args.json:
         mean = total / frames if frames else 0.0
-        print(f"{frames} frames, mean {mean:.2f} people per frame", file=sys.stderr)
+        print(f"{frames} frames, mean {mean:.2f} {what} per frame", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@
 | ``shanghaitech_b`` | ShanghaiTech part B test, 316 images 1024x768 | ``GT_IMG_N.mat`` head points |
 | ``beach`` | ``beach_webcam_a``, 10 images 1920x1080 | ``labels_points.csv`` head points |
 | ``beach_days`` | the same webcam on 5 days (``beach_webcam_a`` + ``beach_webcam_days``), 50 images | 1-2 annotators' head points per frame, scored per day against their mean |
+| ``ngsim_seq1``, ``ngsim_seq2`` | NGSIM US-101 highway cameras, 177 and 156 frames 640x480 | ``GT.json`` (COCO) boxes of every motor vehicle, the whole frame |
 
 Each loader returns a :class:`CountDataset` or raises :class:`DatasetMissing` naming the file
 that is absent, so ``crowdwatch eval`` can skip a data set with a clear message.
@@ -15,6 +16,7 @@ that is absent, so ``crowdwatch eval`` can skip a data set with a clear message.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -316,6 +318,46 @@ def load_beach_days(shared_dir: Path) -> CountDataset:
     )
 
 
+def load_ngsim(shared_dir: Path, sequence: str) -> CountDataset:
+    """One NGSIM US-101 camera sequence: motor vehicles boxed in every frame (COCO JSON).
+
+    The boxes cover the whole frame (vehicles at every edge and up to the top rows), so the
+    count is of the whole frame.  Frames are in the order of their numbered file names.
+
+    Args:
+        shared_dir: the shared folder.
+        sequence: ``Sequence1`` or ``Sequence2``.
+
+    Raises:
+        DatasetMissing: the folder, its ``GT.json`` or an image is absent, or ``GT.json`` is
+            not COCO detection JSON.
+    """
+    root = shared_dir / "data" / "ngsim_us101" / sequence
+    truth_file = _require(root / "GT.json", f"NGSIM {sequence} ground truth")
+    try:
+        coco = json.loads(truth_file.read_text(encoding="utf-8"))
+        images = {int(image["id"]): str(image["file_name"]) for image in coco["images"]}
+        counts = Counter(int(box["image_id"]) for box in coco["annotations"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetMissing(
+            f"{truth_file}: expected COCO JSON with images[].id/file_name and "
+            f"annotations[].image_id, got {type(exc).__name__}: {exc}"
+        ) from exc
+    order = sorted(images, key=lambda i: (int(re.sub(r"\D", "", images[i]) or 0), images[i]))
+    paths = [root / "images" / images[i] for i in order]
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise DatasetMissing(f"NGSIM {sequence}: {len(absent)} images absent, first {absent[0]}")
+    return CountDataset(
+        name=f"ngsim_seq{sequence[-1]}",
+        description=f"NGSIM US-101 {sequence}, {len(paths)} frames 640x480, motor vehicles",
+        keys=[p.name for p in paths],
+        numbers=[int(re.sub(r"\D", "", p.stem) or 0) for p in paths],
+        truths=[counts.get(i, 0) for i in order],
+        read=_read_images(paths),
+    )
+
+
 LOADERS: dict[str, Callable[[Path], CountDataset]] = {
     "pets": load_pets,
     "mall": load_mall,
@@ -323,4 +365,6 @@ LOADERS: dict[str, Callable[[Path], CountDataset]] = {
     "beach": load_beach,
     "empty_ground": load_empty_ground,
     "beach_days": load_beach_days,
+    "ngsim_seq1": lambda shared_dir: load_ngsim(shared_dir, "Sequence1"),
+    "ngsim_seq2": lambda shared_dir: load_ngsim(shared_dir, "Sequence2"),
 }

@@ -32,9 +32,16 @@ from crowdwatch.contracts.config import (
 from crowdwatch.contracts.errors import CrowdwatchError
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
+from crowdwatch.edge.vehicles import VehicleDetector
 from crowdwatch.evaluation.beach_days import TEST_DAYS, load_beach_frames
 from crowdwatch.evaluation.beach_eval import BeachDayRow, format_beach_table, score_beach_days
-from crowdwatch.evaluation.cli_arguments import DATASETS, DEFAULT_METHODS, GENERATED, METHODS
+from crowdwatch.evaluation.cli_arguments import (
+    DATASETS,
+    DEFAULT_METHODS,
+    GENERATED,
+    METHODS,
+    VEHICLE_SETS,
+)
 from crowdwatch.evaluation.datasets import (
     LOADERS,
     CountDataset,
@@ -45,9 +52,12 @@ from crowdwatch.evaluation.datasets import (
 from crowdwatch.evaluation.scoring import DatasetRun, run_auto, run_dataset, run_dense
 from crowdwatch.evaluation.settings import (
     DENSE_TRAINING_FRAMES,
+    HELD_OUT_SEQUENCES,
     TUNED_ON_EVEN,
+    VEHICLE_DATASETS,
     describe,
     describe_dense,
+    recommended_classes,
     recommended_detector,
 )
 
@@ -196,11 +206,13 @@ def evaluate(
     methods, skip = choose_methods(args)
     rows: list[EvalRow] = []
     skipped = [skip] if skip else []
-    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    given = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    names = [part for n in given for part in VEHICLE_SETS.get(n, (n,))]
     for name in names:
         if name not in LOADERS:
             raise CrowdwatchError(
-                f"--datasets: unknown data set {name!r}, expected {DATASETS + GENERATED}"
+                f"--datasets: unknown data set {name!r}, expected one of "
+                f"{', '.join(DATASETS + GENERATED + tuple(VEHICLE_SETS))}"
             )
     counter = DensityCounter(methods.dense_model) if methods.dense_model else None
     subset: Subset = args.subset
@@ -224,7 +236,10 @@ def evaluate(
             )
             if methods.detect:
                 rows.extend(detect_rows)
-        if counter is not None and methods.dense_model is not None:
+        if name in VEHICLE_DATASETS:
+            if counter is not None:
+                skipped.append(f"{name}: dense and auto skipped, the density map counts people")
+        elif counter is not None and methods.dense_model is not None:
             dense_run = run_dense(dataset, counter, dense_indices)
             dense_settings = describe_dense(methods.dense_model)
             # The odd half is no held-out set for the dense counter (nothing tuned on even).
@@ -322,7 +337,11 @@ def _detect_rows(
         The rows, the detection run (on the dense samples too, for ``auto``) and its settings.
     """
     config = _override(recommended_detector(name, shared_dir / "models"), args)
-    detector = load_detector(config)
+    detector = load_detector(config, classes=recommended_classes(name))
+    settings = describe(config)
+    if name in VEHICLE_DATASETS:
+        detector = VehicleDetector(detector)  # one box per vehicle whatever its COCO class
+        settings += " vehicles merged"
     subset: Subset = args.subset
     indices = dataset.select(subset, args.limit)
     # Detection also counts the dense counter's samples, so both are scored on the same ones
@@ -336,17 +355,19 @@ def _detect_rows(
         # the held-out half of a set the settings were tuned on
         parts.append(("odd", {n for n in chosen if n % 2}))
     rows = [
-        _row(name, "detect", _subset_label(name, part), describe(config), run, numbers)
+        _row(name, "detect", _subset_label(name, part), settings, run, numbers)
         for part, numbers in parts
     ]
     if compare:
         label = f"{'' if subset == 'all' else subset + ' '}as dense"
         numbers = {dataset.numbers[i] for i in dense_indices}
-        rows.append(_row(name, "detect", label, describe(config), run, numbers))
-    return rows, run, describe(config)
+        rows.append(_row(name, "detect", label, settings, run, numbers))
+    return rows, run, settings
 
 
 def _subset_label(dataset: str, subset: str) -> str:
+    if dataset in HELD_OUT_SEQUENCES and subset == "all":
+        return HELD_OUT_SEQUENCES[dataset]
     if dataset not in TUNED_ON_EVEN:
         return subset
     return {"all": "all", "even": "even (tuned)", "odd": "odd (held out)"}[subset]
