@@ -4,9 +4,15 @@
 
     paho thread ── on_message ──► bounded queue ──► writer thread
     (enqueue only; blocks when       (Envelope)      validate → date offline notices
-     the queue is full, which                        → batch (size or time) → one transaction
-     slows the broker down)                          (COPY, upserts) → PUBACK each message
+     the queue is full, which        handed over     → batch (size or time) → one transaction
+     slows the broker down)          in batches      (COPY, upserts) → PUBACK each message
                                                      → retry with backoff on a lost DB
+
+Batches adapt to the load: a batch is written when ``batch_size`` messages are waiting or
+when its oldest is ``batch_interval_s`` old, and under a backlog the writer takes everything
+waiting, up to ``MAX_BATCH_FACTOR`` times ``batch_size``, into one transaction (fewer
+statements and round trips per message exactly when the ingest is behind).  The queue wakes
+the writer per batch, not per message (:mod:`crowdwatch.ingest.intake`).
 
 Delivery guarantee: **a message is acknowledged to the broker only after its rows (or its
 dead letter) are committed** (paho's manual ack, ``Client(manual_ack=True)``).  The session is
@@ -41,7 +47,6 @@ than half a minute: :mod:`crowdwatch.ingest.clock`.
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import socket
 import threading
@@ -62,6 +67,7 @@ from crowdwatch.contracts.messages import (
 )
 from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
+from crowdwatch.ingest.intake import BatchIntake
 from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
 from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
@@ -75,6 +81,8 @@ logger = logging.getLogger(__name__)
 SUMMARY_EVERY_S = 30.0
 MAX_BACKOFF_S = 30.0
 MAX_RECEIVE_MAXIMUM = 65535
+MAX_BATCH_FACTOR = 4
+"""Under a backlog a batch takes up to this many times ``batch_size`` messages."""
 """The largest Receive Maximum MQTT 5 can express."""
 
 
@@ -159,7 +167,7 @@ class IngestService:
         self._db_url = db_url
         self._batch_size = batch_size
         self._batch_interval_s = batch_interval_s
-        self._queue: queue.Queue[_QueueItem] = queue.Queue(maxsize=queue_size)
+        self._queue: BatchIntake[_QueueItem] = BatchIntake(queue_size)
         self._skew = ClockSkew(skew_window_s, max_future_s=MAX_FUTURE.total_seconds())
         self._validator = MessageValidator(config, clock_skew=self._skew)
         self._writer = BatchWriter(db_url)
@@ -224,9 +232,7 @@ class IngestService:
             False when that did not happen within ``timeout`` seconds (database down?).
         """
         marker = _Flush()
-        try:
-            self._queue.put(marker, timeout=timeout)
-        except queue.Full:
+        if not self._queue.put(marker, timeout, urgent=True):
             return False
         return marker.done.wait(timeout)
 
@@ -265,9 +271,7 @@ class IngestService:
         if not self._thread.is_alive():
             return
         deadline = time.monotonic() + timeout
-        try:
-            self._queue.put(_Stop(), timeout=timeout)
-        except queue.Full:
+        if not self._queue.put(_Stop(), timeout, urgent=True):
             self._abort.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
@@ -283,18 +287,12 @@ class IngestService:
             delivery.topic, delivery.payload, utc_now(), retained=delivery.retain
         )
         received = _Received(envelope, delivery)
-        while True:
-            try:
-                # Blocking is the backpressure: paho stops reading and the broker holds on.
-                self._queue.put(received, timeout=0.5)
+        # Blocking is the backpressure: paho stops reading and the broker holds on.
+        while not self._queue.put(received, 0.5):
+            if self._closing.is_set():
+                # Not acknowledged: the broker delivers it again next time.
+                logger.warning("queue full while stopping: left %s to the broker", delivery.topic)
                 return
-            except queue.Full:
-                if self._closing.is_set():
-                    # Not acknowledged: the broker delivers it again next time.
-                    logger.warning(
-                        "queue full while stopping: left %s to the broker", delivery.topic
-                    )
-                    return
 
     # the stats thread
 
@@ -322,29 +320,33 @@ class IngestService:
     def _run(self) -> None:
         batch: list[_Received] = []
         batch_deadline = 0.0
+        limit = self._batch_size * MAX_BATCH_FACTOR
         try:
             while True:
-                now = time.monotonic()
-                wait = batch_deadline - now if batch else 1.0
-                try:
-                    item: _QueueItem | None = self._queue.get(timeout=max(0.0, wait))
-                except queue.Empty:
-                    item = None
-                if isinstance(item, _Received):
-                    if not batch:
-                        batch_deadline = time.monotonic() + self._batch_interval_s
-                    batch.append(item)
-                if batch and (
-                    len(batch) >= self._batch_size
-                    or time.monotonic() >= batch_deadline
-                    or isinstance(item, _Flush | _Stop)
-                ):
+                if batch:
+                    # Wake when the batch can be full, or at its deadline.
+                    want = self._batch_size - len(batch)
+                    wait = batch_deadline - time.monotonic()
+                else:
+                    want, wait = 1, 1.0
+                items = self._queue.take(want, limit - len(batch), max(0.0, wait))
+                for item in items:
+                    if isinstance(item, _Received):
+                        if not batch:
+                            batch_deadline = time.monotonic() + self._batch_interval_s
+                        batch.append(item)
+                        continue
+                    # A marker: what came before it is committed first.
+                    if batch:
+                        self._commit(batch)
+                        batch = []
+                    if isinstance(item, _Flush):
+                        item.done.set()
+                    else:
+                        return
+                if batch and (len(batch) >= self._batch_size or time.monotonic() >= batch_deadline):
                     self._commit(batch)
                     batch = []
-                if isinstance(item, _Flush):
-                    item.done.set()
-                elif isinstance(item, _Stop):
-                    return
         finally:
             self._writer.close()
 
