@@ -2,11 +2,17 @@
 
 ::
 
-    paho thread ── on_message ──► bounded queue ──► writer thread
-    (enqueue only; blocks when       (Envelope)      validate → date offline notices
-     the queue is full, which        handed over     → batch (size or time) → one transaction
-     slows the broker down)          in batches      (COPY, upserts) → PUBACK each message
-                                                     → retry with backoff on a lost DB
+    paho thread ── on_message ──► bounded queue ──► writer thread ──► committer thread
+    (enqueue only; blocks when       (Envelope)      batch (size or     date offline notices
+     the queue is full, which        handed over     time) → validate   → one transaction
+     slows the broker down)          in batches                         (COPY, upserts)
+                                                                        → PUBACK each message
+                                                                        → retry with backoff
+                                                                          on a lost DB
+
+The writer validates batch N+1 while the committer waits on the database for batch N (one
+validated batch in between): the database round trips, which release the GIL, overlap the
+validation instead of following it.  The committer alone writes and acknowledges, in order.
 
 Batches adapt to the load: a batch is written when ``batch_size`` messages are waiting or
 when its oldest is ``batch_interval_s`` old, and under a backlog the writer takes everything
@@ -47,6 +53,7 @@ than half a minute: :mod:`crowdwatch.ingest.clock`.
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import socket
 import threading
@@ -103,6 +110,16 @@ class _Stop:
 
 
 _QueueItem = _Received | _Flush | _Stop
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    batch: list[_Received]
+    items: list[Item] | None
+    """What to write; None: validating the batch met a bug, so it is written one by one."""
+
+
+_Stage = _Validated | _Flush | _Stop
 
 
 def default_client_id(worker: str = "0") -> str:
@@ -186,6 +203,9 @@ class IngestService:
         self._stats_topic = ingest_stats_topic(config.mqtt.topic_prefix, self.worker)
         self._stats_every_s = stats_every_s
         self._thread = threading.Thread(target=self._run, name="ingest-writer")
+        # One batch waits validated while the previous one is being committed.
+        self._validated: queue.Queue[_Stage] = queue.Queue(maxsize=1)
+        self._committer = threading.Thread(target=self._commit_loop, name="ingest-committer")
         self._reporter = threading.Thread(target=self._report, name="ingest-stats")
         self._closing = threading.Event()
         self._abort = threading.Event()
@@ -209,6 +229,7 @@ class IngestService:
             BrokerError: the broker is unreachable or refused us (the writer is stopped again).
         """
         self._thread.start()
+        self._committer.start()
         prefix = self._config.mqtt.topic_prefix
         for kind in (TopicKind.COUNTS, TopicKind.STATUS, TopicKind.AVAILABLE):
             self._mqtt.subscribe_deliveries(
@@ -268,15 +289,17 @@ class IngestService:
             self._metrics_server.close()
 
     def _stop_writer(self, timeout: float) -> None:
-        if not self._thread.is_alive():
-            return
         deadline = time.monotonic() + timeout
-        if not self._queue.put(_Stop(), timeout, urgent=True):
+        if self._thread.is_alive() and not self._queue.put(_Stop(), timeout, urgent=True):
             self._abort.set()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():
-            self._abort.set()
-            self._thread.join()
+        # The writer hands its stop on to the committer once its last batch is handed over.
+        for thread in (self._thread, self._committer):
+            if not thread.is_alive():
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self._abort.set()
+                thread.join()
 
     # paho's network thread
 
@@ -338,36 +361,66 @@ class IngestService:
                         continue
                     # A marker: what came before it is committed first.
                     if batch:
-                        self._commit(batch)
+                        self._hand_over(batch)
                         batch = []
-                    if isinstance(item, _Flush):
-                        item.done.set()
-                    else:
+                    if isinstance(item, _Stop):
                         return
+                    self._validated.put(item)
                 if batch and (len(batch) >= self._batch_size or time.monotonic() >= batch_deadline):
-                    self._commit(batch)
+                    self._hand_over(batch)
                     batch = []
+        finally:
+            # However the writer ends, the committer finishes what it was given and stops.
+            self._validated.put(_Stop())
+
+    def _hand_over(self, batch: list[_Received]) -> None:
+        items: list[Item] | None
+        try:
+            checked = map(self._validator.validate, (r.envelope for r in batch))
+            items = [r for r in checked if r is not None]
+        except Exception:
+            # A bug met on one message must not stop the service nor cost the other messages
+            # of its batch: the committer writes them one at a time, so only the culprit is a
+            # dead letter.
+            logger.exception(
+                "validating a batch of %d messages failed; writing them one by one", len(batch)
+            )
+            items = None
+        self._validated.put(_Validated(batch, items))
+
+    # the committer thread
+
+    def _commit_loop(self) -> None:
+        try:
+            while True:
+                stage = self._validated.get()
+                if isinstance(stage, _Validated):
+                    self._commit(stage)
+                elif isinstance(stage, _Flush):
+                    stage.done.set()
+                else:
+                    return
         finally:
             self._writer.close()
 
-    def _commit(self, batch: list[_Received]) -> None:
-        envelopes = [r.envelope for r in batch]
-        oldest = envelopes[0].received_at
-        try:
-            items = [r for r in map(self._validator.validate, envelopes) if r is not None]
-            committed = self._write_with_retry(items, oldest)
-        except Exception:
-            # A bug met on one message must not stop the service nor cost the other messages
-            # of its batch: write them one at a time, so only the culprit is a dead letter.
-            logger.exception(
-                "ingest failed on a batch of %d messages; writing them one by one", len(envelopes)
-            )
+    def _commit(self, stage: _Validated) -> None:
+        envelopes = [r.envelope for r in stage.batch]
+        committed: bool | None = None
+        if stage.items is not None:
+            try:
+                committed = self._write_with_retry(stage.items, envelopes[0].received_at)
+            except Exception:
+                logger.exception(
+                    "ingest failed on a batch of %d messages; writing them one by one",
+                    len(envelopes),
+                )
+        if committed is None:
             committed = all([self._commit_alone(e) for e in envelopes])
         if not committed:
             return  # left unacknowledged: the broker delivers them again
-        for received in batch:
+        for received in stage.batch:
             self._mqtt.ack(received.delivery)
-        self._metrics.acked(len(batch))
+        self._metrics.acked(len(stage.batch))
 
     def _commit_alone(self, envelope: Envelope) -> bool:
         """Validate and write one message; what fails on it makes it a dead letter.
