@@ -362,12 +362,42 @@ def _decode(payload: bytes, model: type[Wire], schema_tag: str) -> Wire:
         ) from None
 
 
+_COUNTS_HEAD = b'{"schema":"crowdwatch.counts/1",'
+"""How every count message :func:`encode` makes begins (pydantic writes fields in order)."""
+
+
+def _decode_counts_fast(payload: bytes) -> CountMessage | None:
+    """The count message, parsed and validated in one pass by pydantic-core (no ``json``
+    module, no intermediate dict: about half the cost of :func:`_decode`); None when the
+    payload must take the reference path.
+
+    Only for payloads that can mean nothing else there: no larger than a message may be,
+    starting with the literal schema tag (so the tag is present: the model's default cannot
+    stand in for a missing one, and a ``schema_`` key cannot be taken for it), and without a
+    backslash (no escaped key can spell ``schema``).  Duplicate keys resolve to the last one
+    in both parsers.  Anything the fast path refuses, whatever the reason, is decoded again
+    by the reference path, so a refused payload gets exactly the reference path's error.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES or not payload.startswith(_COUNTS_HEAD) or b"\\" in payload:
+        return None
+    try:
+        return CountMessage.model_validate_json(payload)
+    except Exception:
+        return None
+
+
 def decode_counts(payload: bytes) -> CountMessage:
     """Parse and validate a count message.
+
+    A well-formed message as the edge writes it takes a fast path
+    (:func:`_decode_counts_fast`); everything else, and every refusal, the reference path.
 
     Raises:
         MessageError: naming the first problem ("zones.0.count: ...").
     """
+    fast = _decode_counts_fast(payload)
+    if fast is not None:
+        return fast
     message = _decode(payload, CountMessage, COUNTS_SCHEMA)
     assert isinstance(message, CountMessage)
     return message

@@ -44,7 +44,9 @@ REMIND_S = 600.0
 @dataclass(slots=True)
 class _Camera:
     samples: deque[tuple[datetime, float]] = field(default_factory=deque)
-    """(receive time, receive time minus ts in seconds), oldest first"""
+    """(receive time, receive time minus ts in seconds), oldest first; only the samples that
+    can still be the window's minimum (each smaller than every older one kept), so the
+    minimum is the first and a message costs O(1) however many arrive in a window"""
     skew_s: float = 0.0
     behind_since: datetime | None = None
     """receive time since when the skew has been above ``warn_s``"""
@@ -96,12 +98,17 @@ class ClockSkew:
         late_s = (received_at - ts).total_seconds()
         with self._lock:
             cam = self._cameras.setdefault((site_id, camera_id), _Camera())
-            cam.samples.append((received_at, late_s))
+            samples = cam.samples
+            # An older sample with a larger lag leaves the window before this one: never
+            # the minimum again.
+            while samples and samples[-1][1] >= late_s:
+                samples.pop()
+            samples.append((received_at, late_s))
             horizon = received_at - self._window
-            while cam.samples and cam.samples[0][0] < horizon:
-                cam.samples.popleft()
-            cam.skew_s = min(s for _, s in cam.samples)
-            self._judge(f"{site_id}/{camera_id}", cam, received_at)
+            while samples[0][0] < horizon:
+                samples.popleft()
+            cam.skew_s = samples[0][1]
+            self._judge(site_id, camera_id, cam, received_at)
             return cam.skew_s
 
     def skews(self) -> dict[tuple[str, str], float]:
@@ -109,7 +116,7 @@ class ClockSkew:
         with self._lock:
             return {key: cam.skew_s for key, cam in self._cameras.items()}
 
-    def _judge(self, camera: str, cam: _Camera, now: datetime) -> None:
+    def _judge(self, site_id: str, camera_id: str, cam: _Camera, now: datetime) -> None:
         skew = cam.skew_s
         if skew > self._warn_s:
             cam.behind_since = cam.behind_since or now
@@ -125,7 +132,7 @@ class ClockSkew:
             state = None
         if state is None:
             if cam.warned is not None and abs(skew) <= self._warn_s:
-                logger.info("camera %s: clock skew back to %.1f s", camera, skew)
+                logger.info("camera %s/%s: clock skew back to %.1f s", site_id, camera_id, skew)
                 cam.warned, cam.warned_at = None, None
             return
         remind = cam.warned_at is None or (now - cam.warned_at).total_seconds() >= REMIND_S
@@ -139,17 +146,19 @@ class ClockSkew:
                 else f"its counts are dated in the future (refused beyond {self._max_future_s:g} s)"
             )
             logger.warning(
-                "camera %s: clock skew: its clock is %.0f s ahead of the ingest's; %s; "
+                "camera %s/%s: clock skew: its clock is %.0f s ahead of the ingest's; %s; "
                 "fix the edge box's time sync (NTP)",
-                camera,
+                site_id,
+                camera_id,
                 -skew,
                 refused,
             )
         else:
             logger.warning(
-                "camera %s: clock skew: its messages arrive %.0f s after their ts: its clock is "
-                "behind (or its messages are held up); counts older than the alert engine's "
+                "camera %s/%s: clock skew: its messages arrive %.0f s after their ts: its clock "
+                "is behind (or its messages are held up); counts older than the alert engine's "
                 "stale_after_s read as no data; fix the edge box's time sync (NTP)",
-                camera,
+                site_id,
+                camera_id,
                 skew,
             )

@@ -2,11 +2,23 @@
 
 ::
 
-    paho thread ── on_message ──► bounded queue ──► writer thread
-    (enqueue only; blocks when       (Envelope)      validate → date offline notices
-     the queue is full, which                        → batch (size or time) → one transaction
-     slows the broker down)                          (COPY, upserts) → PUBACK each message
-                                                     → retry with backoff on a lost DB
+    paho thread ── on_message ──► bounded queue ──► writer thread ──► committer thread
+    (enqueue only; blocks when       (Envelope)      batch (size or     date offline notices
+     the queue is full, which        handed over     time) → validate   → one transaction
+     slows the broker down)          in batches                         (COPY, upserts)
+                                                                        → PUBACK each message
+                                                                        → retry with backoff
+                                                                          on a lost DB
+
+The writer validates batch N+1 while the committer waits on the database for batch N (one
+validated batch in between): the database round trips, which release the GIL, overlap the
+validation instead of following it.  The committer alone writes and acknowledges, in order.
+
+Batches adapt to the load: a batch is written when ``batch_size`` messages are waiting or
+when its oldest is ``batch_interval_s`` old, and under a backlog the writer takes everything
+waiting, up to ``MAX_BATCH_FACTOR`` times ``batch_size``, into one transaction (fewer
+statements and round trips per message exactly when the ingest is behind).  The queue wakes
+the writer per batch, not per message (:mod:`crowdwatch.ingest.intake`).
 
 Delivery guarantee: **a message is acknowledged to the broker only after its rows (or its
 dead letter) are committed** (paho's manual ack, ``Client(manual_ack=True)``).  The session is
@@ -62,6 +74,7 @@ from crowdwatch.contracts.messages import (
 )
 from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
+from crowdwatch.ingest.intake import BatchIntake
 from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
 from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
@@ -75,6 +88,8 @@ logger = logging.getLogger(__name__)
 SUMMARY_EVERY_S = 30.0
 MAX_BACKOFF_S = 30.0
 MAX_RECEIVE_MAXIMUM = 65535
+MAX_BATCH_FACTOR = 4
+"""Under a backlog a batch takes up to this many times ``batch_size`` messages."""
 """The largest Receive Maximum MQTT 5 can express."""
 
 
@@ -95,6 +110,16 @@ class _Stop:
 
 
 _QueueItem = _Received | _Flush | _Stop
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    batch: list[_Received]
+    items: list[Item] | None
+    """What to write; None: validating the batch met a bug, so it is written one by one."""
+
+
+_Stage = _Validated | _Flush | _Stop
 
 
 def default_client_id(worker: str = "0") -> str:
@@ -159,7 +184,7 @@ class IngestService:
         self._db_url = db_url
         self._batch_size = batch_size
         self._batch_interval_s = batch_interval_s
-        self._queue: queue.Queue[_QueueItem] = queue.Queue(maxsize=queue_size)
+        self._queue: BatchIntake[_QueueItem] = BatchIntake(queue_size)
         self._skew = ClockSkew(skew_window_s, max_future_s=MAX_FUTURE.total_seconds())
         self._validator = MessageValidator(config, clock_skew=self._skew)
         self._writer = BatchWriter(db_url)
@@ -178,6 +203,9 @@ class IngestService:
         self._stats_topic = ingest_stats_topic(config.mqtt.topic_prefix, self.worker)
         self._stats_every_s = stats_every_s
         self._thread = threading.Thread(target=self._run, name="ingest-writer")
+        # One batch waits validated while the previous one is being committed.
+        self._validated: queue.Queue[_Stage] = queue.Queue(maxsize=1)
+        self._committer = threading.Thread(target=self._commit_loop, name="ingest-committer")
         self._reporter = threading.Thread(target=self._report, name="ingest-stats")
         self._closing = threading.Event()
         self._abort = threading.Event()
@@ -201,6 +229,7 @@ class IngestService:
             BrokerError: the broker is unreachable or refused us (the writer is stopped again).
         """
         self._thread.start()
+        self._committer.start()
         prefix = self._config.mqtt.topic_prefix
         for kind in (TopicKind.COUNTS, TopicKind.STATUS, TopicKind.AVAILABLE):
             self._mqtt.subscribe_deliveries(
@@ -224,9 +253,7 @@ class IngestService:
             False when that did not happen within ``timeout`` seconds (database down?).
         """
         marker = _Flush()
-        try:
-            self._queue.put(marker, timeout=timeout)
-        except queue.Full:
+        if not self._queue.put(marker, timeout, urgent=True):
             return False
         return marker.done.wait(timeout)
 
@@ -262,17 +289,17 @@ class IngestService:
             self._metrics_server.close()
 
     def _stop_writer(self, timeout: float) -> None:
-        if not self._thread.is_alive():
-            return
         deadline = time.monotonic() + timeout
-        try:
-            self._queue.put(_Stop(), timeout=timeout)
-        except queue.Full:
+        if self._thread.is_alive() and not self._queue.put(_Stop(), timeout, urgent=True):
             self._abort.set()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():
-            self._abort.set()
-            self._thread.join()
+        # The writer hands its stop on to the committer once its last batch is handed over.
+        for thread in (self._thread, self._committer):
+            if not thread.is_alive():
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self._abort.set()
+                thread.join()
 
     # paho's network thread
 
@@ -283,18 +310,12 @@ class IngestService:
             delivery.topic, delivery.payload, utc_now(), retained=delivery.retain
         )
         received = _Received(envelope, delivery)
-        while True:
-            try:
-                # Blocking is the backpressure: paho stops reading and the broker holds on.
-                self._queue.put(received, timeout=0.5)
+        # Blocking is the backpressure: paho stops reading and the broker holds on.
+        while not self._queue.put(received, 0.5):
+            if self._closing.is_set():
+                # Not acknowledged: the broker delivers it again next time.
+                logger.warning("queue full while stopping: left %s to the broker", delivery.topic)
                 return
-            except queue.Full:
-                if self._closing.is_set():
-                    # Not acknowledged: the broker delivers it again next time.
-                    logger.warning(
-                        "queue full while stopping: left %s to the broker", delivery.topic
-                    )
-                    return
 
     # the stats thread
 
@@ -322,50 +343,84 @@ class IngestService:
     def _run(self) -> None:
         batch: list[_Received] = []
         batch_deadline = 0.0
+        limit = self._batch_size * MAX_BATCH_FACTOR
         try:
             while True:
-                now = time.monotonic()
-                wait = batch_deadline - now if batch else 1.0
-                try:
-                    item: _QueueItem | None = self._queue.get(timeout=max(0.0, wait))
-                except queue.Empty:
-                    item = None
-                if isinstance(item, _Received):
-                    if not batch:
-                        batch_deadline = time.monotonic() + self._batch_interval_s
-                    batch.append(item)
-                if batch and (
-                    len(batch) >= self._batch_size
-                    or time.monotonic() >= batch_deadline
-                    or isinstance(item, _Flush | _Stop)
-                ):
-                    self._commit(batch)
+                if batch:
+                    # Wake when the batch can be full, or at its deadline.
+                    want = self._batch_size - len(batch)
+                    wait = batch_deadline - time.monotonic()
+                else:
+                    want, wait = 1, 1.0
+                items = self._queue.take(want, limit - len(batch), max(0.0, wait))
+                for item in items:
+                    if isinstance(item, _Received):
+                        if not batch:
+                            batch_deadline = time.monotonic() + self._batch_interval_s
+                        batch.append(item)
+                        continue
+                    # A marker: what came before it is committed first.
+                    if batch:
+                        self._hand_over(batch)
+                        batch = []
+                    if isinstance(item, _Stop):
+                        return
+                    self._validated.put(item)
+                if batch and (len(batch) >= self._batch_size or time.monotonic() >= batch_deadline):
+                    self._hand_over(batch)
                     batch = []
-                if isinstance(item, _Flush):
-                    item.done.set()
-                elif isinstance(item, _Stop):
+        finally:
+            # However the writer ends, the committer finishes what it was given and stops.
+            self._validated.put(_Stop())
+
+    def _hand_over(self, batch: list[_Received]) -> None:
+        items: list[Item] | None
+        try:
+            checked = map(self._validator.validate, (r.envelope for r in batch))
+            items = [r for r in checked if r is not None]
+        except Exception:
+            # A bug met on one message must not stop the service nor cost the other messages
+            # of its batch: the committer writes them one at a time, so only the culprit is a
+            # dead letter.
+            logger.exception(
+                "validating a batch of %d messages failed; writing them one by one", len(batch)
+            )
+            items = None
+        self._validated.put(_Validated(batch, items))
+
+    # the committer thread
+
+    def _commit_loop(self) -> None:
+        try:
+            while True:
+                stage = self._validated.get()
+                if isinstance(stage, _Validated):
+                    self._commit(stage)
+                elif isinstance(stage, _Flush):
+                    stage.done.set()
+                else:
                     return
         finally:
             self._writer.close()
 
-    def _commit(self, batch: list[_Received]) -> None:
-        envelopes = [r.envelope for r in batch]
-        oldest = envelopes[0].received_at
-        try:
-            items = [r for r in map(self._validator.validate, envelopes) if r is not None]
-            committed = self._write_with_retry(items, oldest)
-        except Exception:
-            # A bug met on one message must not stop the service nor cost the other messages
-            # of its batch: write them one at a time, so only the culprit is a dead letter.
-            logger.exception(
-                "ingest failed on a batch of %d messages; writing them one by one", len(envelopes)
-            )
+    def _commit(self, stage: _Validated) -> None:
+        envelopes = [r.envelope for r in stage.batch]
+        committed: bool | None = None
+        if stage.items is not None:
+            try:
+                committed = self._write_with_retry(stage.items, envelopes[0].received_at)
+            except Exception:
+                logger.exception(
+                    "ingest failed on a batch of %d messages; writing them one by one",
+                    len(envelopes),
+                )
+        if committed is None:
             committed = all([self._commit_alone(e) for e in envelopes])
         if not committed:
             return  # left unacknowledged: the broker delivers them again
-        for received in batch:
+        for received in stage.batch:
             self._mqtt.ack(received.delivery)
-        self._metrics.acked(len(batch))
+        self._metrics.acked(len(stage.batch))
 
     def _commit_alone(self, envelope: Envelope) -> bool:
         """Validate and write one message; what fails on it makes it a dead letter.

@@ -28,6 +28,7 @@ import psycopg
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.messages import CountMessage, clipped
+from crowdwatch.ingest import copy_rows
 from crowdwatch.ingest.validate import KEPT_PAYLOAD_BYTES, Accepted, Rejected
 from crowdwatch.storage.db import connect
 
@@ -35,11 +36,8 @@ logger = logging.getLogger(__name__)
 
 Item = Accepted | Rejected
 
-_ZONE_COLS = (
-    "ts, site_id, camera_id, zone_id, count, count_max, count_mean, interval_s, message_id,"
-    " received_at, longest_wait_s, median_wait_s, density_per_m2, method"
-)
-_LINE_COLS = "ts, site_id, camera_id, line_id, in_count, out_count, message_id, received_at"
+_ZONE_COLS = copy_rows.ZONE_COLUMNS
+_LINE_COLS = copy_rows.LINE_COLUMNS
 _STATUS_COLS = (
     "ts, site_id, camera_id, state, fps, inference_ms, dropped_frames, detail, message_id,"
     " received_at"
@@ -198,44 +196,14 @@ class BatchWriter:
         cur: psycopg.Cursor[tuple[object, ...]],
         accepted: Sequence[Accepted],
     ) -> int:
-        zone_rows: list[tuple[object, ...]] = []
-        line_rows: list[tuple[object, ...]] = []
+        zone_lines: list[str] = []
+        line_lines: list[str] = []
         status_rows: list[tuple[object, ...]] = []
         for item in accepted:
             msg, at = item.message, item.envelope.received_at
             if isinstance(msg, CountMessage):
-                for z in msg.zones:
-                    zone_rows.append(
-                        (
-                            msg.ts,
-                            msg.site_id,
-                            msg.camera_id,
-                            z.zone_id,
-                            z.count,
-                            z.count_max,
-                            z.count_mean,
-                            msg.interval_s,
-                            msg.message_id,
-                            at,
-                            z.longest_wait_s,
-                            z.median_wait_s,
-                            z.density_per_m2,
-                            None if z.method is None else z.method.value,
-                        )
-                    )
-                for line in msg.lines:
-                    line_rows.append(
-                        (
-                            msg.ts,
-                            msg.site_id,
-                            msg.camera_id,
-                            line.line_id,
-                            line.in_count,
-                            line.out_count,
-                            msg.message_id,
-                            at,
-                        )
-                    )
+                copy_rows.zone_lines(msg, at, zone_lines)
+                copy_rows.line_lines(msg, at, line_lines)
             else:
                 status_rows.append(
                     (
@@ -252,20 +220,24 @@ class BatchWriter:
                     )
                 )
         written = 0
-        staged = (
-            ("stage_zone_counts", _ZONE_COLS, zone_rows),
-            ("stage_line_counts", _LINE_COLS, line_rows),
-            ("stage_camera_status", _STATUS_COLS, status_rows),
+        no_rows: list[tuple[object, ...]] = []
+        staged: tuple[tuple[str, str, list[str], list[tuple[object, ...]]], ...] = (
+            ("stage_zone_counts", _ZONE_COLS, zone_lines, no_rows),
+            ("stage_line_counts", _LINE_COLS, line_lines, no_rows),
+            ("stage_camera_status", _STATUS_COLS, [], status_rows),
         )
-        for (table, cols, rows), insert in zip(staged, _INSERT_RAW, strict=True):
-            if not rows:
+        for (table, cols, lines, rows), insert in zip(staged, _INSERT_RAW, strict=True):
+            if not lines and not rows:
                 continue
             with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                if lines:
+                    # Pre-formatted (crowdwatch.ingest.copy_rows): one write for the batch.
+                    copy.write("".join(lines))
                 for row in rows:
                     copy.write_row(row)
             cur.execute(insert)
             written += max(cur.rowcount, 0)
-        if zone_rows:
+        if zone_lines:
             cur.execute(_UPSERT_ZONE_LATEST)
         if status_rows:
             cur.execute(_UPSERT_CAMERA_LATEST)

@@ -29,6 +29,7 @@ callable) and hands it bytes.  What this wrapper adds over paho:
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import threading
@@ -525,12 +526,30 @@ class MqttClient:
     def _match(self, topic: str) -> _Route | None:
         with self._lock:
             items = list(self._subscriptions.items())
+        levels = topic.split("/")
         for topic_filter, route in items:
-            plain = (
-                topic_filter.split("/", 2)[2]
-                if topic_filter.startswith("$share/")
-                else topic_filter
-            )
-            if paho.topic_matches_sub(plain, topic):
+            if _filter_matches(_filter_levels(topic_filter), levels):
                 return route
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def _filter_levels(topic_filter: str) -> tuple[str, ...]:
+    """A subscription's filter as levels, without a ``$share/{group}/`` prefix; cached, as
+    paho's ``topic_matches_sub`` builds a matcher tree for every message it checks."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    return tuple(topic_filter.split("/"))
+
+
+def _filter_matches(filter_levels: tuple[str, ...], topic_levels: list[str]) -> bool:
+    """MQTT topic matching: ``+`` is one level, a last ``#`` the rest (also none: ``a/#``
+    matches ``a``); a topic starting with ``$`` is not matched by a wildcard first level."""
+    if topic_levels[0].startswith("$") and filter_levels[0] in ("+", "#"):
+        return False
+    for i, level in enumerate(filter_levels):
+        if level == "#":
+            return True
+        if i >= len(topic_levels) or (level != "+" and level != topic_levels[i]):
+            return False
+    return len(filter_levels) == len(topic_levels)

@@ -1,0 +1,68 @@
+"""Count messages as ``COPY ... FROM STDIN`` text, formatted once per message.
+
+psycopg's ``Copy.write_row`` adapts every value of every row on its own (a type lookup and a
+dumper call per value, then escaping); for a zone row that is 14 values, and a message's ts,
+site, camera, interval, id and receive time are the same on each of its zone rows.  Here a
+message's shared values are formatted once and each zone or line adds only its own, and a
+batch goes to the server as one string: the same rows for a fraction of the CPU.
+
+Text format (PostgreSQL ``COPY``): columns separated by a tab, rows ended by a newline,
+``\\N`` for NULL, and a backslash, tab, newline or carriage return inside a value escaped.
+Ids (site, camera, zone, line) match the config's id pattern (lower-case letters, digits,
+``-`` and ``_``), which the contract enforces, so they need no escaping; the message id is
+printable ASCII and may hold a backslash, so it is escaped.  Status messages (free text,
+perhaps hostile) keep psycopg's own row adaptation in :mod:`crowdwatch.ingest.writer`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from crowdwatch.contracts.messages import CountMessage
+
+NULL = "\\N"
+
+ZONE_COLUMNS = (
+    "ts, site_id, camera_id, zone_id, count, count_max, count_mean, interval_s, message_id,"
+    " received_at, longest_wait_s, median_wait_s, density_per_m2, method"
+)
+LINE_COLUMNS = "ts, site_id, camera_id, line_id, in_count, out_count, message_id, received_at"
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _escaped(text: str) -> str:
+    return text.translate(_ESCAPES) if "\\" in text else text
+
+
+def _optional(value: float | None) -> str:
+    return NULL if value is None else repr(value)
+
+
+def zone_lines(message: CountMessage, received_at: datetime, out: list[str]) -> None:
+    """Append one COPY line per zone of ``message`` (columns :data:`ZONE_COLUMNS`) to ``out``.
+
+    Args:
+        message: a validated count message.
+        received_at: when the ingest received it.
+        out: the batch's lines so far.
+    """
+    head = f"{message.ts.isoformat()}\t{message.site_id}\t{message.camera_id}\t"
+    shared = f"{message.interval_s!r}\t{_escaped(message.message_id)}\t{received_at.isoformat()}\t"
+    for z in message.zones:
+        method = NULL if z.method is None else z.method.value
+        out.append(
+            f"{head}{z.zone_id}\t{z.count}\t{z.count_max}\t{z.count_mean!r}\t{shared}"
+            f"{_optional(z.longest_wait_s)}\t{_optional(z.median_wait_s)}\t"
+            f"{_optional(z.density_per_m2)}\t{method}\n"
+        )
+
+
+def line_lines(message: CountMessage, received_at: datetime, out: list[str]) -> None:
+    """Append one COPY line per counting line of ``message`` (columns :data:`LINE_COLUMNS`)."""
+    if not message.lines:
+        return
+    head = f"{message.ts.isoformat()}\t{message.site_id}\t{message.camera_id}\t"
+    tail = f"\t{_escaped(message.message_id)}\t{received_at.isoformat()}\n"
+    for line in message.lines:
+        out.append(f"{head}{line.line_id}\t{line.in_count}\t{line.out_count}{tail}")
