@@ -174,13 +174,12 @@ def skews(port: int) -> dict[str, float]:
     """camera -> crowdwatch_ingest_clock_skew_seconds, from the live /metrics endpoint."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
+    # Read with Prometheus' own parser: the label order of an exposition is not part of it.
     return {
-        m.group(1): float(m.group(2))
-        for m in re.finditer(
-            r'^crowdwatch_ingest_clock_skew_seconds\{[^}]*camera="([^"]+)"\} (\S+)$',
-            text,
-            re.MULTILINE,
-        )
+        sample.labels["camera"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "crowdwatch_ingest_clock_skew_seconds"
+        for sample in family.samples
     }
 
 

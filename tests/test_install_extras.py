@@ -77,14 +77,22 @@ INVOCATIONS = {
     "security": "security mosquitto-config",
     "dashboards": "dashboards generate",
     "train": "train counter",
-    "count": "count x.png",
-    "capture": "capture --camera site/cam frames",
 }
 """How a command whose name is not a whole invocation is typed (as its message names it)."""
 
+ARGUMENTS = {
+    "count": " x.png",
+    "capture": " --camera site/cam frames",
+}
+"""The arguments a command cannot be parsed without (its message does not repeat them)."""
+
+
+def command_name(command: str) -> str:
+    return INVOCATIONS.get(command, command)
+
 
 def invocation(command: str) -> str:
-    return INVOCATIONS.get(command, command)
+    return command_name(command) + ARGUMENTS.get(command, "")
 
 
 def command_extras() -> dict[str, tuple[str, ...]]:
@@ -151,7 +159,7 @@ def check_install(venv: Venv, installed: tuple[str, ...], workdir: Path) -> None
     for command in others:
         code, err = result["missing"][invocation(command)]
         needs = command_extras()[command]
-        name = invocation(command).removesuffix(" x.png")
+        name = command_name(command)
         absent = [
             p.name
             for extra in extra_closure(needs)
