@@ -10,7 +10,7 @@ Fixtures:
     mqtt_broker  (session)  MqttBroker: ``.host``, ``.port``, ``.stop(kill=False)``, ``.start()``
     mqtt_config  (function) MqttConfig for the broker, MQTT 5, a unique ``topic_prefix``
     shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
-    browser      (session)  a Playwright Browser: Debian's headless Chromium
+    browser      (module)   a Playwright Browser: Debian's headless Chromium
     screenshots  (session)  folder for page screenshots (test-artifacts/screenshots, not committed)
     http_sink    (function) a real local HTTP receiver for alert channels (tests/sinks.py)
     smtp_sink    (function) a real local SMTP receiver (tests/sinks.py)
@@ -219,9 +219,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Debian Chromium under Playwright, for the whole session."""
+    """Headless Debian Chromium under Playwright, for one test module.
+
+    Not for the whole session: Playwright's sync API keeps its event loop (in a greenlet) as
+    the main thread's running loop while it is open, so a later test's ``asyncio.run`` would
+    fail ("cannot be called from a running event loop"), and its greenlet switches upset
+    CPython 3.11's recursion count (``compile`` then fails with "AST constructor recursion
+    depth mismatch"). A launch per module costs a second or two.
+    """
     # Imported here: the tests that need no browser start without loading Playwright.
     from playwright.sync_api import sync_playwright
 

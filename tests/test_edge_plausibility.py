@@ -182,13 +182,13 @@ def test_messages_without_the_flag_still_decode() -> None:
         '"camera_id": "cam-1", "ts": "2026-10-01T08:00:05Z", "interval_s": 5, "frames": 5, '
         '"zones": [{"zone_id": "sand", "count": 4, "count_max": 4, "count_mean": 4.0}]}'
     )
-    (only,) = decode_counts(old).zones
+    (only,) = decode_counts(old.encode()).zones
     assert (only.count_flag, only.flagged_count) == (None, None)
     flagged = old.replace(
         '"count_mean": 4.0}',
         '"count_mean": 4.0, "count_flag": "implausible: x", "flagged_count": 9}',
     )
-    (again,) = decode_counts(flagged).zones
+    (again,) = decode_counts(flagged.encode()).zones
     assert (again.count_flag, again.flagged_count) == ("implausible: x", 9)
 
 

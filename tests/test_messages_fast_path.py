@@ -71,7 +71,18 @@ def test_a_mutated_message_decodes_as_the_reference_path_decodes_it(data: st.Dat
         # Keep the tag first (when it survived the mutation), so the payload enters the fast path.
         doc = {"schema": doc.pop("schema"), **doc}
     payload = _edge_style(doc)
-    assert _outcome(decode_counts, payload) == _outcome(_reference, payload)
+    fast, reference = _outcome(decode_counts, payload), _outcome(_reference, payload)
+    if not (isinstance(doc, dict) and "message_id" in doc):
+        # Without one, each decode draws a fresh id (the model's default): compare the rest.
+        fast, reference = _without_id(fast), _without_id(reference)
+    assert fast == reference
+
+
+def _without_id(outcome: tuple[str, object]) -> tuple[str, object]:
+    kind, value = outcome
+    if isinstance(value, CountMessage):
+        return kind, value.model_copy(update={"message_id": ""})
+    return outcome
 
 
 def _tricky() -> list[bytes]:
