@@ -10,6 +10,7 @@ Fixtures:
     mqtt_broker  (session)  MqttBroker: ``.host``, ``.port``, ``.stop(kill=False)``, ``.start()``
     mqtt_config  (function) MqttConfig for the broker, MQTT 5, a unique ``topic_prefix``
     shared_dir   (session)  the shared data folder (``CROWDWATCH_SHARED_DIR``), else skip
+    yolo_weights (session)  the YOLO11n checkpoint in it (the counter's backbone), else skip
     browser      (module)   a Playwright Browser: Debian's headless Chromium
     screenshots  (session)  folder for page screenshots (test-artifacts/screenshots, not committed)
     http_sink    (function) a real local HTTP receiver for alert channels (tests/sinks.py)
@@ -189,6 +190,15 @@ def shared_dir() -> Path:
             "holding data/ and models/"
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def yolo_weights(shared_dir: Path) -> Path:
+    """The YOLO11n checkpoint the crowd counter's backbone starts from, or skip the test."""
+    path = shared_dir / "models" / "yolo11n_coco.pt"
+    if not path.is_file():
+        pytest.skip(f"YOLO11n checkpoint not found at {path}")
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -32,14 +32,6 @@ from crowdwatch.training.density_net import DensityNet, yolo_backbone  # noqa: E
 from crowdwatch.training.textures import ground_texture  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def yolo_weights(shared_dir: Path) -> Path:
-    path = shared_dir / "models" / "yolo11n_coco.pt"
-    if not path.is_file():
-        pytest.skip(f"YOLO11n checkpoint not found at {path}")
-    return path
-
-
 def _beach_folder(folder: Path, frames: int = 3) -> Path:
     """Small frames of generated sand with dark 'people' (a head and a body), each marked."""
     rng = np.random.default_rng(7)

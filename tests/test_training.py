@@ -29,14 +29,6 @@ from crowdwatch.training.train_counter import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module")
-def yolo_weights(shared_dir: Path) -> Path:
-    path = shared_dir / "models" / "yolo11n_coco.pt"
-    if not path.is_file():
-        pytest.skip(f"YOLO11n checkpoint not found at {path}")
-    return path
-
-
 def _sample(points: list[tuple[float, float]], mask: np.ndarray | None = None) -> PointImage:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
