@@ -14,6 +14,7 @@ import pytest
 from factories import make_config
 
 from crowdwatch.contracts.messages import CountMessage, CountMethod, LineCount, ZoneCount
+from crowdwatch.contracts.metrics import zone_metric_columns
 from crowdwatch.ingest import copy_rows
 from crowdwatch.storage.migrate import upgrade
 
@@ -65,17 +66,12 @@ def _reference_zone_rows(message: CountMessage) -> list[tuple[object, ...]]:
             message.ts,
             message.site_id,
             message.camera_id,
-            z.zone_id,
-            z.count,
-            z.count_max,
-            z.count_mean,
             message.interval_s,
             message.message_id,
             AT,
-            z.longest_wait_s,
-            z.median_wait_s,
-            z.density_per_m2,
+            z.zone_id,
             None if z.method is None else z.method.value,
+            *(getattr(z, column) for column in zone_metric_columns()),
         )
         for z in message.zones
     ]

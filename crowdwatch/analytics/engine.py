@@ -234,20 +234,7 @@ class AlertEngine:
     def _store_message(self, message: CountMessage) -> bool:
         stored = False
         for zone in message.zones:
-            row = ZoneLatest(
-                message.site_id,
-                zone.zone_id,
-                message.camera_id,
-                message.ts,
-                zone.count,
-                zone.count_max,
-                zone.count_mean,
-                zone.longest_wait_s,
-                zone.median_wait_s,
-                zone.density_per_m2,
-                zone.method,
-            )
-            stored = self._store_latest(row) or stored
+            stored = self._store_latest(ZoneLatest.of(message, zone)) or stored
         return stored
 
     def _camera_zone_readings(

@@ -154,7 +154,7 @@ GROUP BY 1, 2, 3
 
 
 def _load(conn: Any, zones: list[tuple[str, str]], days: int, now: datetime) -> float:
-    from crowdwatch.contracts.db_schema import SITE_ROLLUP_COLUMNS, SITE_ROLLUP_SELECT
+    from crowdwatch.contracts.rollup_sql import SITE_ROLLUP_COLUMNS, SITE_ROLLUP_SELECT
 
     started = time.monotonic()
     # Hour-aligned chunks, so each chunk's 15-minute and hourly buckets are complete.

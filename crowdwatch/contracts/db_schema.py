@@ -204,7 +204,10 @@ ROLLUP_TABLES = tuple(
 views (site) on TimescaleDB."""
 
 # Rollup tables (plain) and continuous aggregates (TimescaleDB) have the same names and
-# columns, so every query reads both alike.  They hold composable parts (sums and counts,
+# columns, so every query reads both alike.  The metrics and how each rolls up are declared
+# in ``crowdwatch.contracts.metrics``; the text below is migration 3's as released, equal to
+# what ``crowdwatch.contracts.rollup_sql`` derives for the metrics of migrations 1 and 2
+# (tests/test_metrics.py).  They hold composable parts (sums and counts,
 # not means) so a coarser rollup is an exact aggregate of a finer one:
 #   samples          raw rows (count messages) in the bucket
 #   count_max        max of count_max          count_mean_sum   sum of count_mean
@@ -250,7 +253,7 @@ _LINE_ROLLUP_COLUMNS = """
 # Plain PostgreSQL materialises this into tables ``site_counts_*`` in the same refresh as the
 # zone rollups (the wall reads sites a lot); TimescaleDB gets views of the same name and
 # columns over the continuous aggregates (always exact; no hierarchical aggregate to test).
-SITE_ROLLUP_SELECT = """
+_V3_SITE_ROLLUP_SELECT = """
 SELECT bucket,
        site_id,
        count(*)::integer AS zones,
@@ -264,13 +267,9 @@ SELECT bucket,
        sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean
 FROM zone_counts_{suffix}
 """
-"""The site rollup of ``zone_counts_{suffix}`` rows; append a WHERE, then
-``GROUP BY bucket, site_id``."""
-
-SITE_ROLLUP_COLUMNS = (
-    "bucket, site_id, zones, samples, count_max, count_mean, count_last, wait_max, wait_mean,"
-    " density_max, density_mean"
-)
+"""The site views of migrations 3 and 7, frozen as released.  The plain refresh uses the
+select derived from the metrics' declaration (:mod:`crowdwatch.contracts.rollup_sql`), the
+same text until a metric is added after migration 7."""
 
 _SITE_TABLE = """
 CREATE TABLE site_counts_{suffix} (
@@ -291,7 +290,7 @@ CREATE INDEX site_counts_{suffix}_bucket ON site_counts_{suffix} (bucket);
 """
 
 _SITE_VIEW = (
-    "CREATE VIEW site_counts_{suffix} AS" + SITE_ROLLUP_SELECT + "GROUP BY bucket, site_id;\n"
+    "CREATE VIEW site_counts_{suffix} AS" + _V3_SITE_ROLLUP_SELECT + "GROUP BY bucket, site_id;\n"
 )
 
 _ROLLUP_INDEXES = """

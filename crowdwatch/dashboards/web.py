@@ -47,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, StorageError
+from crowdwatch.contracts.metrics import aggregates
 from crowdwatch.dashboards.api_schema import (
     ALERTS_DOCS,
     HEALTH_DOCS,
@@ -77,9 +78,23 @@ from crowdwatch.dashboards.snapshot import (
     site_json,
 )
 from crowdwatch.storage.db import connect, redact_dsn
-from crowdwatch.storage.queries import active_alerts, site_series, zone_series
+from crowdwatch.storage.queries import SeriesPoint, active_alerts, site_series, zone_series
 
 logger = logging.getLogger(__name__)
+
+_API_AGGREGATES = [(a.api, a.name) for a in aggregates() if a.api is not None]
+"""(API field, SeriesPoint field) of every aggregate the metrics' declaration exposes."""
+
+
+def series_point_json(point: SeriesPoint) -> dict[str, Any]:
+    """One series point as the API sends it (``SeriesPointOut``): its time and each exposed
+    aggregate, fractions to two decimals."""
+    body: dict[str, Any] = {"ts": iso(point.ts)}
+    for field, name in _API_AGGREGATES:
+        value = getattr(point, name)
+        body[field] = round(value, 2) if isinstance(value, float) else value
+    return body
+
 
 DB_TIMEOUT_S = 3.0
 """A request waits at most this long for the database before answering 503."""
@@ -297,15 +312,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
             "end": iso(end),
             "resolution": found.resolution.value,
             # No rows in the range is an empty list, never zeros: no data is not "nobody".
-            "points": [
-                {
-                    "ts": iso(p.ts),
-                    "count": p.count_last,
-                    "mean": round(p.count_mean, 2),
-                    "max": p.count_max,
-                }
-                for p in found.points
-            ],
+            "points": [series_point_json(p) for p in found.points],
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

@@ -17,15 +17,24 @@ perhaps hostile) keep psycopg's own row adaptation in :mod:`crowdwatch.ingest.wr
 from __future__ import annotations
 
 from datetime import datetime
+from operator import attrgetter
 
 from crowdwatch.contracts.messages import CountMessage
+from crowdwatch.contracts.metrics import zone_metric_columns
 
 NULL = "\\N"
 
+_METRICS = zone_metric_columns()
 ZONE_COLUMNS = (
-    "ts, site_id, camera_id, zone_id, count, count_max, count_mean, interval_s, message_id,"
-    " received_at, longest_wait_s, median_wait_s, density_per_m2, method"
+    "ts, site_id, camera_id, interval_s, message_id, received_at, zone_id, method, "
+    + ", ".join(_METRICS)
 )
+"""Per zone row: the message's values, then the zone's (its metrics as declared in
+:mod:`crowdwatch.contracts.metrics`, in declaration order)."""
+
+# One C-level call per zone for every metric's value (a tuple, in ZONE_COLUMNS order).
+_metric_values = attrgetter(*_METRICS)
+
 LINE_COLUMNS = "ts, site_id, camera_id, line_id, in_count, out_count, message_id, received_at"
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -35,7 +44,8 @@ def _escaped(text: str) -> str:
     return text.translate(_ESCAPES) if "\\" in text else text
 
 
-def _optional(value: float | None) -> str:
+def _value(value: float | None) -> str:
+    # repr: the shortest text that reads back as the same float (and an int's digits).
     return NULL if value is None else repr(value)
 
 
@@ -47,15 +57,14 @@ def zone_lines(message: CountMessage, received_at: datetime, out: list[str]) -> 
         received_at: when the ingest received it.
         out: the batch's lines so far.
     """
-    head = f"{message.ts.isoformat()}\t{message.site_id}\t{message.camera_id}\t"
-    shared = f"{message.interval_s!r}\t{_escaped(message.message_id)}\t{received_at.isoformat()}\t"
+    head = (
+        f"{message.ts.isoformat()}\t{message.site_id}\t{message.camera_id}\t"
+        f"{message.interval_s!r}\t{_escaped(message.message_id)}\t{received_at.isoformat()}\t"
+    )
     for z in message.zones:
         method = NULL if z.method is None else z.method.value
-        out.append(
-            f"{head}{z.zone_id}\t{z.count}\t{z.count_max}\t{z.count_mean!r}\t{shared}"
-            f"{_optional(z.longest_wait_s)}\t{_optional(z.median_wait_s)}\t"
-            f"{_optional(z.density_per_m2)}\t{method}\n"
-        )
+        values = "\t".join(map(_value, _metric_values(z)))
+        out.append(f"{head}{z.zone_id}\t{method}\t{values}\n")
 
 
 def line_lines(message: CountMessage, received_at: datetime, out: list[str]) -> None:

@@ -28,6 +28,7 @@ import psycopg
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.messages import CountMessage, clipped
+from crowdwatch.contracts.metrics import zone_metric_columns
 from crowdwatch.ingest import copy_rows
 from crowdwatch.ingest.validate import KEPT_PAYLOAD_BYTES, Accepted, Rejected
 from crowdwatch.storage.db import connect
@@ -63,20 +64,19 @@ _INSERT_RAW = (
     " ON CONFLICT DO NOTHING",
 )
 
+# The zone's own values: its method and every metric (crowdwatch.contracts.metrics).
+_ZONE_VALUES = ("method", *zone_metric_columns())
+
 # DISTINCT ON: one candidate per key, or ON CONFLICT DO UPDATE would touch a row twice.
-_UPSERT_ZONE_LATEST = """
-INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,
-                         longest_wait_s, median_wait_s, density_per_m2, method)
+_UPSERT_ZONE_LATEST = f"""
+INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, {", ".join(_ZONE_VALUES)})
 SELECT DISTINCT ON (site_id, zone_id)
-       site_id, zone_id, camera_id, least(ts, received_at), count, count_max, count_mean,
-       longest_wait_s, median_wait_s, density_per_m2, method
+       site_id, zone_id, camera_id, least(ts, received_at), {", ".join(_ZONE_VALUES)}
 FROM stage_zone_counts
 ORDER BY site_id, zone_id, least(ts, received_at) DESC, ts DESC, message_id
 ON CONFLICT (site_id, zone_id) DO UPDATE SET
-    camera_id = EXCLUDED.camera_id, ts = EXCLUDED.ts, count = EXCLUDED.count,
-    count_max = EXCLUDED.count_max, count_mean = EXCLUDED.count_mean,
-    longest_wait_s = EXCLUDED.longest_wait_s, median_wait_s = EXCLUDED.median_wait_s,
-    density_per_m2 = EXCLUDED.density_per_m2, method = EXCLUDED.method
+    camera_id = EXCLUDED.camera_id, ts = EXCLUDED.ts,
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _ZONE_VALUES)}
 WHERE zone_latest.ts < EXCLUDED.ts
 """
 

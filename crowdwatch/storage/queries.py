@@ -13,16 +13,26 @@ whatever transaction the caller has open (an autocommit connection is the usual 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import psycopg
+from psycopg.rows import RowFactory, class_row, kwargs_row
 
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN, ROLLUP_RESOLUTIONS
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.contracts.messages import CountMessage, CountMethod, ZoneCount
+from crowdwatch.contracts.metrics import ZONE_METRICS, zone_metric_columns
+from crowdwatch.contracts.rollup_sql import (
+    raw_series_select,
+    series_names,
+    site_series_select,
+    zone_series_select,
+)
+
+_T = TypeVar("_T")
 
 AlertState = Literal["firing", "resolved"]
 Severity = Literal["info", "warning", "critical"]
@@ -44,6 +54,20 @@ class ZoneLatest:
     density_per_m2: float | None = None
     method: CountMethod | None = None
     """what produced ``count``; None where it was not recorded (edges and rows before it)"""
+    # One field per metric of crowdwatch.contracts.metrics, named as its column.
+
+    @classmethod
+    def of(cls, message: CountMessage, zone: ZoneCount) -> ZoneLatest:
+        """The row ingest writes for one zone of a message (the alert engine's fast path)."""
+        metrics: dict[str, Any] = {m.column: getattr(zone, m.column) for m in ZONE_METRICS}
+        return cls(
+            site_id=message.site_id,
+            zone_id=zone.zone_id,
+            camera_id=message.camera_id,
+            ts=message.ts,
+            method=zone.method,
+            **metrics,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +133,19 @@ def _fetch_all(
         raise StorageError(f"database query failed: {exc}") from exc
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _fetch_rows(
+    conn: psycopg.Connection,
+    sql: str,
+    row_factory: RowFactory[_T],
+    params: Sequence[Any] | Mapping[str, Any] = (),
+) -> list[_T]:
+    """Rows built by name by a psycopg row factory (``class_row``, ``kwargs_row``)."""
+    try:
+        with conn.cursor(row_factory=row_factory) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"database query failed: {exc}") from exc
 
 
 def alert_from_row(row: Sequence[Any]) -> AlertRow:
@@ -152,28 +187,17 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
     Raises:
         StorageError: the query failed or the database is away.
     """
-    rows = _fetch_all(
-        conn,
-        "SELECT site_id, zone_id, camera_id, ts, count, count_max, count_mean, "
-        "longest_wait_s, median_wait_s, density_per_m2, method "
-        "FROM zone_latest ORDER BY site_id, zone_id",
-    )
-    return [
-        ZoneLatest(
-            site_id=r[0],
-            zone_id=r[1],
-            camera_id=r[2],
-            ts=r[3],
-            count=int(r[4]),
-            count_max=int(r[5]),
-            count_mean=float(r[6]),
-            longest_wait_s=_opt_float(r[7]),
-            median_wait_s=_opt_float(r[8]),
-            density_per_m2=_opt_float(r[9]),
-            method=None if r[10] is None else CountMethod(r[10]),
-        )
-        for r in rows
-    ]
+    return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, kwargs_row(_zone_latest))
+
+
+LATEST_ZONE_COUNTS_SQL = (
+    f"SELECT site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())} "
+    "FROM zone_latest ORDER BY site_id, zone_id"
+)
+
+
+def _zone_latest(*, method: str | None, **columns: Any) -> ZoneLatest:
+    return ZoneLatest(method=None if method is None else CountMethod(method), **columns)
 
 
 def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
@@ -188,24 +212,12 @@ def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
     Raises:
         StorageError: the query failed or the database is away.
     """
-    rows = _fetch_all(
+    return _fetch_rows(
         conn,
         "SELECT site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail "
         "FROM camera_latest_status ORDER BY site_id, camera_id",
+        class_row(CameraStatusRow),
     )
-    return [
-        CameraStatusRow(
-            site_id=r[0],
-            camera_id=r[1],
-            ts=r[2],
-            state=r[3],
-            fps=float(r[4]),
-            inference_ms=float(r[5]),
-            dropped_frames=int(r[6]),
-            detail=r[7],
-        )
-        for r in rows
-    ]
 
 
 def active_alerts(conn: psycopg.Connection) -> list[AlertRow]:
@@ -329,6 +341,7 @@ class SeriesPoint:
     wait_mean: float | None = None
     density_max: float | None = None
     density_mean: float | None = None
+    # One field per aggregate of crowdwatch.contracts.metrics, named as the aggregate.
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,32 +353,32 @@ class Series:
 _WIDTHS = dict(ROLLUP_RESOLUTIONS)
 _ORIGIN = f"TIMESTAMPTZ '{ROLLUP_ORIGIN}'"
 
-ZONE_RAW_SERIES_SQL = """
-SELECT ts, count, count_mean, count_max, 1,
-       longest_wait_s, median_wait_s, density_per_m2, density_per_m2
+SERIES_COLUMNS = ", ".join(series_names())
+"""The columns of every series statement, in order (a Grafana panel names them so)."""
+
+ZONE_RAW_SERIES_SQL = f"""
+SELECT {raw_series_select()}
 FROM zone_counts
 WHERE site_id = %(site_id)s AND zone_id = %(zone_id)s AND ts >= %(start)s AND ts < %(end)s
 ORDER BY ts, message_id
 """
+"""One point per raw row: each aggregate reads the row's own value."""
 
 # The bucket containing ``start`` is included, so a range never starts with a gap.
-_ZONE_ROLLUP_SERIES = """
-SELECT bucket, count_last, count_mean_sum / samples, count_max, samples,
-       wait_max, wait_median_sum / nullif(wait_samples, 0),
-       density_max, density_sum / nullif(density_samples, 0)
-FROM zone_counts_{suffix}
+_ZONE_ROLLUP_SERIES = f"""
+SELECT {zone_series_select()}
+FROM zone_counts_{{suffix}}
 WHERE site_id = %(site_id)s AND zone_id = %(zone_id)s
-  AND bucket >= date_bin(INTERVAL '{width}', %(start)s::timestamptz, {origin})
+  AND bucket >= date_bin(INTERVAL '{{width}}', %(start)s::timestamptz, {{origin}})
   AND bucket < %(end)s
 ORDER BY bucket
 """
 
-_SITE_ROLLUP_SERIES = """
-SELECT bucket, count_last, count_mean, count_max, samples,
-       wait_max, wait_mean, density_max, density_mean
-FROM site_counts_{suffix}
+_SITE_ROLLUP_SERIES = f"""
+SELECT {site_series_select()}
+FROM site_counts_{{suffix}}
 WHERE site_id = %(site_id)s
-  AND bucket >= date_bin(INTERVAL '{width}', %(start)s::timestamptz, {origin})
+  AND bucket >= date_bin(INTERVAL '{{width}}', %(start)s::timestamptz, {{origin}})
   AND bucket < %(end)s
 ORDER BY bucket
 """
@@ -384,21 +397,12 @@ SITE_SERIES_SQL: dict[Resolution, str] = {
 """The statement of :func:`site_series` per resolution (parameters site_id, start, end)."""
 
 
-def _points(rows: list[tuple[Any, ...]]) -> list[SeriesPoint]:
-    return [
-        SeriesPoint(
-            ts=r[0],
-            count_last=int(r[1]),
-            count_mean=float(r[2]),
-            count_max=int(r[3]),
-            samples=int(r[4]),
-            wait_max=_opt_float(r[5]),
-            wait_mean=_opt_float(r[6]),
-            density_max=_opt_float(r[7]),
-            density_mean=_opt_float(r[8]),
-        )
-        for r in rows
-    ]
+def _point(*, bucket: datetime, **aggregates: Any) -> SeriesPoint:
+    return SeriesPoint(ts=bucket, **aggregates)
+
+
+def _points(conn: psycopg.Connection, sql: str, params: Mapping[str, Any]) -> list[SeriesPoint]:
+    return _fetch_rows(conn, sql, kwargs_row(_point), params)
 
 
 def zone_series(
@@ -430,7 +434,7 @@ def zone_series(
     """
     resolution = resolution or choose_resolution(start, end)
     params = {"site_id": site_id, "zone_id": zone_id, "start": start, "end": end}
-    return Series(resolution, _points(_fetch_all(conn, ZONE_SERIES_SQL[resolution], params)))
+    return Series(resolution, _points(conn, ZONE_SERIES_SQL[resolution], params))
 
 
 def site_series(
@@ -463,7 +467,7 @@ def site_series(
     if resolution is Resolution.RAW:
         resolution = Resolution.MINUTE
     params = {"site_id": site_id, "start": start, "end": end}
-    return Series(resolution, _points(_fetch_all(conn, SITE_SERIES_SQL[resolution], params)))
+    return Series(resolution, _points(conn, SITE_SERIES_SQL[resolution], params))
 
 
 def reference_instant(at: datetime, reference_day: date, tz: str) -> datetime:
@@ -512,20 +516,7 @@ def reference_series(
         series = site_series(conn, site_id, start + shift, end + shift, resolution)
     else:
         series = zone_series(conn, site_id, zone_id, start + shift, end + shift, resolution)
-    moved = [
-        SeriesPoint(
-            p.ts - shift,
-            p.count_last,
-            p.count_mean,
-            p.count_max,
-            p.samples,
-            p.wait_max,
-            p.wait_mean,
-            p.density_max,
-            p.density_mean,
-        )
-        for p in series.points
-    ]
+    moved = [replace(p, ts=p.ts - shift) for p in series.points]
     return Series(series.resolution, moved)
 
 
@@ -552,11 +543,14 @@ WITH bounds AS (
 )
 SELECT z.site_id, z.zone_id,
        sum(z.count_mean_sum) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to)
-         / nullif(sum(z.samples) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to), 0),
-       max(z.count_max) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to),
+         / nullif(sum(z.samples) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to), 0)
+         AS now_mean,
+       max(z.count_max) FILTER (WHERE z.bucket >= b.now_from AND z.bucket < b.now_to) AS now_max,
        sum(z.count_mean_sum) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval)
-         / nullif(sum(z.samples) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval), 0),
+         / nullif(sum(z.samples) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval), 0)
+         AS reference_mean,
        max(z.count_max) FILTER (WHERE z.bucket < b.ref_to AND z.bucket >= b.ref_to - %(window)s::interval)
+         AS reference_max
 FROM zone_counts_1m z, bounds b
 WHERE ((z.bucket >= b.now_from AND z.bucket < b.now_to)
     OR (z.bucket >= b.ref_to - %(window)s::interval AND z.bucket < b.ref_to))
@@ -611,18 +605,7 @@ def compare_with_reference_day(
         "site_id": site_id,
     }
     statement = REFERENCE_COMPARISON_SQL if site_id is None else REFERENCE_COMPARISON_SITE_SQL
-    rows = _fetch_all(conn, statement, params)
-    return [
-        ReferenceComparison(
-            site_id=r[0],
-            zone_id=r[1],
-            now_mean=_opt_float(r[2]),
-            now_max=None if r[3] is None else int(r[3]),
-            reference_mean=_opt_float(r[4]),
-            reference_max=None if r[5] is None else int(r[5]),
-        )
-        for r in rows
-    ]
+    return _fetch_rows(conn, statement, class_row(ReferenceComparison), params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -658,7 +641,8 @@ WITH crossings AS (
       {site_filter}
     GROUP BY 1, 2
 )
-SELECT day, site_id, coalesce(c.crossings_in, 0), coalesce(c.crossings_out, 0), p.peak_count
+SELECT day, site_id, coalesce(c.crossings_in, 0) AS crossings_in,
+       coalesce(c.crossings_out, 0) AS crossings_out, p.peak_count
 FROM crossings c FULL JOIN peaks p USING (day, site_id)
 ORDER BY day, site_id
 """
@@ -721,14 +705,5 @@ def daily_totals(
     if resolution not in (Resolution.QUARTER_HOUR, Resolution.HOUR):
         raise ValueError(f"expected a 15m or 1h resolution for daily totals, got {resolution}")
     params = {"first_day": first_day, "last_day": last_day, "tz": tz, "site_id": site_id}
-    rows = _fetch_all(conn, DAILY_TOTALS_SQL[(resolution, site_id is not None)], params)
-    return [
-        DailyTotal(
-            day=r[0],
-            site_id=r[1],
-            crossings_in=int(r[2]),
-            crossings_out=int(r[3]),
-            peak_count=None if r[4] is None else int(r[4]),
-        )
-        for r in rows
-    ]
+    statement = DAILY_TOTALS_SQL[(resolution, site_id is not None)]
+    return _fetch_rows(conn, statement, class_row(DailyTotal), params)

@@ -46,13 +46,15 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from crowdwatch.contracts.config import RetentionConfig
-from crowdwatch.contracts.db_schema import (
-    ROLLUP_ORIGIN,
-    ROLLUP_RESOLUTIONS,
+from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN, ROLLUP_RESOLUTIONS
+from crowdwatch.contracts.errors import StorageError
+from crowdwatch.contracts.rollup_sql import (
     SITE_ROLLUP_COLUMNS,
     SITE_ROLLUP_SELECT,
+    zone_from_finer_exprs,
+    zone_from_raw_exprs,
+    zone_rollup_names,
 )
-from crowdwatch.contracts.errors import StorageError
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.migrate import recorded_mode
 from crowdwatch.storage.retention import apply_retention, raw_cutoff
@@ -67,21 +69,16 @@ _ORIGIN = f"TIMESTAMPTZ '{ROLLUP_ORIGIN}'"
 # Finest first: each level is rebuilt from the one before it (raw for 1 min).
 _LEVELS = list(ROLLUP_RESOLUTIONS)
 
-_ZONE_COLS = (
-    "bucket, site_id, zone_id, samples, count_max, count_mean_sum, count_last, last_ts,"
-    " wait_max, wait_median_sum, wait_samples, density_max, density_sum, density_samples"
-)
+_ZONE_COLS = zone_rollup_names()
 _LINE_COLS = "bucket, site_id, line_id, samples, in_sum, out_sum"
 
-# Newest row wins count_last; message_id breaks a tie of two rows with the same ts so a
-# rebuild always picks the same one.
+# The metrics' parts follow their declaration (crowdwatch.contracts.metrics).  Newest row
+# wins a LAST metric; message_id breaks a tie of two rows with the same ts so a rebuild
+# always picks the same one.
 _ZONE_FROM_RAW = f"""
 INSERT INTO zone_counts_1m ({_ZONE_COLS})
 SELECT t.bucket, c.site_id, c.zone_id,
-       count(*), max(c.count_max), sum(c.count_mean::double precision),
-       (array_agg(c.count ORDER BY c.ts DESC, c.message_id DESC))[1], max(c.ts),
-       max(c.longest_wait_s), sum(c.median_wait_s::double precision), count(c.median_wait_s),
-       max(c.density_per_m2), sum(c.density_per_m2::double precision), count(c.density_per_m2)
+       {", ".join(zone_from_raw_exprs("c."))}
 FROM rollup_touched t
 JOIN zone_counts c ON c.ts >= t.bucket AND c.ts < t.bucket + INTERVAL '1 minute'
 WHERE t.source = 'zone_counts'
@@ -97,17 +94,18 @@ WHERE t.source = 'line_counts'
 GROUP BY t.bucket, c.site_id, c.line_id
 """
 
-_ZONE_FROM_FINER = """
+_ZONE_FROM_FINER = (
+    """
 INSERT INTO zone_counts_{coarse} ({cols})
 SELECT t.bucket, f.site_id, f.zone_id,
-       sum(f.samples)::bigint, max(f.count_max), sum(f.count_mean_sum),
-       (array_agg(f.count_last ORDER BY f.last_ts DESC))[1], max(f.last_ts),
-       max(f.wait_max), sum(f.wait_median_sum), sum(f.wait_samples)::bigint,
-       max(f.density_max), sum(f.density_sum), sum(f.density_samples)::bigint
+       """
+    + ", ".join(zone_from_finer_exprs())
+    + """
 FROM ({touched}) t
 JOIN zone_counts_{fine} f ON f.bucket >= t.bucket AND f.bucket < t.bucket + INTERVAL '{width}'
 GROUP BY t.bucket, f.site_id, f.zone_id
 """
+)
 
 _LINE_FROM_FINER = """
 INSERT INTO line_counts_{coarse} ({cols})

@@ -34,6 +34,7 @@ from crowdwatch.dashboards.trends import (
 from crowdwatch.storage.queries import (
     MINUTE_UNDER,
     QUARTER_HOUR_UNDER,
+    SERIES_COLUMNS,
     SITE_SERIES_SQL,
     ZONE_SERIES_SQL,
     Resolution,
@@ -46,10 +47,7 @@ SITE_VAR = "${site:sqlstring}"
 REF_DAY_VAR = "${ref_day:sqlstring}"
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-_SERIES_COLUMNS = (
-    "bucket, count_last, count_mean, count_max, samples, wait_max, wait_mean, density_max,"
-    " density_mean"
-)
+_SERIES_COLUMNS = SERIES_COLUMNS
 
 
 def grafana_form(sql: str, values: Mapping[str, str]) -> str:
