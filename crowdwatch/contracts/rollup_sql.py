@@ -284,12 +284,16 @@ def new_metric_migration(metric: ZoneMetric) -> tuple[str, str, str]:
     query cannot be altered, so each is rebuilt as migration 7 did, its materialised
     buckets carried over (the new columns NULL), and the site views over it recreated.
     """
+    if metric.required:
+        raise ValueError(
+            f"metric {metric.column!r} is required, but the rows stored before it have no value:"
+            " declare it with required=False"
+        )
     before = ZONE_METRICS[: ZONE_METRICS.index(metric)]
     with_it = (*before, metric)
-    null = " NOT NULL" if metric.required else ""
     common = (
-        f"ALTER TABLE zone_counts ADD COLUMN {metric.column} {metric.sql_type}{null};\n"
-        f"ALTER TABLE zone_latest ADD COLUMN {metric.column} {metric.sql_type}{null};\n"
+        f"ALTER TABLE zone_counts ADD COLUMN {metric.column} {metric.sql_type};\n"
+        f"ALTER TABLE zone_latest ADD COLUMN {metric.column} {metric.sql_type};\n"
     )
     zone_new = [c for c in zone_rollup_columns(with_it) if c not in zone_rollup_columns(before)]
     site_new = [c for c in site_rollup_columns(with_it) if c not in site_rollup_columns(before)]
@@ -301,7 +305,8 @@ def new_metric_migration(metric: ZoneMetric) -> tuple[str, str, str]:
         ):
             adds = ",\n".join(f"    ADD COLUMN {c.name} {c.sql_type}" for c in new)
             plain.append(f"ALTER TABLE {table}\n{adds};\n")
-    kept = zone_rollup_names(before)
+    # The new columns come last, so the kept rows go in by position with a NULL for each.
+    nulls = "".join(", NULL" for _ in zone_new)
     timescale = (
         "ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);\n"
         "CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS"
@@ -323,9 +328,9 @@ def new_metric_migration(metric: ZoneMetric) -> tuple[str, str, str]:
         "    INTO STRICT materialized\n"
         "    FROM timescaledb_information.continuous_aggregates\n"
         "    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';\n"
-        "    EXECUTE format('INSERT INTO %s ("
-        + kept
-        + ") SELECT * FROM zone_counts_{suffix}_kept', materialized);\n"
+        "    EXECUTE format('INSERT INTO %s SELECT *"
+        + nulls
+        + " FROM zone_counts_{suffix}_kept', materialized);\n"
         "END\n"
         "$carry$;\n\n"
         "CREATE VIEW site_counts_{suffix} AS"
