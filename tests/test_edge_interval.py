@@ -61,3 +61,20 @@ def test_a_frame_missing_a_zone_is_a_bug() -> None:
     counts = IntervalCounts("stop-a", "cam1", ["platform", "kerb"])
     with pytest.raises(KeyError, match="kerb"):
         counts.add({"platform": 1})
+
+
+def test_density_at_the_end_and_at_the_peak_of_the_interval() -> None:
+    counts = IntervalCounts("beach-1", "cam1", ["sand", "water"])
+    for frame in ({"sand": 20, "water": 2}, {"sand": 50, "water": 4}, {"sand": 30, "water": 0}):
+        counts.add(frame)
+    message = counts.finish(TS, interval_s=5.0, areas_m2={"sand": 100.0, "water": 40.0})
+    assert message is not None
+    decoded = decode_counts(encode(message))
+    assert [(z.density_per_m2, z.peak_density_per_m2) for z in decoded.zones] == [
+        (0.3, 0.5),
+        (0.0, 0.1),
+    ]
+    uncalibrated = IntervalCounts("beach-1", "cam1", ["sand"])
+    uncalibrated.add({"sand": 5})
+    plain = uncalibrated.finish(TS, interval_s=5.0)
+    assert plain is not None and plain.zones[0].peak_density_per_m2 is None

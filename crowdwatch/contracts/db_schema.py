@@ -620,6 +620,103 @@ def _v7_timescale() -> str:
     return "\n".join(parts)
 
 
+# Migration 8: a zone's peak density over each interval (``ZoneCount.peak_density_per_m2``,
+# declared in ``crowdwatch.contracts.metrics``), in the raw rows, ``zone_latest`` and the
+# rollups (its largest value per bucket, ``peak_density_max``).  Nullable: rows and buckets
+# before it keep NULL, "not measured".  Pasted from ``rollup_sql.new_metric_migration``;
+# tests/test_metrics.py checks it is what the declaration derives.  TimescaleDB rebuilds
+# each zone aggregate as migration 7 did (a continuous aggregate's query cannot be
+# altered), carrying its materialised buckets over with NULL in the new column.
+_V8_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN peak_density_per_m2 real;
+ALTER TABLE zone_latest ADD COLUMN peak_density_per_m2 real;
+"""
+
+_V8_PLAIN = """
+ALTER TABLE zone_counts_1m
+    ADD COLUMN peak_density_max real;
+ALTER TABLE site_counts_1m
+    ADD COLUMN peak_density_max real;
+ALTER TABLE zone_counts_15m
+    ADD COLUMN peak_density_max real;
+ALTER TABLE site_counts_15m
+    ADD COLUMN peak_density_max real;
+ALTER TABLE zone_counts_1h
+    ADD COLUMN peak_density_max real;
+ALTER TABLE site_counts_1h
+    ADD COLUMN peak_density_max real;
+"""
+
+_V8_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples,
+       max(peak_density_per_m2) AS peak_density_max
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT *, NULL FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+
+CREATE VIEW site_counts_{suffix} AS
+SELECT bucket,
+       site_id,
+       count(*)::integer AS zones,
+       sum(samples)::bigint AS samples,
+       sum(count_max)::bigint AS count_max,
+       sum(count_mean_sum / samples) AS count_mean,
+       sum(count_last)::bigint AS count_last,
+       max(wait_max) AS wait_max,
+       sum(wait_median_sum) / nullif(sum(wait_samples), 0) AS wait_mean,
+       max(density_max) AS density_max,
+       sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean,
+       max(peak_density_max) AS peak_density_max
+FROM zone_counts_{suffix}
+GROUP BY bucket, site_id;
+"""
+
+
+def _v8_timescale() -> str:
+    return "\n".join(
+        _V8_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        for suffix, width in ROLLUP_RESOLUTIONS
+    )
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -677,6 +774,13 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql="",
             timescale_sql=_v7_timescale(),
             plain_sql="",
+        ),
+        Migration(
+            version=8,
+            name="peak density per zone",
+            common_sql=_V8_COMMON,
+            timescale_sql=_v8_timescale(),
+            plain_sql=_V8_PLAIN,
         ),
     ]
 

@@ -146,6 +146,13 @@ class ZoneCount(Wire):
         le=20,
         description="people per square metre (needs a ground calibration)",
     )
+    peak_density_per_m2: float | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="most people per square metre during the interval (count_max over the "
+        "zone's area; needs a ground calibration)",
+    )
     method: CountMethod | None = Field(
         default=None,
         description="what produced count: detect or dense; absent from edges before it existed",

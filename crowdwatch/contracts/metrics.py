@@ -156,6 +156,17 @@ ZONE_METRICS: tuple[ZoneMetric, ...] = (
         since=2,
         description="people per square metre at the interval's end (needs a calibration)",
     ),
+    ZoneMetric(
+        column="peak_density_per_m2",
+        unit="people/m²",
+        sql_type="real",
+        required=False,
+        additive=False,
+        aggregates=(Aggregate(Rollup.MAX, "peak_density_max", api="peak_density"),),
+        since=8,
+        description="most people per square metre during the interval (its peak count over "
+        "the zone's area; needs a calibration)",
+    ),
 )
 """Every zone metric, in rollup column order."""
 

@@ -79,10 +79,14 @@ class SiteOut(Out):
 
 
 class SeriesPointOut(Out):
+    """Besides ``ts``, one field per aggregate the metrics' declaration gives an ``api`` name
+    (:mod:`crowdwatch.contracts.metrics`; tests/test_metrics.py keeps the two equal)."""
+
     ts: Timestamp
     count: int
     mean: float
     max: int
+    peak_density: float | None
 
 
 class SeriesOut(Out):

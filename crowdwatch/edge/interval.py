@@ -79,7 +79,8 @@ class IntervalCounts:
             interval_s: length of the interval in seconds.
             waits: waiting times per zone at the interval's end (``None``: not tracking).
             areas_m2: ground area per zone (``None``: the camera is not calibrated); the
-                density is the zone's count at the interval's end over its area.
+                density is the zone's count at the interval's end over its area, the peak
+                density its largest count during the interval over its area.
             lines: in/out crossings of each counting line during the interval.
             methods: what produced each zone's count at the interval's end (``None``: unsaid).
             flags: per zone whose last density reading was refused, why and the refused count
@@ -101,6 +102,11 @@ class IntervalCounts:
                 median_wait_s=waits[zone_id].median_s if waits is not None else None,
                 density_per_m2=(
                     density_per_m2(self._last[zone_id], areas_m2[zone_id])
+                    if areas_m2 is not None
+                    else None
+                ),
+                peak_density_per_m2=(
+                    density_per_m2(self._max[zone_id], areas_m2[zone_id])
                     if areas_m2 is not None
                     else None
                 ),

@@ -54,6 +54,7 @@ class ZoneLatest:
     density_per_m2: float | None = None
     method: CountMethod | None = None
     """what produced ``count``; None where it was not recorded (edges and rows before it)"""
+    peak_density_per_m2: float | None = None
     # One field per metric of crowdwatch.contracts.metrics, named as its column.
 
     @classmethod
@@ -341,6 +342,7 @@ class SeriesPoint:
     wait_mean: float | None = None
     density_max: float | None = None
     density_mean: float | None = None
+    peak_density_max: float | None = None
     # One field per aggregate of crowdwatch.contracts.metrics, named as the aggregate.
 
 
