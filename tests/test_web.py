@@ -17,6 +17,7 @@ from db_rows import alert_message, insert_firing, put_status, put_zone
 from web_server import DEAD_DB, Serve, web_config
 
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, site_readings
+from crowdwatch.contracts.site_kinds import KIND_ORDER
 from crowdwatch.storage.migrate import upgrade
 
 PHONE_PAGE = Path(__file__).resolve().parents[1] / "crowdwatch/dashboards/static/phone.html"
@@ -190,7 +191,10 @@ def test_each_page_is_one_small_self_contained_file_with_an_etag_and_gzip(
 def test_the_phone_page_lists_beaches_first_and_streams_with_a_polling_fallback() -> None:
     html = PHONE_PAGE.read_text(encoding="utf-8")
 
-    assert html.index('"beach"') < html.index('"bus_stop"') < html.index('"road"')
+    # The page groups sites in the order of the kinds the state carries (site_kinds.py).
+    assert "state.kinds.forEach" in html
+    order = [k.value for k in KIND_ORDER]
+    assert order.index("beach") < order.index("bus_stop") < order.index("road")
     assert 'new EventSource("api/stream")' in html and 'fetch("api/state"' in html
     assert "Database unavailable" in html and "Camera offline" in html
 

@@ -25,6 +25,7 @@ from crowdwatch.contracts.config import (
     MuteWindow,
     Site,
 )
+from crowdwatch.contracts.site_kinds import bus_routes
 
 
 def _hhmm(text: str) -> time:
@@ -82,8 +83,9 @@ def group_key(group_by: str, site: Site, zone_id: str | None, alert_key: str) ->
         >>> group_key("route", stop_with_routes_k1, "platform", "...")  # doctest: +SKIP
         'route:K1'
     """
-    if group_by == "route" and site.routes:
-        return "route:" + ",".join(site.routes)
+    routes = bus_routes(site)
+    if group_by == "route" and routes:
+        return "route:" + ",".join(routes)
     if group_by in ("route", "site"):
         return f"site:{site.id}"
     return f"alert:{alert_key}"

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, assert_never
 from zoneinfo import ZoneInfo
 
-from crowdwatch.contracts.config import AlertMetric, LocalizedName, Site, SiteKind
+from crowdwatch.contracts.config import AlertMetric, LocalizedName, Site
+from crowdwatch.contracts.site_kinds import bus_routes, spec
 
 if TYPE_CHECKING:
     from crowdwatch.analytics.forecast import Forecast
@@ -46,14 +47,6 @@ class AlertFacts:
     """the count is the density counter's estimate, not people detected one by one"""
 
 
-_DEFAULT_ACTIONS: dict[SiteKind, LocalizedName] = {
-    SiteKind.BUS_STOP: LocalizedName(zh="加派 {routes} 路车辆", en="add buses on route {routes}"),
-    SiteKind.BEACH: LocalizedName(
-        zh="暂停入场, 引导游客去其他区域", en="stop entry, guide people to other sections"
-    ),
-    SiteKind.ROAD: LocalizedName(zh="疏导交通", en="direct traffic"),
-    SiteKind.SCENIC_SPOT: LocalizedName(zh="限流", en="limit entry"),
-}
 _NO_ROUTES = LocalizedName(zh="加派车辆", en="add buses")
 _CAMERA_ACTION = LocalizedName(zh="检查摄像头和网络", en="check the camera and its network")
 
@@ -99,12 +92,9 @@ def _facts(site: Site, facts: AlertFacts, *, firing: bool) -> tuple[list[str], l
     if facts.count is not None:
         # A density estimate is said as one ("about"): a dispatcher weighs it differently.
         zh_about, en_about = ("约 ", "about ") if facts.estimated else ("", "")
-        if site.kind is SiteKind.BUS_STOP:
-            zh.append(f"{zh_about}{facts.count} 人候车")
-            en.append(f"{en_about}{facts.count} waiting")
-        else:
-            zh.append(f"{zh_about}{facts.count} 人")
-            en.append(f"{en_about}{facts.count} people")
+        said = spec(site.kind).count_text
+        zh.append(zh_about + said.zh.replace("{n}", str(facts.count)))
+        en.append(en_about + said.en.replace("{n}", str(facts.count)))
         if facts.capacity:
             ratio = _percent(facts.count / facts.capacity)
             zh.append(f"达到容量的 {ratio}" if firing else f"容量的 {ratio}")
@@ -157,14 +147,14 @@ def suggested_action(site: Site, rule: EffectiveRule) -> LocalizedName:
     """
     if rule.metric is AlertMetric.NO_DATA_S and rule.action is None:
         return _CAMERA_ACTION
-    action = rule.action or _DEFAULT_ACTIONS[site.kind]
+    action = rule.action or spec(site.kind).action
     if "{routes}" in action.zh or "{routes}" in action.en:
-        if not site.routes:
+        routes = bus_routes(site)
+        if not routes:
             return _NO_ROUTES if rule.action is None else action
-        routes = ", ".join(site.routes)
         return LocalizedName(
-            zh=action.zh.replace("{routes}", "、".join(site.routes)),
-            en=action.en.replace("{routes}", routes),
+            zh=action.zh.replace("{routes}", "、".join(routes)),
+            en=action.en.replace("{routes}", ", ".join(routes)),
         )
     return action
 

@@ -252,7 +252,20 @@ class Camera(Model):
         return self
 
 
+class BusStopOptions(Model):
+    """What only a bus stop has (``bus_stop:`` of a ``kind: bus_stop`` site)."""
+
+    routes: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list,
+        description="bus routes serving the stop (alert text and grouping: 'add buses on K1')",
+    )
+
+
 class Site(Model):
+    """One place watched by cameras.  What its ``kind`` means (counts, defaults, rules,
+    simulator curve, display) is declared in :mod:`crowdwatch.contracts.site_kinds`; a
+    kind's own settings go under the kind's key (``bus_stop:``)."""
+
     id: Identifier
     kind: SiteKind
     name: LocalizedName
@@ -260,10 +273,41 @@ class Site(Model):
     capacity: int = Field(gt=0, le=1_000_000, description="people the whole site holds safely")
     department: Department = Field(description="department that acts on this site's alerts")
     cameras: list[Camera] = Field(min_length=1)
-    routes: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
-        default_factory=list,
-        description="bus routes serving the stop (alert text and grouping: 'add buses on K1')",
+    bus_stop: BusStopOptions | None = Field(
+        default=None, description="kind bus_stop only: the routes serving the stop"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _routes_under_the_kind(cls, data: Any) -> Any:
+        # Configs written before the kinds had their own keys give a stop's routes on the
+        # site itself; they stay valid and mean bus_stop.routes.
+        if not isinstance(data, dict) or "routes" not in data:
+            return data
+        data = dict(data)
+        routes = data.pop("routes")
+        if data.get("kind") != SiteKind.BUS_STOP.value:
+            if routes:
+                raise ValueError(
+                    f"routes: only a bus_stop site has bus routes, this one is "
+                    f"{data.get('kind')!r}; remove 'routes'"
+                )
+            return data
+        if "bus_stop" in data:
+            raise ValueError(
+                "routes: give the routes once, as bus_stop: {routes: [...]}; remove 'routes'"
+            )
+        data["bus_stop"] = {"routes": routes}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> Self:
+        if self.bus_stop is not None and self.kind is not SiteKind.BUS_STOP:
+            raise ValueError(
+                f"bus_stop: settings of a bus_stop site, but this site is {self.kind.value!r};"
+                " remove 'bus_stop' or set kind: bus_stop"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -862,6 +906,11 @@ class AlertsConfig(Model):
         default=120.0, gt=0, description="counts older than this are 'no data', never zero"
     )
     rules: list[AlertRule] = Field(default_factory=list)
+    kind_rules: bool = Field(
+        default=False,
+        description="also apply the standard rules of each site kind in use "
+        "(crowdwatch/contracts/site_kinds.py); a rule given here with the same id replaces one",
+    )
     channels: list[AlertChannel] = Field(default_factory=list)
     routes: list[AlertRoute] = Field(default_factory=list)
     mute_windows: list[MuteWindow] = Field(default_factory=list)
@@ -1093,6 +1142,25 @@ class CrowdwatchConfig(Model):
         default=None, description="bus routes and timetables for dispatch recommendations"
     )
     sites: list[Site] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_kind_rules(cls, data: Any) -> Any:
+        alerts = data.get("alerts") if isinstance(data, dict) else None
+        if not isinstance(alerts, dict) or alerts.get("kind_rules") is not True:
+            return data
+        # Imported here: the kinds' declarations are built from this module's models.
+        from crowdwatch.contracts.site_kinds import kind_rules
+
+        sites = data.get("sites") or []
+        known = {k.value for k in SiteKind}  # an unknown kind is reported by the site's model
+        kinds = {
+            SiteKind(s["kind"]) for s in sites if isinstance(s, dict) and s.get("kind") in known
+        }
+        given = list(alerts.get("rules") or [])
+        ids = {r.get("id") for r in given if isinstance(r, dict)}
+        extra = [r for r in kind_rules(kinds) if r["id"] not in ids]
+        return data | {"alerts": alerts | {"rules": given + extra}}
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:

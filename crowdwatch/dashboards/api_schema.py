@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from crowdwatch.analytics.readings import ZoneStatus
 from crowdwatch.contracts.config import Department, SiteKind
 from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.contracts.site_kinds import KindView
 from crowdwatch.dashboards.bodies import LoginBody, NoteBody
 from crowdwatch.dashboards.trends import Trend
 from crowdwatch.storage.queries import Resolution
@@ -139,6 +140,15 @@ class DatabaseOut(Out):
     as_of: Timestamp | None
 
 
+class KindOut(Out):
+    """A site kind as the pages show it (:mod:`crowdwatch.contracts.site_kinds`)."""
+
+    id: SiteKind
+    name: Names
+    plural: Names
+    view: KindView
+
+
 class StateOut(Out):
     """``/api/state`` and each ``state`` event of ``/api/stream``."""
 
@@ -146,6 +156,7 @@ class StateOut(Out):
     district: Names
     stale_after_s: float
     database: DatabaseOut
+    kinds: list[KindOut]
     sites: list[SiteOut]
     alerts: list[AlertOut]
 

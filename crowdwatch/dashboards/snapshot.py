@@ -17,6 +17,7 @@ import psycopg
 
 from crowdwatch.analytics.readings import SiteReading, ZoneReading, site_readings, zone_readings
 from crowdwatch.contracts.config import CrowdwatchConfig, Site
+from crowdwatch.contracts.site_kinds import SITE_KINDS
 from crowdwatch.dashboards.trends import earlier_means, site_earlier, trend
 from crowdwatch.storage.queries import (
     AlertRow,
@@ -195,8 +196,8 @@ def state_json(
         generated_at: when this state is sent (default now).
 
     Returns:
-        ``{generated_at, district, stale_after_s, database: {ok, detail, as_of}, sites,
-        alerts}``; ``database.as_of`` is when ``sites`` were read, so a page can say how old
+        ``{generated_at, district, stale_after_s, database: {ok, detail, as_of}, kinds,
+        sites, alerts}``; ``database.as_of`` is when ``sites`` were read, so a page can say how old
         the figures it keeps are.
     """
     sites: Sequence[dict[str, Any]] = []
@@ -213,6 +214,9 @@ def state_json(
             "detail": detail,
             "as_of": None if snapshot is None else iso(snapshot.at),
         },
+        # What each kind means to a page (headings, order, the queue and section views):
+        # declared once, in crowdwatch.contracts.site_kinds, not in each page's script.
+        "kinds": [spec.describe() for spec in SITE_KINDS.values()],
         "sites": sites,
         "alerts": alerts,
     }

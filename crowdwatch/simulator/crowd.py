@@ -19,20 +19,13 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from crowdwatch.contracts.config import Camera, Site, SiteKind, Zone
+from crowdwatch.contracts.config import Camera, Site, Zone
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, LineCount, ZoneCount
+from crowdwatch.contracts.site_kinds import spec
 from crowdwatch.simulator.curves import expected_occupancy
 
 SIMULATED_FPS = 10.0
 """Frames a simulated camera pretends to analyse per second."""
-
-# How long a person stays, in hours: sets how many cross a counting line per interval.
-_DWELL_H = {
-    SiteKind.BEACH: 3.0,
-    SiteKind.BUS_STOP: 0.2,
-    SiteKind.ROAD: 0.03,
-    SiteKind.SCENIC_SPOT: 0.7,
-}
 
 
 def poisson(rng: random.Random, mean: float) -> int:
@@ -179,7 +172,7 @@ class SimulatedCamera:
             before, before_target = previous
             # Each person stays with the probability of a dwell-time exponential, or less
             # when the curve falls (people leave faster than they usually would).
-            stay = math.exp(-elapsed_s / (_DWELL_H[self.site.kind] * 3600))
+            stay = math.exp(-elapsed_s / (spec(self.site.kind).dwell_h * 3600))
             if before_target > 0:
                 stay = min(stay, target / before_target)
             stayed = binomial(self._rng, before, stay)
@@ -205,15 +198,16 @@ class SimulatedCamera:
         local_hour: float,
         elapsed_s: float,
     ) -> LineCount:
-        if self.site.kind is not SiteKind.ROAD:
+        kind = spec(self.site.kind)
+        if not kind.passes_through:
             # Everyone who came or went crossed the entrance line.
             return LineCount(
                 line_id=line_id,
                 in_count=min(MAX_PEOPLE, arrived),
                 out_count=min(MAX_PEOPLE, departed),
             )
-        # Roads: traffic passes through; inbound in the morning, outbound in the evening.
-        passing = people / _DWELL_H[SiteKind.ROAD] * elapsed_s / 3600
+        # Traffic passes through (a road): inbound in the morning, outbound in the evening.
+        passing = people / kind.dwell_h * elapsed_s / 3600
         in_share = 0.8 if local_hour % 24 < 13 else 0.25
         return LineCount(
             line_id=line_id,

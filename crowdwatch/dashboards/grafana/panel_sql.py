@@ -25,6 +25,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN
+from crowdwatch.contracts.site_kinds import SITE_KINDS, KindView
 from crowdwatch.dashboards.trends import (
     MIN_CHANGE_PEOPLE,
     MIN_CHANGE_SHARE,
@@ -207,7 +208,7 @@ SELECT s.site_id,
 FROM sites s
 LEFT JOIN now_counts n ON n.site_id = s.site_id
 LEFT JOIN earlier e ON e.site_id = s.site_id
-WHERE s.kind = 'bus_stop'
+WHERE s.kind IN ({_kinds_viewed(KindView.QUEUE)})
 ORDER BY occupancy DESC NULLS LAST, s.site_id
 """
 
@@ -228,7 +229,7 @@ FROM zones z
 JOIN sites s ON s.site_id = z.site_id
 LEFT JOIN zone_latest l
        ON l.site_id = z.site_id AND l.zone_id = z.zone_id AND l.ts > now() - {self.stale}
-WHERE s.kind = 'beach'
+WHERE s.kind IN ({_kinds_viewed(KindView.SECTIONS)})
 ORDER BY s.site_id, z.zone_id
 """
 
@@ -477,9 +478,10 @@ ORDER BY g.d DESC
 """
 
 
-KIND_LABELS = {
-    "bus_stop": "公交站 Bus stops",
-    "beach": "海滩 Beaches",
-    "road": "道路 Roads",
-    "scenic_spot": "景点 Scenic spots",
-}
+KIND_LABELS = {k.value: f"{s.plural.zh} {s.plural.en}" for k, s in SITE_KINDS.items()}
+"""The legend of each kind (crowdwatch.contracts.site_kinds)."""
+
+
+def _kinds_viewed(view: KindView) -> str:
+    """The kinds whose sites a view lists, as SQL literals (the queue and section tables)."""
+    return ", ".join(quote_literal(k.value) for k, s in SITE_KINDS.items() if s.view is view)
