@@ -32,7 +32,8 @@ ZONE_COLUMNS = (
 """Per zone row: the message's values, then the zone's (its metrics as declared in
 :mod:`crowdwatch.contracts.metrics`, in declaration order)."""
 
-# One C-level call per zone for every metric's value (a tuple, in ZONE_COLUMNS order).
+# One C-level call per zone for every metric's value (a tuple, in ZONE_COLUMNS order); each
+# is written with repr, the shortest text that reads back as the same float (an int's digits).
 _metric_values = attrgetter(*_METRICS)
 
 LINE_COLUMNS = "ts, site_id, camera_id, line_id, in_count, out_count, message_id, received_at"
@@ -42,11 +43,6 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 def _escaped(text: str) -> str:
     return text.translate(_ESCAPES) if "\\" in text else text
-
-
-def _value(value: float | None) -> str:
-    # repr: the shortest text that reads back as the same float (and an int's digits).
-    return NULL if value is None else repr(value)
 
 
 def zone_lines(message: CountMessage, received_at: datetime, out: list[str]) -> None:
@@ -63,7 +59,7 @@ def zone_lines(message: CountMessage, received_at: datetime, out: list[str]) -> 
     )
     for z in message.zones:
         method = NULL if z.method is None else z.method.value
-        values = "\t".join(map(_value, _metric_values(z)))
+        values = "\t".join([NULL if v is None else repr(v) for v in _metric_values(z)])
         out.append(f"{head}{z.zone_id}\t{method}\t{values}\n")
 
 
