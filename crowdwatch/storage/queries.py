@@ -40,7 +40,11 @@ Severity = Literal["info", "warning", "critical"]
 
 @dataclass(frozen=True, slots=True)
 class ZoneLatest:
-    """The newest count of one zone (a row of ``zone_latest``)."""
+    """The newest count of one zone (a row of ``zone_latest``).
+
+    Besides its key, time and method, one field per metric of
+    :mod:`crowdwatch.contracts.metrics`, named as its column (``tests/test_metrics.py``).
+    """
 
     site_id: str
     zone_id: str
@@ -55,7 +59,6 @@ class ZoneLatest:
     method: CountMethod | None = None
     """what produced ``count``; None where it was not recorded (edges and rows before it)"""
     peak_density_per_m2: float | None = None
-    # One field per metric of crowdwatch.contracts.metrics, named as its column.
 
     @classmethod
     def of(cls, message: CountMessage, zone: ZoneCount) -> ZoneLatest:
@@ -329,7 +332,11 @@ def choose_resolution(start: datetime, end: datetime) -> Resolution:
 
 @dataclass(frozen=True, slots=True)
 class SeriesPoint:
-    """One step of a series: a raw row or a rollup bucket (``ts`` is the bucket start)."""
+    """One step of a series: a raw row or a rollup bucket (``ts`` is the bucket start).
+
+    Besides ``ts`` and ``samples``, one field per rollup of
+    :mod:`crowdwatch.contracts.metrics`, named as the aggregate (``tests/test_metrics.py``).
+    """
 
     ts: datetime
     count_last: int
@@ -343,7 +350,6 @@ class SeriesPoint:
     density_max: float | None = None
     density_mean: float | None = None
     peak_density_max: float | None = None
-    # One field per aggregate of crowdwatch.contracts.metrics, named as the aggregate.
 
 
 @dataclass(frozen=True, slots=True)
