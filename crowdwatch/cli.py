@@ -53,7 +53,8 @@ _DESCRIPTIONS = {
         "notify the departments' channels, escalate unacknowledged alerts.\n\n"
         "Reads 'alerts' (evaluate_every_s, stale_after_s, rules: metric occupancy_ratio|people|"
         "longest_wait_min|rise|forecast_occupancy|density_per_m2|no_data_s, fire_at, clear_at, "
-        "for_s, keep_firing_for_s, severity, site_kinds, sites, overrides, mute_windows; channels; "
+        "for_s, keep_firing_for_s, severity, site_kinds, sites, overrides, mute_windows; kind_rules: "
+        "each site kind's standard rules too; channels; "
         "routes; mute_windows; delivery; reference_days; lease_s), 'database' and 'mqtt'. "
         "Several engines may run: one holds the lease, the others stand by."
     ),
