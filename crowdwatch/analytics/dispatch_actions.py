@@ -189,7 +189,16 @@ def decide(
         cur.execute(
             "INSERT INTO dispatch_decisions (alert_id, at, who, action, route, buses, reason, "
             "recommended) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (alert_id, at, who, action.value, route, buses, reason, shown[0] if shown else None),
+            (
+                alert_id,
+                at,
+                who,
+                action.value,
+                route,
+                buses,
+                reason,
+                Jsonb(shown[0]) if shown else None,
+            ),
         )
         inserted = cur.fetchone()
         assert inserted is not None and isinstance(inserted[0], int)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from crowdwatch.analytics.readings import ZoneStatus
 from crowdwatch.contracts.config import Department, SiteKind
 from crowdwatch.contracts.messages import CountMethod
-from crowdwatch.dashboards.bodies import LoginBody, NoteBody
+from crowdwatch.dashboards.bodies import DeclineBody, DispatchBody, LoginBody, NoteBody
 from crowdwatch.dashboards.trends import Trend
 from crowdwatch.storage.queries import Resolution
 
@@ -114,8 +114,56 @@ class AlertOut(Out):
     escalated_at: Timestamp | None
 
 
+class RouteAdviceOut(Out):
+    route: str
+    kind: Literal["extra", "short_turn"]
+    buses: int
+    arrive_by: Timestamp
+    clear_min_without: float | None
+    clear_min_with: float | None
+    stranded_avoided: int
+
+
+class AdviceOut(Out):
+    """The newest dispatch recommendation of a bus-stop alert."""
+
+    as_of: Timestamp
+    waiting: int
+    arrival_rate_per_min: float | None
+    target_min: float
+    extra_buses: int
+    routes: list[RouteAdviceOut]
+    text: Names
+
+
+class DecisionOut(Out):
+    """What a dispatcher did, and the outcome: when the stop cleared after it."""
+
+    id: int
+    at: Timestamp
+    who: str
+    action: Literal["dispatched", "declined"]
+    route: str | None
+    buses: int | None
+    reason: str
+    recommended_buses: int | None
+    """what the advice shown said for the route (declined: all routes); null: no advice"""
+    cleared_at: Timestamp | None
+    time_to_clear_s: float | None
+
+
+class DispatchOut(Out):
+    """Bus stops served by ``transit`` routes: the advice and the decisions."""
+
+    routes: list[str]
+    advice: AdviceOut | None
+    advice_at: Timestamp | None
+    decisions: list[DecisionOut]
+
+
 class NotedAlertOut(AlertOut):
     ack_note: str | None
+    dispatch: DispatchOut | None
 
 
 class AlertEventOut(Out):
@@ -236,6 +284,8 @@ ME_DOCS = route_docs(SessionOut, 401)
 ACTION_DOCS = route_docs(
     NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=NoteBody, body_required=False
 )
+DISPATCH_DOCS = route_docs(NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=DispatchBody)
+DECLINE_DOCS = route_docs(NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=DeclineBody)
 DISPATCH_ALERTS_DOCS = route_docs(DispatchAlertsOut, 401, 503)
 DISPATCH_HISTORY_DOCS = route_docs(DispatchHistoryOut, 401, 422, 503)
 STATE_DOCS = route_docs(StateOut, 503, unavailable=StateOut)

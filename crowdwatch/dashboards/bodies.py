@@ -164,3 +164,34 @@ async def read_body(request: Request, model: type[Body], *, allow_empty: bool = 
             for e in exc.errors()[:5]
         )
         raise BodyError(422, problems) from exc
+
+
+class DispatchBody(BaseModel):
+    """``POST /api/alerts/{id}/dispatch``: buses sent on a route serving the stop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: str = Field(
+        min_length=1, max_length=40, description="the route, e.g. 'K1'", json_schema_extra=NO_NUL
+    )
+    buses: int = Field(ge=1, le=20, description="how many buses were sent")
+    note: str = Field(
+        default="", max_length=1000, description="recorded with it", json_schema_extra=NO_NUL
+    )
+
+    _text = field_validator("route", "note")(_storable)
+
+
+class DeclineBody(BaseModel):
+    """``POST /api/alerts/{id}/decline``: no bus sent, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="why no bus is sent (recorded, shown in the history)",
+        json_schema_extra=NO_NUL,
+    )
+
+    _text = field_validator("reason")(_storable)
