@@ -87,7 +87,8 @@ def test_only_routes_that_need_buses_are_named() -> None:
     # K1: t5 150-80=70; t15 70+60-80=50 at the target; at 10: 70+30=100 -> 2 buses, 50 avoided.
     # K3 (60 seats at +3, +13): t3 60+9-60=9; t13 9+30-60 -> 0: cleared at 13, nothing.
     k3 = RouteService("K3", bus_capacity=60, extra_bus_lead_min=12)
-    timetable = k1_buses(5, 15, 25) + [
+    timetable = [
+        *k1_buses(5, 15, 25),
         ScheduledBus("K3", at(3), 60),
         ScheduledBus("K3", at(13), 60),
     ]
