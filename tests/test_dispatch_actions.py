@@ -43,7 +43,7 @@ def firing(conn: psycopg.Connection) -> int:
         (Decision.DISPATCHED, {"route": "K1", "buses": 21}, "buses must be 1 to 20, got 21"),
         (Decision.DISPATCHED, {"route": None, "buses": 1}, "route None does not serve"),
         (Decision.DECLINED, {"reason": "no bus free"}, None),
-        (Decision.DECLINED, {"reason": "   "}, "a declined recommendation needs a reason"),
+        (Decision.DECLINED, {"reason": " \t\n"}, "a declined recommendation needs a reason"),
     ],
     ids=["dispatch", "unknown route", "no bus", "too many", "no route", "decline", "no reason"],
 )

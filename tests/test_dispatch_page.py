@@ -142,13 +142,14 @@ def test_dispatcher_follows_the_advice_declines_one_and_sees_the_time_to_clear(
         expect(card.locator("input.buses")).to_have_value(str(k1_buses))
         page.screenshot(path=screenshots / "dispatch-advice-1920x1080.png")
 
-        # A route that does not serve the stop is refused with the fix in the message.
-        refused = page.evaluate(
-            """id => api("POST", "api/alerts/" + id + "/dispatch", {route: "K9", buses: 1})
-                 .then(() => null, e => [e.status, e.message])""",
-            a_id,
-        )
-        assert refused == [422, "route 'K9' does not serve this stop; expected one of: K1, K3"]
+        # A route that is not configured, or not at this stop, is refused with the fix.
+        post = """([id, route]) => api("POST", "api/alerts/" + id + "/dispatch",
+                    {route: route, buses: 1}).then(() => null, e => [e.status, e.message])"""
+        assert page.evaluate(post, [a_id, "K9"]) == [422, "route: Input should be 'K1' or 'K3'"]
+        assert page.evaluate(post, [b_id, "K3"]) == [
+            409,
+            "route 'K3' does not serve this stop; expected one of: K1",
+        ]
 
         card.locator("button.dispatch").click()
         decision = page.locator(f"#dalert-{a_id} .decision")

@@ -38,6 +38,14 @@ MAX_BUSES = 20
 """The most buses one decision may send (the plan's own cap)."""
 
 
+_ASCII_SPACE = " \t\n\r\f\v"
+"""What a reason may not consist of only (the API's schema says the same)."""
+
+
+class RouteNotAtStop(ValueError):  # noqa: N818 (a ValueError: the request names a wrong route)
+    """The route named does not serve the alert's stop."""
+
+
 class Decision(StrEnum):
     DISPATCHED = "dispatched"
     """buses were sent: ``route`` and ``buses`` say which and how many"""
@@ -117,12 +125,12 @@ def _check(
     action: Decision, route: str | None, buses: int | None, reason: str, routes: Collection[str]
 ) -> tuple[str | None, int | None, str]:
     """The decision's fields as stored; a wrong one is a ValueError naming the fix."""
-    reason = reason.strip()
+    reason = reason.strip(_ASCII_SPACE)
     match action:
         case Decision.DISPATCHED:
             if route is None or route not in routes:
                 served = ", ".join(sorted(routes)) or "none configured"
-                raise ValueError(
+                raise RouteNotAtStop(
                     f"route {route!r} does not serve this stop; expected one of: {served}"
                 )
             if buses is None or not 1 <= buses <= MAX_BUSES:
@@ -165,7 +173,8 @@ def decide(
         The recorded decision (not cleared yet).
 
     Raises:
-        ValueError: a wrong field (the message says which and the fix).
+        RouteNotAtStop: ``route`` is not one of ``routes``.
+        ValueError: another wrong field (the message says which and the fix).
         AlertNotFound: no alert has this id.
         AlertNotActive: the alert is resolved.
         StorageError: the database failed.
@@ -276,3 +285,43 @@ def dispatch_records(
         for alert_id in ids
         if alert_id in advice or alert_id in decisions
     }
+
+
+def dispatched_since(
+    conn: psycopg.Connection, since: datetime
+) -> list[tuple[str, DispatchDecision]]:
+    """Buses sent since ``since``, each with its alert's site (the GTFS-realtime added trips).
+
+    Raises:
+        StorageError: the database failed.
+    """
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT d.id, d.alert_id, d.at, d.who, d.route, d.buses, d.reason, "
+                "d.recommended, a.resolved_at, a.site_id FROM dispatch_decisions d "
+                "JOIN alerts a ON a.id = d.alert_id "
+                "WHERE d.action = 'dispatched' AND d.at >= %s ORDER BY d.at, d.id",
+                (since,),
+            )
+            rows = cur.fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read dispatched buses: {exc}") from exc
+    return [
+        (
+            r["site_id"],
+            DispatchDecision(
+                id=r["id"],
+                alert_id=r["alert_id"],
+                at=r["at"],
+                who=r["who"],
+                action=Decision.DISPATCHED,
+                route=r["route"],
+                buses=r["buses"],
+                reason=r["reason"],
+                recommended=_advice(r["recommended"]),
+                cleared_at=r["resolved_at"],
+            ),
+        )
+        for r in rows
+    ]

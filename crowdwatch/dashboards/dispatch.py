@@ -11,7 +11,8 @@ Endpoints (JSON; errors are ``{"error": ...}`` with 400/401/403/404/409/413/415/
     GET  /api/dispatch/history       the department's alerts of the last ``hours`` (default 24)
     POST /api/alerts/{id}/acknowledge  {note}
     POST /api/alerts/{id}/escalate     {note}
-    POST /api/alerts/{id}/dispatch     {route, buses, note}: buses sent on the advice (or not)
+    POST /api/alerts/{id}/dispatch     {route, buses, note}: buses sent (409: the route, one of
+                                     the configured ones, does not serve this alert's stop)
     POST /api/alerts/{id}/decline      {reason}: no bus sent, and why
 
 Every alert of a bus stop that ``transit`` routes serve carries ``dispatch``: the routes,
@@ -40,6 +41,7 @@ from crowdwatch.analytics.actions import acknowledge, alert_history, escalate, g
 from crowdwatch.analytics.dispatch_actions import (
     Decision,
     DispatchRecord,
+    RouteNotAtStop,
     decide,
     dispatch_records,
 )
@@ -47,14 +49,16 @@ from crowdwatch.contracts.config import CrowdwatchConfig, WebUser
 from crowdwatch.contracts.notification import DispatchAdvice
 from crowdwatch.dashboards.api_schema import (
     ACTION_DOCS,
+    BODY_ERRORS,
     DECLINE_DOCS,
     DISPATCH_ALERTS_DOCS,
-    DISPATCH_DOCS,
     DISPATCH_HISTORY_DOCS,
     LOGIN_DOCS,
     LOGOUT_DOCS,
     ME_DOCS,
     TOKEN_DOCS,
+    NotedAlertOut,
+    route_docs,
 )
 from crowdwatch.dashboards.bodies import (
     BodyError,
@@ -62,6 +66,7 @@ from crowdwatch.dashboards.bodies import (
     DispatchBody,
     LoginBody,
     NoteBody,
+    dispatch_body,
     read_body,
 )
 from crowdwatch.dashboards.login_limits import LoginLimiter
@@ -348,14 +353,23 @@ def dispatch_router(
                 else:
                     routes = _served_by(config, alert.site_id)
                     decide(conn, alert_id, user.name, action, routes=routes, reason=body.reason)
+            except RouteNotAtStop as exc:
+                # A configured route (the schema's enum), but not one of this stop's.
+                raise BodyError(409, str(exc)) from None
             except ValueError as exc:
                 raise BodyError(422, str(exc)) from None
             return answer(conn, get_alert(conn, alert_id))
 
-    @router.post("/api/alerts/{alert_id}/dispatch", **DISPATCH_DOCS)
+    transit = config.transit
+    dispatch_model = dispatch_body([r.id for r in transit.routes] if transit else [])
+    dispatch_docs = route_docs(
+        NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=dispatch_model
+    )
+
+    @router.post("/api/alerts/{alert_id}/dispatch", **dispatch_docs)
     async def dispatch_buses(request: Request, alert_id: AlertId) -> JSONResponse:
         session = authenticate(request, write=True)
-        body = await read_body(request, DispatchBody)
+        body = await read_body(request, dispatch_model)
         item = await asyncio.to_thread(
             record_decision, session.user, alert_id, Decision.DISPATCHED, body
         )
