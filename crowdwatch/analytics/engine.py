@@ -523,20 +523,18 @@ class AlertEngine:
         advice: Sequence[tuple[int, DispatchAdvice | None]],
         now: datetime,
     ) -> None:
-        """Keep the page's advice current: a row is rewritten only when its text changed.
+        """Keep the page's advice current: a row is rewritten only when what it says changed.
 
         ``None`` withdraws an alert's advice (a stale or offline camera gives none).
         """
-        changed = [
-            (i, a) for i, a in advice if self._advice_stored.get(i) != (a.text_en if a else "")
-        ]
+        changed = [(i, a) for i, a in advice if self._advice_stored.get(i) != _said(a)]
         try:
             store_advice(conn, changed, now)
         except StorageError as exc:
             # The notification already carries it; the next tick writes it again.
             logger.warning("could not record dispatch advice: %s", exc)
             return
-        self._advice_stored.update((i, a.text_en if a else "") for i, a in changed)
+        self._advice_stored.update((i, _said(a)) for i, a in changed)
 
     def _policy(self) -> Policy:
         """What the planner reads now: the config, the silences in force, what is firing."""
@@ -559,6 +557,11 @@ class AlertEngine:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _said(advice: DispatchAdvice | None) -> str:
+    """What the page shows of an advice (its time moves on every tick; this does not)."""
+    return "" if advice is None else f"{advice.waiting} {advice.text_en}"
 
 
 def _advisor(config: CrowdwatchConfig) -> StopAdvisor | None:
