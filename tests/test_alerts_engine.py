@@ -53,6 +53,7 @@ def engine_config(
     channels: list[dict[str, Any]] | None = None,
     routes: list[dict[str, Any]] | None = None,
     routes_of: dict[str, list[str]] | None = None,
+    transit: dict[str, Any] | None = None,
     **alerts: Any,
 ) -> CrowdwatchConfig:
     raw = config_dict(site_dict("stop-a"), site_dict("stop-b"))
@@ -84,6 +85,8 @@ def engine_config(
     }
     raw["database"] = {"url": db_url}
     raw["mqtt"] = mqtt.model_dump()
+    if transit is not None:
+        raw["transit"] = transit
     return make_config(raw)
 
 
@@ -582,3 +585,91 @@ def test_count_published_over_mqtt_reaches_the_webhook_and_the_alerts_topic(
     assert not worker.is_alive()
     assert [m.alert_key for m in received] == [KEY]
     assert got.body["alerts"][0]["alert_key"] == KEY
+
+
+# K1 (30 seats) every 20 min from 09:00; the depot is 10 min away.  At 10:00, 45 waiting and
+# no known arrival rate: the next bus (10:20) leaves 15 behind, after the 15 min target, so
+# 2 extra buses (ceil(45/30)) at 10:10 clear the stop at 10 min; at the target the timetable
+# alone would still leave all 45 waiting: 45 stranded avoided.
+K1_TRANSIT = {
+    "routes": [
+        {
+            "id": "K1",
+            "bus_capacity": 30,
+            "stops": ["stop-a"],
+            "headways": [{"start": "09:00", "end": "12:00", "every_min": 20}],
+            "extra_bus_lead_min": 10,
+        }
+    ],
+    "target_min": 15,
+    "horizon_min": 30,
+}
+K1_LINE_EN = (
+    "Dispatch now: 2 extra K1 buses (at the stop by 10:10); clears in 10 min "
+    "(not within 30 min without them), ~45 fewer stranded"
+)
+
+
+def test_a_bus_stop_alert_carries_the_dispatch_advice_to_every_channel(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    wecom = f"{http_sink.url}/cgi-bin/webhook/send?key=k"
+    h = harness_factory(
+        transit=K1_TRANSIT,
+        channels=[
+            {"id": "hook", "type": "webhook", "url": f"{http_sink.url}/hook", "timeout_s": 2},
+            {"id": "wx", "type": "wecom", "url": wecom, "timeout_s": 2},
+        ],
+        routes=[{"departments": ["transport"], "notify": ["hook", "wx"]}],
+    )
+    engine = h.engine()
+    h.count(45, T0)
+    assert h.states(engine, T0) == ["firing"]
+    assert engine.flush()
+    [firing] = bodies(http_sink, "/hook")
+    dispatch = firing["alerts"][0]["dispatch"]
+    assert dispatch["routes"] == [
+        {
+            "route": "K1",
+            "kind": "extra",
+            "buses": 2,
+            "arrive_by": "2026-10-01T02:10:00Z",
+            "clear_min_without": None,
+            "clear_min_with": 10.0,
+            "stranded_avoided": 45,
+        }
+    ]
+    assert (dispatch["waiting"], dispatch["arrival_rate_per_min"]) == (45, None)
+    assert dispatch["text_en"] == K1_LINE_EN
+    [robot] = bodies(http_sink, "/cgi-bin/webhook/send")
+    lines = robot["text"]["content"].split("\n")
+    assert lines[-1] == f"{dispatch['text_zh']} / {K1_LINE_EN}"
+
+    def stored() -> list[Any]:
+        return [r[0] for r in h.conn.execute("SELECT advice FROM dispatch_advice").fetchall()]
+
+    assert [a["text_en"] for a in stored()] == [K1_LINE_EN]
+    # The camera goes quiet (its no-data alert fires): the count turns stale and the page's
+    # advice is withdrawn, buses are not sent on a guess.
+    assert [t.key for t in engine.tick(minutes(5))] == ["stop-a/cam:cam1/camera-down"]
+    assert stored() == []
+    # Counts again, more people: the advice follows the count.  Rise since the 10:00 bus:
+    # 13 in 6 min; at 10:16 58 + 10·13/6 = 79.7 wait for 30-seat buses: 3 of them.
+    h.count(58, minutes(6))
+    h.states(engine, minutes(6))
+    [advice] = stored()
+    assert (advice["waiting"], advice["arrival_rate_per_min"]) == (58, pytest.approx(13 / 6))
+    assert advice["routes"][0]["buses"] == 3
+
+
+def test_a_stop_without_transit_routes_gets_no_advice(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    engine = h.engine()
+    h.count(45, T0)
+    assert h.states(engine, T0) == ["firing"]
+    assert engine.flush()
+    [firing] = bodies(http_sink, "/hook")
+    assert firing["alerts"][0]["dispatch"] is None
+    assert h.conn.execute("SELECT count(*) FROM dispatch_advice").fetchone() == (0,)

@@ -42,6 +42,7 @@ PAYLOAD: dict[str, Any] = {
             "alert_id": None,
             "message_id": None,
             "acknowledged_by": None,
+            "dispatch": None,
             "schema": None,
         }
     ],
@@ -134,3 +135,70 @@ def test_http_500_and_unreachable_are_failed_attempts(http_sink: HttpSink) -> No
         send(channel(id="h", type="webhook", url=f"{http_sink.url}/hook"), NOTIFICATION)
     with pytest.raises(DeliveryError, match="cannot POST"):
         send(channel(id="h", type="webhook", url="http://127.0.0.1:9/hook"), NOTIFICATION)
+
+
+DISPATCH: dict[str, Any] = {
+    "as_of": "2026-10-01T09:00:00Z",
+    "waiting": 85,
+    "arrival_rate_per_min": 6.0,
+    "target_min": 15.0,
+    "routes": [
+        {
+            "route": "K1",
+            "kind": "extra",
+            "buses": 1,
+            "arrive_by": "2026-10-01T09:10:00Z",
+            "clear_min_without": 25.0,
+            "clear_min_with": 10.0,
+            "stranded_avoided": 15,
+        }
+    ],
+    "text_zh": "调度建议: 立即加派 K1 路 1 辆 (17:10 前到站); 预计 10 分钟疏散 (不加车 25 分钟), 少滞留约 15 人",
+    "text_en": "Dispatch now: 1 extra K1 bus (at the stop by 17:10); clears in 10 min (25 without), "
+    "~15 fewer stranded",
+}
+ADVISED_PAYLOAD = PAYLOAD | {"alerts": [PAYLOAD["alerts"][0] | {"dispatch": DISPATCH}]}
+ADVISED = Notification.from_json(ADVISED_PAYLOAD)
+DISPATCH_LINE = f"{DISPATCH['text_zh']} / {DISPATCH['text_en']}"
+
+
+def _robot_text(kind: str, body: dict[str, Any]) -> str:
+    if kind == "feishu":
+        return str(body["content"]["text"])
+    return str(body["text"]["content"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("wecom", "/cgi-bin/webhook/send"),
+        ("dingtalk", "/robot/send"),
+        ("feishu", "/open-apis/bot/v2/hook/x"),
+    ],
+)
+def test_every_chat_robot_says_the_recommendation_in_one_line(
+    http_sink: HttpSink, kind: str, path: str
+) -> None:
+    send(channel(id="robot", type=kind, url=f"{http_sink.url}{path}?key=k"), ADVISED)
+    [got] = http_sink.on(path)
+    assert _robot_text(kind, got.body) == f"{TEXT}\n{DISPATCH_LINE}"
+
+
+def test_webhook_carries_the_recommendation_as_fields(http_sink: HttpSink) -> None:
+    send(channel(id="hook", type="webhook", url=f"{http_sink.url}/hook"), ADVISED)
+    [got] = http_sink.on("/hook")
+    assert got.body == ADVISED_PAYLOAD
+    assert got.body["alerts"][0]["dispatch"]["routes"][0]["buses"] == 1
+
+
+def test_email_and_grafana_carry_the_recommendation_line(
+    http_sink: HttpSink, smtp_sink: SmtpSink
+) -> None:
+    smtp = {"host": "127.0.0.1", "port": smtp_sink.port, "from_addr": "cw@x.cn", "to": ["a@x.cn"]}
+    send(channel(id="mail", type="email", smtp=smtp), ADVISED)
+    [mail] = smtp_sink.wait_for(1)
+    body = mail.get_body()
+    assert body is not None and DISPATCH_LINE in body.get_content().splitlines()
+    send(channel(id="gf", type="grafana", url=http_sink.url), ADVISED)
+    [got] = http_sink.on("/api/annotations")
+    assert got.body["text"].split("<br>")[-1] == DISPATCH_LINE

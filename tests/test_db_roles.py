@@ -34,6 +34,12 @@ from services.components import ingest_running
 from services.waiting import wait_until
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
+from crowdwatch.analytics.dispatch_actions import (
+    Decision,
+    decide,
+    dispatch_records,
+    store_advice,
+)
 from crowdwatch.analytics.engine import AlertEngine
 from crowdwatch.analytics.silences import add_silence
 from crowdwatch.cli import main
@@ -49,6 +55,7 @@ from crowdwatch.contracts.messages import (
     camera_topic,
     encode,
 )
+from crowdwatch.contracts.notification import DispatchAdvice
 from crowdwatch.dashboards.snapshot import read_snapshot
 from crowdwatch.dashboards.web import run_web
 from crowdwatch.ingest import run_ingest
@@ -460,6 +467,58 @@ def test_web_role_acknowledges_and_escalates_but_writes_nothing_else(roles: Role
     assert _rows(roles.owner, "SELECT state FROM alerts WHERE id = %s", (alert_id,)) == [
         ("firing",)
     ]
+
+
+def test_web_role_records_dispatch_decisions_and_only_the_engine_writes_advice(
+    roles: Roles,
+) -> None:
+    now = datetime.now(UTC)
+    _seed_counts(roles, now)
+    engine = AlertEngine(roles.config, roles.alerts, lambda topic, payload: None)
+    try:
+        engine.tick(now)
+    finally:
+        engine.close()
+    [(alert_id,)] = _rows(roles.owner, "SELECT id FROM alerts WHERE state = 'firing'")
+    advice = DispatchAdvice.model_validate(
+        {
+            "as_of": now,
+            "waiting": 45,
+            "arrival_rate_per_min": None,
+            "target_min": 15,
+            "routes": [
+                {
+                    "route": "K1",
+                    "kind": "extra",
+                    "buses": 2,
+                    "arrive_by": now,
+                    "clear_min_without": None,
+                    "clear_min_with": 10,
+                    "stranded_avoided": 45,
+                }
+            ],
+            "text_zh": "调度建议",
+            "text_en": "Dispatch now",
+        }
+    )
+    with psycopg.connect(roles.alerts, autocommit=True) as conn:
+        store_advice(conn, [(alert_id, advice)], now)
+    with psycopg.connect(roles.web, autocommit=True) as conn:
+        decided = decide(
+            conn, alert_id, "Li Wei", Decision.DISPATCHED, routes=["K1"], route="K1", buses=2
+        )
+        [record] = dispatch_records(conn, [alert_id]).values()
+    assert decided.recommended == advice
+    assert record.advice == advice and record.decisions == (decided,)
+    _assert_refused(
+        roles.web,
+        [
+            ("UPDATE dispatch_advice SET updated_at = %s", (now,)),
+            ("DELETE FROM dispatch_advice WHERE alert_id = %s", (alert_id,)),
+            ("UPDATE dispatch_decisions SET buses = %s", (9,)),
+            ("DELETE FROM dispatch_decisions WHERE alert_id = %s", (alert_id,)),
+        ],
+    )
 
 
 # --- ingest writes counts, nothing else ----------------------------------------------------

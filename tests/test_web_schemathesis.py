@@ -25,6 +25,7 @@ import psycopg
 import pytest
 import schemathesis
 from db_rows import alert_message, insert_firing, put_zone
+from factories import make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -39,7 +40,19 @@ EXAMPLES = 20
 
 @pytest.fixture
 def web_schema(db_url: str, serve: Serve) -> Iterator[tuple[Any, httpx.Client]]:
-    config = web_config(db_url)
+    raw = web_config(db_url).model_dump(mode="json", by_alias=True, exclude_none=True)
+    # A route at the stops: dispatch and decline then have a 200 to meet.
+    raw["transit"] = {
+        "routes": [
+            {
+                "id": "K1",
+                "bus_capacity": 80,
+                "stops": ["stop-a", "stop-b"],
+                "headways": [{"start": "00:00", "end": "24:00", "every_min": 10}],
+            }
+        ]
+    }
+    config = make_config(raw)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:
         now = datetime.now(UTC)
@@ -57,6 +70,10 @@ def web_schema(db_url: str, serve: Serve) -> Iterator[tuple[Any, httpx.Client]]:
 # Not for logout, which would end the session for every case after it.
 AUTHED = {"/api/me", "/api/dispatch/alerts", "/api/dispatch/history"}
 ALERT_ACTIONS = {"/api/alerts/{alert_id}/acknowledge", "/api/alerts/{alert_id}/escalate"}
+DECISIONS = {
+    "/api/alerts/{alert_id}/dispatch": {"route": "K1", "buses": 2, "note": "两辆 two"},
+    "/api/alerts/{alert_id}/decline": {"reason": "无空闲车辆 no bus free"},
+}
 
 
 # The live stream never ends by design (tests/test_web_live.py covers it).
@@ -104,7 +121,7 @@ def test_the_api_keeps_its_openapi_contract(web_schema: tuple[Any, httpx.Client]
     ran = Counter[GenerationMode]()
     for operation, mode in itertools.product(checked, GenerationMode):
         tokens = st.sampled_from(
-            [None, token] if operation.path in AUTHED | ALERT_ACTIONS else [None]
+            [None, token] if operation.path in AUTHED | ALERT_ACTIONS | set(DECISIONS) else [None]
         )
 
         @given(case=operation.as_strategy(generation_mode=mode), bearer=tokens)
@@ -133,11 +150,13 @@ def test_the_api_keeps_its_openapi_contract(web_schema: tuple[Any, httpx.Client]
         for alert_id in (1, 2):
             operation = by_path[path]
             check(operation.Case(path_parameters={"alert_id": alert_id}, body={}), token)
+    for (path, body), alert_id in zip(DECISIONS.items(), (1, 2), strict=True):
+        check(by_path[path].Case(path_parameters={"alert_id": alert_id}, body=body), token)
 
     print(f"schemathesis: {dict(ran)} operations checked; statuses {statuses}")  # with -s
-    assert ran[GenerationMode.POSITIVE] == len(checked) == 17  # a new route is checked too
-    # Invalid bodies, queries and numeric paths: login, token, acknowledge, escalate, series,
-    # history.
-    assert ran[GenerationMode.NEGATIVE] >= 6
+    assert ran[GenerationMode.POSITIVE] == len(checked) == 21  # a new route is checked too
+    # Invalid bodies, queries and numeric paths: login, token, acknowledge, escalate, dispatch,
+    # decline, series, history.
+    assert ran[GenerationMode.NEGATIVE] >= 8
     # Every success body was met and matched its schema (the errors' bodies too).
     assert {p for p, seen in statuses.items() if 200 not in seen} == set(), statuses

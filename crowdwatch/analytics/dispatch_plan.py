@@ -19,7 +19,9 @@ added that reach the stop ``extra_bus_lead_min`` after the dispatcher sends them
 queue then needs, ``ceil(q(lead) / c)``.  A route that can turn a bus back mid-route
 (``short_turn_lead_min``) gets a short turn instead only when depot buses would arrive after the
 target; short turns cost the riders beyond the turning point a bus, so depot buses come first.
-The clearance time with and without them comes from the same walk.
+The clearance time with and without them comes from the same walk, and so do the people still
+waiting at ``target_min`` with and without them: their difference is the stranded passengers the
+extra buses are expected to take away (what the dispatcher's message says they avoid).
 
 No camera reading, an offline camera or a reading older than ``stale_after_s`` gives no
 recommendation at all (:class:`NoRecommendation`): buses are never sent on a guess.
@@ -116,6 +118,15 @@ class RouteDispatch:
     """extra (or short-turn) buses to send now; 0 when the timetable clears the stop in time"""
     arrive_in_min: float
     clear_min_with: float | None
+    stranded_at_target_without: float = 0.0
+    """people still waiting at ``target_min`` with the timetable's buses alone"""
+    stranded_at_target_with: float = 0.0
+    """the same with the recommended buses too"""
+
+    @property
+    def stranded_avoided(self) -> float:
+        """People the recommended buses take away by ``target_min`` (0 when none are sent)."""
+        return max(0.0, self.stranded_at_target_without - self.stranded_at_target_with)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,10 @@ class DispatchRecommendation:
     @property
     def clear_min_with(self) -> float | None:
         return _latest([r.clear_min_with for r in self.routes])
+
+    @property
+    def stranded_avoided(self) -> float:
+        return sum(r.stranded_avoided for r in self.routes)
 
     @property
     def meets_target(self) -> bool:
@@ -294,20 +309,27 @@ def _plan_route(
 ) -> RouteDispatch:
     arrivals = [(b.at - now).total_seconds() / 60.0 for b in buses]
     seats = [b.capacity for b in buses]
-    clear_without, left = _walk(waiting, rate, list(zip(arrivals, seats, strict=True)))
+    schedule = list(zip(arrivals, seats, strict=True))
+    clear_without, left = _walk(waiting, rate, schedule)
     if not buses:
         left = waiting + rate * horizon_min
     kind, lead = _choose_service(service, target_min)
     count = 0
     clear_with = clear_without
+    stranded_without = _queue_before(
+        waiting, rate, [b for b in schedule if b[0] <= target_min], target_min
+    )
+    stranded_with = stranded_without
     if clear_without is None or clear_without > target_min:
-        before = [(t, c) for t, c in zip(arrivals, seats, strict=True) if t <= lead]
+        before = [(t, c) for t, c in schedule if t <= lead]
         queue_at_lead = _queue_before(waiting, rate, before, lead)
         count = min(MAX_EXTRA_BUSES, math.ceil(queue_at_lead / service.bus_capacity - _EPS))
         extras = [(lead, service.bus_capacity)] * count
         # Extras reaching the stop with a scheduled bus board after it (sort is stable).
-        merged = sorted([*zip(arrivals, seats, strict=True), *extras], key=lambda x: x[0])
+        merged = sorted([*schedule, *extras], key=lambda x: x[0])
         clear_with, _ = _walk(waiting, rate, merged)
+        by_target = [b for b in merged if b[0] <= target_min]
+        stranded_with = _queue_before(waiting, rate, by_target, target_min)
     return RouteDispatch(
         route=service.route,
         waiting=waiting,
@@ -320,6 +342,8 @@ def _plan_route(
         buses=count,
         arrive_in_min=lead,
         clear_min_with=clear_with,
+        stranded_at_target_without=stranded_without,
+        stranded_at_target_with=stranded_with,
     )
 
 

@@ -15,6 +15,11 @@ Two inputs feed one :class:`AlertEvaluator`:
   follow-ups — held-back notifications whose silence or mute window ended, timed
   escalation of unacknowledged alerts, hand escalations from the dispatcher page.
 
+A firing alert at a bus stop with ``transit`` routes carries a dispatch recommendation
+(:mod:`crowdwatch.analytics.dispatch_advice`), computed when people are told and on each
+tick while it fires (it follows the counts): the notification says it, and
+``dispatch_advice`` keeps the newest for the dispatcher page.
+
 Who is told what is decided by the pure stages of :mod:`crowdwatch.analytics.planner`
 (silence, mute, inhibit, route, group, escalate); the engine keeps the lease, the database,
 the caches and the order.  Every change is written to PostgreSQL in one transaction per
@@ -33,8 +38,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -48,12 +54,15 @@ from crowdwatch.analytics.alert_store import (
     release_lease,
 )
 from crowdwatch.analytics.delivery import Deliverer, Job, queued_jobs
+from crowdwatch.analytics.dispatch_actions import store_advice
+from crowdwatch.analytics.dispatch_advice import RATE_WINDOW, StopAdvisor
 from crowdwatch.analytics.evaluator import (
     AlertEvaluator,
     Transition,
     camera_readings,
 )
 from crowdwatch.analytics.forecast import ReferenceTrend
+from crowdwatch.analytics.gtfs_import import read_gtfs
 from crowdwatch.analytics.history import CountHistory
 from crowdwatch.analytics.inbox import CountInbox
 from crowdwatch.analytics.planner import Policy, plan_follow_ups, plan_transitions
@@ -64,6 +73,7 @@ from crowdwatch.analytics.readings import (
     zone_status,
 )
 from crowdwatch.analytics.routing import channels_by_id
+from crowdwatch.analytics.rules import CROWD_METRICS
 from crowdwatch.analytics.silences import Silence, active_silences
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
@@ -74,9 +84,11 @@ from crowdwatch.contracts.messages import (
     TopicKind,
     camera_topic_filter,
 )
+from crowdwatch.contracts.notification import DispatchAdvice
 from crowdwatch.mqtt.client import MqttClient
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.queries import (
+    AlertRow,
     CameraStatusRow,
     Resolution,
     ZoneLatest,
@@ -136,6 +148,9 @@ class AlertEngine:
         self._now = self._started_at
         self._sites = {s.id: s for s in config.sites}
         self._zone_camera = {(s.id, z.id): c.id for s, c in config.cameras() for z in c.zones}
+        self._advisor = _advisor(config)
+        self._crowd_rules = {r.id for r in self._alerts.rules if r.metric in CROWD_METRICS}
+        self._advice_stored: dict[int, str] = {}
 
     @property
     def evaluator(self) -> AlertEvaluator:
@@ -394,7 +409,8 @@ class AlertEngine:
             return []
         messages = [(t, t.message(self._tz)) for t in transitions]
         keys = {t.key for t in transitions}
-        plan = plan_transitions(self._policy(), messages, self._active, now)
+        advice = self._transition_advice(transitions, now)
+        plan = plan_transitions(self._policy(), messages, self._active, now, advice)
         fired, resolved, notified = plan.fired, plan.resolved, plan.notified
         pending = {k: s.pending_since for k, s in changes.items() if k not in keys and not s.firing}
         clearing = {k: s.clearing_since for k, s in changes.items() if k not in keys and s.firing}
@@ -413,6 +429,10 @@ class AlertEngine:
             self._active[row.alert_key] = ActiveAlert(row, None, at, 0)
         for row in closed:
             self._active.pop(row.alert_key, None)
+            self._advice_stored.pop(row.id, None)
+        self._store_advice(
+            conn, [(r.id, advice[r.alert_key]) for r in inserted if r.alert_key in advice], now
+        )
         for notification_id, draft, alert_ids in queued:
             self._deliverer.submit(Job(notification_id, draft.channel_id, alert_ids, draft.payload))
         recorded_keys = {r.alert_key for r in inserted} | {r.alert_key for r in closed}
@@ -429,7 +449,14 @@ class AlertEngine:
     def _follow_up(self, conn: psycopg.Connection, now: datetime) -> None:
         active = active_alert_states(conn)
         self._active = {a.row.alert_key: a for a in active}
-        plan = plan_follow_ups(self._policy(), active, self._sites, self._zone_camera, now)
+        advice = {
+            a.row.alert_key: (a.row.id, self._row_advice(a.row, now))
+            for a in active
+            if self._advised(a.row.site_id)
+        }
+        self._store_advice(conn, list(advice.values()), now)
+        by_key = {key: found for key, (_, found) in advice.items() if found is not None}
+        plan = plan_follow_ups(self._policy(), active, self._sites, self._zone_camera, now, by_key)
         if not plan:
             return
         queued = queue_followups(
@@ -439,6 +466,62 @@ class AlertEngine:
             self._deliverer.submit(Job(notification_id, draft.channel_id, alert_ids, draft.payload))
         for alert_id in plan.escalate:
             logger.warning("alert %d escalated: not acknowledged in time", alert_id)
+
+    # --- dispatch advice of bus-stop alerts --------------------------------------------
+
+    def _transition_advice(
+        self, transitions: list[Transition], now: datetime
+    ) -> dict[str, DispatchAdvice]:
+        out: dict[str, DispatchAdvice] = {}
+        for t in transitions:
+            if t.state != "firing" or not isinstance(t.reading, ZoneReading):
+                continue
+            found = self._advice(t.reading, t.rule.id, now)
+            if found is not None:
+                out[t.key] = found
+        return out
+
+    def _row_advice(self, row: AlertRow, now: datetime) -> DispatchAdvice | None:
+        """The advice for a firing alert now, from the engine's newest readings."""
+        if self._advisor is None or row.zone_id is None:
+            return None
+        camera_id = self._zone_camera.get((row.site_id, row.zone_id))
+        if camera_id is None:
+            return None
+        for reading in self._camera_zone_readings(row.site_id, camera_id, now):
+            if reading.zone.id == row.zone_id:
+                return self._advice(reading, row.rule_id, now)
+        return None
+
+    def _advice(self, reading: ZoneReading, rule_id: str, now: datetime) -> DispatchAdvice | None:
+        if self._advisor is None or rule_id not in self._crowd_rules:
+            return None
+        samples = self._history.samples((reading.site.id, reading.zone.id), now - RATE_WINDOW)
+        return self._advisor.advise(reading, samples, now)
+
+    def _advised(self, site_id: str) -> bool:
+        """Whether the site is a bus stop that ``transit`` routes serve."""
+        transit = self._config.transit
+        return transit is not None and bool(transit.routes_at(site_id))
+
+    def _store_advice(
+        self,
+        conn: psycopg.Connection,
+        advice: Sequence[tuple[int, DispatchAdvice | None]],
+        now: datetime,
+    ) -> None:
+        """Keep the page's advice current: a row is rewritten only when what it says changed.
+
+        ``None`` withdraws an alert's advice (a stale or offline camera gives none).
+        """
+        changed = [(i, a) for i, a in advice if self._advice_stored.get(i) != _said(a)]
+        try:
+            store_advice(conn, changed, now)
+        except StorageError as exc:
+            # The notification already carries it; the next tick writes it again.
+            logger.warning("could not record dispatch advice: %s", exc)
+            return
+        self._advice_stored.update((i, _said(a)) for i, a in changed)
 
     def _policy(self) -> Policy:
         """What the planner reads now: the config, the silences in force, what is firing."""
@@ -461,6 +544,28 @@ class AlertEngine:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _said(advice: DispatchAdvice | None) -> str:
+    """What the page shows of an advice (its time moves on every tick; this does not)."""
+    return "" if advice is None else f"{advice.waiting} {advice.text_en}"
+
+
+def _advisor(config: CrowdwatchConfig) -> StopAdvisor | None:
+    """The bus stops' advisor when ``transit`` is configured (reads its GTFS feed once).
+
+    Raises:
+        ConfigError: the GTFS feed cannot be read or does not match ``transit``.
+    """
+    transit = config.transit
+    if transit is None:
+        return None
+    feed = None
+    if transit.gtfs is not None:
+        feed = read_gtfs(transit.gtfs.path)
+        feed.check(transit)
+    tz = ZoneInfo(config.district.timezone)
+    return StopAdvisor(transit, feed, tz, config.alerts.stale_after_s)
 
 
 def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:

@@ -37,6 +37,7 @@ from crowdwatch.contracts.config import AlertMetric, AlertsConfig, Site
 from crowdwatch.contracts.messages import AlertMessage, alert_topic
 from crowdwatch.contracts.notification import (
     AlertPublication,
+    DispatchAdvice,
     Notification,
     NotificationEvent,
     NotifiedAlert,
@@ -270,6 +271,7 @@ def plan_transitions(
     transitions: Sequence[tuple[Transition, AlertMessage]],
     active: Mapping[str, ActiveAlert],
     now: datetime,
+    advice: Mapping[str, DispatchAdvice] | None = None,
 ) -> TransitionPlan:
     """Plan the records and notifications of one evaluation's transitions, in order.
 
@@ -280,7 +282,9 @@ def plan_transitions(
         transitions: each transition with its alert message.
         active: the firing alerts the engine knows, by key (their ``notified_at``).
         now: evaluation time.
+        advice: the dispatch advice of firing alerts at bus stops, by key.
     """
+    advice = advice or {}
     fired: list[NewAlert] = []
     resolved: list[AlertMessage] = []
     notified: set[str] = set()
@@ -296,6 +300,8 @@ def plan_transitions(
         subject = Subject(site.id, t.zone_id, t.camera_id, t.rule.id)
         hold = held_back(policy, subject, now)
         item = Told(NotifiedAlert.from_message(message), site)
+        if t.state == "firing" and t.key in advice:
+            item = Told(item.alert.model_copy(update={"dispatch": advice[t.key]}), site)
         match t.state:
             case "firing":
                 routes = matching_routes(policy.alerts, site.department, t.rule.severity)
@@ -342,6 +348,7 @@ def plan_follow_ups(
     sites: Mapping[str, Site],
     zone_camera: Mapping[tuple[str, str], str],
     now: datetime,
+    advice: Mapping[str, DispatchAdvice] | None = None,
 ) -> FollowUpPlan:
     """Stage 6 and the held-back alerts: tell what a hold kept back, escalate what is due.
 
@@ -350,7 +357,9 @@ def plan_follow_ups(
         sites: the configured sites by id (an alert of a removed site is left alone).
         zone_camera: the camera of each (site, zone).
         now: evaluation time.
+        advice: the dispatch advice of bus-stop alerts now, by key (it follows the counts).
     """
+    advice = advice or {}
     drafts: list[tuple[NotificationDraft, tuple[int, ...]]] = []
     notified: list[tuple[int, datetime]] = []
     escalate: list[int] = []
@@ -363,7 +372,7 @@ def plan_follow_ups(
         camera_id = row.camera_id or zone_camera.get((row.site_id, row.zone_id or ""))
         if held_back(policy, Subject(row.site_id, row.zone_id, camera_id, row.rule_id), now):
             continue
-        item = [Told(notified_alert(row), site)]
+        item = [Told(notified_alert(row, advice.get(row.alert_key)), site)]
         if alert.notified_at is None:
             notified.append((row.id, now))
             drafts += [(d, (row.id,)) for d in notifications(policy, _FIRING, item, now)]
@@ -397,8 +406,8 @@ def escalation_due(policy: Policy, alert: ActiveAlert, site: Site, now: datetime
     return False
 
 
-def notified_alert(row: AlertRow) -> NotifiedAlert:
-    """A recorded alert as it appears in a follow-up notification."""
+def notified_alert(row: AlertRow, dispatch: DispatchAdvice | None = None) -> NotifiedAlert:
+    """A recorded alert as it appears in a follow-up notification (with today's advice)."""
     return NotifiedAlert(
         alert_id=row.id,
         alert_key=row.alert_key,
@@ -413,4 +422,5 @@ def notified_alert(row: AlertRow) -> NotifiedAlert:
         summary_zh=row.summary_zh,
         summary_en=row.summary_en,
         acknowledged_by=row.acknowledged_by,
+        dispatch=dispatch,
     )

@@ -612,6 +612,36 @@ $carry$;
 """
 
 
+# Migration 9: dispatch recommendations and what the dispatcher did about them.  The engine
+# keeps one row per bus-stop alert with the advice as it stands (it follows the counts); each
+# press of "dispatched" or "declined" on the dispatcher page is one decision row with the
+# advice shown at that moment.  The outcome is the alert's own ``resolved_at`` (the stop fell
+# back under its clear threshold): time to clear = resolved_at - the decision's ``at``, read
+# by a join rather than copied, so the two cannot disagree.  Ordinary tables on both paths.
+_V9_COMMON = """
+CREATE TABLE dispatch_advice (
+    alert_id    bigint PRIMARY KEY REFERENCES alerts (id) ON DELETE CASCADE,
+    advice      jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+
+CREATE TABLE dispatch_decisions (
+    id          bigserial PRIMARY KEY,
+    alert_id    bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    at          timestamptz NOT NULL,
+    who         text NOT NULL CHECK (who <> ''),
+    action      text NOT NULL CHECK (action IN ('dispatched', 'declined')),
+    route       text,
+    buses       integer CHECK (buses BETWEEN 1 AND 20),
+    reason      text NOT NULL DEFAULT '',
+    recommended jsonb,
+    CHECK ((action = 'dispatched') = (route IS NOT NULL AND buses IS NOT NULL)),
+    CHECK (action = 'dispatched' OR reason <> '')
+);
+CREATE INDEX dispatch_decisions_alert ON dispatch_decisions (alert_id, at, id);
+"""
+
+
 def _v7_timescale() -> str:
     parts = []
     for suffix, width in ROLLUP_RESOLUTIONS:
@@ -781,6 +811,13 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_V8_COMMON,
             timescale_sql=_v8_timescale(),
             plain_sql=_V8_PLAIN,
+        ),
+        Migration(
+            version=9,
+            name="dispatch advice per bus-stop alert and the dispatcher's decisions",
+            common_sql=_V9_COMMON,
+            timescale_sql="",
+            plain_sql="",
         ),
     ]
 

@@ -7,6 +7,11 @@ bilingual summary.  It is stored in the ``notifications`` table as JSON before i
 as it is; the chat robots and e-mail turn it into their own bodies.  The MQTT alerts topic
 gets :class:`AlertPublication` instead: the alert message itself and its topic.
 
+An alert at a bus stop carries the dispatch recommendation (:class:`DispatchAdvice`): how many
+extra buses on which route, when they reach the stop, the clearance time with and without
+them and the stranded passengers they are expected to take away.  It is an optional field
+added to version 1: a receiver that reads version 1 without it loses nothing it had.
+
 Example:
     >>> from datetime import UTC, datetime
     >>> alert = NotifiedAlert(alert_key="stop-a/platform/crowded", site_id="stop-a",
@@ -48,6 +53,41 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class RouteAdvice(_Contract):
+    """One route's part of a dispatch recommendation."""
+
+    route: str = Field(description="the route as riders know it, e.g. 'K1'")
+    kind: Literal["extra", "short_turn"] = Field(
+        description="extra: buses from the depot; short_turn: buses turned back mid-route"
+    )
+    buses: int = Field(ge=0, le=20, description="buses to send now (0: the timetable suffices)")
+    arrive_by: datetime = Field(description="when buses sent now reach the stop")
+    clear_min_without: float | None = Field(
+        description="minutes until the timetable alone clears the route's queue; null: not "
+        "within the horizon"
+    )
+    clear_min_with: float | None = Field(description="the same with the recommended buses")
+    stranded_avoided: int = Field(
+        ge=0, description="people no longer waiting at the target time thanks to these buses"
+    )
+
+
+class DispatchAdvice(_Contract):
+    """What a bus dispatcher is advised to send (``crowdwatch.analytics.dispatch_plan``)."""
+
+    as_of: datetime
+    waiting: int = Field(ge=0, description="people counted waiting at the stop")
+    arrival_rate_per_min: float | None = Field(description="null: unknown, not planned for")
+    target_min: float = Field(gt=0, description="clear the stop within this many minutes")
+    routes: tuple[RouteAdvice, ...] = Field(min_length=1)
+    text_zh: str = Field(description="the recommendation in one line")
+    text_en: str
+
+    @property
+    def extra_buses(self) -> int:
+        return sum(r.buses for r in self.routes)
+
+
 class NotifiedAlert(_Contract):
     """One alert inside a notification."""
 
@@ -69,6 +109,9 @@ class NotifiedAlert(_Contract):
         default=None, description="the MQTT alert message it also went out as"
     )
     acknowledged_by: str | None = None
+    dispatch: DispatchAdvice | None = Field(
+        default=None, description="bus stops: the dispatch recommendation when it was sent"
+    )
     schema_: Literal["crowdwatch.alert/1"] | None = Field(
         default=None,
         alias="schema",

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from crowdwatch.analytics.readings import ZoneStatus
 from crowdwatch.contracts.config import Department, SiteKind
 from crowdwatch.contracts.messages import CountMethod
 from crowdwatch.contracts.site_kinds import KindView
-from crowdwatch.dashboards.bodies import LoginBody, NoteBody
+from crowdwatch.dashboards.bodies import DeclineBody, LoginBody, NoteBody
 from crowdwatch.dashboards.trends import Trend
 from crowdwatch.storage.queries import Resolution
 
@@ -119,8 +119,56 @@ class AlertOut(Out):
     escalated_at: Timestamp | None
 
 
+class RouteAdviceOut(Out):
+    route: str
+    kind: Literal["extra", "short_turn"]
+    buses: int
+    arrive_by: Timestamp
+    clear_min_without: float | None
+    clear_min_with: float | None
+    stranded_avoided: int
+
+
+class AdviceOut(Out):
+    """The newest dispatch recommendation of a bus-stop alert."""
+
+    as_of: Timestamp
+    waiting: int
+    arrival_rate_per_min: float | None
+    target_min: float
+    extra_buses: int
+    routes: list[RouteAdviceOut]
+    text: Names
+
+
+class DecisionOut(Out):
+    """What a dispatcher did, and the outcome: when the stop cleared after it."""
+
+    id: int
+    at: Timestamp
+    who: str
+    action: Literal["dispatched", "declined"]
+    route: str | None
+    buses: int | None
+    reason: str
+    recommended_buses: int | None
+    """what the advice shown said for the route (declined: all routes); null: no advice"""
+    cleared_at: Timestamp | None
+    time_to_clear_s: float | None
+
+
+class DispatchOut(Out):
+    """Bus stops served by ``transit`` routes: the advice and the decisions."""
+
+    routes: list[str]
+    advice: AdviceOut | None
+    advice_at: Timestamp | None
+    decisions: list[DecisionOut]
+
+
 class NotedAlertOut(AlertOut):
     ack_note: str | None
+    dispatch: DispatchOut | None
 
 
 class AlertEventOut(Out):
@@ -199,7 +247,7 @@ _WHY = {
     401: "no, a forged, expired or logged-out session; or a wrong name or password",
     403: "wrong CSRF token, or another department's alert",
     404: "unknown site, zone or alert",
-    409: "the alert is no longer firing",
+    409: "the alert is no longer firing, or the route does not serve its stop",
     413: "the body is over 16 KiB",
     415: "the body is not application/json",
     422: "a parameter or the body has the wrong shape (the message names the field)",
@@ -251,6 +299,7 @@ ME_DOCS = route_docs(SessionOut, 401)
 ACTION_DOCS = route_docs(
     NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=NoteBody, body_required=False
 )
+DECLINE_DOCS = route_docs(NotedAlertOut, *BODY_ERRORS, 401, 403, 404, 409, 503, body=DeclineBody)
 DISPATCH_ALERTS_DOCS = route_docs(DispatchAlertsOut, 401, 503)
 DISPATCH_HISTORY_DOCS = route_docs(DispatchHistoryOut, 401, 422, 503)
 STATE_DOCS = route_docs(StateOut, 503, unavailable=StateOut)
@@ -259,6 +308,21 @@ SITE_DOCS = route_docs(SiteOut, 404, 422, 503)
 SERIES_DOCS = route_docs(SeriesOut, 404, 422, 503)
 ALERTS_DOCS = route_docs(list[AlertOut], 503)
 HEALTH_DOCS = route_docs(HealthOut, 503, unavailable=HealthOut)
+
+
+GTFS_RT_DOCS: dict[str, Any] = {
+    "response_class": Response,
+    "responses": {
+        200: {
+            "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "a GTFS-realtime FeedMessage (full dataset)",
+        },
+        501: {"model": ErrorOut, "description": "gtfs-realtime-bindings is not installed"},
+        503: {"model": ErrorOut, "description": _WHY[503]},
+    },
+}
 
 
 class EventStreamResponse(StreamingResponse):

@@ -14,10 +14,19 @@ driver or the password hash instead of at the door.  Messages quote at most
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 MAX_BODY_BYTES = 16 * 1024
 ECHO_CHARS = 40
@@ -42,6 +51,9 @@ def preview(value: object) -> str:
 # Declared in the OpenAPI schema only; _storable checks it with a message that says the fix.
 NO_NUL: dict[str, JsonValue] = {"pattern": "^[^\\u0000]*$"}
 
+
+NON_BLANK = "[^ \\t\\n\\r\\f\\v]"
+"""A pattern met by text with a character other than ASCII white space."""
 
 MAX_INT_DIGITS = 30
 
@@ -164,3 +176,53 @@ async def read_body(request: Request, model: type[Body], *, allow_empty: bool = 
             for e in exc.errors()[:5]
         )
         raise BodyError(422, problems) from exc
+
+
+class DispatchBody(BaseModel):
+    """``POST /api/alerts/{id}/dispatch``: buses sent on a route serving the stop.
+
+    The served app takes :func:`dispatch_body`'s subclass, whose ``route`` is one of the
+    configured routes (an enum in the OpenAPI schema).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: str = Field(
+        min_length=1, max_length=40, description="the route, e.g. 'K1'", json_schema_extra=NO_NUL
+    )
+    buses: int = Field(ge=1, le=20, description="how many buses were sent")
+    note: str = Field(
+        default="", max_length=1000, description="recorded with it", json_schema_extra=NO_NUL
+    )
+
+    _text = field_validator("route", "note")(_storable)
+
+
+def dispatch_body(routes: Sequence[str]) -> type[DispatchBody]:
+    """:class:`DispatchBody` whose ``route`` must be one of ``routes`` (none: any text)."""
+    if not routes:
+        return DispatchBody
+    route_type: Any = Literal.__getitem__(tuple(routes))
+    return create_model(
+        "DispatchBody",
+        __base__=DispatchBody,
+        route=(route_type, Field(description="a configured route (transit.routes)")),
+    )
+
+
+class DeclineBody(BaseModel):
+    """``POST /api/alerts/{id}/decline``: no bus sent, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        # Some character that is not ASCII white space: the same rule in every regex dialect
+        # (Python's str.strip and \s take more characters for space than JSON Schema's does).
+        pattern=NON_BLANK,
+        description="why no bus is sent (recorded, shown in the history)",
+        json_schema_extra={"pattern": "^[^\\u0000]*[^\\u0000 \\t\\n\\r\\f\\v][^\\u0000]*$"},
+    )
+
+    _text = field_validator("reason")(_storable)

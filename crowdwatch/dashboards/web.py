@@ -67,6 +67,7 @@ from crowdwatch.dashboards.connections import (
     open_files_budget,
 )
 from crowdwatch.dashboards.dispatch import dispatch_router
+from crowdwatch.dashboards.gtfs_realtime import gtfs_realtime_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
 from crowdwatch.dashboards.sessions import AuthError, SessionSigner, load_secret
@@ -180,6 +181,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     pages = {name: Page.load(name) for name in ("phone", "wall", "dispatch")}
     signer = SessionSigner(config.web, load_secret(warn=bool(config.web.users)))
     app.include_router(dispatch_router(config, signer, database))
+    app.include_router(gtfs_realtime_router(config, database))
     site_ids = {s.id for s in config.sites}
 
     @app.exception_handler(StorageError)

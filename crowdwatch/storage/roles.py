@@ -7,8 +7,9 @@ hold the privileges; each process logs in as its own user, a member of one group
   ``zone_latest`` and ``camera_latest_status``, INSERT dead letters and the rollup trigger's
   ``rollup_invalidations``, TEMPORARY tables (the batch writer's staging);
 * ``{prefix}_web``: SELECT what the pages show; UPDATE only the acknowledgement and escalation
-  columns of ``alerts`` and INSERT ``alert_events`` (the dispatcher's buttons,
-  :mod:`crowdwatch.analytics.actions`); nothing on counts;
+  columns of ``alerts`` and INSERT ``alert_events`` and ``dispatch_decisions`` (the
+  dispatcher's buttons, :mod:`crowdwatch.analytics.actions` and
+  :mod:`crowdwatch.analytics.dispatch_actions`); nothing on counts;
 * ``{prefix}_alerts``: SELECT counts, rollups and sites; read and write the alert tables.
 
 None of them owns a table, so none may create, alter, drop or truncate one: partitions,
@@ -59,6 +60,8 @@ ALERT_TABLES = (
     "notifications",
     "alert_silences",
     "alert_engine_lease",
+    "dispatch_advice",
+    "dispatch_decisions",
 )
 READ_MODEL = TIME_SERIES_TABLES + LATEST_TABLES + REGISTRY_TABLES + ROLLUP_TABLES
 """What the pages and the alert engine read."""
@@ -103,7 +106,7 @@ GROUP_GRANTS: dict[DatabaseProcess, tuple[TableGrant, ...]] = {
     "web": (
         TableGrant(("SELECT",), READ_MODEL + ALERT_TABLES),
         TableGrant(("UPDATE",), ("alerts",), ACK_COLUMNS),
-        TableGrant(("INSERT",), ("alert_events",)),
+        TableGrant(("INSERT",), ("alert_events", "dispatch_decisions")),
     ),
     "alerts": (
         TableGrant(("SELECT",), READ_MODEL),
@@ -114,7 +117,7 @@ GROUP_GRANTS: dict[DatabaseProcess, tuple[TableGrant, ...]] = {
 
 SEQUENCE_TABLES: dict[DatabaseProcess, tuple[str, ...]] = {
     "ingest": ("dead_letters",),
-    "web": ("alert_events",),
+    "web": ("alert_events", "dispatch_decisions"),
     "alerts": ("alerts", "alert_events", "notifications", "alert_silences"),
 }
 """Tables whose ``id`` sequence the group draws from (USAGE on it)."""
