@@ -1,0 +1,111 @@
+"""The daily report on the web: JSON, page, PNG, PDF, CSV, Excel agree; the page on a phone.
+
+Screenshots go to tests/artifacts/screenshots/ (committed: the issue asks to look at them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from factories import make_config
+from playwright.sync_api import Browser
+from raw_rows import insert_lines, insert_zones
+from report_history import DAY, EXPECTED_BEACH, line_rows, report_config_dict, zone_rows
+from web_server import Serve
+
+from crowdwatch.contracts.config import RetentionConfig
+from crowdwatch.storage.migrate import upgrade
+from crowdwatch.storage.rollups import refresh_rollups
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
+PHONE = {"width": 390, "height": 844}
+BASE = f"/reports/daily/{DAY.isoformat()}"
+
+
+@pytest.fixture
+def http(db_url: str, serve: Serve) -> Iterator[httpx.Client]:
+    raw = report_config_dict()
+    raw["database"] = {"url": db_url}
+    config = make_config(raw)
+    upgrade(db_url, config)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        insert_zones(conn, zone_rows())
+        insert_lines(conn, line_rows())
+        refresh_rollups(conn, retention=RetentionConfig(raw_days=3650, rollup_days=36500))
+    yield serve(config)
+
+
+def test_every_form_shows_the_figures_of_the_api(http: httpx.Client) -> None:
+    body = http.get(f"/api/reports/daily/{DAY.isoformat()}").json()
+    beach = next(s for s in body["sites"] if s["site_id"] == "beach-a")
+    assert (beach["visits"], beach["peak"]) == (EXPECTED_BEACH["visits"], EXPECTED_BEACH["peak"])
+    assert body["total_visits"] == 76
+
+    page = http.get(BASE)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<b id="total-visits">76</b>' in page.text
+    assert "41<abbr" in page.text and "+173.3%" in page.text  # estimate mark, vs last year
+    assert "<svg" in page.text  # matplotlib's chart
+
+    png = http.get(f"{BASE}.png")
+    assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    pdf = http.get(f"{BASE}.pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
+
+    rows = list(csv.reader(io.StringIO(http.get(f"{BASE}.csv").content.decode("utf-8-sig"))))
+    by_site = {row[2]: row for row in rows[1:]}
+    assert by_site["beach-a"][5:7] == ["41", "True"]
+    assert by_site["spot-b"][5:9] == ["35", "False", "35", "35"]
+
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(io.BytesIO(http.get(f"{BASE}.xlsx").content)).active
+    assert sheet is not None
+    cells = {row[2]: row for row in sheet.iter_rows(min_row=2, values_only=True)}
+    assert cells["beach-a"][5] == 41 and cells["spot-b"][7] == 35
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/reports/daily/2025-13-01", "expected a day as YYYY-MM-DD, got '2025-13-01'"),
+        ("/reports/daily/yesterday", "expected a day as YYYY-MM-DD"),
+        ("/reports/daily/2025-10-03.gif", "unknown format 'gif'; expected one of png"),
+        ("/api/reports/daily/2025-10-03.png", "expected a day as YYYY-MM-DD"),
+        ("/api/reports/daily/2030-10-01", "no data for 2030; add that year's holidays"),
+    ],
+)
+def test_a_bad_day_is_a_422_naming_the_fix(http: httpx.Client, path: str, problem: str) -> None:
+    response = http.get(path)
+    assert response.status_code == 422
+    assert problem in response.json()["error"]
+
+
+def test_reports_redirects_to_today(http: httpx.Client) -> None:
+    response = http.get("/reports")
+    assert response.status_code == 302
+    assert response.headers["location"].startswith("/reports/daily/20")
+
+
+def test_the_page_and_the_poster_on_a_phone(http: httpx.Client, browser: Browser) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    api = http.get(f"/api/reports/daily/{DAY.isoformat()}").json()
+    page = browser.new_page(viewport=PHONE, locale="zh-CN")  # type: ignore[arg-type]
+    try:
+        page.goto(f"{str(http.base_url).rstrip('/')}{BASE}")
+        assert page.locator("#total-visits").inner_text() == f"{api['total_visits']:,}"
+        first = page.locator("#sites tr").nth(1).inner_text()
+        assert "beach-a中" in first and "41*" in first
+        # Nothing wider than the phone: no sideways scrolling to read a table.
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=ARTIFACTS / "report-390x844.png", full_page=True)
+        page.goto(f"{str(http.base_url).rstrip('/')}{BASE}.png")
+        page.screenshot(path=ARTIFACTS / "report-poster-390x844.png", full_page=True)
+    finally:
+        page.close()
