@@ -268,14 +268,21 @@ def _cmd_simulate_history(config: CrowdwatchConfig, args: argparse.Namespace) ->
         return 2
     from datetime import date, timedelta
 
-    from crowdwatch.simulator.history import fill_history
+    from crowdwatch.reports.holidays import HolidayCalendar
+    from crowdwatch.simulator.history import compared_days, fill_history
 
     last = date.fromisoformat(args.until) if args.until else date.today() - timedelta(days=1)
-    first = last - timedelta(days=args.history - 1)
-    result = fill_history(config, config.database.resolved_url(), first, last, seed=args.seed)
+    if args.compared:
+        # The days this week's reports compare with (last year, last holiday, a weekend).
+        calendar = HolidayCalendar(config.reports.holidays)
+        days = compared_days(calendar, last + timedelta(days=1), back=args.history)
+    else:
+        days = [last - timedelta(days=i) for i in range(args.history)]
+    result = fill_history(config, config.database.resolved_url(), days, seed=args.seed)
     print(
-        f"simulated history {result.first_day}..{result.last_day}: {result.zone_rows} zone rows, "
-        f"{result.line_rows} line rows, {result.rollup_minutes} rollup minutes (simulated data)"
+        f"simulated history of {result.days} days {result.first_day}..{result.last_day}: "
+        f"{result.zone_rows} zone rows, {result.line_rows} line rows, "
+        f"{result.rollup_minutes} rollup minutes (simulated data)"
     )
     return 0
 
@@ -602,6 +609,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "(holidays, weekends, workdays; e.g. 730) and refresh the rollups",
     )
     sim.add_argument("--until", help="--history: last day (YYYY-MM-DD; default yesterday)")
+    sim.add_argument(
+        "--compared",
+        action="store_true",
+        help="--history: only the days that the reports of the DAYS days up to --until + 1 "
+        "compare with (same day last year, previous holiday, ordinary weekend); the demo's",
+    )
     rep = add("reports", "render or send the daily index report", _cmd_reports)
     rep.add_argument("action", choices=["render", "send", "schedule"])
     rep.add_argument("--day", help="local day YYYY-MM-DD (default today)")

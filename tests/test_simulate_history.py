@@ -30,6 +30,10 @@ LAST_YEAR = date(2024, 10, 3)
 TZ = ZoneInfo("Asia/Shanghai")
 
 
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 @pytest.fixture(scope="module")
 def config() -> CrowdwatchConfig:
     return load_config(EXAMPLE)
@@ -38,8 +42,8 @@ def config() -> CrowdwatchConfig:
 @pytest.fixture
 def conn(db_url: str, timescale: bool, config: CrowdwatchConfig) -> Iterator[psycopg.Connection]:
     upgrade(db_url, config, timescale=timescale)
-    fill_history(config, db_url, date(2024, 10, 1), date(2024, 10, 7), seed=7)
-    fill_history(config, db_url, date(2025, 9, 26), date(2025, 10, 4), seed=8)
+    fill_history(config, db_url, _days(date(2024, 10, 1), date(2024, 10, 7)), seed=7)
+    fill_history(config, db_url, _days(date(2025, 9, 26), date(2025, 10, 4)), seed=8)
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
 
@@ -133,7 +137,7 @@ def test_history_twice_over_one_range_is_refused(
     conn: psycopg.Connection, config: CrowdwatchConfig, db_url: str
 ) -> None:
     with pytest.raises(StorageError, match="already holds simulated history"):
-        fill_history(config, db_url, date(2025, 10, 1), date(2025, 10, 1))
+        fill_history(config, db_url, [date(2025, 10, 1)])
 
 
 def test_cli_writes_history_and_renders_the_report(
@@ -146,7 +150,7 @@ def test_cli_writes_history_and_renders_the_report(
     path = write_config(config, tmp_path / "district.yaml")
     monkeypatch.setenv("CROWDWATCH_DATABASE_URL", db_url)
     assert main(["simulate", "-c", str(path), "--history", "3", "--until", "2025-10-03"]) == 0
-    assert "simulated history 2025-10-01..2025-10-03" in capsys.readouterr().out
+    assert "simulated history of 3 days 2025-10-01..2025-10-03" in capsys.readouterr().out
     out = tmp_path / "out"
     assert (
         main(["reports", "render", "-c", str(path), "--day", "2025-10-03", "--out", str(out)]) == 0
@@ -154,3 +158,24 @@ def test_cli_writes_history_and_renders_the_report(
     assert (out / "report-2025-10-03.png").read_bytes()[:4] == b"\x89PNG"
     rows = (out / "report-2025-10-03.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(rows) == 1 + len(config.sites)
+
+
+def test_compared_days_of_a_week_in_golden_week(config: CrowdwatchConfig) -> None:
+    from crowdwatch.reports.holidays import HolidayCalendar
+    from crowdwatch.simulator.history import compared_days
+
+    days = compared_days(HolidayCalendar(), date(2025, 10, 3), back=2)
+    # reports of 1-3 Oct 2025: National Day 2024 days 1-3, Dragon Boat 2025 days 1-3
+    # (31 May - 2 Jun), Sat 27 Sep (Sun 28 Sep was worked); the previous holiday of 1 and
+    # 2 Oct is the same period (days 1 and 2), never today
+    assert days == [
+        date(2024, 10, 1),
+        date(2024, 10, 2),
+        date(2024, 10, 3),
+        date(2025, 5, 31),
+        date(2025, 6, 1),
+        date(2025, 6, 2),
+        date(2025, 9, 27),
+        date(2025, 10, 1),
+        date(2025, 10, 2),
+    ]

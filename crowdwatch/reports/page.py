@@ -139,6 +139,8 @@ def render_page(report: DailyReport, *, base: str) -> str:
         for zh, en in COMPARISON_LABELS.values()
     )
     empty = '<tr><td colspan="9">—</td></tr>'
+    shares = [site.today.coverage for site in report.visitor_sites]
+    coverage = sum(shares) / len(shares) if shares else 0.0
     made = report.generated_at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
@@ -148,7 +150,8 @@ def render_page(report: DailyReport, *, base: str) -> str:
 <h1>{escape(title_zh)}<br><span class="en">{escape(title_en)}</span></h1>
 <div class="kpi">全区游客 <span class="en" style="color:#dde">Visitors</span><br>
 <b id="total-visits">{report.total_visits:,}</b>
-<div class="cmp">{totals}</div></div>
+<div class="cmp">{totals}</div>
+<div class="cmp" id="coverage">数据覆盖 data coverage: {coverage:.0%} of the day's 15-minute steps</div></div>
 <h2>各景点游客 <span class="en">Visitors per beach and spot</span></h2>
 {_chart(report)}
 <table id="sites"><tr><th>景点<br><span class="en">Site</span></th><th>游客<br><span class="en">Visitors</span></th>

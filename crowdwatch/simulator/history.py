@@ -21,7 +21,9 @@ Rows are written with COPY straight into the raw tables, the way ingest writes t
 ids ``hist-…``), then :func:`~crowdwatch.storage.rollups.refresh_rollups` runs with a retention
 that reaches back over the whole history (the usual raw retention would skip days that old).
 The raw rows of days past ``database.retention.raw_days`` go at the next retention run; the
-rollups stay for ``rollup_days``.
+rollups stay for ``rollup_days``.  So write the history before ingest starts (the demo does):
+a running ingest's retention may delete those raw rows before this refresh has rolled them
+up (the refreshers' lock, held here, keeps only the refreshers away).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -42,7 +44,7 @@ from crowdwatch.reports.holidays import DayKind, HolidayCalendar
 from crowdwatch.simulator.curves import expected_occupancy
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.migrate import upgrade
-from crowdwatch.storage.rollups import refresh_rollups
+from crowdwatch.storage.rollups import ROLLUP_LOCK_KEY, refresh_rollups
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ VISITOR_KINDS = (SiteKind.BEACH, SiteKind.SCENIC_SPOT)
 class HistoryResult:
     first_day: date
     last_day: date
+    days: int
     zone_rows: int
     line_rows: int
     rollup_minutes: int
@@ -143,65 +146,113 @@ def _site_rows(
     return zones, lines
 
 
+def compared_days(calendar: HolidayCalendar, today: date, *, back: int = 7) -> list[date]:
+    """The days the reports of ``today`` and the ``back`` days before it compare with."""
+    from crowdwatch.reports.daily import comparison_days
+
+    wanted: set[date] = set()
+    for offset in range(back + 1):
+        day = today - timedelta(days=offset)
+        wanted.update(d for d in comparison_days(calendar, day).values() if d is not None)
+    return sorted(d for d in wanted if d < today)
+
+
 def fill_history(
     config: CrowdwatchConfig,
     db_url: str,
-    first_day: date,
-    last_day: date,
+    days: Iterable[date],
     *,
     seed: int = 0,
 ) -> HistoryResult:
-    """Write a seeded history of every site over ``[first_day, last_day]`` and refresh rollups.
+    """Write a seeded history of every site on ``days`` and refresh the rollups.
+
+    Args:
+        config: the district.
+        db_url: the schema owner's URL (the schema is created or upgraded first).
+        days: local days to fill (e.g. a year and a half, or :func:`compared_days`).
+        seed: the same seed and days write the same rows.
 
     Raises:
-        StorageError: the database refused, or already holds history rows in the range.
-        ConfigError: the holiday calendar lacks a year of the range.
+        StorageError: the database refused, or already holds history rows on one of the days.
+        ConfigError: the holiday calendar lacks a year of the days.
+        ValueError: no days.
     """
-    if last_day < first_day:
-        raise ValueError(f"last day {last_day} is before first day {first_day}")
+    ordered = sorted(set(days))
+    if not ordered:
+        raise ValueError("no days to fill")
     tz = ZoneInfo(config.district.timezone)
     calendar = HolidayCalendar(config.reports.holidays)
     upgrade(db_url, config)
-    zone_count = line_count = 0
     rng = random.Random(seed)
     with connect(db_url, autocommit=True) as conn:
-        _refuse_twice(conn, first_day, last_day, tz)
-        day = first_day
-        while day <= last_day:
-            zones: list[tuple[object, ...]] = []
-            lines: list[tuple[object, ...]] = []
-            weather = _weather(rng)  # one sky over the whole district
-            for site in config.sites:
-                factor = day_factor(calendar, site, day, last_day.year) * weather
-                stay = config.reports.mean_stay_min.get(site.kind.value, 60.0)
-                z, li = _site_rows(site, day, factor, tz, rng, stay)
-                zones += z
-                lines += li
-            _copy(conn, zones, lines)
-            zone_count += len(zones)
-            line_count += len(lines)
-            day += timedelta(days=1)
-        reach = (datetime.now(UTC).date() - first_day).days + 2
-        keep = RetentionConfig(raw_days=max(2, reach), rollup_days=max(2, reach))
-        refreshed = refresh_rollups(conn, retention=keep)
+        _refuse_twice(conn, ordered, config.district.timezone)
+        # Hold the refreshers' lock from the first row to our refresh: a running ingest's
+        # refresher would otherwise take these days' invalidations and drop them as older
+        # than its raw retention, and their rollups would never be built.
+        conn.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK_KEY,))
+        try:
+            zone_count, line_count = _write_days(conn, config, calendar, ordered, tz, rng)
+            reach = (datetime.now(UTC).date() - ordered[0]).days + 2
+            keep = RetentionConfig(raw_days=max(2, reach), rollup_days=max(2, reach))
+            refreshed = refresh_rollups(conn, retention=keep)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK_KEY,))
     logger.info(
-        "history %s..%s: %d zone rows, %d line rows", first_day, last_day, zone_count, line_count
+        "history of %d days %s..%s: %d zone rows, %d line rows",
+        len(ordered),
+        ordered[0],
+        ordered[-1],
+        zone_count,
+        line_count,
     )
-    return HistoryResult(first_day, last_day, zone_count, line_count, refreshed.minutes)
+    return HistoryResult(
+        ordered[0], ordered[-1], len(ordered), zone_count, line_count, refreshed.minutes
+    )
 
 
-def _refuse_twice(conn: psycopg.Connection, first: date, last: date, tz: ZoneInfo) -> None:
-    start = datetime.combine(first, time(0), tzinfo=tz)
-    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
-    row = conn.execute(
-        "SELECT 1 FROM zone_counts WHERE ts >= %s AND ts < %s AND message_id LIKE 'hist-%%'"
-        " LIMIT 1",
-        (start, end),
-    ).fetchone()
-    if row is not None:
+def _write_days(
+    conn: psycopg.Connection,
+    config: CrowdwatchConfig,
+    calendar: HolidayCalendar,
+    days: list[date],
+    tz: ZoneInfo,
+    rng: random.Random,
+) -> tuple[int, int]:
+    """COPY every day's rows (one transaction a day); (zone rows, line rows) written."""
+    zone_count = line_count = 0
+    for day in days:
+        zones: list[tuple[object, ...]] = []
+        lines: list[tuple[object, ...]] = []
+        weather = _weather(rng)  # one sky over the whole district
+        for site in config.sites:
+            factor = day_factor(calendar, site, day, days[-1].year) * weather
+            stay = config.reports.mean_stay_min.get(site.kind.value, 60.0)
+            z, li = _site_rows(site, day, factor, tz, rng, stay)
+            zones += z
+            lines += li
+        _copy(conn, zones, lines)
+        zone_count += len(zones)
+        line_count += len(lines)
+    return zone_count, line_count
+
+
+def _refuse_twice(conn: psycopg.Connection, days: list[date], tz: str) -> None:
+    zone = ZoneInfo(tz)
+    start = datetime.combine(days[0], time(0), tzinfo=zone)
+    end = datetime.combine(days[-1] + timedelta(days=1), time(0), tzinfo=zone)
+    try:
+        found = conn.execute(
+            "SELECT DISTINCT (ts AT TIME ZONE %s)::date FROM zone_counts"
+            " WHERE ts >= %s AND ts < %s AND message_id LIKE 'hist-%%'",
+            (tz, start, end),
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read the history: {exc}") from exc
+    clash = sorted({row[0] for row in found} & set(days))
+    if clash:
         raise StorageError(
-            f"the database already holds simulated history between {first} and {last}; "
-            "use a fresh database or another range"
+            f"the database already holds simulated history on {len(clash)} of these days "
+            f"(first {clash[0]}); use a fresh database or other days"
         )
 
 
