@@ -109,3 +109,37 @@ def test_the_page_and_the_poster_on_a_phone(http: httpx.Client, browser: Browser
         page.screenshot(path=ARTIFACTS / "report-poster-390x844.png", full_page=True)
     finally:
         page.close()
+
+
+def test_the_example_district_on_national_day_as_a_leader_sees_it(
+    db_url: str, serve: Serve, browser: Browser
+) -> None:
+    """The example district with a simulated golden week and what it is compared with."""
+    from datetime import date
+
+    from crowdwatch.contracts.config import load_config
+    from crowdwatch.simulator.history import fill_history
+
+    example = load_config(Path(__file__).resolve().parents[1] / "configs" / "district.example.yaml")
+    config = example.model_copy(
+        update={"database": example.database.model_copy(update={"url": db_url})}
+    )
+    days = [date(2025, 9, 27), date(2025, 10, 1), date(2025, 10, 2), date(2025, 10, 3)]
+    days += [date(2024, 10, 3), date(2025, 6, 2)]
+    fill_history(config, db_url, days, seed=3)
+    http = serve(config)
+    api = http.get("/api/reports/daily/2025-10-03").json()
+    assert api["holiday"] == "national_day" and api["holiday_day"] == 3
+    assert all(s["comparisons"]["last_year"]["change_pct"] is not None for s in api["sites"])
+    base = str(http.base_url).rstrip("/")
+    page = browser.new_page(viewport=PHONE, locale="zh-CN")  # type: ignore[arg-type]
+    try:
+        page.goto(f"{base}/reports/daily/2025-10-03")
+        assert page.locator("#total-visits").inner_text() == f"{api['total_visits']:,}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=ARTIFACTS / "report-haiwan-390x844.png", full_page=True)
+    finally:
+        page.close()
+    (ARTIFACTS / "report-haiwan-poster.png").write_bytes(
+        http.get("/reports/daily/2025-10-03.png").content
+    )

@@ -186,12 +186,16 @@ def build_daily_report(
 
     def report_of(site: Site, compare: bool) -> SiteReport:
         stay = mean_stay_min(config.reports, site)
-        today = site_day(conn, site, day, tz, levels, stay)
+        own = config.reports.site(site.id)
+        opening = own.opening if own is not None and own.opening else config.reports.opening
+        today = site_day(conn, site, day, tz, levels, stay, opening)
         comparisons = []
         if compare:
             for key, other_day in others.items():
                 other = (
-                    None if other_day is None else site_day(conn, site, other_day, tz, levels, stay)
+                    None
+                    if other_day is None
+                    else site_day(conn, site, other_day, tz, levels, stay, opening)
                 )
                 visits = None if other is None or not other.has_data else other.visits
                 comparisons.append(

@@ -91,8 +91,8 @@ def render_page(report: DailyReport, *, base: str) -> str:
         for c in [report.total_comparison(key)]
     )
     level_heads = "".join(
-        f'<th><span class="lv" style="background:{lv.color}"></span>{escape(lv.name_zh)}'
-        f'<br><span class="en">{escape(lv.name_en)}</span></th>'
+        f'<th title="{escape(lv.name_zh)} {escape(lv.name_en)}">'
+        f'<span class="lv" style="background:{lv.color}"></span>{lv.at * 100:g}%</th>'
         for lv in levels
     )
     site_rows = []
@@ -151,7 +151,7 @@ def render_page(report: DailyReport, *, base: str) -> str:
 <div class="kpi">全区游客 <span class="en" style="color:#dde">Visitors</span><br>
 <b id="total-visits">{report.total_visits:,}</b>
 <div class="cmp">{totals}</div>
-<div class="cmp" id="coverage">数据覆盖 data coverage: {coverage:.0%} of the day's 15-minute steps</div></div>
+<div class="cmp" id="coverage">数据覆盖 data coverage: {coverage:.0%} of the opening hours' 15-minute steps</div></div>
 <h2>各景点游客 <span class="en">Visitors per beach and spot</span></h2>
 {_chart(report)}
 <table id="sites"><tr><th>景点<br><span class="en">Site</span></th><th>游客<br><span class="en">Visitors</span></th>

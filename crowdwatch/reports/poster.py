@@ -137,7 +137,6 @@ def draw_visitors_chart(ax: Axes, report: DailyReport, text: _Text) -> None:
             fontsize=8,
         )
     ax.set_yticks(list(rows), names, fontsize=8)
-    ax.set_xlabel(text("游客人次", "visitors"), fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=7, loc="lower right", frameon=False)

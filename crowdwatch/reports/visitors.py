@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from crowdwatch.contracts.config import Site
-from crowdwatch.contracts.reports import WarningLevel
+from crowdwatch.contracts.reports import OpeningHours, WarningLevel
 from crowdwatch.storage.queries import (
     Resolution,
     SeriesPoint,
@@ -61,17 +61,19 @@ class SiteDay:
     minutes_above: dict[str, int]
     """Minutes at or above each warning level, by level id."""
     steps_with_data: int
-    steps_in_day: int
+    """15-minute steps of the opening hours with data."""
+    steps_open: int
+    """15-minute steps of the opening hours."""
     longest_wait_s: float | None = None
     """Longest waiting time any zone reported that day (queues: bus stops)."""
 
     @property
     def coverage(self) -> float:
-        return self.steps_with_data / self.steps_in_day if self.steps_in_day else 0.0
+        return self.steps_with_data / self.steps_open if self.steps_open else 0.0
 
     @property
     def has_data(self) -> bool:
-        return self.steps_with_data > 0 or bool(self.entries) or bool(self.exits)
+        return self.person_hours > 0 or self.peak is not None or bool(self.entries or self.exits)
 
 
 def local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
@@ -126,6 +128,7 @@ def site_day(
     tz: str,
     levels: Sequence[WarningLevel],
     mean_stay_min: float | None,
+    opening: OpeningHours | None = None,
 ) -> SiteDay:
     """The figures of ``site`` on the local ``day``.
 
@@ -136,6 +139,7 @@ def site_day(
         tz: the district's IANA time zone.
         levels: ``reports.levels``.
         mean_stay_min: the site's mean stay (None: no estimate for a site without lines).
+        opening: the hours whose steps ``coverage`` counts (default the whole day).
 
     Raises:
         StorageError: a query failed or the database is away.
@@ -144,6 +148,12 @@ def site_day(
     quarters = site_series(conn, site.id, start, end, Resolution.QUARTER_HOUR).points
     minutes = site_series(conn, site.id, start, end, Resolution.MINUTE).points
     person_hours, peak, peak_at, above = occupancy_figures(quarters, minutes, site.capacity, levels)
+    open_from, open_to = start, end
+    if opening is not None:
+        zone = ZoneInfo(tz)
+        open_from = datetime.combine(day, time.fromisoformat(opening.start), tzinfo=zone)
+        open_to = datetime.combine(day, time.fromisoformat(opening.end), tzinfo=zone)
+    steps_with_data = sum(1 for p in quarters if open_from <= p.ts < open_to)
     has_lines = any(c.lines for c in site.cameras)
     entries = exits = None
     if has_lines:
@@ -169,8 +179,8 @@ def site_day(
         peak=peak,
         peak_at=peak_at,
         minutes_above=above,
-        steps_with_data=len(quarters),
-        steps_in_day=int((end - start) / STEP),
+        steps_with_data=steps_with_data,
+        steps_open=int((open_to - open_from) / STEP),
         longest_wait_s=max((p.wait_max for p in minutes if p.wait_max is not None), default=None),
     )
 
