@@ -52,6 +52,7 @@ def test_every_form_shows_the_figures_of_the_api(http: httpx.Client) -> None:
     assert '<b id="total-visits">76</b>' in page.text
     assert "41<abbr" in page.text and "+173.3%" in page.text  # estimate mark, vs last year
     assert "<svg" in page.text  # matplotlib's chart
+    assert 'href="/reports/holiday/national_day/2025"' in page.text
 
     png = http.get(f"{BASE}.png")
     assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
@@ -143,3 +144,31 @@ def test_the_example_district_on_national_day_as_a_leader_sees_it(
     (ARTIFACTS / "report-haiwan-poster.png").write_bytes(
         http.get("/reports/daily/2025-10-03.png").content
     )
+
+
+def test_the_whole_holiday_against_last_year(http: httpx.Client, browser: Browser) -> None:
+    # National Day 2025 (1-8 Oct): beach 41 on the 3rd + 9 on the 4th (17.5 person-hours / 2 h,
+    # rounded); spot 35 + 100 entries.  2024 (1-7 Oct): beach 15, spot 20.
+    body = http.get("/api/reports/holiday/national_day/2025").json()
+    assert body["days"][0] == "2025-10-01" and body["days"][-1] == "2025-10-08"
+    assert len(body["last_year_days"]) == 7
+    sites = {s["site_id"]: s for s in body["sites"]}
+    assert (sites["beach-a"]["visits"], sites["beach-a"]["last_year_visits"]) == (50, 15)
+    assert (sites["spot-b"]["visits"], sites["spot-b"]["last_year_visits"]) == (135, 20)
+    assert (body["total_visits"], body["last_year_total"], body["change_pct"]) == (185, 35, 428.6)
+    assert body["per_day"] == [None, None, 76, 109, None, None, None, None]
+    assert body["last_year_per_day"] == [None, None, 35, None, None, None, None]
+    assert sites["beach-a"]["minutes_above"] == {"yellow": 45, "orange": 30, "red": 15}
+
+    assert http.get("/api/reports/holiday/national_day/1999").status_code == 422
+    bad = http.get("/api/reports/holiday/ski_week/2025")
+    assert bad.status_code == 422 and "no ski_week holiday in 2025" in bad.json()["error"]
+
+    page = browser.new_page(viewport=PHONE, locale="zh-CN")  # type: ignore[arg-type]
+    try:
+        page.goto(f"{str(http.base_url).rstrip('/')}/reports/holiday/national_day/2025")
+        assert page.locator("#total-visits").inner_text() == "185"
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=ARTIFACTS / "report-holiday-390x844.png", full_page=True)
+    finally:
+        page.close()

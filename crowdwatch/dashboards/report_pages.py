@@ -6,6 +6,8 @@
     GET /reports/daily/{YYYY-MM-DD}            the page (phone-first, Chinese then English)
     GET /reports/daily/{YYYY-MM-DD}.{png,pdf,csv,xlsx}   the same figures as files
     GET /api/reports/daily/{YYYY-MM-DD}        the same figures as JSON
+    GET /reports/holiday/{holiday}/{year}      the whole holiday (national_day, ...) against
+    GET /api/reports/holiday/{holiday}/{year}  the same holiday last year; and as JSON
 
 Every form is made from one :class:`~crowdwatch.reports.daily.DailyReport` read at request
 time from the rollups.  A bad date is a 422 naming the format; a day the holiday calendar
@@ -27,6 +29,7 @@ from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.dashboards.bodies import preview
 from crowdwatch.reports.daily import DailyReport, build_daily_report, report_json
+from crowdwatch.reports.holiday import HolidayReport
 from crowdwatch.reports.holidays import HolidayCalendar
 
 FORMATS = {
@@ -107,6 +110,40 @@ def reports_router(
         except ConfigError as exc:
             return problem(str(exc))
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    def holiday(name: str, year: str) -> HolidayReport | str:
+        if not year.isdigit() or not 2000 <= int(year) <= 2100:
+            return f"expected a year such as 2025, got {preview(year)}"
+        if not name.replace("_", "").isalnum() or len(name) > 40:
+            return f"expected a holiday key such as national_day, got {preview(name)}"
+        from crowdwatch.reports.holiday import build_holiday_report
+
+        with database() as conn:
+            return build_holiday_report(conn, config, name, int(year), calendar=calendar)
+
+    @router.get("/reports/holiday/{name}/{year}", include_in_schema=False)
+    def holiday_page(name: str, year: str) -> Response:
+        from crowdwatch.reports.holiday import render_holiday_page
+
+        try:
+            found = holiday(name, year)
+        except ConfigError as exc:
+            return problem(str(exc))
+        if isinstance(found, str):
+            return problem(found)
+        return HTMLResponse(render_holiday_page(found), headers={"Cache-Control": "no-store"})
+
+    @router.get("/api/reports/holiday/{name}/{year}", include_in_schema=False)
+    def holiday_api(name: str, year: str) -> JSONResponse:
+        from crowdwatch.reports.holiday import holiday_json
+
+        try:
+            found = holiday(name, year)
+        except ConfigError as exc:
+            return problem(str(exc))
+        if isinstance(found, str):
+            return problem(found)
+        return JSONResponse(holiday_json(found), headers={"Cache-Control": "no-store"})
 
     return router
 

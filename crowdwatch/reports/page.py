@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.reports.daily import COMPARISON_LABELS, DEPARTMENT_NAMES, DailyReport, SiteReport
 
-_CSS = """
+CSS = """
 *{box-sizing:border-box}
 body{margin:0;font:15px/1.45 system-ui,-apple-system,"PingFang SC","Noto Sans CJK SC",
 "WenQuanYi Micro Hei",sans-serif;color:#111;background:#fff}
@@ -142,10 +142,17 @@ def render_page(report: DailyReport, *, base: str) -> str:
     shares = [site.today.coverage for site in report.visitor_sites]
     coverage = sum(shares) / len(shares) if shares else 0.0
     made = report.generated_at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    info = report.info
+    whole = ""
+    if info.holiday is not None and info.period_first is not None:
+        whole = (
+            f' · <a id="whole-holiday" href="/reports/holiday/{escape(info.holiday)}/'
+            f'{info.period_first.year}">全假期 whole holiday</a>'
+        )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{escape(title_zh)}</title><style>{_CSS}</style></head>
+<title>{escape(title_zh)}</title><style>{CSS}</style></head>
 <body><main>
 <h1>{escape(title_zh)}<br><span class="en">{escape(title_en)}</span></h1>
 <div class="kpi">全区游客 <span class="en" style="color:#dde">Visitors</span><br>
@@ -172,7 +179,7 @@ Level columns: minutes at or above the level (15-minute mean occupancy). * estim
 <th>已确认<br><span class="en">Acked</span></th><th>确认用时中位(分)<br><span class="en">Median to ack (min)</span></th></tr>
 {"".join(dep_rows) or empty}</table>
 <p class="note">下载 Download: <a href="{base}.png">PNG</a> · <a href="{base}.pdf">PDF</a> ·
-<a href="{base}.csv">CSV</a> · <a href="{base}.xlsx">Excel</a> · <a href="/api/reports/daily/{report.day.isoformat()}">JSON</a><br>
+<a href="{base}.csv">CSV</a> · <a href="{base}.xlsx">Excel</a> · <a href="/api/reports/daily/{report.day.isoformat()}">JSON</a>{whole}<br>
 生成 Generated {made}</p>
 </main></body></html>
 """

@@ -346,3 +346,40 @@ def visitors_chart_svg(report: DailyReport) -> str:
         plt.close(fig)
     # Keep only the <svg> element (the XML prologue and DOCTYPE do not belong inside HTML).
     return svg[svg.index("<svg") :]
+
+
+def line_chart_svg(
+    this: list[int | None], last: list[int | None], label: str, last_label: str
+) -> str:
+    """Visitors per holiday day, this year's beside last year's, as inline SVG."""
+    plt, _ = _setup()
+    fig = plt.figure(figsize=(5.2, 2.6))
+    try:
+        ax = fig.add_subplot()
+        days = [i + 1 for i in range(len(this))]
+        ax.plot(
+            days,
+            [float("nan") if v is None else v for v in this],
+            "o-",
+            color=TODAY_COLOR,
+            label=label,
+        )
+        if last:
+            ax.plot(
+                [i + 1 for i in range(len(last))],
+                [float("nan") if v is None else v for v in last],
+                "o--",
+                color=BEFORE_COLOR,
+                label=last_label,
+            )
+        ax.set_xticks(days)
+        ax.tick_params(labelsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(fontsize=8, frameon=False)
+        ax.set_ylim(bottom=0)
+        out = io.StringIO()
+        fig.savefig(out, format="svg", bbox_inches="tight")
+        svg = out.getvalue()
+    finally:
+        plt.close(fig)
+    return svg[svg.index("<svg") :]
