@@ -74,7 +74,9 @@ _DESCRIPTIONS = {
         "The daily index report: visitors per beach and spot against the same holiday day last\n"
         "year, peaks, time above the warning levels, busiest bus stops, alerts by department.\n\n"
         "render: write the day's PNG, PDF and CSV; send: send the poster to reports.channels now;\n"
-        "schedule: send each day's report at reports.send_at (local time) until stopped.\n"
+        "schedule: send each day's report at reports.send_at (local time) until stopped;\n"
+        "backtest --day D --until D: the alert forecast against persistence and the same hour\n"
+        "last holiday, over the holidays between.\n"
         "Reads 'reports' (levels, area_per_person_m2, mean_stay_min, opening, sites, holidays,\n"
         "send_at, channels, public_url), 'alerts.channels', 'district.timezone' and 'database'."
     ),
@@ -291,6 +293,8 @@ def _cmd_reports(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     from datetime import date
 
     url = config.database.resolved_url()
+    if args.action == "backtest":
+        return _cmd_reports_backtest(config, url, args)
     if args.action == "schedule":
         from crowdwatch.reports.sender import run_schedule
 
@@ -315,6 +319,36 @@ def _cmd_reports(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     for channel_id, problem in results.items():
         print(f"{channel_id}: {'sent' if problem is None else problem}")
     return 0 if all(p is None for p in results.values()) else 1
+
+
+def _cmd_reports_backtest(config: CrowdwatchConfig, url: str, args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    from crowdwatch.reports.backtest import backtest
+    from crowdwatch.reports.holidays import DayKind, HolidayCalendar
+    from crowdwatch.storage.db import connect
+
+    if not args.day or not args.until:
+        print("crowdwatch reports backtest needs --day FIRST and --until LAST", file=sys.stderr)
+        return 2
+    first, last = date.fromisoformat(args.day), date.fromisoformat(args.until)
+    calendar = HolidayCalendar(config.reports.holidays)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    holidays = [d for d in days if calendar.day(d).kind is DayKind.HOLIDAY]
+    with connect(url, autocommit=True) as conn:
+        scores = backtest(conn, config, holidays, calendar=calendar)
+    print(f"forecast backtest on {len(holidays)} holiday days {first}..{last} (15-minute means)")
+    print(f"{'horizon':>8} {'method':<14} {'cases':>7} {'MAE people':>11} {'MAE % cap':>10}")
+    for score in scores:
+        print(
+            f"{score.horizon_min:>6} m {score.method:<14} {score.cases:>7} "
+            f"{score.mae:>11.1f} {score.mae_share * 100:>9.1f}%"
+        )
+    print(
+        "On a history written by `crowdwatch simulate --history` these figures describe the "
+        "simulator's curves, not a real beach."
+    )
+    return 0 if scores else 1
 
 
 def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
@@ -616,8 +650,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "compare with (same day last year, previous holiday, ordinary weekend); the demo's",
     )
     rep = add("reports", "render or send the daily index report", _cmd_reports)
-    rep.add_argument("action", choices=["render", "send", "schedule"])
-    rep.add_argument("--day", help="local day YYYY-MM-DD (default today)")
+    rep.add_argument("action", choices=["render", "send", "schedule", "backtest"])
+    rep.add_argument("--day", help="local day YYYY-MM-DD (default today; backtest: first day)")
+    rep.add_argument("--until", help="backtest: last day (the holidays between are scored)")
     rep.add_argument("--out", default=".", help="render: folder for the PNG, PDF and CSV")
     demo = add("demo", "run the whole district on this machine", _cmd_demo)
     demo.add_argument("--database-url", help="use this PostgreSQL instead of an embedded one")
