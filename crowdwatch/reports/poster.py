@@ -155,7 +155,7 @@ def _table_height(rows: int) -> float:
 def _table(ax: Axes, header: list[str], rows: list[list[str]], title: str) -> None:
     """A table filling ``ax`` exactly (the axes were sized for its rows)."""
     ax.axis("off")
-    ax.set_title(title, loc="left", fontsize=10, fontweight="bold", pad=4)
+    ax.set_title(title, loc="left", fontsize=10, pad=4)
     shown = rows or [["—"] + [""] * (len(header) - 1)]
     from matplotlib.transforms import Bbox
 
@@ -240,7 +240,7 @@ def draw_poster(report: DailyReport) -> Figure:
     head.axis("off")
     title_zh, title_en = report.title()
     if text.chinese:
-        head.text(0, 0.95, title_zh, fontsize=15, fontweight="bold", va="top")
+        head.text(0, 0.95, title_zh, fontsize=15, va="top")
     head.text(0, 0.6 if text.chinese else 0.95, title_en, fontsize=10, va="top", color="#333333")
     total = report.total_comparison("last_year")
     head.text(
@@ -252,7 +252,6 @@ def draw_poster(report: DailyReport) -> Figure:
         + f" {_pct(total.change_pct)}",
         fontsize=12,
         color=TODAY_COLOR,
-        fontweight="bold",
         va="top",
     )
     chart = fig.add_subplot(grid[1])
