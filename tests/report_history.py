@@ -29,6 +29,11 @@ in 5 / out 25 at 23:59:59; in 100 at Oct 4 00:00:00 (next day).  Entries 35, exi
 visits = entries 35.  Last year (2024-10-03 09:00): in 20 -> +75.0 %; previous holiday
 (2025-06-02) in 7 -> +400.0 %; ordinary weekend (2025-09-27) in 70 -> -50.0 %.
 District: 41 + 35 = 76 against 15 + 20 = 35 last year: +117.1 %.
+
+``stop-c`` (bus stop, capacity 40) on Oct 3: 31 waiting at 10:00 (longest wait 600 s), 48 at
+17:30 (900 s), 44 at 17:45 (300 s): peak 48 at 17:30, longest wait 900 s; two alerts.
+Alerts by department (``ALERTS``): transport 2, both acknowledged, after 4 and 8 min (median
+6.0); culture & tourism 1 on Oct 3, not acknowledged (the one at Oct 4 00:00 is the next day's).
 """
 
 from __future__ import annotations
@@ -47,14 +52,21 @@ def at(day: date, hh: int, mm: int, ss: int = 0) -> datetime:
 
 
 def report_config_dict() -> dict[str, Any]:
-    def site(site_id: str, kind: str, capacity: int, zone: str, lines: list[Any]) -> dict[str, Any]:
+    def site(
+        site_id: str,
+        kind: str,
+        capacity: int,
+        zone: str,
+        lines: list[Any],
+        department: str = "culture_tourism",
+    ) -> dict[str, Any]:
         return {
             "id": site_id,
             "kind": kind,
             "name": {"zh": f"{site_id}中", "en": site_id},
             "location": {"lat": 22.5, "lon": 114.5},
             "capacity": capacity,
-            "department": "culture_tourism",
+            "department": department,
             "cameras": [
                 {
                     "id": "cam1",
@@ -85,6 +97,7 @@ def report_config_dict() -> dict[str, Any]:
         "sites": [
             site("beach-a", "beach", 100, "sand", []),
             site("spot-b", "scenic_spot", 50, "plaza", [gate]),
+            site("stop-c", "bus_stop", 40, "platform", [], "transport"),
         ],
     }
 
@@ -107,6 +120,10 @@ def zone_rows() -> list[ZoneRow]:
         row(at(date(2025, 9, 27), 12, 0), 120, 120),
         # the scenic spot's zone, so it has occupancy too (not used for its visits)
         ZoneRow(at(DAY, 9, 0), "spot-b", "plaza", 10),
+        # the bus stop: its peak and its longest wait
+        ZoneRow(at(DAY, 10, 0), "stop-c", "platform", 30, count_max=31, longest_wait_s=600),
+        ZoneRow(at(DAY, 17, 30), "stop-c", "platform", 45, count_max=48, longest_wait_s=900),
+        ZoneRow(at(DAY, 17, 45), "stop-c", "platform", 20, count_max=44, longest_wait_s=300),
     ]
 
 
@@ -147,5 +164,21 @@ EXPECTED_SPOT = {
         "ordinary_weekend": {"day": "2025-09-27", "visits": 70, "change_pct": -50.0},
     },
 }
+
+# Alerts started on Oct 3 (local): two at the stop (transport), acknowledged after 4 and 8
+# minutes; one at the beach (culture & tourism), never acknowledged; one on Oct 4 00:00.
+ALERTS = [
+    ("stop-c/platform/crowded", at(DAY, 17, 20), 4),
+    ("stop-c/platform/long-wait", at(DAY, 17, 25), 8),
+    ("beach-a/sand/full", at(DAY, 10, 40), None),
+    ("beach-a/sand/filling", at(date(2025, 10, 4), 0, 0), None),
+]
+
+EXPECTED_STOP = {"peak": 48, "peak_local": "17:30", "longest_wait_s": 900.0, "alerts": 2}
+
+EXPECTED_DEPARTMENTS = [
+    {"department": "culture_tourism", "alerts": 1, "acknowledged": 0, "median_ack_min": None},
+    {"department": "transport", "alerts": 2, "acknowledged": 2, "median_ack_min": 6.0},
+]
 
 EXPECTED_TOTAL_LAST_YEAR = {"day": "2024-10-03", "visits": 35, "change_pct": 117.1}

@@ -12,8 +12,12 @@ import psycopg
 import pytest
 from factories import make_config
 from raw_rows import insert_lines, insert_zones
+from db_rows import alert_message, insert_firing
 from report_history import (
+    ALERTS,
     DAY,
+    EXPECTED_DEPARTMENTS,
+    EXPECTED_STOP,
     EXPECTED_BEACH,
     EXPECTED_SPOT,
     EXPECTED_TOTAL_LAST_YEAR,
@@ -42,6 +46,15 @@ def conn(db_url: str, timescale: bool, config: CrowdwatchConfig) -> Iterator[psy
     with psycopg.connect(db_url, autocommit=True) as connection:
         insert_zones(connection, zone_rows())
         insert_lines(connection, line_rows())
+        for key, started, ack_after_min in ALERTS:
+            row = insert_firing(connection, alert_message(key, ts=started))
+            assert row is not None
+            if ack_after_min is not None:
+                connection.execute(
+                    "UPDATE alerts SET acknowledged_at = started_at + %s * INTERVAL '1 minute'"
+                    " WHERE id = %s",
+                    (ack_after_min, row.id),
+                )
         refresh_rollups(connection, retention=KEEP_ALL, now=NOW)
         yield connection
 
@@ -86,3 +99,17 @@ def test_the_next_day_gets_the_midnight_rows(
     spot = next(s for s in body["sites"] if s["site_id"] == "spot-b")
     assert (beach["person_hours"], beach["peak"], beach["peak_local"]) == (17.5, 70, "00:00")
     assert (spot["entries"], spot["exits"]) == (100, 0)
+
+
+def test_busiest_stop_and_alerts_by_department(
+    conn: psycopg.Connection, config: CrowdwatchConfig
+) -> None:
+    body = report_json(build_daily_report(conn, config, DAY, now=NOW))
+    [stop] = body["stops"]
+    assert _subset(stop, EXPECTED_STOP) == EXPECTED_STOP
+    assert stop["visits"] is None  # a bus stop has no mean stay: no visit estimate
+    departments = [
+        {k: d[k] for k in ("department", "alerts", "acknowledged", "median_ack_min")}
+        for d in body["departments"]
+    ]
+    assert departments == EXPECTED_DEPARTMENTS
