@@ -10,16 +10,16 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from db_rows import alert_message, insert_firing
 from factories import make_config
 from raw_rows import insert_lines, insert_zones
-from db_rows import alert_message, insert_firing
 from report_history import (
     ALERTS,
     DAY,
-    EXPECTED_DEPARTMENTS,
-    EXPECTED_STOP,
     EXPECTED_BEACH,
+    EXPECTED_DEPARTMENTS,
     EXPECTED_SPOT,
+    EXPECTED_STOP,
     EXPECTED_TOTAL_LAST_YEAR,
     line_rows,
     report_config_dict,
