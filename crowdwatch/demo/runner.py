@@ -159,6 +159,7 @@ def _banner(
         f"  dispatcher      {api}/dispatch",
         f"  sites API       {api}/api/sites",
         f"  alerts API      {api}/api/alerts",
+        f"  daily report    {api}/reports (compared with a simulated past)",
     ]
     if logins:
         lines.append("  dispatcher logins (name / password, this run only):")
@@ -249,6 +250,28 @@ def _site_summary(api: str, real_sites: list[str]) -> str | None:
     return f"{line}; real camera: {real}" if real else line
 
 
+def _write_history(config: Path, logs: Path, env: dict[str, str]) -> None:
+    """Write the simulated past this week's reports compare with (a few seconds).
+
+    Before ingest starts: its retention would delete raw rows that old before they are rolled
+    up.  A failure only costs the comparisons; the log says why.
+    """
+    print("writing the simulated past the daily report compares with ...", flush=True)
+    with (logs / "history.log").open("wb") as log:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "crowdwatch", "simulate", "--config", str(config)),
+                *("--history", "7", "--compared"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        print(f"no simulated past for the report comparisons: see {logs / 'history.log'}")
+
+
 def run_demo(options: DemoOptions, stop: threading.Event) -> int:
     """Run the demo until ``stop`` is set, ``duration_s`` passes, or a child dies.
 
@@ -302,6 +325,7 @@ def run_demo(options: DemoOptions, stop: threading.Event) -> int:
         )
         if upgrade.returncode != 0:
             raise CrowdwatchError(f"database upgrade failed: {upgrade.stderr.strip()[-500:]}")
+        _write_history(config, logs, env)
         children = Children(config, logs, env)
         children.start("ingest")
         children.start("alerts")
