@@ -176,6 +176,7 @@ def run_edge(
                     health=health,
                     density=density,
                     dense=dense,
+                    detector_config=config.detector,
                 )
             )
         threads = [
