@@ -110,6 +110,35 @@ def test_sites_lists_every_configured_site_with_its_zones(
     )
 
 
+def test_a_held_count_comes_with_the_edges_reason_and_the_refused_reading(
+    client: tuple[httpx.Client, psycopg.Connection],
+) -> None:
+    http, conn = client
+    now = datetime.now(UTC)
+    flag = "implausible: 1167 people on 64 m² is 18.2 per m², more than the 6 that can stand there"
+    put_zone(conn, "beach-a", "north", 45, now, "cam1", "dense", flag, 1167)
+    put_zone(conn, "beach-a", "south", 90, now, method="detect")
+    dark = "unusable frame: too dark (mean 6/255)"
+    put_zone(conn, "stop-b", "platform", 12, now - timedelta(minutes=10), count_flag=dark)
+
+    state = http.get("/api/state").json()
+
+    by_id = {s["id"]: s for s in state["sites"]}
+    held = [
+        (z["zone_id"], z["count"], z["count_flag"], z["flagged_count"])
+        for z in by_id["beach-a"]["zones"]
+    ]
+    # The held count is the last usable one, the refused reading only beside it.
+    assert held == [("north", 45, flag, 1167), ("south", 90, None, None)]
+    assert by_id["beach-a"]["count"] == 135
+    # A stale count is withheld: nothing is held back either.
+    [stale] = by_id["stop-b"]["zones"]
+    assert (stale["count"], stale["count_flag"], stale["flagged_count"]) == (None, None, None)
+    # The same zone on /api/sites, which shares the shape.
+    beach = http.get("/api/sites/beach-a").json()
+    assert beach["zones"][0]["count_flag"] == flag
+
+
 def test_an_offline_camera_shows_offline_not_zero(
     client: tuple[httpx.Client, psycopg.Connection],
 ) -> None:

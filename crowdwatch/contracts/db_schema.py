@@ -663,6 +663,7 @@ ALTER TABLE zone_latest ADD COLUMN count_flag text;
 ALTER TABLE zone_latest ADD COLUMN flagged_count integer;
 """
 
+
 def _v7_timescale() -> str:
     parts = []
     for suffix, width in ROLLUP_RESOLUTIONS:
