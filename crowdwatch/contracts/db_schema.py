@@ -642,6 +642,28 @@ CREATE INDEX dispatch_decisions_alert ON dispatch_decisions (alert_id, at, id);
 """
 
 
+# Migration 10: why a zone's newest count was held back.  The edge refuses a density reading
+# that no crowd could produce on the zone's ground, or a frame it cannot count in (night,
+# backlight), and keeps publishing the zone's last usable count with the reason
+# (``ZoneCount.count_flag``, a short English sentence) and the refused reading
+# (``flagged_count``; NULL for an unusable frame); see ``crowdwatch.edge.plausibility``.
+# Stored beside the metrics, not declared in ``crowdwatch.contracts.metrics``: a reason is not
+# a quantity, and the rollups keep nothing of it.  They roll up ``count``, which is the held
+# count the pages showed, so trends stay right; a per-bucket tally of flagged intervals would
+# mean rebuilding every TimescaleDB continuous aggregate (as migrations 7 and 8 did) for a
+# figure the raw rows already answer ("how often was this camera refused" is a query over
+# ``zone_counts`` within their retention).  Nullable without a default or constraint, so the
+# same statements run on both paths, a compressed hypertable included (see migration 5; one
+# column per statement, as migration 8 added its own): NULL is "nothing flagged", as on every
+# row before it, and the message contract bounds both values.
+_V10_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN count_flag text;
+ALTER TABLE zone_counts ADD COLUMN flagged_count integer;
+ALTER TABLE zone_latest ADD COLUMN count_flag text;
+ALTER TABLE zone_latest ADD COLUMN flagged_count integer;
+"""
+
+
 def _v7_timescale() -> str:
     parts = []
     for suffix, width in ROLLUP_RESOLUTIONS:
@@ -816,6 +838,13 @@ def migrations(timescale: bool) -> list[Migration]:
             version=9,
             name="dispatch advice per bus-stop alert and the dispatcher's decisions",
             common_sql=_V9_COMMON,
+            timescale_sql="",
+            plain_sql="",
+        ),
+        Migration(
+            version=10,
+            name="why a zone's count was held back: the edge's flag and the refused reading",
+            common_sql=_V10_COMMON,
             timescale_sql="",
             plain_sql="",
         ),

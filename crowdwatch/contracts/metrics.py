@@ -171,6 +171,14 @@ ZONE_METRICS: tuple[ZoneMetric, ...] = (
 """Every zone metric, in rollup column order."""
 
 
+HELD_COUNT_COLUMNS: tuple[str, ...] = ("count_flag", "flagged_count")
+"""Why a zone's count was held back, stored beside the metrics (raw rows and ``zone_latest``,
+migration 10), never rolled up: the ``ZoneCount`` fields of the same names.  ``count_flag``
+is text (a reason, not a quantity); ``flagged_count`` is the reading the edge refused, which
+must not be summed or averaged as if people had been counted
+(:mod:`crowdwatch.edge.plausibility`)."""
+
+
 def zone_metric_columns(metrics: tuple[ZoneMetric, ...] = ZONE_METRICS) -> tuple[str, ...]:
     """The raw columns of the metrics, in declaration order."""
     return tuple(m.column for m in metrics)
