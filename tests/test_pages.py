@@ -98,6 +98,8 @@ def test_phone_page_shows_the_database_live_and_keeps_figures_when_the_database_
         # The first load: the page (decoded) plus the first state (as sent, gzip).
         first_load = sum(loaded) + compressed_size(http, "/api/state")
         assert first_load < FIRST_LOAD_LIMIT, f"first load {first_load} bytes"
+        # Nothing wider than the phone: no sideways scrolling in the field.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=screenshots / "phone-390x844.png", full_page=True)
 
         with psycopg.connect(url, autocommit=True) as conn:
@@ -153,6 +155,7 @@ def test_phone_page_marks_a_held_count_with_the_edges_reason_not_the_refused_num
             f"⚠ {HELD_ZH} · Reading refused, last count kept — {DARK}"
         )
         expect(page.locator("#site-stop-b .held")).to_have_count(0)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=screenshots / "phone-390x844-held-count.png", full_page=True)
 
         # The edge counts again: the mark goes with the next state, no reload.
