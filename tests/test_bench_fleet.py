@@ -1,15 +1,19 @@
-"""The load bench's fleet: pre-encoded payloads that the ingest reads as the messages meant."""
+"""The load bench's fleet: pre-encoded payloads the ingest reads as the messages meant, and
+the bare MQTT 5 writer that publishes them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from services.waiting import wait_until
 
 from crowdwatch.bench._fleet import Template, fleet_cameras
 from crowdwatch.bench._load import bench_district
+from crowdwatch.bench._wire import WirePublisher, varint
 from crowdwatch.contracts.config import MqttConfig
 from crowdwatch.contracts.messages import CameraState, decode_counts, decode_status
+from crowdwatch.mqtt.client import MqttClient
 
 
 def test_every_camera_gets_valid_counts_and_status_with_the_filled_ts_and_id() -> None:
@@ -40,3 +44,37 @@ def test_every_camera_gets_valid_counts_and_status_with_the_filled_ts_and_id() -
 def test_a_payload_without_both_placeholders_is_refused(payload: bytes, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         Template.of(payload)
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [(0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16_383, b"\xff\x7f"),
+     (16_384, b"\x80\x80\x01"), (268_435_455, b"\xff\xff\xff\x7f")],
+)  # fmt: skip
+def test_mqtt_variable_byte_integers(value: int, encoded: bytes) -> None:
+    assert varint(value) == encoded
+
+
+def test_the_wire_publisher_delivers_qos1_messages_in_order_to_a_real_broker(
+    mqtt_config: MqttConfig,
+) -> None:
+    topic = f"{mqtt_config.topic_prefix}/wire"
+    received: list[bytes] = []
+    subscriber = MqttClient(mqtt_config, "test-wire-sub")
+    subscriber.connect()
+    try:
+        subscriber.subscribe(topic, lambda _t, payload: received.append(payload))
+        wire = WirePublisher(mqtt_config.host, mqtt_config.port, "test-wire-pub")
+        try:
+            # More than mosquitto's default Receive Maximum, so the writer waits for PUBACKs.
+            payloads = [f"message {i}".encode() * (1 + i % 50) for i in range(300)]
+            prefix = WirePublisher.prefix(topic)
+            wire.publish([(prefix, p) for p in payloads[:150]])
+            wire.publish([(prefix, p) for p in payloads[150:]])
+            assert wait_until(lambda: wire.acked == 300 and len(received) == 300)
+            assert wire.failed is None
+        finally:
+            wire.close()
+    finally:
+        subscriber.close()
+    assert received == payloads
