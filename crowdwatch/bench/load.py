@@ -83,7 +83,9 @@ FLEET_CAMERAS = 5000
 """Cameras per fleet process (``--simulator fleet``): ~2,000 messages/s at 5 s each."""
 SIMULATE_CAMERAS = 250
 """Cameras per ``crowdwatch simulate`` process (``--simulator simulate``)."""
-START_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 300.0
+"""ingest, alerts and web each load and sync the district at start: ~25 s for 5,000 cameras
+on a busy 2-core box, and they start together."""
 
 Say = Callable[[str], None]
 
