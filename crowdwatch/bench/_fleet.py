@@ -7,7 +7,8 @@ each camera's count and status payloads are encoded once, with the same contract
 (:func:`crowdwatch.contracts.messages.encode`), and cut around their ``ts`` and
 ``message_id``; each message is those cuts joined with a fresh timestamp and id, published at
 QoS 1 by :class:`crowdwatch.bench._wire.WirePublisher` (ready-made packets, one write per
-20 ms tick, up to the broker's Receive Maximum in flight) instead of paho, whose own cost per
+20 ms tick, up to the broker's Receive Maximum in flight, one connection per 250 cameras)
+instead of paho, whose own cost per
 publish is about what the simulator's is. The counts stay at the camera's
 first values (a load bench measures the flow, not the curves); like the simulator, a camera
 publishes ``available: online`` at start, then a count and a retained status every
@@ -147,6 +148,10 @@ def fleet_cameras(config: CrowdwatchConfig) -> list[FleetCamera]:
 
 TICK_S = 0.02
 """The fleet writes what fell due in each 20 ms in one go."""
+CAMERAS_PER_CONNECTION = 250
+"""Cameras sharing one broker connection. Each connection may have only the broker's Receive
+Maximum unacknowledged (mosquitto: 20), so one connection for thousands of cameras is capped
+at 20 messages per round trip, which a busy broker stretches; real cameras each have their own."""
 
 
 def run_fleet(config: CrowdwatchConfig, stop: threading.Event) -> int:
@@ -157,7 +162,8 @@ def run_fleet(config: CrowdwatchConfig, stop: threading.Event) -> int:
     """
     cameras = fleet_cameras(config)
     mqtt = config.mqtt
-    wire = WirePublisher(mqtt.host, mqtt.port, f"bench-fleet-{uuid.uuid4().hex[:10]}")
+    tag = uuid.uuid4().hex[:10]
+    wires: list[WirePublisher] = []
     published = 0
     prefixes = [
         (
@@ -167,14 +173,16 @@ def run_fleet(config: CrowdwatchConfig, stop: threading.Event) -> int:
         for cam in cameras
     ]
     try:
+        for j in range(max(1, -(-len(cameras) // CAMERAS_PER_CONNECTION))):
+            wires.append(WirePublisher(mqtt.host, mqtt.port, f"bench-fleet-{tag}-{j}"))
         online = AVAILABLE_ONLINE.encode()
-        wire.publish(
-            [(WirePublisher.prefix(c.available_topic, retain=True), online) for c in cameras]
-        )
+        for j, wire in enumerate(wires):
+            mine = cameras[j :: len(wires)]
+            wire.publish([(WirePublisher.prefix(c.available_topic, True), online) for c in mine])
         interval = config.edge.interval_s
         n = len(cameras)
         start = time.monotonic()
-        sent = 0  # messages of camera slots sent since start: slot k is due at start + k*interval/n
+        sent = 0  # camera slots sent since start: slot k is due at start + k * interval / n
         last_ping = start
         while not stop.wait(TICK_S):
             now = time.monotonic()
@@ -182,20 +190,24 @@ def run_fleet(config: CrowdwatchConfig, stop: threading.Event) -> int:
             if due - sent > n:
                 sent = due - n  # after a stall: one round at most, not a burst of old rounds
             ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
-            batch = []
+            batches: list[list[tuple[tuple[int, bytes], bytes]]] = [[] for _ in wires]
             for k in range(sent, due):
                 i = k % n
                 cam, (counts_at, status_at) = cameras[i], prefixes[i]
+                batch = batches[i % len(wires)]
                 batch.append((counts_at, cam.counts.fill(ts, str(uuid.uuid4()).encode())))
                 batch.append((status_at, cam.status.fill(ts, str(uuid.uuid4()).encode())))
-            wire.publish(batch)
-            published += len(batch)
+            for wire, batch in zip(wires, batches, strict=True):
+                wire.publish(batch)
+                published += len(batch)
             sent = due
             if now - last_ping > 20:
-                wire.ping()
+                for wire in wires:
+                    wire.ping()
                 last_ping = now
     finally:
-        wire.close()
+        for wire in wires:
+            wire.close()
     return published
 
 

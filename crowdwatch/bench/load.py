@@ -308,6 +308,7 @@ def _step(
             )
             stack.callback(prober.close)
             prober.wait_for_engine(START_TIMEOUT_S, procs.check)
+            _wait_for_simulators(metrics_port, cameras, procs)
             time.sleep(WARMUP_S)  # the simulators' first bursts, the engine's first rounds
             procs.check()
             site = config.sites[0].id
@@ -328,6 +329,20 @@ def _step(
         return _verdict(figures)
     finally:
         pg.drop_database(db_url)
+
+
+def _wait_for_simulators(metrics_port: int, cameras: int, procs: _Processes) -> None:
+    """Until the ingest has had one round of every camera (count and status): a simulator
+    loading a big district takes tens of seconds, which must not count as undelivered."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while (_scrape(metrics_port) or {}).get("crowdwatch_ingest_messages_total", 0) < 2 * cameras:
+        procs.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the simulators did not send one round of {cameras} cameras in "
+                f"{START_TIMEOUT_S:g} s:\n{procs.tail('simulate')}"
+            )
+        time.sleep(0.5)
 
 
 def _wait_for_web(base: str, procs: _Processes) -> None:
