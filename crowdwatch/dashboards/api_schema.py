@@ -209,6 +209,47 @@ class StateOut(Out):
     alerts: list[AlertOut]
 
 
+class RecentOut(Out):
+    ts: Timestamp
+    count: float
+    """the 15-minute mean"""
+    occupancy: float
+
+
+class BandPointOut(Out):
+    horizon_min: int
+    ts: Timestamp
+    expected: float
+    """the blend of the trend and the reference holiday"""
+    low: float
+    high: float
+    """the band: the lower and higher of the two ingredients"""
+    occupancy: float
+    occupancy_low: float
+    occupancy_high: float
+
+
+class SiteForecastOut(Out):
+    id: str
+    kind: SiteKind
+    name: Names
+    capacity: int
+    reference_day: str | None
+    """the holiday the forecast took its ratio from; None: the trend alone"""
+    recent: list[RecentOut]
+    forecast: list[BandPointOut]
+    """empty without a fresh trend (no bucket in the last half hour, or too few)"""
+
+
+class ForecastOut(Out):
+    """``/api/forecast``: the wall's forecast band of every beach and scenic spot."""
+
+    generated_at: Timestamp
+    horizons_min: list[int]
+    window_min: int
+    sites: list[SiteForecastOut]
+
+
 class HealthOut(Out):
     status: Literal["ok", "error"]
     database: Literal["ok", "down"]
@@ -308,6 +349,7 @@ SITE_DOCS = route_docs(SiteOut, 404, 422, 503)
 SERIES_DOCS = route_docs(SeriesOut, 404, 422, 503)
 ALERTS_DOCS = route_docs(list[AlertOut], 503)
 HEALTH_DOCS = route_docs(HealthOut, 503, unavailable=HealthOut)
+FORECAST_DOCS = route_docs(ForecastOut, 503)
 
 
 GTFS_RT_DOCS: dict[str, Any] = {
