@@ -16,8 +16,8 @@ from sinks import HttpSink, SmtpSink
 from crowdwatch.contracts.config import CrowdwatchConfig, RetentionConfig
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.reports.sender import CLAIM_LEASE, due_days, prepare, send_due, send_report
-from crowdwatch.storage.report_sends import claim_day
 from crowdwatch.storage.migrate import upgrade
+from crowdwatch.storage.report_sends import claim_day
 from crowdwatch.storage.rollups import refresh_rollups
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
