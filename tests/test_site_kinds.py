@@ -14,7 +14,7 @@ import pytest
 from factories import config_dict, site_dict
 
 from crowdwatch.analytics.evaluator import AlertEvaluator
-from crowdwatch.analytics.readings import ZoneReading, ZoneStatus
+from crowdwatch.analytics.readings import zone_readings
 from crowdwatch.analytics.routing import group_key
 from crowdwatch.analytics.rules import effective_rule
 from crowdwatch.analytics.summaries import suggested_action
@@ -32,6 +32,7 @@ from crowdwatch.dashboards.api_schema import KindOut
 from crowdwatch.dashboards.grafana.panel_sql import KIND_LABELS, PanelSql
 from crowdwatch.reports.capacity import level_at, site_capacity
 from crowdwatch.simulator.curves import expected_occupancy
+from crowdwatch.storage.queries import ZoneLatest
 
 
 def _site(site_id: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -171,6 +172,11 @@ def test_beaches_and_spots_warn_at_the_reports_capacity_levels(
     for site in raw["sites"][:2]:
         site |= tourism
         site["cameras"][0]["zones"][0]["capacity"] = 100
+    # The beach's zone has no capacity of its own: 750 m² of sand at 7.5 m² a person is 100,
+    # not the site's 120.
+    del raw["sites"][0]["cameras"][0]["zones"][0]["capacity"]
+    ground = {"zone": "platform", "ground": "beach_sand", "area_m2": 750}
+    raw["reports"] = {"sites": [{"site": "beach-a", "zones": [ground]}]}
     raw["alerts"] = {"kind_rules": True}
     config = parse_config(raw)
     levels = {r.id: r for r in config.alerts.rules if r.id.split("-")[-1] in LEVEL_SEVERITY}
@@ -179,18 +185,24 @@ def test_beaches_and_spots_warn_at_the_reports_capacity_levels(
     ]
     evaluator = AlertEvaluator(config.alerts.rules)
     t0 = datetime(2026, 10, 3, 6, tzinfo=UTC)
-    got: dict[str, list[tuple[str, str]]] = {}
-    for site in config.sites[:2]:
-        zone = site.cameras[0].zones[0]
-        reading = ZoneReading(site, "cam1", zone, ZoneStatus.OK, count, t0, 0.0)
-        evaluator.evaluate([reading], t0)
-        later = evaluator.evaluate([reading], t0 + timedelta(seconds=60))  # for_s: 60
-        got[site.id] = sorted((t.rule.rule.id.split("-")[-1], t.rule.rule.severity) for t in later)
+    # As the engine reads them: the newest row of each zone, through zone_readings.
+    rows = [
+        ZoneLatest(s, "platform", "cam1", t0, count, count, count) for s in ("beach-a", "spot-b")
+    ]
+    readings = [r for r in zone_readings(config, rows, [], t0) if r.site.id != "stop-a"]
+    evaluator.evaluate(readings, t0)
+    later = evaluator.evaluate(readings, t0 + timedelta(seconds=60))  # for_s: 60
+    got: dict[str, list[tuple[str, str]]] = {"beach-a": [], "spot-b": []}
+    for t in later:
+        got[t.reading.site.id].append((t.rule.rule.id.split("-")[-1], t.rule.rule.severity))
+    for reading in readings:
+        site = reading.site
         # The same rungs the daily report counts minutes above, on the capacity it computes.
         capacity = site_capacity(config, site).zones[0].capacity
-        assert capacity == 100 and site.department.value == "culture_tourism"
+        assert capacity == reading.capacity == 100
+        assert site.department.value == "culture_tourism"
         reached = level_at(count / capacity, config.reports.levels)
         ladder = [lv.id for lv in config.reports.levels]
         assert fired == ([] if reached is None else ladder[: ladder.index(reached.id) + 1])
     expected = sorted((c, LEVEL_SEVERITY[c]) for c in fired)
-    assert got == {"beach-a": expected, "spot-b": expected}
+    assert {k: sorted(v) for k, v in got.items()} == {"beach-a": expected, "spot-b": expected}
