@@ -10,8 +10,9 @@ from report_history import report_config_dict
 
 from crowdwatch.contracts.config import Calibration
 from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.contracts.ground import ground_area_m2
 from crowdwatch.contracts.reports import DEFAULT_LEVELS
-from crowdwatch.reports.capacity import ground_area_m2, level_at, site_capacity
+from crowdwatch.reports.capacity import level_at, site_capacity
 
 # 100x100 px seen as a 40 m x 25 m rectangle of sand = 1000 m²
 FLAT = Calibration(

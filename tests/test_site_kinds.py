@@ -7,17 +7,21 @@ on the site itself (as every config before the kinds had their own keys) still l
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from factories import config_dict, site_dict
 
+from crowdwatch.analytics.evaluator import AlertEvaluator
+from crowdwatch.analytics.readings import zone_readings
 from crowdwatch.analytics.routing import group_key
 from crowdwatch.analytics.rules import effective_rule
 from crowdwatch.analytics.summaries import suggested_action
 from crowdwatch.contracts.config import ConfigError, SiteKind, parse_config
 from crowdwatch.contracts.site_kinds import (
     KIND_ORDER,
+    LEVEL_SEVERITY,
     SITE_KINDS,
     KindView,
     bus_routes,
@@ -26,7 +30,9 @@ from crowdwatch.contracts.site_kinds import (
 )
 from crowdwatch.dashboards.api_schema import KindOut
 from crowdwatch.dashboards.grafana.panel_sql import KIND_LABELS, PanelSql
+from crowdwatch.reports.capacity import level_at, site_capacity
 from crowdwatch.simulator.curves import expected_occupancy
+from crowdwatch.storage.queries import ZoneLatest
 
 
 def _site(site_id: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -143,3 +149,60 @@ def test_the_simulator_follows_each_kinds_curve() -> None:
     for kind, values in before.items():
         now = tuple(round(expected_occupancy(kind, h), 4) for h in (3.0, 10.0, 13.0, 17.5))
         assert now == values, kind
+
+
+@pytest.mark.parametrize(
+    ("count", "fired"),
+    [
+        (79, []),
+        (80, ["yellow"]),
+        (89, ["yellow"]),
+        (90, ["yellow", "orange"]),
+        (100, ["yellow", "orange", "red"]),
+        (130, ["yellow", "orange", "red"]),
+    ],
+)
+def test_beaches_and_spots_warn_at_the_reports_capacity_levels(
+    count: int, fired: list[str]
+) -> None:
+    tourism = {"department": "culture_tourism", "capacity": 120}
+    raw = config_dict(
+        _site("beach-a", "beach"), _site("spot-b", "scenic_spot"), _site("stop-a", "bus_stop")
+    )
+    for site in raw["sites"][:2]:
+        site |= tourism
+        site["cameras"][0]["zones"][0]["capacity"] = 100
+    # The beach's zone has no capacity of its own: 750 m² of sand at 7.5 m² a person is 100,
+    # not the site's 120.
+    del raw["sites"][0]["cameras"][0]["zones"][0]["capacity"]
+    ground = {"zone": "platform", "ground": "beach_sand", "area_m2": 750}
+    raw["reports"] = {"sites": [{"site": "beach-a", "zones": [ground]}]}
+    raw["alerts"] = {"kind_rules": True}
+    config = parse_config(raw)
+    levels = {r.id: r for r in config.alerts.rules if r.id.split("-")[-1] in LEVEL_SEVERITY}
+    assert sorted(levels) == [
+        f"{p}-{c}" for p in ("beach", "spot") for c in ("orange", "red", "yellow")
+    ]
+    evaluator = AlertEvaluator(config.alerts.rules)
+    t0 = datetime(2026, 10, 3, 6, tzinfo=UTC)
+    # As the engine reads them: the newest row of each zone, through zone_readings.
+    rows = [
+        ZoneLatest(s, "platform", "cam1", t0, count, count, count) for s in ("beach-a", "spot-b")
+    ]
+    readings = [r for r in zone_readings(config, rows, [], t0) if r.site.id != "stop-a"]
+    evaluator.evaluate(readings, t0)
+    later = evaluator.evaluate(readings, t0 + timedelta(seconds=60))  # for_s: 60
+    got: dict[str, list[tuple[str, str]]] = {"beach-a": [], "spot-b": []}
+    for t in later:
+        got[t.reading.site.id].append((t.rule.rule.id.split("-")[-1], t.rule.rule.severity))
+    for reading in readings:
+        site = reading.site
+        # The same rungs the daily report counts minutes above, on the capacity it computes.
+        capacity = site_capacity(config, site).zones[0].capacity
+        assert capacity == reading.capacity == 100
+        assert site.department.value == "culture_tourism"
+        reached = level_at(count / capacity, config.reports.levels)
+        ladder = [lv.id for lv in config.reports.levels]
+        assert fired == ([] if reached is None else ladder[: ladder.index(reached.id) + 1])
+    expected = sorted((c, LEVEL_SEVERITY[c]) for c in fired)
+    assert {k: sorted(v) for k, v in got.items()} == {"beach-a": expected, "spot-b": expected}

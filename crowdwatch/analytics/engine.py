@@ -77,6 +77,7 @@ from crowdwatch.analytics.rules import CROWD_METRICS
 from crowdwatch.analytics.silences import Silence, active_silences
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
+from crowdwatch.contracts.ground import derived_capacities
 from crowdwatch.contracts.messages import (
     MAX_PACKET_BYTES,
     CameraState,
@@ -269,11 +270,13 @@ class AlertEngine:
             and (newest is None or status_row.ts >= newest)
         )
         stale_after = self._alerts.stale_after_s
+        derived = derived_capacities(self._config)
         out = []
         for zone, row in zip(camera.zones, rows, strict=True):
             age = (now - row.ts).total_seconds() if row is not None else None
             status = zone_status(offline=offline, age_s=age, stale_after_s=stale_after)
-            out.append(zone_reading(site, camera_id, zone, row, status, age))
+            area = derived.get((site_id, zone.id))
+            out.append(zone_reading(site, camera_id, zone, row, status, age, area))
         return out
 
     def close(self) -> None:

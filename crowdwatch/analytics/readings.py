@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from crowdwatch.contracts.config import CrowdwatchConfig, Site, Zone
+from crowdwatch.contracts.ground import derived_capacities
 from crowdwatch.contracts.messages import CameraState, CountMethod
 from crowdwatch.storage.queries import CameraStatusRow, ZoneLatest
 
@@ -54,11 +55,17 @@ class ZoneReading:
     """people per m² (OK status and a calibrated camera only)"""
     method: CountMethod | None = None
     """what produced ``count`` (OK status only; None where the edge did not say)"""
+    area_capacity: int | None = None
+    """the capacity from the zone's ground area (``reports.sites``), for a zone with none of
+    its own (:func:`crowdwatch.contracts.ground.derived_capacities`)"""
 
     @property
     def capacity(self) -> int:
-        """The zone's capacity, or the site's when the zone has none."""
-        return self.zone.capacity if self.zone.capacity is not None else self.site.capacity
+        """The zone's capacity: its own, else from its ground area, else the site's (as the
+        daily report counts it, so an alert at 80 % is the report's yellow level)."""
+        if self.zone.capacity is not None:
+            return self.zone.capacity
+        return self.area_capacity if self.area_capacity is not None else self.site.capacity
 
     @property
     def occupancy(self) -> float | None:
@@ -107,8 +114,10 @@ def zone_reading(
     row: ZoneLatest | None,
     status: ZoneStatus,
     age_s: float | None,
+    area_capacity: int | None = None,
 ) -> ZoneReading:
-    """One zone's reading from its newest row: the count and its details only when OK."""
+    """One zone's reading from its newest row: the count and its details only when OK;
+    ``area_capacity`` from :func:`crowdwatch.contracts.ground.derived_capacities`."""
     ok = row if status is ZoneStatus.OK else None
     return ZoneReading(
         site=site,
@@ -121,6 +130,7 @@ def zone_reading(
         longest_wait_s=ok.longest_wait_s if ok is not None else None,
         density_per_m2=ok.density_per_m2 if ok is not None else None,
         method=ok.method if ok is not None else None,
+        area_capacity=area_capacity,
     )
 
 
@@ -144,6 +154,7 @@ def zone_readings(
     counts = {(r.site_id, r.zone_id): r for r in zone_rows}
     states = {(r.site_id, r.camera_id): r.state for r in camera_rows}
     stale_after = config.alerts.stale_after_s
+    derived = derived_capacities(config)
     readings = []
     for site, camera in config.cameras():
         offline = states.get((site.id, camera.id)) == CameraState.OFFLINE
@@ -152,7 +163,8 @@ def zone_readings(
             ts = row.ts if row is not None else None
             age = (now - ts).total_seconds() if ts is not None else None
             status = zone_status(offline=offline, age_s=age, stale_after_s=stale_after)
-            readings.append(zone_reading(site, camera.id, zone, row, status, age))
+            area = derived.get((site.id, zone.id))
+            readings.append(zone_reading(site, camera.id, zone, row, status, age, area))
     return readings
 
 

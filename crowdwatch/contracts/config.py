@@ -803,7 +803,8 @@ class EdgeConfig(Model):
 
 class AlertMetric(StrEnum):
     OCCUPANCY_RATIO = "occupancy_ratio"
-    """people / capacity of the zone (or of the site when the zone has no capacity)"""
+    """people / capacity of the zone: its own, else from its ground area (``reports.sites``,
+    :mod:`crowdwatch.contracts.ground`), else the site's"""
     PEOPLE = "people"
     """people counted in the zone (at a bus stop: people waiting)"""
     LONGEST_WAIT_MIN = "longest_wait_min"

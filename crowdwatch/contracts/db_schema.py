@@ -664,6 +664,23 @@ ALTER TABLE zone_latest ADD COLUMN flagged_count integer;
 """
 
 
+# Migration 11: the daily report scheduler's memory of the days it sent, so that a restart
+# neither sends a day again nor skips one (``crowdwatch.storage.report_sends``).  A row is
+# claimed (``sending``) before the poster goes out and marked ``sent`` after; a claim whose
+# holder died is taken over once it is older than the scheduler's lease.
+_V11_COMMON = """
+CREATE TABLE report_sends (
+    day         date PRIMARY KEY,
+    state       text NOT NULL CHECK (state IN ('sending', 'sent')),
+    holder      text NOT NULL CHECK (holder <> ''),
+    claimed_at  timestamptz NOT NULL,
+    sent_at     timestamptz,
+    results     jsonb,
+    CHECK ((state = 'sent') = (sent_at IS NOT NULL))
+);
+"""
+
+
 def _v7_timescale() -> str:
     parts = []
     for suffix, width in ROLLUP_RESOLUTIONS:
@@ -845,6 +862,13 @@ def migrations(timescale: bool) -> list[Migration]:
             version=10,
             name="why a zone's count was held back: the edge's flag and the refused reading",
             common_sql=_V10_COMMON,
+            timescale_sql="",
+            plain_sql="",
+        ),
+        Migration(
+            version=11,
+            name="the days the daily report was sent",
+            common_sql=_V11_COMMON,
             timescale_sql="",
             plain_sql="",
         ),

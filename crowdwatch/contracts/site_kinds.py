@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from crowdwatch.contracts.config import LocalizedName, Site, SiteKind
+from crowdwatch.contracts.reports import DEFAULT_LEVELS
 
 
 class KindView(StrEnum):
@@ -126,6 +127,30 @@ def _names(zh: str, en: str) -> LocalizedName:
 
 _PEOPLE = _names("{n} 人", "{n} people")
 
+LEVEL_SEVERITY = {"yellow": "info", "orange": "warning", "red": "critical"}
+"""The alert severity of each rung of the warning ladder (LB/T 034-2014's colours)."""
+
+
+def capacity_level_rules(prefix: str) -> tuple[dict[str, Any], ...]:
+    """The warning levels as alert rules: ``{prefix}-yellow`` / ``-orange`` / ``-red`` at 80 /
+    90 / 100 % of capacity (the ladder the daily report counts minutes above,
+    :data:`crowdwatch.contracts.reports.DEFAULT_LEVELS`), each clearing 10 points lower so a
+    crowd hovering on a rung does not flap.  The share is of the zone's configured capacity
+    (the site's where the zone has none), as every occupancy rule reads it.
+    """
+    return tuple(
+        {
+            "id": f"{prefix}-{level.id}",
+            "metric": "occupancy_ratio",
+            "fire_at": level.at,
+            "clear_at": round(level.at - 0.1, 2),
+            "for_s": 60,
+            "severity": LEVEL_SEVERITY[level.id],
+        }
+        for level in DEFAULT_LEVELS
+    )
+
+
 SITE_KINDS: dict[SiteKind, KindSpec] = {
     spec.kind: spec
     for spec in (
@@ -138,14 +163,7 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
                 "暂停入场, 引导游客去其他区域", "stop entry, guide people to other sections"
             ),
             rules=(
-                {
-                    "id": "beach-full",
-                    "metric": "occupancy_ratio",
-                    "fire_at": 0.9,
-                    "clear_at": 0.75,
-                    "for_s": 60,
-                    "severity": "critical",
-                },
+                *capacity_level_rules("beach"),
                 {
                     "id": "beach-filling",
                     "metric": "forecast_occupancy",
@@ -198,16 +216,7 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
             count_text=_PEOPLE,
             action=_names("限流", "limit entry"),
             # LB/T 034-2014: controls start at 80% of the instantaneous capacity.
-            rules=(
-                {
-                    "id": "spot-crowded",
-                    "metric": "occupancy_ratio",
-                    "fire_at": 0.8,
-                    "clear_at": 0.65,
-                    "for_s": 60,
-                    "severity": "warning",
-                },
-            ),
+            rules=capacity_level_rules("spot"),
             curve=_scenic_spot,
             dwell_h=0.7,
             passes_through=False,

@@ -21,6 +21,7 @@ from crowdwatch.contracts.messages import CountMethod
 from crowdwatch.contracts.site_kinds import KindView
 from crowdwatch.dashboards.bodies import DeclineBody, LoginBody, NoteBody
 from crowdwatch.dashboards.trends import Trend
+from crowdwatch.reports.holidays import DayKind
 from crowdwatch.storage.queries import Resolution
 
 Timestamp = str
@@ -213,6 +214,161 @@ class StateOut(Out):
     alerts: list[AlertOut]
 
 
+class RecentOut(Out):
+    ts: Timestamp
+    count: float
+    """the 15-minute mean"""
+    occupancy: float
+
+
+class BandPointOut(Out):
+    horizon_min: int
+    ts: Timestamp
+    expected: float
+    """the blend of the trend and the reference holiday"""
+    low: float
+    high: float
+    """the band: the lower and higher of the two ingredients"""
+    occupancy: float
+    occupancy_low: float
+    occupancy_high: float
+
+
+class SiteForecastOut(Out):
+    id: str
+    kind: SiteKind
+    name: Names
+    capacity: int
+    reference_day: str | None
+    """the holiday the forecast took its ratio from; None: the trend alone"""
+    recent: list[RecentOut]
+    forecast: list[BandPointOut]
+    """empty without a fresh trend (no bucket in the last half hour, or too few)"""
+
+
+class ForecastOut(Out):
+    """``/api/forecast``: the wall's forecast band of every beach and scenic spot."""
+
+    generated_at: Timestamp
+    horizons_min: list[int]
+    window_min: int
+    sites: list[SiteForecastOut]
+
+
+class ReportLevelOut(Out):
+    id: str
+    at: float
+    """share of capacity"""
+    name: Names
+
+
+class ComparisonOut(Out):
+    day: str | None
+    visits: int | None
+    change_pct: float | None
+
+
+class Comparisons(Out):
+    last_year: ComparisonOut
+    previous_holiday: ComparisonOut
+    ordinary_weekend: ComparisonOut
+
+
+class ZoneCapacityOut(Out):
+    zone_id: str
+    capacity: int | None
+    source: str
+    area_m2: float | None
+    m2_per_person: float | None
+
+
+class SiteCapacityOut(Out):
+    instantaneous: int
+    daily: int | None
+    turnover: float | None
+    mean_stay_min: float | None
+    zones: list[ZoneCapacityOut]
+
+
+class ReportSiteOut(Out):
+    """One site's day (:func:`crowdwatch.reports.daily.report_json`)."""
+
+    site_id: str
+    kind: SiteKind
+    name: Names
+    visits: int | None
+    visits_estimated: bool
+    """visits estimated from occupancy and the mean stay, not counted at entrance lines"""
+    entries: int | None
+    exits: int | None
+    person_hours: float
+    peak: int | None
+    peak_at: Timestamp | None
+    peak_local: str | None
+    minutes_above: dict[str, int]
+    coverage: float
+    longest_wait_s: float | None
+    alerts: int
+    capacity: SiteCapacityOut
+    comparisons: dict[str, ComparisonOut]
+
+
+class DepartmentReportOut(Out):
+    department: str
+    name: Names
+    alerts: int
+    acknowledged: int
+    median_ack_min: float | None
+
+
+class DailyReportOut(Out):
+    """``/api/reports/daily/{day}``: the figures of the daily index report."""
+
+    day: str
+    title: Names
+    day_kind: DayKind
+    holiday: str | None
+    holiday_day: int | None
+    timezone: str
+    generated_at: Timestamp
+    levels: list[ReportLevelOut]
+    total_visits: int
+    total_comparisons: Comparisons
+    sites: list[ReportSiteOut]
+    stops: list[ReportSiteOut]
+    roads: list[ReportSiteOut]
+    departments: list[DepartmentReportOut]
+
+
+class HolidaySiteOut(Out):
+    site_id: str
+    name: Names
+    visits: int | None
+    visits_estimated: bool
+    last_year_visits: int | None
+    change_pct: float | None
+    peak: int | None
+    peak_at: Timestamp | None
+    minutes_above: dict[str, int]
+    per_day: list[int | None]
+
+
+class HolidayReportOut(Out):
+    """``/api/reports/holiday/{holiday}/{year}``: the whole holiday against last year's."""
+
+    holiday: str
+    year: int
+    title: Names
+    days: list[str]
+    last_year_days: list[str]
+    total_visits: int
+    last_year_total: int | None
+    change_pct: float | None
+    per_day: list[int | None]
+    last_year_per_day: list[int | None]
+    sites: list[HolidaySiteOut]
+
+
 class HealthOut(Out):
     status: Literal["ok", "error"]
     database: Literal["ok", "down"]
@@ -312,6 +468,11 @@ SITE_DOCS = route_docs(SiteOut, 404, 422, 503)
 SERIES_DOCS = route_docs(SeriesOut, 404, 422, 503)
 ALERTS_DOCS = route_docs(list[AlertOut], 503)
 HEALTH_DOCS = route_docs(HealthOut, 503, unavailable=HealthOut)
+FORECAST_DOCS = route_docs(ForecastOut, 503)
+# A bad day, format, year or holiday key, an unknown day of the calendar and a missing
+# ``crowdwatch[reports]`` part are 422s that name the fix (see report_pages).
+REPORT_API_DOCS = route_docs(DailyReportOut, 422, 503)
+HOLIDAY_API_DOCS = route_docs(HolidayReportOut, 422, 503)
 
 
 GTFS_RT_DOCS: dict[str, Any] = {
@@ -349,5 +510,51 @@ STREAM_DOCS: dict[str, Any] = {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-Sent Events: `state` (a StateOut) and `ping`",
         }
+    },
+}
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# Explicit content, not ``model``: FastAPI would document a model under the route's own media
+# type (text/html), while the errors are JSON.
+_ERROR_JSON = {"application/json": {"schema": ErrorOut.model_json_schema()}}
+_REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {
+        "content": _ERROR_JSON,
+        "description": "a bad day, format, year or holiday key; a day the holiday calendar "
+        "does not know; or the crowdwatch[reports] part is not installed (the message says which)",
+    },
+    503: {"content": _ERROR_JSON, "description": _WHY[503]},
+}
+REPORT_TODAY_DOCS: dict[str, Any] = {
+    "response_class": Response,
+    "responses": {
+        302: {
+            "description": "to today's report (the district's local day)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+    },
+}
+REPORT_FILE_DOCS: dict[str, Any] = {
+    "response_class": HTMLResponse,
+    "responses": {
+        200: {
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "image/png": _BINARY,
+                "application/pdf": _BINARY,
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": _BINARY,
+            },
+            "description": "`{day}`: the page; `{day}.png`, `.pdf`: the poster; "
+            "`{day}.csv`, `.xlsx`: the figures as tables",
+        },
+        **_REPORT_ERRORS,
+    },
+}
+HOLIDAY_PAGE_DOCS: dict[str, Any] = {
+    "response_class": HTMLResponse,
+    "responses": {
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "page"},
+        **_REPORT_ERRORS,
     },
 }

@@ -27,6 +27,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.dashboards.api_schema import (
+    HOLIDAY_API_DOCS,
+    HOLIDAY_PAGE_DOCS,
+    REPORT_API_DOCS,
+    REPORT_FILE_DOCS,
+    REPORT_TODAY_DOCS,
+)
 from crowdwatch.dashboards.bodies import preview
 from crowdwatch.reports.daily import DailyReport, build_daily_report, report_json
 from crowdwatch.reports.holiday import HolidayReport
@@ -70,12 +77,12 @@ def reports_router(
     def problem(message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=422)
 
-    @router.get("/reports", include_in_schema=False)
+    @router.get("/reports", **REPORT_TODAY_DOCS)
     def today() -> Response:
         day = datetime.now(UTC).astimezone(tz).date()
         return RedirectResponse(f"/reports/daily/{day.isoformat()}", status_code=302)
 
-    @router.get("/reports/daily/{name}", include_in_schema=False)
+    @router.get("/reports/daily/{name}", **REPORT_FILE_DOCS)
     def report_file(name: str) -> Response:
         parsed = _parse(name)
         if isinstance(parsed, str):
@@ -100,7 +107,7 @@ def reports_router(
             headers={"Cache-Control": "no-store", "Content-Disposition": disposition},
         )
 
-    @router.get("/api/reports/daily/{name}", include_in_schema=False)
+    @router.get("/api/reports/daily/{name}", **REPORT_API_DOCS)
     def report_api(name: str) -> JSONResponse:
         parsed = _parse(name)
         if isinstance(parsed, str) or parsed[1] != "html":
@@ -121,7 +128,7 @@ def reports_router(
         with database() as conn:
             return build_holiday_report(conn, config, name, int(year), calendar=calendar)
 
-    @router.get("/reports/holiday/{name}/{year}", include_in_schema=False)
+    @router.get("/reports/holiday/{name}/{year}", **HOLIDAY_PAGE_DOCS)
     def holiday_page(name: str, year: str) -> Response:
         from crowdwatch.reports.holiday import render_holiday_page
 
@@ -133,7 +140,7 @@ def reports_router(
             return problem(found)
         return HTMLResponse(render_holiday_page(found), headers={"Cache-Control": "no-store"})
 
-    @router.get("/api/reports/holiday/{name}/{year}", include_in_schema=False)
+    @router.get("/api/reports/holiday/{name}/{year}", **HOLIDAY_API_DOCS)
     def holiday_api(name: str, year: str) -> JSONResponse:
         from crowdwatch.reports.holiday import holiday_json
 

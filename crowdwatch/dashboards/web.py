@@ -69,6 +69,7 @@ from crowdwatch.dashboards.connections import (
     open_files_budget,
 )
 from crowdwatch.dashboards.dispatch import dispatch_router
+from crowdwatch.dashboards.forecast_band import forecast_router
 from crowdwatch.dashboards.gtfs_realtime import gtfs_realtime_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
@@ -186,6 +187,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     app.include_router(dispatch_router(config, signer, database))
     app.include_router(gtfs_realtime_router(config, database))
     app.include_router(reports_router(config, database))
+    app.include_router(forecast_router(config, database))
     site_ids = {s.id for s in config.sites}
 
     @app.exception_handler(StorageError)

@@ -24,11 +24,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import smtplib
+import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, assert_never
 from zoneinfo import ZoneInfo
@@ -50,6 +52,7 @@ from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.reports.daily import DailyReport, build_daily_report, report_json
 from crowdwatch.reports.poster import poster_pdf, poster_png
 from crowdwatch.storage.db import connect
+from crowdwatch.storage.report_sends import claim_day, last_sent_day, mark_sent, release_day
 
 logger = logging.getLogger(__name__)
 
@@ -203,14 +206,82 @@ def send_report(config: CrowdwatchConfig, outgoing: Outgoing) -> dict[str, str |
     return results
 
 
-def due_day(config: CrowdwatchConfig, now: datetime, last_sent: date | None) -> date | None:
-    """The local day whose report is due at ``now`` (``send_at`` has passed, not sent yet)."""
+CATCH_UP_DAYS = 7
+"""After a long outage, the most days sent at once: the newest ones (a leader wants last
+night's report, not a backlog of posters); the older ones are named in a warning."""
+CLAIM_LEASE = timedelta(minutes=15)
+"""How long a claim protects a day: a poster and every channel's timeouts take far less, so an
+older claim's holder has died."""
+
+
+def due_days(config: CrowdwatchConfig, now: datetime, last_sent: date | None) -> list[date]:
+    """The local days whose report is due at ``now``, oldest first.
+
+    Each day from the one after ``last_sent`` to the newest due day (today once ``send_at``
+    has passed, else yesterday), at most :data:`CATCH_UP_DAYS`; before the first report ever
+    sent, only today once ``send_at`` has passed.
+
+    With ``send_at: "21:00"``, last sent 3 October, at 21:30 on 5 October: 4 and 5 October;
+    at 20:00 on 5 October: 4 October only.
+    """
     if config.reports.send_at is None:
-        return None
+        return []
     local = now.astimezone(ZoneInfo(config.district.timezone))
-    if local.strftime("%H:%M") < config.reports.send_at or last_sent == local.date():
-        return None
-    return local.date()
+    passed = local.strftime("%H:%M") >= config.reports.send_at
+    newest = local.date() if passed else local.date() - timedelta(days=1)
+    if last_sent is None:
+        return [newest] if passed else []
+    days = [last_sent + timedelta(days=i) for i in range(1, (newest - last_sent).days + 1)]
+    if len(days) > CATCH_UP_DAYS:
+        logger.warning(
+            "reports of %s to %s not sent (the scheduler was away); sending the last %d days",
+            days[0],
+            days[-CATCH_UP_DAYS - 1],
+            CATCH_UP_DAYS,
+        )
+    return days[-CATCH_UP_DAYS:]
+
+
+def send_due(config: CrowdwatchConfig, db_url: str, now: datetime, holder: str) -> list[date]:
+    """Send every due day's report once (see :mod:`crowdwatch.storage.report_sends`).
+
+    Days go oldest first; the first that cannot be drawn stops the round (its claim is given
+    back) so that no later day overtakes it.  A channel that fails does not: its error is kept
+    in the day's row and the log.
+
+    Args:
+        config: the config (``reports.send_at``, ``reports.channels``).
+        db_url: the database.
+        now: the present instant.
+        holder: who sends (host and process), for the claims.
+
+    Returns:
+        The days sent in this round.
+
+    Raises:
+        StorageError: the database is away.
+        ConfigError: the day cannot be drawn (the calendar lacks its year, no matplotlib).
+    """
+    with connect(db_url, autocommit=True) as conn:
+        days = due_days(config, now, last_sent_day(conn))
+    sent: list[date] = []
+    for day in days:
+        with connect(db_url, autocommit=True) as conn:
+            if not claim_day(conn, day, holder, now, CLAIM_LEASE):
+                logger.info("report of %s sent or being sent by another scheduler", day)
+                continue
+        try:
+            outgoing = prepare(config, db_url, day)
+        except Exception:
+            with connect(db_url, autocommit=True) as conn:
+                release_day(conn, day, holder)
+            raise
+        results = send_report(config, outgoing)
+        with connect(db_url, autocommit=True) as conn:
+            mark_sent(conn, day, holder, datetime.now(UTC), results)
+        logger.info("report of %s sent: %s", day, results)
+        sent.append(day)
+    return sent
 
 
 def run_schedule(
@@ -218,19 +289,15 @@ def run_schedule(
 ) -> None:
     """Send each day's report once, at ``reports.send_at`` local time, until ``stop``.
 
-    A process started after ``send_at`` sends that day's report at once; after a restart it
-    sends it again (the sent day is kept in memory only).
+    The days sent are kept in the database (``report_sends``): a restarted scheduler sends
+    neither a day again nor skips one (:func:`send_due`).
     """
-    last_sent: date | None = None
+    holder = f"{socket.gethostname()}:{os.getpid()}"
     while True:
-        day = due_day(config, datetime.now(UTC), last_sent)
-        if day is not None:
-            # Top of a long-running loop: one bad day must not stop the next one.
-            try:
-                results = send_report(config, prepare(config, db_url, day))
-                logger.info("report of %s sent: %s", day, results)
-                last_sent = day
-            except Exception:
-                logger.exception("report of %s not sent; retrying in %.0f s", day, check_every_s)
+        # Top of a long-running loop: one bad round must not stop the next one.
+        try:
+            send_due(config, db_url, datetime.now(UTC), holder)
+        except Exception:
+            logger.exception("daily report not sent; retrying in %.0f s", check_every_s)
         if stop.wait(check_every_s):
             return

@@ -62,6 +62,8 @@ ALERT_TABLES = (
     "alert_engine_lease",
     "dispatch_advice",
     "dispatch_decisions",
+    # The report scheduler reaches the alert channels, as the engine does.
+    "report_sends",
 )
 READ_MODEL = TIME_SERIES_TABLES + LATEST_TABLES + REGISTRY_TABLES + ROLLUP_TABLES
 """What the pages and the alert engine read."""

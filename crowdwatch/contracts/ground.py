@@ -1,0 +1,144 @@
+"""A zone's capacity from its ground area, where the config gives it no number of its own.
+
+Instantaneous capacity = usable area / area per person (GB/T 50298-2018; the defaults and the
+ground kinds in :mod:`crowdwatch.contracts.reports`).  The area is ``reports.sites[].zones[]
+.area_m2`` or, without it, the zone's polygon mapped onto the ground by the camera's
+calibration (a homography, as the edge's density uses it), in plain Python so no server
+process needs OpenCV.
+
+Here, among the contracts, because two processes read it: the daily report
+(:mod:`crowdwatch.reports.capacity`) and every occupancy the alert engine and the pages show
+(:mod:`crowdwatch.analytics.readings`), so that an alert at 80 % is 80 % of the capacity the
+report counts minutes above.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from crowdwatch.contracts.config import Calibration, Camera, CrowdwatchConfig, Point, Site, Zone
+from crowdwatch.contracts.errors import ConfigError
+
+
+def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (8x8 here)."""
+    n = len(rhs)
+    a = [[*row, rhs[i]] for i, row in enumerate(matrix)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12:
+            raise ValueError("the calibration points do not define a plane")
+        a[col], a[pivot] = a[pivot], a[col]
+        for r in range(n):
+            if r != col:
+                factor = a[r][col] / a[col][col]
+                a[r] = [x - factor * y for x, y in zip(a[r], a[col], strict=True)]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
+def homography(image: list[Point], ground: list[Point]) -> list[float]:
+    """The 3x3 image-to-ground homography (row-major, h33 = 1) from 4 point pairs."""
+    matrix: list[list[float]] = []
+    rhs: list[float] = []
+    for (x, y), (u, v) in zip(image, ground, strict=True):
+        matrix.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rhs.append(u)
+        matrix.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs.append(v)
+    return [*_solve(matrix, rhs), 1.0]
+
+
+def ground_area_m2(polygon: list[Point], calibration: Calibration) -> float:
+    """Ground area of an image polygon (pixels of the camera's ``frame_size``), in m².
+
+    Raises:
+        ValueError: a vertex lies on or beyond the horizon of the calibrated ground.
+
+    Example:
+        >>> cal = Calibration(image_points=[(0, 0), (100, 0), (100, 100), (0, 100)],
+        ...                   ground_points_m=[(0, 0), (10, 0), (10, 10), (0, 10)])
+        >>> ground_area_m2([(0, 0), (50, 0), (50, 50), (0, 50)], cal)
+        25.0
+    """
+    h = homography(calibration.image_points, calibration.ground_points_m)
+    w0 = h[6] * calibration.image_points[0][0] + h[7] * calibration.image_points[0][1] + h[8]
+    sign = 1.0 if w0 > 0 else -1.0
+    ground: list[Point] = []
+    for x, y in polygon:
+        w = (h[6] * x + h[7] * y + h[8]) * sign
+        if w <= 1e-12:
+            raise ValueError("a point lies on or above the horizon of the ground calibration")
+        ground.append(
+            ((h[0] * x + h[1] * y + h[2]) * sign / w, (h[3] * x + h[4] * y + h[5]) * sign / w)
+        )
+    twice = sum(
+        a[0] * b[1] - b[0] * a[1] for a, b in zip(ground, ground[1:] + ground[:1], strict=True)
+    )
+    return round(abs(twice) / 2, 6)
+
+
+@dataclass(frozen=True, slots=True)
+class AreaCapacity:
+    capacity: int
+    area_m2: float
+    m2_per_person: float
+
+
+def area_capacity(
+    config: CrowdwatchConfig, site: Site, camera: Camera, zone: Zone
+) -> AreaCapacity | None:
+    """The capacity of a zone from ``reports.sites[].zones[]``' ground, if it names the zone.
+
+    Returns:
+        None when the zone is not listed there (its own ``capacity``, if any, still applies).
+
+    Raises:
+        ConfigError: the zone is listed but has no area (no ``area_m2``, camera not
+            calibrated), or is drawn above the horizon.
+    """
+    own = config.reports.site(site.id)
+    ground = None if own is None else next((z for z in own.zones if z.zone == zone.id), None)
+    if ground is None:
+        return None
+    area = ground.area_m2
+    if area is None:
+        if camera.calibration is None:
+            raise ConfigError(
+                f"reports: zone {site.id}/{zone.id} needs an area: give area_m2 or "
+                f"calibrate camera {camera.id!r}"
+            )
+        try:
+            area = ground_area_m2(zone.polygon, camera.calibration)
+        except ValueError as exc:
+            raise ConfigError(f"reports: zone {site.id}/{zone.id}: {exc}") from exc
+    per_person = config.reports.area_per_person_m2[ground.ground]
+    return AreaCapacity(max(1, math.floor(area / per_person)), area, per_person)
+
+
+_last: list[tuple[CrowdwatchConfig, dict[tuple[str, str], int]]] = []
+"""The newest config's answer (a process runs one config; a new one replaces it)."""
+
+
+def derived_capacities(config: CrowdwatchConfig) -> dict[tuple[str, str], int]:
+    """``(site_id, zone_id) -> capacity`` of every zone with no ``capacity`` of its own whose
+    ground ``reports.sites`` gives; worked out once per config (readings ask on every count).
+
+    A zone whose area cannot be worked out is left out here (its occupancy falls back to the
+    site's capacity); the report names the problem when it is drawn.
+    """
+    if _last and _last[0][0] is config:
+        return _last[0][1]
+    found: dict[tuple[str, str], int] = {}
+    for site, camera in config.cameras():
+        for zone in camera.zones:
+            if zone.capacity is not None:
+                continue
+            try:
+                derived = area_capacity(config, site, camera, zone)
+            except ConfigError:
+                continue
+            if derived is not None:
+                found[(site.id, zone.id)] = derived.capacity
+    _last[:] = [(config, found)]
+    return found
