@@ -88,6 +88,8 @@ class SeriesPointOut(Out):
     mean: float
     max: int
     peak_density: float | None
+    vehicles: int | None
+    speed_kmh: float | None
 
 
 class SeriesOut(Out):

@@ -59,6 +59,8 @@ class ZoneLatest:
     method: CountMethod | None = None
     """what produced ``count``; None where it was not recorded (edges and rows before it)"""
     peak_density_per_m2: float | None = None
+    vehicles: int | None = None
+    mean_speed_kmh: float | None = None
 
     @classmethod
     def of(cls, message: CountMessage, zone: ZoneCount) -> ZoneLatest:
@@ -350,6 +352,8 @@ class SeriesPoint:
     density_max: float | None = None
     density_mean: float | None = None
     peak_density_max: float | None = None
+    vehicles_max: int | None = None
+    speed_mean: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
