@@ -54,6 +54,10 @@ class ZoneReading:
     """people per m² (OK status and a calibrated camera only)"""
     method: CountMethod | None = None
     """what produced ``count`` (OK status only; None where the edge did not say)"""
+    vehicles: int | None = None
+    """motor vehicles in the zone (OK status and a camera that counts vehicles only)"""
+    mean_speed_kmh: float | None = None
+    """their space-mean speed (OK status, a calibrated camera and a measured speed only)"""
 
     @property
     def capacity(self) -> int:
@@ -121,6 +125,8 @@ def zone_reading(
         longest_wait_s=ok.longest_wait_s if ok is not None else None,
         density_per_m2=ok.density_per_m2 if ok is not None else None,
         method=ok.method if ok is not None else None,
+        vehicles=ok.vehicles if ok is not None else None,
+        mean_speed_kmh=ok.mean_speed_kmh if ok is not None else None,
     )
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from crowdwatch.contracts.config import LocalizedName, Site, SiteKind
+from crowdwatch.contracts.config import LocalizedName, RoadOptions, Site, SiteKind
+from crowdwatch.contracts.congestion import SpeedThresholds
 
 
 class KindView(StrEnum):
@@ -57,6 +58,8 @@ class KindSpec:
         passes_through: traffic passes its counting lines (a road) rather than people
             arriving and leaving.
         view: the extra view its sites get on the pages.
+        vehicles: its cameras count motor vehicles and their speed (a road): the simulator
+            sends ``vehicles`` and ``mean_speed_kmh``, the pages show its congestion level.
     """
 
     kind: SiteKind
@@ -69,6 +72,7 @@ class KindSpec:
     dwell_h: float
     passes_through: bool
     view: KindView
+    vehicles: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The kind as the pages read it (``/api/state``'s ``kinds``)."""
@@ -77,6 +81,7 @@ class KindSpec:
             "name": {"zh": self.name.zh, "en": self.name.en},
             "plural": {"zh": self.plural.zh, "en": self.plural.en},
             "view": self.view.value,
+            "vehicles": self.vehicles,
         }
 
 
@@ -218,14 +223,18 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
             name=_names("道路", "road"),
             plural=_names("道路", "Roads"),
             count_text=_PEOPLE,
-            action=_names("疏导交通", "direct traffic"),
+            action=_names("疏导交通, 必要时分流", "direct traffic, divert it if needed"),
+            # GB/T 33171-2016 levels from the vehicles' mean speed: moderate congestion
+            # (中度拥堵, 4) or worse for 5 minutes; resolved below it, held 2 minutes
+            # against a section that wobbles between light and moderate.
             rules=(
                 {
-                    "id": "road-jam",
-                    "metric": "occupancy_ratio",
-                    "fire_at": 0.9,
-                    "clear_at": 0.7,
-                    "for_s": 60,
+                    "id": "road-congested",
+                    "metric": "congestion_level",
+                    "fire_at": 4,
+                    "clear_at": 4,
+                    "for_s": 300,
+                    "keep_firing_for_s": 120,
                     "severity": "warning",
                 },
             ),
@@ -233,6 +242,7 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
             dwell_h=0.03,
             passes_through=True,
             view=KindView.SITE,
+            vehicles=True,
         ),
     )
 }
@@ -249,6 +259,11 @@ def spec(kind: SiteKind) -> KindSpec:
 def bus_routes(site: Site) -> list[str]:
     """The bus routes serving ``site``: its ``bus_stop.routes``; none for other kinds."""
     return list(site.bus_stop.routes) if site.bus_stop is not None else []
+
+
+def road_thresholds(site: Site) -> SpeedThresholds:
+    """The congestion thresholds of a road site: its ``road`` settings, else an arterial's."""
+    return (site.road or RoadOptions()).thresholds()
 
 
 def kind_rules(kinds: set[SiteKind]) -> list[dict[str, Any]]:

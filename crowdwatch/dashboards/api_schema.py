@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from crowdwatch.analytics.readings import ZoneStatus
 from crowdwatch.contracts.config import Department, SiteKind
@@ -197,6 +197,9 @@ class KindOut(Out):
     name: Names
     plural: Names
     view: KindView
+    vehicles: bool = Field(
+        description="its cameras count vehicles and their speed: shown with a congestion level"
+    )
 
 
 class StateOut(Out):
