@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from factories import config_dict, make_config, site_dict
+from factories import config_dict, make_config, road_dict
 
 from crowdwatch.analytics.evaluator import AlertEvaluator, congestion_level
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus
@@ -18,22 +18,6 @@ from crowdwatch.contracts.site_kinds import kind_rules, road_thresholds, spec
 from crowdwatch.simulator.crowd import SimulatedCamera
 
 T0 = datetime(2026, 10, 1, 1, 0, tzinfo=UTC)
-
-
-def road_dict(road: dict[str, Any] | None = None, site_id: str = "road-tunnel") -> dict[str, Any]:
-    site = site_dict(site_id, capacity=300)
-    site |= {
-        "kind": "road",
-        "department": "traffic_police",
-        "name": {"zh": "隧道出口", "en": "Tunnel Exit"},
-    }
-    site["cameras"][0]["zones"][0] |= {
-        "id": "carriageway",
-        "name": {"zh": "车行道", "en": "Carriageway"},
-    }
-    if road is not None:
-        site["road"] = road
-    return site
 
 
 def road_config(road: dict[str, Any] | None = None) -> CrowdwatchConfig:
