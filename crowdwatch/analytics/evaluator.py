@@ -40,9 +40,8 @@ from crowdwatch.analytics.rules import (
 )
 from crowdwatch.analytics.summaries import AlertFacts, alert_text
 from crowdwatch.contracts.config import AlertMetric, AlertRule, Site
-from crowdwatch.contracts.congestion import CongestionLevel
 from crowdwatch.contracts.messages import AlertMessage, CountMethod
-from crowdwatch.contracts.site_kinds import road_thresholds
+from crowdwatch.contracts.site_kinds import road_level
 
 TransitionState = Literal["firing", "resolved"]
 
@@ -178,16 +177,12 @@ class _Measured:
 def congestion_level(reading: ZoneReading) -> float | None:
     """A road zone's congestion level (1 smooth .. 5 severe) from its vehicles' mean speed.
 
-    The level of the speed now, without the wall's hysteresis: the rule's ``for_s``,
-    ``clear_at`` and ``keep_firing_for_s`` are the alert's.  A road with no vehicle is
-    smooth; vehicles without a measured speed (no calibration, or none followed long
-    enough yet) are no data, never a jam and never a clear road.
+    The level of the speed now (:func:`~crowdwatch.contracts.site_kinds.road_level`), with
+    no hysteresis of its own: the rule's ``for_s``, ``clear_at`` and ``keep_firing_for_s``
+    are the alert's.
     """
-    if reading.mean_speed_kmh is not None:
-        return float(road_thresholds(reading.site).level(reading.mean_speed_kmh))
-    if reading.vehicles == 0:
-        return float(CongestionLevel.SMOOTH)
-    return None
+    level = road_level(reading.site, reading.mean_speed_kmh, reading.vehicles)
+    return None if level is None else float(level)
 
 
 class AlertEvaluator:

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from crowdwatch.contracts.config import LocalizedName, RoadOptions, Site, SiteKind
-from crowdwatch.contracts.congestion import SpeedThresholds
+from crowdwatch.contracts.congestion import CongestionLevel, SpeedThresholds
 
 
 class KindView(StrEnum):
@@ -37,6 +37,8 @@ class KindView(StrEnum):
     wait)"""
     SECTIONS = "sections"
     """sections of one place: the wall's table of every zone"""
+    TRAFFIC = "traffic"
+    """a road: the wall's traffic table (congestion level, mean speed, vehicles)"""
     SITE = "site"
     """nothing besides the site list"""
 
@@ -241,7 +243,7 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
             curve=_road,
             dwell_h=0.03,
             passes_through=True,
-            view=KindView.SITE,
+            view=KindView.TRAFFIC,
             vehicles=True,
         ),
     )
@@ -264,6 +266,26 @@ def bus_routes(site: Site) -> list[str]:
 def road_thresholds(site: Site) -> SpeedThresholds:
     """The congestion thresholds of a road site: its ``road`` settings, else an arterial's."""
     return (site.road or RoadOptions()).thresholds()
+
+
+def road_level(site: Site, speed_kmh: float | None, vehicles: int | None) -> CongestionLevel | None:
+    """A road section's congestion level now, as the alert engine and the pages read it.
+
+    Args:
+        site: the road (its ``road`` thresholds).
+        speed_kmh: its vehicles' mean speed; ``None`` when none was measured.
+        vehicles: vehicles on it; ``None`` when not counted (or no fresh count).
+
+    Returns:
+        The level of the speed; smooth for an empty road (no traffic is no jam); ``None``
+        for vehicles without a measured speed (no calibration, or none followed long enough
+        yet): no data, never a jam and never a clear road.
+    """
+    if speed_kmh is not None:
+        return road_thresholds(site).level(speed_kmh)
+    if vehicles == 0:
+        return CongestionLevel.SMOOTH
+    return None
 
 
 def kind_rules(kinds: set[SiteKind]) -> list[dict[str, Any]]:

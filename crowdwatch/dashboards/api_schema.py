@@ -47,6 +47,16 @@ class Location(Out):
     lon: float
 
 
+class TrafficOut(Out):
+    """A road zone's (or road's) traffic: vehicles, their mean speed, its congestion level
+    (GB/T 33171-2016, 1 smooth .. 5 severe); each null where not measured."""
+
+    vehicles: int | None
+    speed_kmh: float | None
+    level: int | None
+    level_name: Names | None
+
+
 class ZoneOut(Out):
     zone_id: str
     camera_id: str
@@ -60,6 +70,7 @@ class ZoneOut(Out):
     method: CountMethod | None
     ts: Timestamp | None
     age_s: float | None
+    traffic: TrafficOut | None
 
 
 class SiteOut(Out):
@@ -76,6 +87,8 @@ class SiteOut(Out):
     longest_wait_s: float | None
     ts: Timestamp | None
     age_s: float | None
+    traffic: TrafficOut | None
+    """a road: its slowest zone's level and speed, vehicles over every zone"""
     zones: list[ZoneOut]
 
 
