@@ -19,6 +19,8 @@ from factories import config_dict, make_config, road_dict, site_dict
 from playwright.sync_api import Browser, expect
 from web_server import Serve
 
+from crowdwatch.contracts.config import CrowdwatchConfig
+from crowdwatch.dashboards.grafana.dashboards import wall_dashboard
 from crowdwatch.storage.migrate import upgrade
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
@@ -48,8 +50,8 @@ def two_way_road() -> dict[str, Any]:
     return site
 
 
-@pytest.fixture
-def roads(db_url: str, serve: Serve) -> Iterator[httpx.Client]:
+def roads_config(db_url: str) -> CrowdwatchConfig:
+    """A bus stop and three roads: an expressway, a two-way arterial, one with no counts."""
     quiet = road_dict(site_id="road-coast")
     quiet["name"] = {"zh": "环岛路", "en": "Island Ring Road"}
     tunnel, gate = road_dict({"road_class": "expressway"}), two_way_road()
@@ -63,7 +65,12 @@ def roads(db_url: str, serve: Serve) -> Iterator[httpx.Client]:
     raw = config_dict(site_dict("stop-a"), tunnel, gate, quiet)
     raw["database"] = {"url": db_url}
     raw["web"] = {"live_poll_s": 0.3, "heartbeat_s": 1.0}
-    config = make_config(raw)
+    return make_config(raw)
+
+
+@pytest.fixture
+def roads(db_url: str, serve: Serve) -> Iterator[httpx.Client]:
+    config = roads_config(db_url)
     upgrade(db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:
         # An expressway at 28 km/h: moderate (20-35).  An arterial whose outbound lane
@@ -123,3 +130,28 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
         page.screenshot(path=ARTIFACTS / "wall-roads-1920x1080.png")
     finally:
         page.close()
+
+
+def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> None:
+    config = roads_config(db_url)
+    upgrade(db_url, config)
+    [panel] = [p for p in wall_dashboard(config).panels if p.title.startswith("道路通行")]
+    [target] = panel.targets
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        put_traffic(conn, "road-tunnel", "carriageway", 64, 28.0)
+        put_traffic(conn, "road-gate", "inbound", 12, 45.0)
+        put_traffic(conn, "road-gate", "outbound", 30, 26.0)
+        cur = conn.execute(target.sql)
+        assert cur.description is not None
+        names = [c.name for c in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        # An empty road is smooth, not "no data".
+        put_traffic(conn, "road-coast", "carriageway", 0, None)
+        empty = conn.execute(target.sql).fetchall()
+    got = [(r["site_id"], r["level"], r["speed_kmh"], r["vehicles"]) for r in rows]
+    assert got == [
+        ("road-tunnel", 4, 28.0, 64),  # expressway, 20-35 km/h: moderate
+        ("road-gate", 3, 26.0, 42),  # arterial, its slower lane at 20-30: light
+        ("road-coast", None, None, None),  # no count: no level
+    ]
+    assert [r[:3] for r in empty][-1] == ("road-coast", "环岛路 Island Ring Road", 1)
