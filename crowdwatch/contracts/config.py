@@ -1369,7 +1369,10 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key with a line break or another control character is shown quoted, so the
+            # error stays one line (a YAML key may hold anything).
+            name = part if part.isprintable() else repr(part)
+            out += f".{name}" if out else name
     return out or "<root>"
 
 
