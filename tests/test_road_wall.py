@@ -8,7 +8,7 @@ tests/artifacts/screenshots/ (committed: the issue asks to see the road panel).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ from playwright.sync_api import Browser, expect
 from web_server import Serve
 
 from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.dashboards.grafana.dashboards import wall_dashboard
+from crowdwatch.dashboards.grafana import macros
+from crowdwatch.dashboards.grafana.dashboards import site_dashboard, wall_dashboard
 from crowdwatch.storage.migrate import upgrade
+from crowdwatch.storage.rollups import refresh_rollups
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
 
@@ -155,3 +157,27 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         ("road-coast", None, None, None),  # no count: no level
     ]
     assert [r[:3] for r in empty][-1] == ("road-coast", "环岛路 Island Ring Road", 1)
+
+
+def test_grafanas_road_drill_down_shows_speed_and_vehicles_over_time(db_url: str) -> None:
+    config = roads_config(db_url)
+    upgrade(db_url, config)
+    [panel] = [p for p in site_dashboard(config).panels if p.title.startswith("道路")]
+    [target] = panel.targets
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    jam = [(4, 60, 30.0), (3, 70, 20.0), (2, 80, 10.0)]  # minutes ago, vehicles, km/h
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for minutes, vehicles, speed in jam:
+            conn.execute(
+                "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+                " count_mean, interval_s, message_id, vehicles, mean_speed_kmh)"
+                " VALUES (%s, 'road-tunnel', 'cam1', 'carriageway', 0, 0, 0, 5, %s, %s, %s)",
+                (now - timedelta(minutes=minutes, seconds=-10), f"m{minutes}", vehicles, speed),
+            )
+        refresh_rollups(conn)
+        sql = macros.expand(
+            target.sql, now - timedelta(hours=1), now, {"site": "road-tunnel", "ref_day": ""}
+        )
+        rows = conn.execute(sql).fetchall()
+    assert [(r[1], r[2]) for r in rows] == [(30.0, 60), (20.0, 70), (10.0, 80)]
+    assert [r[0] for r in rows] == [now - timedelta(minutes=m) for m, _, _ in jam]

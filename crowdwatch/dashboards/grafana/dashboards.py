@@ -573,6 +573,30 @@ def site_dashboard(config: CrowdwatchConfig) -> Dashboard:
         ),
         _alerts_panel(sql, GridPos(0, 24, 14, 8), one_site=True),
         _cameras_panel(sql, GridPos(14, 24, 10, 8), one_site=True),
+        Panel(
+            "timeseries",
+            "道路：车速与车辆 Road: mean speed and vehicles",
+            GridPos(0, 32, 24, 8),
+            (
+                SqlTarget(
+                    "A",
+                    sql.site_traffic_series(),
+                    ("time", "speed_kmh", "vehicles"),
+                    "time_series",
+                ),
+            ),
+            options=timeseries_options(),
+            defaults={"custom": timeseries_custom(), "min": 0, "decimals": 0},
+            overrides=(
+                FieldOverride(
+                    "speed_kmh", {"displayName": "平均车速 Mean speed", "unit": "velocitykmh"}
+                ),
+                FieldOverride(
+                    "vehicles",
+                    {"displayName": "车辆 Vehicles", "custom.axisPlacement": "right"},
+                ),
+            ),
+        ),
     )
     return Dashboard(
         uid=SITE_UID,

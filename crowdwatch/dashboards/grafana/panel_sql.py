@@ -395,6 +395,25 @@ FROM ({inner}) AS s({_SERIES_COLUMNS})
 ORDER BY 1
 """
 
+    def site_traffic_series(self) -> str:
+        """The ``$site``'s vehicles (most per bucket, over its zones) and their mean speed
+        per bucket: a road's flow of the day; empty values on sites that count no vehicles.
+
+        Columns: time, speed_kmh, vehicles.
+        """
+        values = {"site_id": SITE_VAR, "start": TIME_FROM, "end": TIME_TO}
+        inner = by_range(
+            {
+                res: grafana_form(SITE_SERIES_SQL[res], values)
+                for res in (Resolution.MINUTE, Resolution.QUARTER_HOUR, Resolution.HOUR)
+            }
+        )
+        return f"""
+SELECT bucket AS time, speed_mean AS speed_kmh, vehicles_max AS vehicles
+FROM ({inner}) AS s({_SERIES_COLUMNS})
+ORDER BY 1
+"""
+
     def zone_series(self) -> str:
         """Every zone of ``$site``: people per bucket, one series per zone.
 
