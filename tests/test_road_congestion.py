@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from factories import config_dict, make_config, road_dict
+from factories import config_dict, make_config, road_dict, site_dict
 
 from crowdwatch.analytics.evaluator import AlertEvaluator, congestion_level
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus
@@ -77,6 +77,20 @@ def test_moderate_congestion_for_5_min_fires_for_the_traffic_police_and_resolves
     assert text.summary_zh.startswith("隧道出口 车行道: 60 辆车, 平均车速 13 km/h (严重拥堵)")
     assert "中度拥堵" in text.summary_zh  # the threshold, named as the standard names it
     assert "direct traffic, divert it if needed" in text.summary_en
+
+
+def test_a_bus_stop_camera_that_also_counts_the_road_speaks_of_people() -> None:
+    raw = config_dict(site_dict("stop-a"))
+    config = make_config(raw)
+    site = config.sites[0]
+    evaluator = AlertEvaluator(config.alerts.rules)
+    zone = site.cameras[0].zones[0]
+    crowded = ZoneReading(
+        site, "cam1", zone, ZoneStatus.OK, 45, T0, 0.0, vehicles=12, mean_speed_kmh=30.0
+    )
+    [fired] = evaluator.evaluate([crowded], T0)
+    assert fired.message().summary_en.startswith("Stop A platform: 45 waiting")
+    assert "vehicles" not in fired.message().summary_en
 
 
 def test_a_road_without_speeds_neither_fires_nor_resolves() -> None:

@@ -99,8 +99,9 @@ def _threshold(metric: AlertMetric, threshold: float, window_s: float) -> tuple[
 def _facts(site: Site, facts: AlertFacts, *, firing: bool) -> tuple[list[str], list[str]]:
     zh: list[str] = []
     en: list[str] = []
-    if facts.vehicles is not None:
-        # A road: its traffic, not the people a road camera happens to see.
+    if facts.vehicles is not None and spec(site.kind).vehicles:
+        # A road: its traffic, not the people a road camera happens to see (a bus stop whose
+        # camera also counts the road beside it still speaks of the people waiting).
         zh.append(f"{facts.vehicles} 辆车")
         en.append(f"{facts.vehicles} vehicles")
         if facts.speed_kmh is not None:
