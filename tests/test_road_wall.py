@@ -181,3 +181,28 @@ def test_grafanas_road_drill_down_shows_speed_and_vehicles_over_time(db_url: str
         rows = conn.execute(sql).fetchall()
     assert [(r[1], r[2]) for r in rows] == [(30.0, 60), (20.0, 70), (10.0, 80)]
     assert [r[0] for r in rows] == [now - timedelta(minutes=m) for m, _, _ in jam]
+
+
+def test_the_phone_page_shows_a_road_by_its_level_not_as_people(
+    roads: httpx.Client, browser: Browser
+) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    try:
+        page.goto(str(roads.base_url))
+        tunnel = page.locator("#site-road-tunnel")
+        expect(tunnel.locator(".count")).to_have_text("64", timeout=10_000)
+        expect(tunnel.locator(".unit")).to_have_text("辆 veh")
+        expect(tunnel.locator(".speed")).to_have_text("28 km/h")
+        expect(tunnel.locator(".word")).to_have_text("中度拥堵 moderate congestion")
+        expect(tunnel).to_have_class("site s-full")
+        expect(page.locator("#site-road-gate .word")).to_have_text("轻度拥堵 light congestion")
+        expect(page.locator("#site-road-gate .count")).to_have_text("42")
+        coast = page.locator("#site-road-coast")
+        expect(coast.locator(".word")).to_have_text("无数据 No data")
+        expect(coast.locator(".warn")).to_contain_text("No data yet")
+        # The bus stop keeps its people.
+        expect(page.locator("#site-stop-a .unit")).to_have_text("人")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "phone-roads-390x844.png", full_page=True)
+    finally:
+        page.close()
