@@ -25,15 +25,29 @@ def put_zone(
     ts: datetime,
     camera_id: str = "cam1",
     method: str | None = None,
+    count_flag: str | None = None,
+    flagged_count: int | None = None,
 ) -> None:
-    """Upsert a zone_latest row, as ingest does."""
+    """Upsert a zone_latest row, as ingest does (``count_flag``: the edge held ``count``)."""
     conn.execute(
         "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,"
-        " method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " method, count_flag, flagged_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (site_id, zone_id) DO UPDATE SET camera_id = EXCLUDED.camera_id,"
         " ts = EXCLUDED.ts, count = EXCLUDED.count, count_max = EXCLUDED.count_max,"
-        " count_mean = EXCLUDED.count_mean, method = EXCLUDED.method",
-        (site_id, zone_id, camera_id, ts, count, count + 2, count + 0.5, method),
+        " count_mean = EXCLUDED.count_mean, method = EXCLUDED.method,"
+        " count_flag = EXCLUDED.count_flag, flagged_count = EXCLUDED.flagged_count",
+        (
+            site_id,
+            zone_id,
+            camera_id,
+            ts,
+            count,
+            count + 2,
+            count + 0.5,
+            method,
+            count_flag,
+            flagged_count,
+        ),
     )
 
 

@@ -47,6 +47,9 @@ def _messages() -> list[CountMessage]:
                 median_wait_s=0.0,
                 density_per_m2=1e-9,
                 method=CountMethod.DENSE,
+                # Free text from the edge: every character COPY text must escape, NUL too.
+                count_flag="implausible:\t1167 people\non 64 m² \\ 夜\r\x00 end",
+                flagged_count=1167,
             ),
             ZoneCount(
                 zone_id="z-1", count=0, count_max=0, count_mean=0.0, method=CountMethod.DETECT
@@ -72,6 +75,9 @@ def _reference_zone_rows(message: CountMessage) -> list[tuple[object, ...]]:
             z.zone_id,
             None if z.method is None else z.method.value,
             *(getattr(z, column) for column in zone_metric_columns()),
+            # PostgreSQL text holds no NUL: kept as the two characters \0, as in status details.
+            None if z.count_flag is None else z.count_flag.replace("\x00", "\\0"),
+            z.flagged_count,
         )
         for z in message.zones
     ]

@@ -27,6 +27,8 @@ from crowdwatch.contracts.config import (
     CountMode,
     DenseAutoConfig,
     DenseConfig,
+    DetectorConfig,
+    TilingConfig,
     TrackingConfig,
     default_crowd_counter_path,
 )
@@ -40,7 +42,13 @@ from crowdwatch.contracts.messages import (
     decode_status,
     encode,
 )
-from crowdwatch.edge.counting import CameraCounter, auto_method, uses_density
+from crowdwatch.edge.counting import (
+    CameraCounter,
+    DetectorView,
+    auto_method,
+    detector_magnification,
+    uses_density,
+)
 from crowdwatch.edge.dense import (
     DensityCounter,
     DensityMap,
@@ -366,12 +374,15 @@ def test_zones_count_by_detection_unless_told() -> None:
                 "dense": {
                     "auto": {
                         "small_person_px": None,
+                        "packed_share": None,
+                        "unseen_min": None,
                         "crowded_count": None,
                         "undercount_ratio": None,
                     }
                 }
             },
-            r"edge\.dense\.auto: small_person_px, crowded_count and undercount_ratio are all null",
+            r"edge\.dense\.auto: small_person_px, packed_share, unseen_min, crowded_count and "
+            r"undercount_ratio are all null",
         ),
         (
             "dense",
@@ -399,22 +410,48 @@ def test_bad_dense_config_names_the_yaml_path(
 RULE = DenseAutoConfig(small_person_px=40, crowded_count=30, undercount_ratio=0.5, undercount_min=5)
 
 
+WHOLE_PETS = DetectorView(magnification=1.0, zone_area_px=640 * 480)
+TILED_BEACH = DetectorView(magnification=2.0, zone_area_px=1920 * 1080)
+WHOLE_BEACH = DetectorView(magnification=640 / 1920, zone_area_px=1920 * 1080)
+
+
 @pytest.mark.parametrize(
-    ("rule", "heights", "dense_count", "frame_ok", "expected"),
+    ("rule", "heights", "dense_count", "frame_ok", "view", "expected"),
     [
-        (RULE, [90.0, 110.0, 100.0], 3.1, True, CountMethod.DETECT),  # big people, agreeing
-        (RULE, [20.0, 35.0, 90.0], 3.1, True, CountMethod.DENSE),  # median 35 px: small people
-        (RULE, [100.0] * 30, 31.0, True, CountMethod.DENSE),  # 30 boxes: saturating
-        (RULE, [100.0] * 4, 12.0, True, CountMethod.DENSE),  # 4 seen of 12: missed people
-        (RULE, [], 4.0, True, CountMethod.DETECT),  # nearly empty: density noise, not people
-        (RULE, [20.0, 35.0, 90.0], 40.0, False, CountMethod.DETECT),  # a dark frame: no switch
+        (RULE, [90.0, 110.0, 100.0], 3.1, True, WHOLE_PETS, CountMethod.DETECT),  # big, agreeing
+        (RULE, [20.0, 35.0, 90.0], 3.1, True, WHOLE_PETS, CountMethod.DENSE),  # median 35: small
+        # the same people in 320 px tiles fitted to 640: 70 px to the detector, not small
+        (RULE, [20.0, 35.0, 90.0], 3.1, True, TILED_BEACH, CountMethod.DETECT),
+        # 25 px people over a whole 1920 px frame fitted to 640: 8 px to it, small
+        (RULE, [25.0] * 5, 6.0, True, WHOLE_BEACH, CountMethod.DENSE),
+        (
+            RULE,
+            [100.0] * 30,
+            31.0,
+            True,
+            WHOLE_PETS,
+            CountMethod.DENSE,
+        ),  # 30 boxes: crowded, packed
+        (RULE, [100.0] * 4, 12.0, True, WHOLE_PETS, CountMethod.DENSE),  # 4 of 12: missed people
+        (RULE, [], 4.0, True, WHOLE_PETS, CountMethod.DETECT),  # nearly empty: density noise
+        (RULE, [20.0, 35.0, 90.0], 40.0, False, WHOLE_PETS, CountMethod.DETECT),  # dark frame
         (
             DenseAutoConfig(small_person_px=None, crowded_count=None, undercount_ratio=0.9),
             [20.0] * 40,
             40.0,
             True,
-            CountMethod.DETECT,  # only the undercount rule is on, and it does not hold
+            WHOLE_PETS,
+            CountMethod.DETECT,  # the undercount rule does not hold; 40 x 20² is 5% of the zone
         ),
+        # The defaults: packed people (squared heights cover >= 0.3 of the zone) go to density,
+        (DenseAutoConfig(), [60.0] * 30, 20.0, True, WHOLE_PETS, CountMethod.DENSE),
+        # 90 people spread over a beach do not, however much the density map says,
+        (DenseAutoConfig(), [26.0] * 90, 300.0, True, TILED_BEACH, CountMethod.DETECT),
+        # and neither do 4 walkers a density map reads as 12;
+        (DenseAutoConfig(), [100.0] * 4, 12.0, True, WHOLE_PETS, CountMethod.DETECT),
+        # people too small to detect at all, where the density map sees 9, do.
+        (DenseAutoConfig(), [], 9.0, True, TILED_BEACH, CountMethod.DENSE),
+        (DenseAutoConfig(), [], 4.0, True, TILED_BEACH, CountMethod.DETECT),
     ],
 )
 def test_auto_picks_a_method(
@@ -422,9 +459,17 @@ def test_auto_picks_a_method(
     heights: list[float],
     dense_count: float,
     frame_ok: bool,
+    view: DetectorView,
     expected: CountMethod,
 ) -> None:
-    assert auto_method(rule, np.array(heights), dense_count, frame_ok) is expected
+    assert auto_method(rule, np.array(heights), dense_count, frame_ok, view) is expected
+
+
+def test_the_detector_sees_tiled_people_larger_and_whole_frames_smaller() -> None:
+    tiled = DetectorConfig(model="m.onnx", tiles=TilingConfig(size=320), input_size=640)
+    assert detector_magnification(tiled, (1920, 1080)) == 2.0
+    assert detector_magnification(DetectorConfig(model="m.onnx"), (768, 576)) == 640 / 768
+    assert detector_magnification(None, (1920, 1080)) == 1.0
 
 
 # --- CameraCounter: zones counted by density ---------------------------------------------------
@@ -515,8 +560,14 @@ def test_a_dense_zone_counts_by_detection_until_the_first_pass() -> None:
 
 
 def test_an_auto_zone_switches_with_what_it_sees(counter: DensityCounter) -> None:
+    # The undercount rule alone: in this 48x64 toy zone two people already cover it (packed).
+    rule = DenseAutoConfig(packed_share=None, undercount_ratio=0.5)
     cc = CameraCounter(
-        "stop-a", dense_camera(left_mode="auto"), TrackingConfig(enabled=False), 10.0
+        "stop-a",
+        dense_camera(left_mode="auto"),
+        TrackingConfig(enabled=False),
+        10.0,
+        DenseConfig(auto=rule),
     )
     # Two tall people on the left, and the density map agrees: detection is trusted.
     two_tall = people([(4, 2, 20, 60), (24, 2, 40, 60)])

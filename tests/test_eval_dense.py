@@ -20,7 +20,7 @@ from services.components import run_bench
 from crowdwatch.cli import main
 from crowdwatch.contracts.config import DenseAutoConfig, default_crowd_counter_path
 from crowdwatch.contracts.messages import CountMethod
-from crowdwatch.edge.counting import auto_method
+from crowdwatch.edge.counting import DetectorView, auto_method, detector_magnification
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
 from crowdwatch.evaluation.bench_dense import FRAME_SIZE, bench_frames
@@ -83,7 +83,7 @@ def test_count_auto_follows_the_edge_rule(
     shared_dir: Path, red_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dense = ["--mode", "auto", "--dense-model", str(red_model), "--json"]
-    # Nobody to detect on a textured field, 9 people by density (>= undercount_min 5): dense.
+    # Nobody to detect on a textured field, 9 people by density (>= unseen_min 5): dense.
     field = red_image(tmp_path / "field.png", (640, 480), (100, 100, 124, 124))
     assert main(["count", str(field), *dense]) == 0
     (row,) = json_lines(capsys.readouterr().out)
@@ -316,7 +316,8 @@ def expected_auto(
     dataset: CountDataset, indices: list[int], detector_name: str, shared_dir: Path, model: Path
 ) -> tuple[list[float], list[CountMethod]]:
     """Each sample counted as ``crowdwatch count --mode auto`` counts a frame, in the ROI."""
-    detector = load_detector(recommended_detector(detector_name, shared_dir / "models"))
+    settings = recommended_detector(detector_name, shared_dir / "models")
+    detector = load_detector(settings)
     counter = DensityCounter(model)
     counts: list[float] = []
     methods: list[CountMethod] = []
@@ -331,7 +332,10 @@ def expected_auto(
             cols = ((x0 + x1) / 2).astype(int).clip(0, dataset.roi.shape[1] - 1)
             heights = heights[dataset.roi[rows, cols]]
             dense = density.in_mask(dataset.roi)
-        method = auto_method(DenseAutoConfig(), heights, dense, density.quality.ok)
+        height, width = image.shape[:2]
+        area = float(width * height) if dataset.roi is None else float(dataset.roi.sum())
+        view = DetectorView(detector_magnification(settings, (width, height)), area)
+        method = auto_method(DenseAutoConfig(), heights, dense, density.quality.ok, view)
         methods.append(method)
         counts.append(dense if method is CountMethod.DENSE else len(heights))
     return counts, methods
@@ -425,8 +429,14 @@ def test_run_auto_takes_each_samples_count_from_the_method_the_rule_picks() -> N
     )
     tall = np.array([100.0, 120.0], dtype=np.float32)
     heights = [tall, np.full(3, 20.0, dtype=np.float32), tall, np.full(3, 90.0, dtype=np.float32)]
+    views = [DetectorView(magnification=1.0, zone_area_px=640 * 480)] * 4
     detected = DatasetRun.of(
-        toy, [0, 1, 2, 3], [len(h) for h in heights], [0.1, 0.2, 0.3, 0.4], heights=heights
+        toy,
+        [0, 1, 2, 3],
+        [len(h) for h in heights],
+        [0.1, 0.2, 0.3, 0.4],
+        heights=heights,
+        views=views,
     )
     # Sample 4 holds 30 by density against 3 detected, but its frame is flagged (too dark).
     dense = DatasetRun.of(toy, [1, 2, 3], [11.5, 2.4, 30.0], [0.01, 0.02, 0.03], frozenset({4}))
@@ -438,7 +448,7 @@ def test_run_auto_takes_each_samples_count_from_the_method_the_rule_picks() -> N
     assert auto.count_s == pytest.approx(0.96)
     with pytest.raises(ValueError, match="missing 1 of 3 samples"):
         run_auto(
-            DatasetRun.of(toy, [1, 2], [3, 2], [0.2, 0.3], heights=heights[1:3]),
+            DatasetRun.of(toy, [1, 2], [3, 2], [0.2, 0.3], heights=heights[1:3], views=views[1:3]),
             dense,
             DenseAutoConfig(),
         )

@@ -169,9 +169,9 @@ def _accepted(message: CountMessage | StatusMessage) -> Accepted:
     return Accepted(Envelope(_topic(kind), encode(message), datetime.now(UTC)), message)
 
 
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+def _rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, params).fetchall()
 
 
 def test_writer_reconnects_after_the_connection_is_killed(
@@ -390,6 +390,75 @@ def test_each_zone_count_keeps_its_method_once(
         ("platform", second.ts, "detect"),
     ]
     assert service.stats().rows_written == 4
+
+
+def test_a_held_count_is_stored_with_its_flag_and_a_later_usable_count_clears_it(
+    service: IngestService, publisher: MqttClient, migrated: str, district: CrowdwatchConfig
+) -> None:
+    topic = camera_topic(district.mqtt.topic_prefix, "stop-a", "cam1", TopicKind.COUNTS)
+    now = datetime.now(UTC)
+    implausible = (
+        "implausible: 1167 people on 64 m² is 18.2 per m², more than the 6 that can stand there"
+    )
+    dark = "unusable frame: too dark (mean 6/255)"
+
+    def message(ts: datetime, platform: ZoneCount, kerb: ZoneCount) -> CountMessage:
+        return CountMessage(
+            site_id="stop-a",
+            camera_id="cam1",
+            ts=ts,
+            interval_s=5.0,
+            frames=50,
+            zones=[platform, kerb],
+        )
+
+    # An edge from before the flag existed: its payload has no count_flag keys at all.
+    old = json.loads(encode(count_message(count=40, ts=now - timedelta(seconds=20))))
+    assert "count_flag" in old["zones"][0]
+    for zone in old["zones"]:
+        del zone["count_flag"], zone["flagged_count"]
+    # The edge refused both zones' newest readings and kept their last usable counts.
+    held = message(
+        now - timedelta(seconds=10),
+        ZoneCount(
+            zone_id="platform",
+            count=45,
+            count_max=45,
+            count_mean=45.0,
+            method=CountMethod.DENSE,
+            count_flag=implausible,
+            flagged_count=1167,
+        ),
+        ZoneCount(zone_id="kerb", count=3, count_max=3, count_mean=3.0, count_flag=dark),
+    )
+    raw = (
+        "SELECT zone_id, count, count_flag, flagged_count FROM zone_counts"
+        " WHERE message_id = %s ORDER BY zone_id"
+    )
+    latest = "SELECT zone_id, count, count_flag, flagged_count FROM zone_latest ORDER BY zone_id"
+
+    _publish_and_flush(
+        service, publisher, [(topic, json.dumps(old).encode()), (topic, encode(held))]
+    )
+
+    assert _rows(migrated, raw, (old["message_id"],)) == [("platform", 40, None, None)]
+    assert _rows(migrated, raw, (held.message_id,)) == [
+        ("kerb", 3, dark, None),
+        ("platform", 45, implausible, 1167),
+    ]
+    assert _rows(migrated, latest) == [("kerb", 3, dark, None), ("platform", 45, implausible, 1167)]
+
+    # The next interval counts again: the latest rows hold no flag, the raw rows keep theirs.
+    usable = message(
+        now,
+        ZoneCount(zone_id="platform", count=52, count_max=55, count_mean=50.0),
+        ZoneCount(zone_id="kerb", count=4, count_max=4, count_mean=4.0),
+    )
+    _publish_and_flush(service, publisher, [(topic, encode(usable))])
+
+    assert _rows(migrated, latest) == [("kerb", 4, None, None), ("platform", 52, None, None)]
+    assert _rows(migrated, raw, (held.message_id,))[1] == ("platform", 45, implausible, 1167)
+    assert service.stats().dead_letters == 0
 
 
 def test_status_then_offline_updates_camera_latest_status(

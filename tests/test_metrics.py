@@ -1,12 +1,12 @@
 """The zone metrics' declaration and everything said to follow from it.
 
 Without a database: the released migrations' rollup SQL is what the declaration derives
-(TimescaleDB's continuous aggregates are compared statement for statement, since this
-machine has no TimescaleDB to run them), the newest migration adds exactly what
+(TimescaleDB's continuous aggregates are compared statement for statement, so the check
+holds where the test server has no TimescaleDB), the newest migration adds exactly what
 ``new_metric_migration`` derives, and the typed rows and the API carry every metric.
-With PostgreSQL: a migrated database has the declared columns, and the metric added last
-(``peak_density_per_m2``, migration 8) goes from a count message to the rollups, the series
-and the web API's points.
+With PostgreSQL, on each storage path the server offers: a migrated database has the
+declared columns, and the metric added last (``peak_density_per_m2``, migration 8) goes
+from a count message to the rollups, the series and the web API's points.
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ def _pg(sql_type: str) -> str:
     return {"timestamptz": "timestamp with time zone"}.get(sql_type, sql_type)
 
 
-def test_a_migrated_database_has_the_declared_columns(db_url: str) -> None:
-    upgrade(db_url, timescale=False)
+def test_a_migrated_database_has_the_declared_columns(db_url: str, timescale: bool) -> None:
+    upgrade(db_url, timescale=timescale)
     with psycopg.connect(db_url, autocommit=True) as conn:
         for suffix, _ in ROLLUP_RESOLUTIONS:
             for table, declared in (
@@ -180,8 +180,10 @@ def _message(ts: datetime, zones: list[ZoneCount]) -> CountMessage:
     )
 
 
-def test_peak_density_goes_from_a_message_to_the_rollups_series_and_api(db_url: str) -> None:
-    upgrade(db_url, timescale=False)
+def test_peak_density_goes_from_a_message_to_the_rollups_series_and_api(
+    db_url: str, timescale: bool
+) -> None:
+    upgrade(db_url, timescale=timescale)
     start = hour_ago(3)
     messages = [
         _message(

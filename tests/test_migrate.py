@@ -391,6 +391,59 @@ def test_timescale_adds_the_method_as_a_bare_nullable_column() -> None:
     assert "zone_counts" not in v5.common_sql
 
 
+# Found by name: a migration merged beside it may take its number.
+HELD_COUNTS = next(m.version for m in migrations(timescale=False) if "held back" in m.name)
+
+
+def test_a_database_before_held_counts_gets_the_flag_columns_and_old_rows_keep_null(
+    db_url: str,
+) -> None:
+    at = datetime(2026, 10, 1, 8, tzinfo=UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _apply_up_to(conn, HELD_COUNTS - 1)
+        assert "count_flag" not in _columns(conn, "zone_counts")
+        _insert_count(conn, at, "m-before-flags")
+        conn.execute(
+            "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max,"
+            " count_mean) VALUES ('s', 'z', 'c', %s, 1, 1, 1)",
+            (at,),
+        )
+
+    assert upgrade(db_url) == LATEST
+
+    flags = "SELECT zone_id, count, count_flag, flagged_count FROM {} ORDER BY ts"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # Counted before flags were stored: nothing flagged, not a guess.
+        assert conn.execute(flags.format("zone_counts")).fetchall() == [("z", 1, None, None)]
+        assert conn.execute(flags.format("zone_latest")).fetchall() == [("z", 1, None, None)]
+        assert {"count_flag", "flagged_count"} <= _columns(conn, "zone_counts_default")
+        conn.execute(
+            "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
+            " count_mean, interval_s, message_id, count_flag, flagged_count)"
+            " VALUES (%s, 's', 'c', 'z', 1, 1, 1, 5, 'm-after-flags', 'implausible: x', 900)",
+            (at + timedelta(seconds=5),),
+        )
+        assert conn.execute(flags.format("zone_counts")).fetchall() == [
+            ("z", 1, None, None),
+            ("z", 1, "implausible: x", 900),
+        ]
+
+
+def test_timescale_adds_the_flag_as_bare_nullable_columns_one_per_statement() -> None:
+    # The same statements on both paths: a compressed hypertable takes a nullable column without
+    # a default or constraint (see the method above).
+    held = next(m for m in migrations(timescale=True) if m.version == HELD_COUNTS)
+    assert held.timescale_sql == held.plain_sql == ""
+    for word in ("CHECK", "CONSTRAINT", "DEFAULT", "NOT NULL"):
+        assert word not in held.common_sql
+    statements = [s.strip() for s in held.common_sql.split(";") if s.strip()]
+    assert statements == [
+        f"ALTER TABLE {table} ADD COLUMN {column}"
+        for table in ("zone_counts", "zone_latest")
+        for column in ("count_flag text", "flagged_count integer")
+    ]
+
+
 def test_a_version_5_database_cuts_its_dead_letters_to_a_prefix_with_size_and_digest(
     db_url: str,
 ) -> None:

@@ -98,6 +98,8 @@ def test_phone_page_shows_the_database_live_and_keeps_figures_when_the_database_
         # The first load: the page (decoded) plus the first state (as sent, gzip).
         first_load = sum(loaded) + compressed_size(http, "/api/state")
         assert first_load < FIRST_LOAD_LIMIT, f"first load {first_load} bytes"
+        # Nothing wider than the phone: no sideways scrolling in the field.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=screenshots / "phone-390x844.png", full_page=True)
 
         with psycopg.connect(url, autocommit=True) as conn:
@@ -109,6 +111,87 @@ def test_phone_page_shows_the_database_live_and_keeps_figures_when_the_database_
         expect(page.locator("#banner")).to_contain_text("showing figures from")
         expect(page.locator("#site-stop-a .count")).to_have_text("41")  # last known, kept
         page.screenshot(path=screenshots / "phone-390x844-database-down.png", full_page=True)
+    finally:
+        page.close()
+
+
+# The edge's reasons, as crowdwatch.edge.plausibility words them.
+IMPLAUSIBLE = (
+    "implausible: 1167 people on 64 m² is 18.2 per m², more than the 6 that can stand there"
+)
+DARK = "unusable frame: too dark (mean 6/255)"
+HELD_ZH = "读数异常，已保留上次读数"
+
+
+def test_phone_page_marks_a_held_count_with_the_edges_reason_not_the_refused_number(
+    district: tuple[httpx.Client, str], browser: Browser, screenshots: Path
+) -> None:
+    http, url = district
+    now = datetime.now(UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        put_zone(conn, "beach-a", "north", 45, now, "cam1", "dense", IMPLAUSIBLE, 1167)
+        put_zone(conn, "stop-a", "platform", 12, now, count_flag=DARK)
+    page = new_page(browser, PHONE)
+    try:
+        page.goto(str(http.base_url))
+        north = page.locator("#zone-beach-a-north")
+        # The last usable count, marked held, with the reason in both languages.
+        expect(north.locator(".zcount")).to_have_text("45", timeout=10_000)
+        expect(north.locator(".held")).to_have_text("保留 held")
+        expect(north.locator(".zheld")).to_have_text(
+            f"⚠ {HELD_ZH} · Reading refused, last count kept — {IMPLAUSIBLE}"
+        )
+        expect(page.locator("#zone-beach-a-south .held")).to_have_count(0)
+        # The site's figure is the sum of what is shown (45 + 90), itself marked as holding one.
+        expect(page.locator("#site-beach-a .count")).to_have_text("135")
+        expect(page.locator("#site-beach-a .figure .held")).to_have_count(1)
+        # The refused reading is in the reason, never shown as a count of its own.
+        assert "1167" not in "".join(
+            page.locator("#site-beach-a .count, .zcount").all_inner_texts()
+        )
+        # A one-zone site has no zone rows: its reason is on the card.
+        expect(page.locator("#site-stop-a .count")).to_have_text("12")
+        expect(page.locator("#site-stop-a .held-why")).to_have_text(
+            f"⚠ {HELD_ZH} · Reading refused, last count kept — {DARK}"
+        )
+        expect(page.locator("#site-stop-b .held")).to_have_count(0)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=screenshots / "phone-390x844-held-count.png", full_page=True)
+
+        # The edge counts again: the mark goes with the next state, no reload.
+        with psycopg.connect(url, autocommit=True) as conn:
+            put_zone(conn, "beach-a", "north", 52, datetime.now(UTC), method="dense")
+        expect(north.locator(".zcount")).to_have_text("52", timeout=5_000)
+        expect(north.locator(".held")).to_have_count(0)
+        expect(north.locator(".zheld")).to_have_count(0)
+        expect(page.locator("#site-beach-a .held")).to_have_count(0)
+        expect(page.locator("#site-stop-a .held-why")).to_contain_text(DARK)
+    finally:
+        page.close()
+
+
+def test_wall_marks_a_held_section_with_its_reason(
+    district: tuple[httpx.Client, str], browser: Browser, screenshots: Path
+) -> None:
+    http, url = district
+    with psycopg.connect(url, autocommit=True) as conn:
+        put_zone(
+            conn, "beach-a", "north", 45, datetime.now(UTC), "cam1", "dense", IMPLAUSIBLE, 1167
+        )
+    page = new_page(browser, WALL)
+    try:
+        page.goto(f"{http.base_url}wall")
+        section = page.locator("#section-beach-a-north")
+        expect(section.locator(".count")).to_have_text("45", timeout=10_000)
+        expect(section.locator(".held")).to_have_text("保留 held")
+        expect(section.locator(".why")).to_have_text(f"{HELD_ZH} · Reading refused: {IMPLAUSIBLE}")
+        expect(page.locator("#section-beach-a-south .held")).to_have_count(0)
+        # The sites table marks the beach (reason in the tag's title: the row has no room).
+        expect(page.locator("#wall-site-beach-a .held")).to_have_attribute(
+            "title", f"{HELD_ZH} · Reading refused, last count kept — {IMPLAUSIBLE}"
+        )
+        expect(page.locator("#wall-site-beach-a .count")).to_have_text("135")
+        page.screenshot(path=screenshots / "wall-1920x1080-held-count.png")
     finally:
         page.close()
 

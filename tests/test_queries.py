@@ -11,7 +11,7 @@ from db_rows import T0, alert_message, insert_firing, put_status, put_zone, reso
 from factories import make_config
 
 from crowdwatch.contracts.errors import StorageError
-from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.contracts.messages import CountMessage, CountMethod, ZoneCount
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.queries import (
     AlertRow,
@@ -52,6 +52,30 @@ def test_latest_zone_counts_are_typed_rows(conn: psycopg.Connection) -> None:
         ZoneLatest("stop-c", "platform", "cam1", T0, 4, 6, 4.5, method=CountMethod.DETECT),
     ]
     assert rows[0].ts.utcoffset() == timedelta(0)
+
+
+def test_a_held_count_reads_back_with_its_flag_as_ingest_writes_it(
+    conn: psycopg.Connection,
+) -> None:
+    flag = "implausible: 900 people on 40 m² is 22.5 per m², more than the 6 that can stand there"
+    zone = ZoneCount(
+        zone_id="platform",
+        count=7,
+        count_max=9,
+        count_mean=7.5,
+        method=CountMethod.DENSE,
+        count_flag=flag,
+        flagged_count=900,
+    )
+    message = CountMessage(
+        site_id="stop-b", camera_id="cam1", ts=T0, interval_s=5.0, frames=50, zones=[zone]
+    )
+    put_zone(conn, "stop-b", "platform", 7, T0, "cam1", "dense", flag, 900)
+
+    # The database's row and the alert engine's fast path (ZoneLatest.of) agree.
+    fast = ZoneLatest.of(message, zone)
+    assert (fast.count, fast.count_flag, fast.flagged_count) == (7, flag, 900)
+    assert latest_zone_counts(conn) == [fast]
 
 
 def test_latest_camera_status_is_typed_rows(conn: psycopg.Connection) -> None:

@@ -17,7 +17,18 @@ from db_rows import alert_message, insert_firing, put_status, put_zone
 from web_server import DEAD_DB, Serve, web_config
 
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, site_readings
+from crowdwatch.contracts.messages import (
+    CountMessage,
+    CountMethod,
+    TopicKind,
+    ZoneCount,
+    camera_topic,
+    decode_counts,
+    encode,
+)
 from crowdwatch.contracts.site_kinds import KIND_ORDER
+from crowdwatch.ingest.validate import Accepted, Envelope
+from crowdwatch.ingest.writer import BatchWriter
 from crowdwatch.storage.migrate import upgrade
 
 PHONE_PAGE = Path(__file__).resolve().parents[1] / "crowdwatch/dashboards/static/phone.html"
@@ -108,6 +119,77 @@ def test_sites_lists_every_configured_site_with_its_zones(
         None,
         None,
     )
+
+
+def test_a_held_count_comes_with_the_edges_reason_and_the_refused_reading(
+    client: tuple[httpx.Client, psycopg.Connection],
+) -> None:
+    http, conn = client
+    now = datetime.now(UTC)
+    flag = "implausible: 1167 people on 64 m² is 18.2 per m², more than the 6 that can stand there"
+    put_zone(conn, "beach-a", "north", 45, now, "cam1", "dense", flag, 1167)
+    put_zone(conn, "beach-a", "south", 90, now, method="detect")
+    dark = "unusable frame: too dark (mean 6/255)"
+    put_zone(conn, "stop-b", "platform", 12, now - timedelta(minutes=10), count_flag=dark)
+
+    state = http.get("/api/state").json()
+
+    by_id = {s["id"]: s for s in state["sites"]}
+    held = [
+        (z["zone_id"], z["count"], z["count_flag"], z["flagged_count"])
+        for z in by_id["beach-a"]["zones"]
+    ]
+    # The held count is the last usable one, the refused reading only beside it.
+    assert held == [("north", 45, flag, 1167), ("south", 90, None, None)]
+    assert by_id["beach-a"]["count"] == 135
+    # A stale count is withheld: nothing is held back either.
+    [stale] = by_id["stop-b"]["zones"]
+    assert (stale["count"], stale["count_flag"], stale["flagged_count"]) == (None, None, None)
+    # The same zone on /api/sites, which shares the shape.
+    beach = http.get("/api/sites/beach-a").json()
+    assert beach["zones"][0]["count_flag"] == flag
+
+
+def test_a_message_the_edge_flagged_reaches_the_api_through_the_ingest_writer(
+    client: tuple[httpx.Client, psycopg.Connection], db_url: str
+) -> None:
+    http, _ = client
+    now = datetime.now(UTC)
+    flag = "implausible: 640 people, more than the 400 the zone's 6400 px at one person per 16 px holds"
+    message = CountMessage(
+        site_id="beach-a",
+        camera_id="cam1",
+        ts=now,
+        interval_s=5.0,
+        frames=5,
+        zones=[
+            ZoneCount(
+                zone_id="north",
+                count=38,
+                count_max=38,
+                count_mean=38.0,
+                method=CountMethod.DENSE,
+                count_flag=flag,
+                flagged_count=640,
+            ),
+            ZoneCount(zone_id="south", count=20, count_max=21, count_mean=20.0),
+        ],
+    )
+    payload = encode(message)  # as the edge publishes it, and as ingest decodes it
+    topic = camera_topic("crowdwatch", "beach-a", "cam1", TopicKind.COUNTS)
+    writer = BatchWriter(db_url)
+    try:
+        writer.write([Accepted(Envelope(topic, payload, now), decode_counts(payload))])
+    finally:
+        writer.close()
+
+    [beach] = [s for s in http.get("/api/state").json()["sites"] if s["id"] == "beach-a"]
+
+    assert [(z["count"], z["count_flag"], z["flagged_count"]) for z in beach["zones"]] == [
+        (38, flag, 640),
+        (20, None, None),
+    ]
+    assert beach["count"] == 58
 
 
 def test_an_offline_camera_shows_offline_not_zero(

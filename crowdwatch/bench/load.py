@@ -2,17 +2,19 @@
 
 Each step is a fresh district of N cameras (``--zones`` zones each, one count and one status
 message per camera every ``--interval`` seconds), a fresh database and topic prefix, and every
-component as the process an operator starts: ``crowdwatch simulate`` (one per
-``--cameras-per-simulator`` cameras, each driving a slice of the sites), ``crowdwatch ingest``
+component as the process an operator starts: the simulated cameras (``--simulator fleet``,
+the default: :mod:`crowdwatch.bench._fleet`, pre-encoded messages, 5,000 cameras a process,
+spread over the interval; or ``--simulator simulate``: ``crowdwatch simulate``, one per 250
+cameras, each publishing its slice in one burst per interval), ``crowdwatch ingest``
 (with ``/metrics``), ``crowdwatch alerts`` (notifying a local webhook receiver) and
 ``crowdwatch web``; the broker is a real mosquitto and the database a real PostgreSQL
 (private ones unless ``--broker``/``--database-url`` name running ones).  After a warm-up it
 measures for ``--minutes``:
 
 - **ingest lag**: the ingest's own ``crowdwatch_ingest_lag_seconds`` gauge (now minus the
-  newest ``ts`` committed), scraped every 0.5 s as ``bench ingest``'s soak does.  The
-  simulators publish every camera in one burst per interval, so the gauge climbs between
-  bursts: its floor is about one interval even for an instant ingest.
+  newest ``ts`` committed), scraped every 0.5 s as ``bench ingest``'s soak does.  ``simulate``
+  publishes every camera in one burst per interval, so the gauge climbs between bursts: its
+  floor is about one interval even for an instant ingest (the fleet's floor is a batch).
 - **delivered**: messages/s the ingest received against the offered ``2 N / interval`` (the
   simulators are part of the system under test; one that cannot keep up fails the step).
 - **alert latency**: as ``bench alerts``: one camera at a time gets a count over the bench
@@ -21,7 +23,7 @@ measures for ``--minutes``:
 - **web**: GETs of the endpoints the phone page and wall read (``/api/state``,
   ``/api/sites``, one site, its series, ``/api/alerts``), one after the other, all the time.
 - **CPU and memory** of every process (:mod:`crowdwatch.bench._procs`; PostgreSQL with its
-  backends, mosquitto found by its port).
+  backends, mosquitto found by its port), the simulators' own beside the rest (``simulate``).
 
 A step *holds* when ingest lag p99 < 2 s, alert p99 < 1 s with no probe lost, at least 95 %
 of the offered messages arrive and no web request fails.  The ramp goes from ``--cameras``
@@ -77,7 +79,13 @@ DELIVERED_TARGET = 0.95
 PROBE_COUNT = 2000
 """People in a probe; simulated zones (capacity 100) stay far below the rule's 1000."""
 WARMUP_S = 5.0
-START_TIMEOUT_S = 120.0
+FLEET_CAMERAS = 5000
+"""Cameras per fleet process (``--simulator fleet``): ~2,000 messages/s at 5 s each."""
+SIMULATE_CAMERAS = 250
+"""Cameras per ``crowdwatch simulate`` process (``--simulator simulate``)."""
+START_TIMEOUT_S = 300.0
+"""ingest, alerts and web each load and sync the district at start: ~25 s for 5,000 cameras
+on a busy 2-core box, and they start together."""
 
 Say = Callable[[str], None]
 
@@ -97,7 +105,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--zones", type=int, default=4, help="zones per camera (default 4)")
     parser.add_argument(
-        "--cameras-per-simulator", type=int, default=250, help="cameras per simulate process"
+        "--simulator",
+        choices=["fleet", "simulate"],
+        default="fleet",
+        help="fleet: pre-encoded messages, many cameras a process (default); simulate: the "
+        "`crowdwatch simulate` command, its curves and pydantic messages",
+    )
+    parser.add_argument(
+        "--cameras-per-simulator",
+        type=int,
+        help="cameras per simulator process (default 5000 for fleet, 250 for simulate)",
     )
     parser.add_argument(
         "--probe-every", type=float, default=0.5, help="seconds between alert probes"
@@ -168,6 +185,8 @@ def _ladder(args: argparse.Namespace) -> list[int] | str:
         return "--cameras must be at least 10 (alert probes take turns over the cameras)"
     if top < args.cameras or args.step < 1:
         return "--max-cameras must be at least --cameras, and --step positive"
+    if args.cameras_per_simulator is not None and args.cameras_per_simulator < 1:
+        return "--cameras-per-simulator must be positive"
     if args.minutes <= 0 or args.interval <= 0 or args.probe_every <= 0:
         return "--minutes, --interval and --probe-every must be positive"
     if args.cameras * args.probe_every < 3 * args.interval:
@@ -188,11 +207,15 @@ class _Processes:
     folder: Path
     procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
 
-    def start(self, name: str, argv: list[str], timeout_s: float = 30.0) -> None:
+    def start(
+        self, name: str, argv: list[str], timeout_s: float = 30.0, module: str | None = None
+    ) -> None:
+        """Start ``crowdwatch ARGV`` (or ``python -m MODULE ARGV``) as component ``name``."""
         log_path = self.folder / f"{name}-{len(self.procs.get(name, []))}.log"
+        command = ["-m", module] if module else ["-m", "crowdwatch", "--log-level", "WARNING"]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "crowdwatch", "--log-level", "WARNING", *argv],
+                [sys.executable, *command, *argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -243,7 +266,10 @@ def _step(
         config_path = folder / "district.yaml"
         config = save_district(raw, config_path, db_url, origin="bench load")
         sites = raw["sites"]
-        simulators = min(len(sites), math.ceil(cameras / args.cameras_per_simulator))
+        per_process = args.cameras_per_simulator or (
+            FLEET_CAMERAS if args.simulator == "fleet" else SIMULATE_CAMERAS
+        )
+        simulators = min(len(sites), math.ceil(cameras / per_process))
         slices = []
         for k in range(simulators):
             path = folder / f"simulator-{k}.yaml"
@@ -267,7 +293,11 @@ def _step(
             web = f"http://127.0.0.1:{web_port}"
             _wait_for_web(web, procs)
             for k, path in enumerate(slices):
-                procs.start("simulate", ["simulate", "--config", str(path), "--seed", str(k)], 90)
+                if args.simulator == "fleet":
+                    procs.start("simulate", [str(path)], 90, module="crowdwatch.bench._fleet")
+                else:
+                    argv = ["simulate", "--config", str(path), "--seed", str(k)]
+                    procs.start("simulate", argv, 90)
             prober = AlertProber(
                 mqtt,
                 camera_specs(config),
@@ -278,6 +308,7 @@ def _step(
             )
             stack.callback(prober.close)
             prober.wait_for_engine(START_TIMEOUT_S, procs.check)
+            _wait_for_simulators(metrics_port, cameras, procs)
             time.sleep(WARMUP_S)  # the simulators' first bursts, the engine's first rounds
             procs.check()
             site = config.sites[0].id
@@ -285,7 +316,12 @@ def _step(
                      f"/api/sites/{site}/series?minutes=60", "/api/alerts"]  # fmt: skip
             groups = _groups(procs, broker, pg)
             measured = _measure(args, metrics_port, web, paths, prober, groups, procs, say)
-        figures = {"cameras": cameras, "simulators": simulators, **measured}
+        figures = {
+            "cameras": cameras,
+            "simulator": args.simulator,
+            "simulators": simulators,
+            **measured,
+        }
         figures["offered_msgs_per_s"] = round(2 * cameras / args.interval, 1)
         figures["delivered_ratio"] = round(
             figures["delivered_msgs_per_s"] / figures["offered_msgs_per_s"], 3
@@ -293,6 +329,20 @@ def _step(
         return _verdict(figures)
     finally:
         pg.drop_database(db_url)
+
+
+def _wait_for_simulators(metrics_port: int, cameras: int, procs: _Processes) -> None:
+    """Until the ingest has had one round of every camera (count and status): a simulator
+    loading a big district takes tens of seconds, which must not count as undelivered."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while (_scrape(metrics_port) or {}).get("crowdwatch_ingest_messages_total", 0) < 2 * cameras:
+        procs.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the simulators did not send one round of {cameras} cameras in "
+                f"{START_TIMEOUT_S:g} s:\n{procs.tail('simulate')}"
+            )
+        time.sleep(0.5)
 
 
 def _wait_for_web(base: str, procs: _Processes) -> None:

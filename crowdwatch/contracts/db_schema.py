@@ -642,6 +642,28 @@ CREATE INDEX dispatch_decisions_alert ON dispatch_decisions (alert_id, at, id);
 """
 
 
+# Migration 10: why a zone's newest count was held back.  The edge refuses a density reading
+# that no crowd could produce on the zone's ground, or a frame it cannot count in (night,
+# backlight), and keeps publishing the zone's last usable count with the reason
+# (``ZoneCount.count_flag``, a short English sentence) and the refused reading
+# (``flagged_count``; NULL for an unusable frame); see ``crowdwatch.edge.plausibility``.
+# Stored beside the metrics, not declared in ``crowdwatch.contracts.metrics``: a reason is not
+# a quantity, and the rollups keep nothing of it.  They roll up ``count``, which is the held
+# count the pages showed, so trends stay right; a per-bucket tally of flagged intervals would
+# mean rebuilding every TimescaleDB continuous aggregate (as migrations 7 and 8 did) for a
+# figure the raw rows already answer ("how often was this camera refused" is a query over
+# ``zone_counts`` within their retention).  Nullable without a default or constraint, so the
+# same statements run on both paths, a compressed hypertable included (see migration 5; one
+# column per statement, as migration 8 added its own): NULL is "nothing flagged", as on every
+# row before it, and the message contract bounds both values.
+_V10_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN count_flag text;
+ALTER TABLE zone_counts ADD COLUMN flagged_count integer;
+ALTER TABLE zone_latest ADD COLUMN count_flag text;
+ALTER TABLE zone_latest ADD COLUMN flagged_count integer;
+"""
+
+
 def _v7_timescale() -> str:
     parts = []
     for suffix, width in ROLLUP_RESOLUTIONS:
@@ -747,16 +769,16 @@ def _v8_timescale() -> str:
     )
 
 
-# Migration 10: vehicles in a zone (road cameras), rolled up by ``max``
+# Migration 11: vehicles in a zone (road cameras), rolled up by ``max``
 # (``vehicles_max``).  Nullable: rows before it (and edges that count no vehicles) have
 # none.  Pasted from ``rollup_sql.new_metric_migration``; tests/test_metrics.py checks it
 # is what the declaration derives.
-_V10_COMMON = """
+_V11_COMMON = """
 ALTER TABLE zone_counts ADD COLUMN vehicles integer;
 ALTER TABLE zone_latest ADD COLUMN vehicles integer;
 """
 
-_V10_PLAIN = """
+_V11_PLAIN = """
 ALTER TABLE zone_counts_1m
     ADD COLUMN vehicles_max integer;
 ALTER TABLE site_counts_1m
@@ -771,7 +793,7 @@ ALTER TABLE site_counts_1h
     ADD COLUMN vehicles_max bigint;
 """
 
-_V10_TIMESCALE_ZONE = """
+_V11_TIMESCALE_ZONE = """
 ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
 CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
 DROP VIEW site_counts_{suffix};
@@ -836,23 +858,23 @@ GROUP BY bucket, site_id;
 """
 
 
-def _v10_timescale() -> str:
+def _v11_timescale() -> str:
     return "\n".join(
-        _V10_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        _V11_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
         for suffix, width in ROLLUP_RESOLUTIONS
     )
 
 
-# Migration 11: the vehicles' space-mean speed, rolled up by ``mean`` (``speed_mean``).
+# Migration 12: the vehicles' space-mean speed, rolled up by ``mean`` (``speed_mean``).
 # Nullable: rows before it (and edges that measure no speed) have none.  Pasted from
 # ``rollup_sql.new_metric_migration``; tests/test_metrics.py checks it is what the
 # declaration derives.
-_V11_COMMON = """
+_V12_COMMON = """
 ALTER TABLE zone_counts ADD COLUMN mean_speed_kmh real;
 ALTER TABLE zone_latest ADD COLUMN mean_speed_kmh real;
 """
 
-_V11_PLAIN = """
+_V12_PLAIN = """
 ALTER TABLE zone_counts_1m
     ADD COLUMN speed_sum double precision,
     ADD COLUMN speed_samples bigint;
@@ -870,7 +892,7 @@ ALTER TABLE site_counts_1h
     ADD COLUMN speed_mean double precision;
 """
 
-_V11_TIMESCALE_ZONE = """
+_V12_TIMESCALE_ZONE = """
 ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
 CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
 DROP VIEW site_counts_{suffix};
@@ -938,9 +960,9 @@ GROUP BY bucket, site_id;
 """
 
 
-def _v11_timescale() -> str:
+def _v12_timescale() -> str:
     return "\n".join(
-        _V11_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        _V12_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
         for suffix, width in ROLLUP_RESOLUTIONS
     )
 
@@ -1019,17 +1041,24 @@ def migrations(timescale: bool) -> list[Migration]:
         ),
         Migration(
             version=10,
-            name="vehicles per zone",
+            name="why a zone's count was held back: the edge's flag and the refused reading",
             common_sql=_V10_COMMON,
-            timescale_sql=_v10_timescale(),
-            plain_sql=_V10_PLAIN,
+            timescale_sql="",
+            plain_sql="",
         ),
         Migration(
             version=11,
-            name="mean vehicle speed per zone",
+            name="vehicles per zone",
             common_sql=_V11_COMMON,
             timescale_sql=_v11_timescale(),
             plain_sql=_V11_PLAIN,
+        ),
+        Migration(
+            version=12,
+            name="mean vehicle speed per zone",
+            common_sql=_V12_COMMON,
+            timescale_sql=_v12_timescale(),
+            plain_sql=_V12_PLAIN,
         ),
     ]
 

@@ -174,7 +174,7 @@ ZONE_METRICS: tuple[ZoneMetric, ...] = (
         required=False,
         additive=True,
         aggregates=(Aggregate(Rollup.MAX, "vehicles_max", api="vehicles"),),
-        since=10,
+        since=11,
         description="motor vehicles (car, bus, truck, motorcycle) in the zone at the "
         "interval's end (cameras that count vehicles only)",
     ),
@@ -193,12 +193,20 @@ ZONE_METRICS: tuple[ZoneMetric, ...] = (
                 api="speed_kmh",
             ),
         ),
-        since=11,
+        since=12,
         description="space-mean speed of the vehicles in the zone over the interval (needs "
         "a calibration and vehicles with a measured speed)",
     ),
 )
 """Every zone metric, in rollup column order."""
+
+
+HELD_COUNT_COLUMNS: tuple[str, ...] = ("count_flag", "flagged_count")
+"""Why a zone's count was held back, stored beside the metrics (raw rows and ``zone_latest``,
+migration 10), never rolled up: the ``ZoneCount`` fields of the same names.  ``count_flag``
+is text (a reason, not a quantity); ``flagged_count`` is the reading the edge refused, which
+must not be summed or averaged as if people had been counted
+(:mod:`crowdwatch.edge.plausibility`)."""
 
 
 def zone_metric_columns(metrics: tuple[ZoneMetric, ...] = ZONE_METRICS) -> tuple[str, ...]:

@@ -68,6 +68,10 @@ class ZoneOut(Out):
     trend: Trend | None
     longest_wait_s: float | None
     method: CountMethod | None
+    count_flag: str | None
+    """why the newest reading was refused and ``count`` is the last usable one"""
+    flagged_count: int | None
+    """the refused reading (None for a frame the edge could not count in)"""
     ts: Timestamp | None
     age_s: float | None
     traffic: TrafficOut | None

@@ -84,6 +84,13 @@ def _method(row: ZoneLatest | None, reading: ZoneReading) -> str | None:
     return row.method.value
 
 
+def _held(row: ZoneLatest | None, reading: ZoneReading) -> ZoneLatest | None:
+    # Like the method, a flag belongs to the count shown: a withheld count holds nothing back.
+    if row is None or reading.count is None or row.count_flag is None:
+        return None
+    return row
+
+
 def traffic_json(site: Site, vehicles: int | None, speed_kmh: float | None) -> dict[str, Any]:
     """Vehicles, mean speed and congestion level (``TrafficOut``) of a road or road zone."""
     level = road_level(site, speed_kmh, vehicles)
@@ -112,10 +119,13 @@ def zone_json(
     row: ZoneLatest | None = None,
     earlier: Mapping[tuple[str, str], float] | None = None,
 ) -> dict[str, Any]:
-    """One zone: count, share of capacity, status, trend, longest wait, age, and ``method``
-    (``detect``: people counted one by one; ``dense``: a density estimate; None: unknown)."""
+    """One zone: count, share of capacity, status, trend, longest wait, age, ``method``
+    (``detect``: people counted one by one; ``dense``: a density estimate; None: unknown),
+    and ``count_flag``: why the edge refused its newest reading and kept ``count`` at the last
+    usable one (None: the count is the newest reading), with the refused ``flagged_count``."""
     key = (reading.site.id, reading.zone.id)
     direction = trend(reading.count, (earlier or {}).get(key), reading.capacity)
+    held = _held(row, reading)
     return {
         "zone_id": reading.zone.id,
         "camera_id": reading.camera_id,
@@ -127,6 +137,8 @@ def zone_json(
         "trend": None if direction is None else direction.value,
         "longest_wait_s": _wait(row, reading),
         "method": _method(row, reading),
+        "count_flag": None if held is None else held.count_flag,
+        "flagged_count": None if held is None else held.flagged_count,
         "ts": iso(reading.ts),
         "age_s": _round(reading.age_s, 1),
         "traffic": (

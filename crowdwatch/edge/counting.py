@@ -26,6 +26,7 @@ message at each interval's end; the evaluation feeds it a whole video the same w
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -36,6 +37,7 @@ from crowdwatch.contracts.config import (
     CountMode,
     DenseAutoConfig,
     DenseConfig,
+    DetectorConfig,
     TrackingConfig,
 )
 from crowdwatch.contracts.errors import ConfigError
@@ -46,7 +48,7 @@ from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.dwell import ZoneWaits
 from crowdwatch.edge.interval import IntervalCounts
 from crowdwatch.edge.lines import CrossingRules, LineCrossing
-from crowdwatch.edge.plausibility import CountPlausibility
+from crowdwatch.edge.plausibility import CountPlausibility, polygon_area_px
 from crowdwatch.edge.speed import ZoneSpeeds
 from crowdwatch.edge.tracking import PersonTracker
 from crowdwatch.edge.vehicles import VEHICLES, is_vehicle
@@ -69,43 +71,93 @@ def uses_density(camera: Camera) -> bool:
     return any(zone.mode is not CountMode.DETECT for zone in camera.zones)
 
 
+@dataclass(frozen=True, slots=True)
+class DetectorView:
+    """How a zone's people look to the detector, for ``mode: auto``.
+
+    Args:
+        magnification: detector input pixels per frame pixel (see
+            :func:`detector_magnification`).
+        zone_area_px: the zone's area in frame pixels (the unit of the box heights).
+    """
+
+    magnification: float
+    zone_area_px: float
+
+
+def detector_magnification(config: DetectorConfig | None, frame_size: tuple[int, int]) -> float:
+    """Detector input pixels per frame pixel: how large a person looks to the network.
+
+    A tile of ``tiles.size`` frame pixels is fitted to the square input; without tiles the
+    whole frame is, by its longer side.  No detector section: 1 (heights taken as they are).
+
+    Example:
+        >>> from crowdwatch.contracts.config import TilingConfig
+        >>> tiled = DetectorConfig(model="m.onnx", tiles=TilingConfig(size=320))
+        >>> detector_magnification(tiled, (1920, 1080))
+        2.0
+        >>> round(detector_magnification(DetectorConfig(model="m.onnx"), (1920, 1080)), 3)
+        0.333
+    """
+    if config is None:
+        return 1.0
+    if config.tiles is not None:
+        return config.input_size / config.tiles.size
+    return config.input_size / max(frame_size)
+
+
 def auto_method(
     rule: DenseAutoConfig,
     heights_px: NDArray[np.floating],
     dense_count: float,
     frame_ok: bool,
+    view: DetectorView,
 ) -> CountMethod:
     """The method a zone in ``mode: auto`` counts by, from one frame seen both ways.
 
     Args:
-        rule: ``edge.dense.auto`` (its docstring states the rule).
-        heights_px: box heights of the people detected in the zone, in pixels of the
-            camera's configured ``frame_size``.
+        rule: ``edge.dense.auto`` (its docstring states the rule and why).
+        heights_px: box heights of the people detected in the zone, in frame pixels.
         dense_count: the density map summed over the zone, in the same frame.
         frame_ok: the frame's quality; a dark, blown-out or flat frame keeps detection.
+        view: the detector's magnification and the zone's area, in the same pixels.
 
     Returns:
         ``dense`` when a rule of ``rule`` holds, else ``detect``.
 
     Example:
-        >>> auto_method(DenseAutoConfig(), np.array([22.0, 30.0, 35.0]), 3.2, True)
+        >>> whole = DetectorView(magnification=1 / 3, zone_area_px=1920 * 1080)
+        >>> auto_method(DenseAutoConfig(), np.array([22.0, 30.0, 35.0]), 3.2, True, whole)
         <CountMethod.DENSE: 'dense'>
+        >>> tiled = DetectorView(magnification=2.0, zone_area_px=1920 * 1080)
+        >>> auto_method(DenseAutoConfig(), np.array([22.0, 30.0, 35.0]), 3.2, True, tiled)
+        <CountMethod.DETECT: 'detect'>
     """
     if not frame_ok:
         return CountMethod.DETECT
     detected = len(heights_px)
+    median = float(np.median(heights_px)) if detected else 0.0
     small = (
         rule.small_person_px is not None
         and detected > 0
-        and float(np.median(heights_px)) < rule.small_person_px
+        and median * view.magnification < rule.small_person_px
     )
+    # Each person as a square of their height: a coarse footprint that needs no box widths
+    # (sitting, lying and standing people differ in width far more than in what this parts).
+    packed = (
+        rule.packed_share is not None
+        and view.zone_area_px > 0
+        and detected * median**2 >= rule.packed_share * view.zone_area_px
+    )
+    unseen = rule.unseen_min is not None and detected == 0 and dense_count >= rule.unseen_min
     crowded = rule.crowded_count is not None and detected >= rule.crowded_count
     missed = (
         rule.undercount_ratio is not None
         and dense_count >= rule.undercount_min
         and detected < rule.undercount_ratio * dense_count
     )
-    return CountMethod.DENSE if small or crowded or missed else CountMethod.DETECT
+    chosen = small or packed or unseen or crowded or missed
+    return CountMethod.DENSE if chosen else CountMethod.DETECT
 
 
 class CameraCounter:
@@ -117,6 +169,7 @@ class CameraCounter:
         tracking: ``edge.tracking``; with ``enabled: false`` there are no lines and no waits.
         frame_rate: analysed frames per second (for the tracker's motion model).
         dense: ``edge.dense`` (the ``auto`` rule); default settings when ``None``.
+        detector: the ``detector`` section (how large people look to it, for ``auto``).
 
     Raises:
         ConfigError: the camera has lines but tracking is off; a line's ``in_direction``
@@ -130,6 +183,7 @@ class CameraCounter:
         tracking: TrackingConfig,
         frame_rate: float,
         dense: DenseConfig | None = None,
+        detector: DetectorConfig | None = None,
     ) -> None:
         if camera.lines and not tracking.enabled:
             raise ConfigError(
@@ -143,6 +197,7 @@ class CameraCounter:
         self.counts = IntervalCounts(site_id, camera.id, [z.id for z in camera.zones])
         self.waits = {z.id: ZoneWaits(z.id, tracking.wait_grace_s) for z in camera.zones}
         self.auto_rule = (dense or DenseConfig()).auto
+        self.detector = detector
         self.plausibility = CountPlausibility(
             camera.zones, self.areas_m2, (dense or DenseConfig()).plausibility
         )
@@ -287,8 +342,12 @@ class CameraCounter:
             return
         # The rule's pixel sizes are in the configured frame_size, like all geometry.
         assert self.frame_size is not None
-        to_config = self.camera.frame_size[1] / self.frame_size[1]
-        method = auto_method(self.auto_rule, heights_px * to_config, people, density.quality.ok)
+        # The rule works in the frame's own pixels: what the detector saw, and the zone there.
+        view = DetectorView(
+            detector_magnification(self.detector, self.frame_size),
+            polygon_area_px([(float(x), float(y)) for x, y in zone.polygon]),
+        )
+        method = auto_method(self.auto_rule, heights_px, people, density.quality.ok, view)
         if method is not self.methods[zone.zone_id]:
             logger.info(
                 "camera %s: zone %s now counts by %s", self.camera.id, zone.zone_id, method.value

@@ -179,6 +179,7 @@ def run_edge(
                     health=health,
                     density=density,
                     dense=dense,
+                    detector_config=config.detector,
                 )
             )
         threads = [

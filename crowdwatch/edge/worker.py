@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from crowdwatch.contracts.config import Camera, DebugSnapshotConfig, DenseConfig, TrackingConfig
+from crowdwatch.contracts.config import (
+    Camera,
+    DebugSnapshotConfig,
+    DenseConfig,
+    DetectorConfig,
+    TrackingConfig,
+)
 from crowdwatch.contracts.errors import BrokerError
 from crowdwatch.contracts.messages import (
     AVAILABLE_OFFLINE,
@@ -116,6 +122,8 @@ class CameraWorker:
             :func:`~crowdwatch.edge.counting.uses_density`); its time counts in the status's
             ``inference_ms`` and a frame of bad quality for it is named in the detail.
         dense: ``edge.dense`` (schedule and ``auto`` rule); default settings when ``None``.
+        detector_config: the ``detector`` section (tiles, input size: how large people look
+            to the detector, which ``auto`` weighs).
         clock: the UTC wall clock that dates messages (``ts``); intervals run on the
             monotonic clock, so a wrong or jumping wall clock changes only the dates.
 
@@ -145,6 +153,7 @@ class CameraWorker:
         health: Callable[[], str] | None = None,
         density: DensityCounter | None = None,
         dense: DenseConfig | None = None,
+        detector_config: DetectorConfig | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.site_id = site_id
@@ -160,7 +169,7 @@ class CameraWorker:
         frame_rate = (source.fps or DEFAULT_FPS) / detect_every
         dense = dense or DenseConfig()
         self._counter = CameraCounter(
-            site_id, camera, tracking or TrackingConfig(), frame_rate, dense
+            site_id, camera, tracking or TrackingConfig(), frame_rate, dense, detector_config
         )
         self._density = density
         self._density_schedule = DensitySchedule(dense)

@@ -49,10 +49,11 @@ from crowdwatch.contracts.config import (
 )
 from crowdwatch.contracts.errors import ConfigError, ModelError, SourceError
 from crowdwatch.contracts.messages import CountMethod
-from crowdwatch.edge.counting import auto_method
+from crowdwatch.edge.counting import DetectorView, auto_method, detector_magnification
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector, load_detector
+from crowdwatch.edge.plausibility import polygon_area_px
 from crowdwatch.edge.vehicles import VEHICLES, VehicleDetector, counts_by_class, parse_classes
 from crowdwatch.edge.zones import ZoneOccupancy
 
@@ -90,6 +91,8 @@ class Counters:
     density: DensityCounter | None = None
     dense: DenseConfig = field(default_factory=DenseConfig)
     """``edge.dense``: its ``auto`` rule decides in mode ``auto``"""
+    detector_config: DetectorConfig | None = None
+    """the detector's settings (tiles, input size), which the ``auto`` rule weighs"""
 
 
 def parse_zone(text: str) -> list[tuple[float, float]]:
@@ -269,12 +272,24 @@ def count_frame(
     if heights is None:
         return people, CountMethod.DENSE, quality, by_class
     # The frame's own pixels are the configured geometry here: no rescaling of heights.
-    count, method = auto_count(counters.dense.auto, heights, people, density.quality.ok)
+    # The frame's own pixels are the geometry: the zone's area (or the frame's) in them.
+    height, width = image.shape[:2]
+    view = DetectorView(
+        detector_magnification(counters.detector_config, (width, height)),
+        polygon_area_px([(float(x), float(y)) for x, y in occupancy.polygon])
+        if occupancy is not None
+        else float(width * height),
+    )
+    count, method = auto_count(counters.dense.auto, heights, people, density.quality.ok, view)
     return count, method, quality, by_class
 
 
 def auto_count(
-    rule: DenseAutoConfig, heights_px: NDArray[np.floating], dense_count: float, frame_ok: bool
+    rule: DenseAutoConfig,
+    heights_px: NDArray[np.floating],
+    dense_count: float,
+    frame_ok: bool,
+    view: DetectorView,
 ) -> tuple[float, CountMethod]:
     """What a zone in ``mode: auto`` counts in one frame seen both ways, and by which method.
 
@@ -286,15 +301,17 @@ def auto_count(
             by detection, in pixels of the frame.
         dense_count: the density map summed over the zone, in the same frame.
         frame_ok: the crowd counter's quality verdict on the frame.
+        view: how large people look to the detector, and the zone's area in frame pixels.
 
     Returns:
         ``dense_count`` or the number of detected people, and the method that gave it.
 
     Example:
-        >>> auto_count(DenseAutoConfig(), np.array([90.0, 120.0]), 2.4, True)
+        >>> view = DetectorView(magnification=1.0, zone_area_px=640 * 480)
+        >>> auto_count(DenseAutoConfig(), np.array([90.0, 120.0]), 2.4, True, view)
         (2, <CountMethod.DETECT: 'detect'>)
     """
-    method = auto_method(rule, heights_px, dense_count, frame_ok)
+    method = auto_method(rule, heights_px, dense_count, frame_ok, view)
     return (dense_count if method is CountMethod.DENSE else len(heights_px)), method
 
 
@@ -357,8 +374,10 @@ def load_counters(
             "knows no classes); count other classes with --mode detect"
         )
     detector: Detector | None = None
+    settings: DetectorConfig | None = None
     if mode is not CountMode.DENSE:
-        detector = load_detector(detector_config(args, base), classes=classes)
+        settings = detector_config(args, base)
+        detector = load_detector(settings, classes=classes)
         if set(classes) & set(VEHICLES):
             detector = VehicleDetector(detector)  # one box per vehicle whatever its class
     density = None
@@ -370,7 +389,7 @@ def load_counters(
                 "the density model: pass --dense-model PATH or set edge.dense.model)"
             )
         density = DensityCounter(model, threads=dense.threads or None, max_side=dense.max_side)
-    return Counters(mode, detector, density, dense)
+    return Counters(mode, detector, density, dense, settings)
 
 
 def run(

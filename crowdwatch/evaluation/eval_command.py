@@ -273,7 +273,7 @@ def _beach_days(
     detect_run: DatasetRun | None = None
     if methods.detect or methods.auto:
         config = _override(recommended_detector(dataset.name, shared_dir / "models"), args)
-        detect_run = run_dataset(dataset, load_detector(config), indices)
+        detect_run = run_dataset(dataset, load_detector(config), indices, config)
         if methods.detect:
             predictions["detect"] = detect_run.predicted
     if counter is not None:
@@ -348,7 +348,7 @@ def _detect_rows(
     # (and ``auto`` has both views of each); without --limit, or where the dense counter skips
     # nothing, they are among ``indices`` already and cost nothing.
     compare = name in DENSE_TRAINING_FRAMES and bool(dense_indices)
-    run = run_dataset(dataset, detector, sorted(set(indices) | set(dense_indices)))
+    run = run_dataset(dataset, detector, sorted(set(indices) | set(dense_indices)), config)
     chosen = {dataset.numbers[i] for i in indices}
     parts = [(subset, chosen)]
     if subset == "all" and name in TUNED_ON_EVEN:

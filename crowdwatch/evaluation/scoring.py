@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from crowdwatch.contracts.config import DenseAutoConfig
+from crowdwatch.contracts.config import DenseAutoConfig, DetectorConfig
 from crowdwatch.contracts.messages import CountMethod
+from crowdwatch.edge.counting import DetectorView, detector_magnification
 from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import Detector
@@ -118,6 +119,8 @@ class DatasetRun:
     """detection runs: box heights (pixels) of the people counted in each sample"""
     dense_picked: frozenset[int] = frozenset()
     """auto runs: numbers of the samples the edge's rule counted by density map"""
+    views: list[DetectorView] = field(default_factory=list)
+    """detection runs: how large people looked to the detector and the ROI's area, per sample"""
 
     def errors(self, subset: str = "all", numbers: Collection[int] | None = None) -> CountErrors:
         """Errors over all samples, or those whose number is ``even``/``odd``.
@@ -143,6 +146,7 @@ class DatasetRun:
         sample_s: list[float],
         flagged: frozenset[int] = frozenset(),
         heights: list[NDArray[np.float32]] | None = None,
+        views: list[DetectorView] | None = None,
     ) -> DatasetRun:
         """The run whose ``predicted`` counts are of the samples ``indices`` of ``dataset``."""
         return cls(
@@ -154,6 +158,7 @@ class DatasetRun:
             flagged=flagged,
             sample_s=sample_s,
             heights=heights or [],
+            views=views or [],
         )
 
     @property
@@ -167,13 +172,19 @@ class DatasetRun:
         return 1000 * self.count_s / max(len(self.indices), 1)
 
 
-def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int]) -> DatasetRun:
+def run_dataset(
+    dataset: CountDataset,
+    detector: Detector,
+    indices: Sequence[int],
+    settings: DetectorConfig | None = None,
+) -> DatasetRun:
     """Count people on the chosen samples of ``dataset`` with the detector.
 
     Args:
         dataset: images and truths.
         detector: the edge's detector (tiled or not).
         indices: which samples (see :meth:`CountDataset.select`).
+        settings: the detector's settings (for :func:`run_auto`'s view of each sample).
 
     Returns:
         Counts (people whose head point is in the ROI), truths, detection times and the box
@@ -182,13 +193,22 @@ def run_dataset(dataset: CountDataset, detector: Detector, indices: Sequence[int
     predicted: list[float] = []
     sample_s: list[float] = []
     heights: list[NDArray[np.float32]] = []
+    views: list[DetectorView] = []
+    roi_area = None if dataset.roi is None else float(dataset.roi.sum())
     for image in dataset.read(indices):
+        height, width = image.shape[:2]
+        views.append(
+            DetectorView(
+                detector_magnification(settings, (width, height)),
+                float(width * height) if roi_area is None else roi_area,
+            )
+        )
         started = time.perf_counter()
         detections = detector.detect(image)
         sample_s.append(time.perf_counter() - started)
         heights.append(detections.heights()[in_roi(detections, dataset.roi)])
         predicted.append(len(heights[-1]))
-    return DatasetRun.of(dataset, indices, predicted, sample_s, heights=heights)
+    return DatasetRun.of(dataset, indices, predicted, sample_s, heights=heights, views=views)
 
 
 def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[int]) -> DatasetRun:
@@ -236,9 +256,9 @@ def run_auto(detected: DatasetRun, dense: DatasetRun, rule: DenseAutoConfig) -> 
     """
     position = {index: i for i, index in enumerate(detected.indices)}
     missing = [index for index in dense.indices if index not in position]
-    if missing or len(detected.heights) != len(detected.indices):
+    if missing or not len(detected.heights) == len(detected.views) == len(detected.indices):
         raise ValueError(
-            f"expected a detection run with box heights on every dense sample, missing "
+            f"expected a detection run with box heights and views on every dense sample, missing "
             f"{len(missing)} of {len(dense.indices)} samples"
         )
     predicted: list[float] = []
@@ -248,7 +268,11 @@ def run_auto(detected: DatasetRun, dense: DatasetRun, rule: DenseAutoConfig) -> 
         at = position[index]
         number = dense.numbers[i]
         count, method = auto_count(
-            rule, detected.heights[at], dense.predicted[i], number not in dense.flagged
+            rule,
+            detected.heights[at],
+            dense.predicted[i],
+            number not in dense.flagged,
+            detected.views[at],
         )
         predicted.append(count)
         sample_s.append(detected.sample_s[at] + dense.sample_s[i])

@@ -20,17 +20,17 @@ from datetime import datetime
 from operator import attrgetter
 
 from crowdwatch.contracts.messages import CountMessage
-from crowdwatch.contracts.metrics import zone_metric_columns
+from crowdwatch.contracts.metrics import HELD_COUNT_COLUMNS, zone_metric_columns
 
 NULL = "\\N"
 
 _METRICS = zone_metric_columns()
 ZONE_COLUMNS = (
     "ts, site_id, camera_id, interval_s, message_id, received_at, zone_id, method, "
-    + ", ".join(_METRICS)
+    + ", ".join((*_METRICS, *HELD_COUNT_COLUMNS))
 )
 """Per zone row: the message's values, then the zone's (its metrics as declared in
-:mod:`crowdwatch.contracts.metrics`, in declaration order)."""
+:mod:`crowdwatch.contracts.metrics`, in declaration order, then why its count was held back)."""
 
 # One C-level call per zone for every metric's value (a tuple, in ZONE_COLUMNS order); each
 # is written with repr, the shortest text that reads back as the same float (an int's digits).
@@ -43,6 +43,13 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 def _escaped(text: str) -> str:
     return text.translate(_ESCAPES) if "\\" in text else text
+
+
+def _free_text(text: str) -> str:
+    # A flag is free text from the edge (a sentence; any Unicode the contract lets through):
+    # escaped in full, and NUL, which no PostgreSQL text holds, kept as the two characters
+    # \0 (as the writer keeps a status detail).
+    return text.replace("\x00", "\\0").translate(_ESCAPES)
 
 
 def zone_lines(message: CountMessage, received_at: datetime, out: list[str]) -> None:
@@ -60,7 +67,9 @@ def zone_lines(message: CountMessage, received_at: datetime, out: list[str]) -> 
     for z in message.zones:
         method = NULL if z.method is None else z.method.value
         values = "\t".join([NULL if v is None else repr(v) for v in _metric_values(z)])
-        out.append(f"{head}{z.zone_id}\t{method}\t{values}\n")
+        flag = NULL if z.count_flag is None else _free_text(z.count_flag)
+        refused = NULL if z.flagged_count is None else repr(z.flagged_count)
+        out.append(f"{head}{z.zone_id}\t{method}\t{values}\t{flag}\t{refused}\n")
 
 
 def line_lines(message: CountMessage, received_at: datetime, out: list[str]) -> None:

@@ -28,7 +28,7 @@ import psycopg
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.messages import CountMessage, clipped
-from crowdwatch.contracts.metrics import zone_metric_columns
+from crowdwatch.contracts.metrics import HELD_COUNT_COLUMNS, zone_metric_columns
 from crowdwatch.ingest import copy_rows
 from crowdwatch.ingest.validate import KEPT_PAYLOAD_BYTES, Accepted, Rejected
 from crowdwatch.storage.db import connect
@@ -64,8 +64,9 @@ _INSERT_RAW = (
     " ON CONFLICT DO NOTHING",
 )
 
-# The zone's own values: its method and every metric (crowdwatch.contracts.metrics).
-_ZONE_VALUES = ("method", *zone_metric_columns())
+# The zone's own values: its method, every metric (crowdwatch.contracts.metrics) and why its
+# count was held back; a newer message without a flag clears the flag of the one before.
+_ZONE_VALUES = ("method", *zone_metric_columns(), *HELD_COUNT_COLUMNS)
 
 # DISTINCT ON: one candidate per key, or ON CONFLICT DO UPDATE would touch a row twice.
 _UPSERT_ZONE_LATEST = f"""

@@ -24,7 +24,7 @@ from psycopg.rows import RowFactory, class_row, kwargs_row
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN, ROLLUP_RESOLUTIONS
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.messages import CountMessage, CountMethod, ZoneCount
-from crowdwatch.contracts.metrics import ZONE_METRICS, zone_metric_columns
+from crowdwatch.contracts.metrics import HELD_COUNT_COLUMNS, ZONE_METRICS, zone_metric_columns
 from crowdwatch.contracts.rollup_sql import (
     raw_series_select,
     series_names,
@@ -59,6 +59,11 @@ class ZoneLatest:
     method: CountMethod | None = None
     """what produced ``count``; None where it was not recorded (edges and rows before it)"""
     peak_density_per_m2: float | None = None
+    count_flag: str | None = None
+    """why the edge held ``count`` back at its last usable value (a short English sentence);
+    None: nothing flagged, or a row from before migration 10"""
+    flagged_count: int | None = None
+    """the reading the edge refused (None for a frame it could not count in)"""
     vehicles: int | None = None
     mean_speed_kmh: float | None = None
 
@@ -72,6 +77,8 @@ class ZoneLatest:
             camera_id=message.camera_id,
             ts=message.ts,
             method=zone.method,
+            count_flag=zone.count_flag,
+            flagged_count=zone.flagged_count,
             **metrics,
         )
 
@@ -197,8 +204,8 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
 
 
 LATEST_ZONE_COUNTS_SQL = (
-    f"SELECT site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())} "
-    "FROM zone_latest ORDER BY site_id, zone_id"
+    f"SELECT site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())}, "
+    f"{', '.join(HELD_COUNT_COLUMNS)} FROM zone_latest ORDER BY site_id, zone_id"
 )
 
 

@@ -31,6 +31,8 @@ class CrowdwatchProcess:
         log_path: stdout and stderr of every start, one after the other.
         env: set on top of this process's environment (``CROWDWATCH_DATABASE_URL``, secrets).
         log_level: the ``--log-level`` option.
+        prefix: what runs the command, e.g. ``["ip", "netns", "exec", NAME]`` to start it
+            inside a network namespace (another "host").
     """
 
     def __init__(
@@ -40,8 +42,10 @@ class CrowdwatchProcess:
         *,
         env: dict[str, str] | None = None,
         log_level: str = "INFO",
+        prefix: list[str] | None = None,
     ) -> None:
-        self._args = [sys.executable, "-m", "crowdwatch", "--log-level", log_level, *argv]
+        python = [sys.executable, "-m", "crowdwatch", "--log-level", log_level]
+        self._args = [*(prefix or []), *python, *argv]
         self._env = {**os.environ, **(env or {})}
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
