@@ -259,9 +259,10 @@ def _cmd_web(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
 def _cmd_simulate(config: CrowdwatchConfig, args: argparse.Namespace) -> int:
     if args.history is not None:
         return _cmd_simulate_history(config, args)
-    from crowdwatch.simulator.service import run_simulator
+    from crowdwatch.simulator.service import run_simulator, start_today
 
-    run_simulator(config, _stop_event(), speed=args.speed, seed=args.seed)
+    start = start_today(args.start, config.district.timezone) if args.start else None
+    run_simulator(config, _stop_event(), speed=args.speed, start=start, seed=args.seed)
     return 0
 
 
@@ -637,6 +638,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sim = add("simulate", "publish simulated holiday counts", _cmd_simulate)
     sim.add_argument("--speed", type=float, default=1.0, help="simulated hours per real hour")
     sim.add_argument("--seed", type=int, default=0, help="random seed")
+    sim.add_argument(
+        "--start",
+        metavar="HH:MM",
+        help="simulated local time to start from today (e.g. 08:00 plays the morning peak); "
+        "default: now",
+    )
     sim.add_argument(
         "--history",
         type=int,

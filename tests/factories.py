@@ -47,6 +47,24 @@ def site_dict(
     }
 
 
+def road_dict(road: dict[str, Any] | None = None, site_id: str = "road-tunnel") -> dict[str, Any]:
+    """A road site (traffic police) with one simulated camera over its carriageway; ``road``
+    is its ``road:`` settings (road class, own thresholds), none by default."""
+    site = site_dict(site_id, capacity=300)
+    site |= {
+        "kind": "road",
+        "department": "traffic_police",
+        "name": {"zh": "隧道出口", "en": "Tunnel Exit"},
+    }
+    site["cameras"][0]["zones"][0] |= {
+        "id": "carriageway",
+        "name": {"zh": "车行道", "en": "Carriageway"},
+    }
+    if road is not None:
+        site["road"] = road
+    return site
+
+
 def config_dict(*sites: dict[str, Any]) -> dict[str, Any]:
     return {
         "district": {"id": "test", "name": {"zh": "测试区", "en": "Test District"}},

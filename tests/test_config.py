@@ -147,3 +147,11 @@ def test_database_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
         config.database.resolved_url()
     monkeypatch.setenv("CROWDWATCH_DATABASE_URL", "postgresql://db/crowd")
     assert config.database.resolved_url() == "postgresql://db/crowd"
+
+
+def test_an_unknown_key_with_a_line_break_is_named_on_one_line() -> None:
+    raw = config_dict()
+    raw["alerts"]["rules"][0]["\n"] = None
+    with pytest.raises(ConfigError, match=r"alerts\.rules\[0\]\.'\\n': unknown key$") as caught:
+        parse_config(raw)
+    assert "\n" not in str(caught.value)

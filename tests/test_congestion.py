@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crowdwatch.analytics.congestion import (
+from crowdwatch.contracts.congestion import (
     GB_T_33171,
     CongestionLevel,
     CongestionLevels,

@@ -27,6 +27,8 @@ def unit(metric: AlertMetric) -> str:
             return "min"
         case AlertMetric.NO_DATA_S:
             return "s"
+        case AlertMetric.CONGESTION_LEVEL:
+            return "level"
 {density}        case _:
             assert_never(metric)
 """

@@ -122,6 +122,8 @@ def test_series_points_show_the_declared_api_fields() -> None:
         count_max=9,
         samples=12,
         peak_density_max=1.4567,
+        vehicles_max=31,
+        speed_mean=27.346,
     )
     body = series_point_json(point)
     assert body == {
@@ -130,6 +132,8 @@ def test_series_points_show_the_declared_api_fields() -> None:
         "mean": 6.12,
         "max": 9,
         "peak_density": 1.46,
+        "vehicles": 31,
+        "speed_kmh": 27.35,
     }
     assert SeriesPointOut.model_validate(body).peak_density == 1.46
 
@@ -226,6 +230,67 @@ def test_peak_density_goes_from_a_message_to_the_rollups_series_and_api(
     # A site's peak density is its densest zone's, not a sum over zones.
     assert [(p.peak_density_max, p.count_max) for p in site] == [(2.5, 15)]
     assert series_point_json(site[0])["peak_density"] == 2.5
+
+
+def test_vehicles_and_speed_go_from_a_message_to_the_rollups_series_and_api(db_url: str) -> None:
+    upgrade(db_url, timescale=False)
+    start = hour_ago(3)
+    # Two lanes of one road; the message before the edge measured speed has none.
+    readings = [(12, 40.0, 8, 30.0), (20, 25.0, 10, None), (30, 10.0, 14, 14.0)]
+    messages = [
+        _message(
+            start + timedelta(seconds=5 * i),
+            [
+                ZoneCount(
+                    zone_id="inbound",
+                    count=0,
+                    count_max=0,
+                    count_mean=0.0,
+                    vehicles=cars_in,
+                    mean_speed_kmh=speed_in,
+                ),
+                ZoneCount(
+                    zone_id="outbound",
+                    count=0,
+                    count_max=0,
+                    count_mean=0.0,
+                    vehicles=cars_out,
+                    mean_speed_kmh=speed_out,
+                ),
+            ],
+        )
+        for i, (cars_in, speed_in, cars_out, speed_out) in enumerate(readings)
+    ]
+    writer = BatchWriter(db_url)
+    try:
+        envelope = Envelope("crowdwatch/v1/stop-a/cam1/counts", b"{}", datetime.now(UTC))
+        written = writer.write([Accepted(envelope, m) for m in messages])
+    finally:
+        writer.close()
+    assert written.rows_written == 6
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        refresh_rollups(conn)
+        latest = {r.zone_id: (r.vehicles, r.mean_speed_kmh) for r in latest_zone_counts(conn)}
+        end = start + timedelta(hours=1)
+        inbound = {
+            res: [
+                (p.vehicles_max, p.speed_mean)
+                for p in zone_series(conn, "stop-a", "inbound", start, end, res).points
+            ]
+            for res in Resolution
+        }
+        outbound = zone_series(conn, "stop-a", "outbound", start, end, Resolution.HOUR).points
+        site = site_series(conn, "stop-a", start, end, Resolution.QUARTER_HOUR).points
+    assert latest == {"inbound": (30, 10.0), "outbound": (14, 14.0)}
+    assert inbound[Resolution.RAW] == [(12, 40.0), (20, 25.0), (30, 10.0)]
+    for res in (Resolution.MINUTE, Resolution.QUARTER_HOUR, Resolution.HOUR):
+        assert inbound[res] == [(30, 25.0)], res
+    # A missing speed is left out of the mean, not read as 0 km/h.
+    assert [(p.vehicles_max, p.speed_mean) for p in outbound] == [(14, 22.0)]
+    # A site's vehicles add up over its zones; its speed is the mean of every sample.
+    assert [(p.vehicles_max, p.speed_mean) for p in site] == [(44, 119.0 / 5)]
+    body = series_point_json(site[0])
+    assert (body["vehicles"], body["speed_kmh"]) == (44, 23.8)
 
 
 def test_a_version_7_database_gets_the_peak_density_and_keeps_its_rollups(db_url: str) -> None:

@@ -41,6 +41,7 @@ from crowdwatch.analytics.rules import (
 from crowdwatch.analytics.summaries import AlertFacts, alert_text
 from crowdwatch.contracts.config import AlertMetric, AlertRule, Site
 from crowdwatch.contracts.messages import AlertMessage, CountMethod
+from crowdwatch.contracts.site_kinds import road_level
 
 TransitionState = Literal["firing", "resolved"]
 
@@ -171,6 +172,17 @@ class KeyState:
 class _Measured:
     value: float | None
     facts: AlertFacts = field(default_factory=AlertFacts)
+
+
+def congestion_level(reading: ZoneReading) -> float | None:
+    """A road zone's congestion level (1 smooth .. 5 severe) from its vehicles' mean speed.
+
+    The level of the speed now (:func:`~crowdwatch.contracts.site_kinds.road_level`), with
+    no hysteresis of its own: the rule's ``for_s``, ``clear_at`` and ``keep_firing_for_s``
+    are the alert's.
+    """
+    level = road_level(reading.site, reading.mean_speed_kmh, reading.vehicles)
+    return None if level is None else float(level)
 
 
 class AlertEvaluator:
@@ -362,6 +374,8 @@ class AlertEvaluator:
             rise=rise,
             rise_window_s=rise_window.total_seconds(),
             forecast=predicted,
+            vehicles=reading.vehicles,
+            speed_kmh=reading.mean_speed_kmh,
         )
         value: float | None
         # Exhaustive: a new metric fails mypy here instead of silently reading density.
@@ -377,6 +391,8 @@ class AlertEvaluator:
                 value = None if predicted is None else predicted.occupancy
             case AlertMetric.DENSITY_PER_M2:
                 value = reading.density_per_m2
+            case AlertMetric.CONGESTION_LEVEL:
+                value = congestion_level(reading)
             case AlertMetric.NO_DATA_S:
                 # Camera rules are split off in __init__ and measured per camera.
                 raise ValueError(f"rule {rule.rule.id!r}: no_data_s is measured per camera")

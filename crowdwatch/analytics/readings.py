@@ -58,6 +58,10 @@ class ZoneReading:
     area_capacity: int | None = None
     """the capacity from the zone's ground area (``reports.sites``), for a zone with none of
     its own (:func:`crowdwatch.contracts.ground.derived_capacities`)"""
+    vehicles: int | None = None
+    """motor vehicles in the zone (OK status and a camera that counts vehicles only)"""
+    mean_speed_kmh: float | None = None
+    """their space-mean speed (OK status, a calibrated camera and a measured speed only)"""
 
     @property
     def capacity(self) -> int:
@@ -131,6 +135,8 @@ def zone_reading(
         density_per_m2=ok.density_per_m2 if ok is not None else None,
         method=ok.method if ok is not None else None,
         area_capacity=area_capacity,
+        vehicles=ok.vehicles if ok is not None else None,
+        mean_speed_kmh=ok.mean_speed_kmh if ok is not None else None,
     )
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, assert_never
 from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.config import AlertMetric, LocalizedName, Site
-from crowdwatch.contracts.site_kinds import bus_routes, spec
+from crowdwatch.contracts.congestion import CongestionLevel
+from crowdwatch.contracts.site_kinds import bus_routes, road_thresholds, spec
 
 if TYPE_CHECKING:
     from crowdwatch.analytics.forecast import Forecast
@@ -45,6 +46,10 @@ class AlertFacts:
     status: str | None = None
     estimated: bool = False
     """the count is the density counter's estimate, not people detected one by one"""
+    vehicles: int | None = None
+    """motor vehicles in the zone (a camera that counts them)"""
+    speed_kmh: float | None = None
+    """their mean speed"""
 
 
 _NO_ROUTES = LocalizedName(zh="加派车辆", en="add buses")
@@ -80,6 +85,11 @@ def _threshold(metric: AlertMetric, threshold: float, window_s: float) -> tuple[
             return f"+{threshold:g} 人/{window} 分钟", f"+{threshold:g}/{window} min"
         case AlertMetric.DENSITY_PER_M2:
             return f"{threshold:g} 人/m²", f"{threshold:g}/m²"
+        case AlertMetric.CONGESTION_LEVEL:
+            if threshold == round(threshold) and 1 <= threshold <= 5:
+                level = CongestionLevel(round(threshold))
+                return level.zh, level.en
+            return f"拥堵等级 {threshold:g}", f"congestion level {threshold:g}"
         case AlertMetric.NO_DATA_S:
             return f"{threshold:g} 秒", f"{threshold:g} s"
         case _:
@@ -89,7 +99,16 @@ def _threshold(metric: AlertMetric, threshold: float, window_s: float) -> tuple[
 def _facts(site: Site, facts: AlertFacts, *, firing: bool) -> tuple[list[str], list[str]]:
     zh: list[str] = []
     en: list[str] = []
-    if facts.count is not None:
+    if facts.vehicles is not None and spec(site.kind).vehicles:
+        # A road: its traffic, not the people a road camera happens to see (a bus stop whose
+        # camera also counts the road beside it still speaks of the people waiting).
+        zh.append(f"{facts.vehicles} 辆车")
+        en.append(f"{facts.vehicles} vehicles")
+        if facts.speed_kmh is not None:
+            level = road_thresholds(site).level(facts.speed_kmh)
+            zh.append(f"平均车速 {facts.speed_kmh:.0f} km/h ({level.zh})")
+            en.append(f"mean speed {facts.speed_kmh:.0f} km/h ({level.en})")
+    elif facts.count is not None:
         # A density estimate is said as one ("about"): a dispatcher weighs it differently.
         zh_about, en_about = ("约 ", "about ") if facts.estimated else ("", "")
         said = spec(site.kind).count_text

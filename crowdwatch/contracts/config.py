@@ -41,6 +41,7 @@ from crowdwatch.contracts.channels import (
 from crowdwatch.contracts.channels import AlertChannel as AlertChannel
 from crowdwatch.contracts.channels import ChannelType as ChannelType
 from crowdwatch.contracts.channels import SmtpConfig as SmtpConfig
+from crowdwatch.contracts.congestion import GB_T_33171, RoadClass, SpeedThresholds
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.contracts.ids import ID_PATTERN as ID_PATTERN
 from crowdwatch.contracts.ids import Identifier as Identifier
@@ -262,6 +263,41 @@ class BusStopOptions(Model):
     )
 
 
+class RoadOptions(Model):
+    """A road site's own settings: how its mean speed grades into congestion levels."""
+
+    road_class: RoadClass = Field(
+        default=RoadClass.ARTERIAL,
+        description="expressway, arterial or secondary (branch roads too): the GB/T "
+        "33171-2016 speed thresholds of the class",
+    )
+    speed_thresholds_kmh: tuple[float, float, float, float] | None = Field(
+        default=None,
+        description="this road's own four boundary speeds, falling (smooth above the first, "
+        "severe at or below the last); null: the class's",
+    )
+
+    @field_validator("speed_thresholds_kmh")
+    @classmethod
+    def _falling(
+        cls, bounds: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if bounds is not None and not bounds[0] > bounds[1] > bounds[2] > bounds[3] > 0:
+            raise ValueError(
+                f"expected four falling speeds in km/h, e.g. [65, 50, 35, 20], got {list(bounds)}"
+            )
+        return bounds
+
+    def thresholds(self) -> SpeedThresholds:
+        """The road's thresholds: its own bounds (the class's free-flow speed, or just above
+        its first bound), else the standard's for its class."""
+        standard = GB_T_33171[self.road_class]
+        if self.speed_thresholds_kmh is None:
+            return standard
+        free_flow = max(standard.free_flow_kmh, self.speed_thresholds_kmh[0] + 10)
+        return SpeedThresholds(self.speed_thresholds_kmh, free_flow_kmh=free_flow)
+
+
 class Site(Model):
     """One place watched by cameras.  What its ``kind`` means (counts, defaults, rules,
     simulator curve, display) is declared in :mod:`crowdwatch.contracts.site_kinds`; a
@@ -276,6 +312,10 @@ class Site(Model):
     cameras: list[Camera] = Field(min_length=1)
     bus_stop: BusStopOptions | None = Field(
         default=None, description="kind bus_stop only: the routes serving the stop"
+    )
+    road: RoadOptions | None = Field(
+        default=None,
+        description="kind road only: its road class (congestion thresholds); null: arterial",
     )
 
     @model_validator(mode="before")
@@ -307,6 +347,11 @@ class Site(Model):
             raise ValueError(
                 f"bus_stop: settings of a bus_stop site, but this site is {self.kind.value!r};"
                 " remove 'bus_stop' or set kind: bus_stop"
+            )
+        if self.road is not None and self.kind is not SiteKind.ROAD:
+            raise ValueError(
+                f"road: settings of a road site, but this site is {self.kind.value!r};"
+                " remove 'road' or set kind: road"
             )
         return self
 
@@ -817,6 +862,10 @@ class AlertMetric(StrEnum):
     (see :mod:`crowdwatch.analytics.forecast`)"""
     DENSITY_PER_M2 = "density_per_m2"
     """people per square metre (needs a calibrated camera)"""
+    CONGESTION_LEVEL = "congestion_level"
+    """a road's congestion level from its vehicles' mean speed, GB/T 33171-2016: 1 畅通
+    smooth .. 4 中度拥堵 moderate .. 5 严重拥堵 severe (the site's ``road`` thresholds; an
+    empty road is smooth, vehicles without a measured speed are no data)"""
     NO_DATA_S = "no_data_s"
     """seconds a camera has sent no fresh count (offline, stale or never): its own alert,
     one per camera, never read as zero people"""
@@ -1355,7 +1404,10 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key with a line break or another control character is shown quoted, so the
+            # error stays one line (a YAML key may hold anything).
+            name = part if part.isprintable() else repr(part)
+            out += f".{name}" if out else name
     return out or "<root>"
 
 

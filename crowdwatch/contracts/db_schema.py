@@ -786,6 +786,204 @@ def _v8_timescale() -> str:
     )
 
 
+# Migration 12: vehicles in a zone (road cameras), rolled up by ``max``
+# (``vehicles_max``).  Nullable: rows before it (and edges that count no vehicles) have
+# none.  Pasted from ``rollup_sql.new_metric_migration``; tests/test_metrics.py checks it
+# is what the declaration derives.
+_V12_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN vehicles integer;
+ALTER TABLE zone_latest ADD COLUMN vehicles integer;
+"""
+
+_V12_PLAIN = """
+ALTER TABLE zone_counts_1m
+    ADD COLUMN vehicles_max integer;
+ALTER TABLE site_counts_1m
+    ADD COLUMN vehicles_max bigint;
+ALTER TABLE zone_counts_15m
+    ADD COLUMN vehicles_max integer;
+ALTER TABLE site_counts_15m
+    ADD COLUMN vehicles_max bigint;
+ALTER TABLE zone_counts_1h
+    ADD COLUMN vehicles_max integer;
+ALTER TABLE site_counts_1h
+    ADD COLUMN vehicles_max bigint;
+"""
+
+_V12_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples,
+       max(peak_density_per_m2) AS peak_density_max,
+       max(vehicles) AS vehicles_max
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT *, NULL FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+
+CREATE VIEW site_counts_{suffix} AS
+SELECT bucket,
+       site_id,
+       count(*)::integer AS zones,
+       sum(samples)::bigint AS samples,
+       sum(count_max)::bigint AS count_max,
+       sum(count_mean_sum / samples) AS count_mean,
+       sum(count_last)::bigint AS count_last,
+       max(wait_max) AS wait_max,
+       sum(wait_median_sum) / nullif(sum(wait_samples), 0) AS wait_mean,
+       max(density_max) AS density_max,
+       sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean,
+       max(peak_density_max) AS peak_density_max,
+       sum(vehicles_max)::bigint AS vehicles_max
+FROM zone_counts_{suffix}
+GROUP BY bucket, site_id;
+"""
+
+
+def _v12_timescale() -> str:
+    return "\n".join(
+        _V12_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        for suffix, width in ROLLUP_RESOLUTIONS
+    )
+
+
+# Migration 13: the vehicles' space-mean speed, rolled up by ``mean`` (``speed_mean``).
+# Nullable: rows before it (and edges that measure no speed) have none.  Pasted from
+# ``rollup_sql.new_metric_migration``; tests/test_metrics.py checks it is what the
+# declaration derives.
+_V13_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN mean_speed_kmh real;
+ALTER TABLE zone_latest ADD COLUMN mean_speed_kmh real;
+"""
+
+_V13_PLAIN = """
+ALTER TABLE zone_counts_1m
+    ADD COLUMN speed_sum double precision,
+    ADD COLUMN speed_samples bigint;
+ALTER TABLE site_counts_1m
+    ADD COLUMN speed_mean double precision;
+ALTER TABLE zone_counts_15m
+    ADD COLUMN speed_sum double precision,
+    ADD COLUMN speed_samples bigint;
+ALTER TABLE site_counts_15m
+    ADD COLUMN speed_mean double precision;
+ALTER TABLE zone_counts_1h
+    ADD COLUMN speed_sum double precision,
+    ADD COLUMN speed_samples bigint;
+ALTER TABLE site_counts_1h
+    ADD COLUMN speed_mean double precision;
+"""
+
+_V13_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples,
+       max(peak_density_per_m2) AS peak_density_max,
+       max(vehicles) AS vehicles_max,
+       sum(mean_speed_kmh::double precision) AS speed_sum,
+       count(mean_speed_kmh) AS speed_samples
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT *, NULL, NULL FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+
+CREATE VIEW site_counts_{suffix} AS
+SELECT bucket,
+       site_id,
+       count(*)::integer AS zones,
+       sum(samples)::bigint AS samples,
+       sum(count_max)::bigint AS count_max,
+       sum(count_mean_sum / samples) AS count_mean,
+       sum(count_last)::bigint AS count_last,
+       max(wait_max) AS wait_max,
+       sum(wait_median_sum) / nullif(sum(wait_samples), 0) AS wait_mean,
+       max(density_max) AS density_max,
+       sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean,
+       max(peak_density_max) AS peak_density_max,
+       sum(vehicles_max)::bigint AS vehicles_max,
+       sum(speed_sum) / nullif(sum(speed_samples), 0) AS speed_mean
+FROM zone_counts_{suffix}
+GROUP BY bucket, site_id;
+"""
+
+
+def _v13_timescale() -> str:
+    return "\n".join(
+        _V13_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        for suffix, width in ROLLUP_RESOLUTIONS
+    )
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -871,6 +1069,20 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_V11_COMMON,
             timescale_sql="",
             plain_sql="",
+        ),
+        Migration(
+            version=12,
+            name="vehicles per zone",
+            common_sql=_V12_COMMON,
+            timescale_sql=_v12_timescale(),
+            plain_sql=_V12_PLAIN,
+        ),
+        Migration(
+            version=13,
+            name="mean vehicle speed per zone",
+            common_sql=_V13_COMMON,
+            timescale_sql=_v13_timescale(),
+            plain_sql=_V13_PLAIN,
         ),
     ]
 

@@ -153,6 +153,20 @@ class ZoneCount(Wire):
         description="most people per square metre during the interval (count_max over the "
         "zone's area; needs a ground calibration)",
     )
+    vehicles: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PEOPLE,
+        description="motor vehicles in the zone at the interval's end (road cameras; absent "
+        "where the camera counts no vehicles)",
+    )
+    mean_speed_kmh: float | None = Field(
+        default=None,
+        ge=0,
+        le=300,
+        description="space-mean speed of the zone's vehicles over the interval, km/h (needs a "
+        "ground calibration; absent when no vehicle had a measured speed)",
+    )
     method: CountMethod | None = Field(
         default=None,
         description="what produced count: detect or dense; absent from edges before it existed",

@@ -167,6 +167,36 @@ ZONE_METRICS: tuple[ZoneMetric, ...] = (
         description="most people per square metre during the interval (its peak count over "
         "the zone's area; needs a calibration)",
     ),
+    ZoneMetric(
+        column="vehicles",
+        unit="vehicles",
+        sql_type="integer",
+        required=False,
+        additive=True,
+        aggregates=(Aggregate(Rollup.MAX, "vehicles_max", api="vehicles"),),
+        since=12,
+        description="motor vehicles (car, bus, truck, motorcycle) in the zone at the "
+        "interval's end (cameras that count vehicles only)",
+    ),
+    ZoneMetric(
+        column="mean_speed_kmh",
+        unit="km/h",
+        sql_type="real",
+        required=False,
+        additive=False,
+        aggregates=(
+            Aggregate(
+                Rollup.MEAN,
+                "speed_mean",
+                stored="speed_sum",
+                samples="speed_samples",
+                api="speed_kmh",
+            ),
+        ),
+        since=13,
+        description="space-mean speed of the vehicles in the zone over the interval (needs "
+        "a calibration and vehicles with a measured speed)",
+    ),
 )
 """Every zone metric, in rollup column order."""
 

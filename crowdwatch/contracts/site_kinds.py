@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from crowdwatch.contracts.config import LocalizedName, Site, SiteKind
+from crowdwatch.contracts.config import LocalizedName, RoadOptions, Site, SiteKind
+from crowdwatch.contracts.congestion import CongestionLevel, SpeedThresholds
 from crowdwatch.contracts.reports import DEFAULT_LEVELS
 
 
@@ -37,6 +38,8 @@ class KindView(StrEnum):
     wait)"""
     SECTIONS = "sections"
     """sections of one place: the wall's table of every zone"""
+    TRAFFIC = "traffic"
+    """a road: the wall's traffic table (congestion level, mean speed, vehicles)"""
     SITE = "site"
     """nothing besides the site list"""
 
@@ -58,6 +61,8 @@ class KindSpec:
         passes_through: traffic passes its counting lines (a road) rather than people
             arriving and leaving.
         view: the extra view its sites get on the pages.
+        vehicles: its cameras count motor vehicles and their speed (a road): the simulator
+            sends ``vehicles`` and ``mean_speed_kmh``, the pages show its congestion level.
     """
 
     kind: SiteKind
@@ -70,6 +75,7 @@ class KindSpec:
     dwell_h: float
     passes_through: bool
     view: KindView
+    vehicles: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The kind as the pages read it (``/api/state``'s ``kinds``)."""
@@ -78,6 +84,7 @@ class KindSpec:
             "name": {"zh": self.name.zh, "en": self.name.en},
             "plural": {"zh": self.plural.zh, "en": self.plural.en},
             "view": self.view.value,
+            "vehicles": self.vehicles,
         }
 
 
@@ -227,21 +234,26 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
             name=_names("道路", "road"),
             plural=_names("道路", "Roads"),
             count_text=_PEOPLE,
-            action=_names("疏导交通", "direct traffic"),
+            action=_names("疏导交通, 必要时分流", "direct traffic, divert it if needed"),
+            # GB/T 33171-2016 levels from the vehicles' mean speed: moderate congestion
+            # (中度拥堵, 4) or worse for 5 minutes; resolved below it, held 2 minutes
+            # against a section that wobbles between light and moderate.
             rules=(
                 {
-                    "id": "road-jam",
-                    "metric": "occupancy_ratio",
-                    "fire_at": 0.9,
-                    "clear_at": 0.7,
-                    "for_s": 60,
+                    "id": "road-congested",
+                    "metric": "congestion_level",
+                    "fire_at": 4,
+                    "clear_at": 4,
+                    "for_s": 300,
+                    "keep_firing_for_s": 120,
                     "severity": "warning",
                 },
             ),
             curve=_road,
             dwell_h=0.03,
             passes_through=True,
-            view=KindView.SITE,
+            view=KindView.TRAFFIC,
+            vehicles=True,
         ),
     )
 }
@@ -258,6 +270,31 @@ def spec(kind: SiteKind) -> KindSpec:
 def bus_routes(site: Site) -> list[str]:
     """The bus routes serving ``site``: its ``bus_stop.routes``; none for other kinds."""
     return list(site.bus_stop.routes) if site.bus_stop is not None else []
+
+
+def road_thresholds(site: Site) -> SpeedThresholds:
+    """The congestion thresholds of a road site: its ``road`` settings, else an arterial's."""
+    return (site.road or RoadOptions()).thresholds()
+
+
+def road_level(site: Site, speed_kmh: float | None, vehicles: int | None) -> CongestionLevel | None:
+    """A road section's congestion level now, as the alert engine and the pages read it.
+
+    Args:
+        site: the road (its ``road`` thresholds).
+        speed_kmh: its vehicles' mean speed; ``None`` when none was measured.
+        vehicles: vehicles on it; ``None`` when not counted (or no fresh count).
+
+    Returns:
+        The level of the speed; smooth for an empty road (no traffic is no jam); ``None``
+        for vehicles without a measured speed (no calibration, or none followed long enough
+        yet): no data, never a jam and never a clear road.
+    """
+    if speed_kmh is not None:
+        return road_thresholds(site).level(speed_kmh)
+    if vehicles == 0:
+        return CongestionLevel.SMOOTH
+    return None
 
 
 def kind_rules(kinds: set[SiteKind]) -> list[dict[str, Any]]:

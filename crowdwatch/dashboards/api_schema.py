@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from crowdwatch.analytics.readings import ZoneStatus
 from crowdwatch.contracts.config import Department, SiteKind
@@ -48,6 +48,16 @@ class Location(Out):
     lon: float
 
 
+class TrafficOut(Out):
+    """A road zone's (or road's) traffic: vehicles, their mean speed, its congestion level
+    (GB/T 33171-2016, 1 smooth .. 5 severe); each null where not measured."""
+
+    vehicles: int | None
+    speed_kmh: float | None
+    level: int | None
+    level_name: Names | None
+
+
 class ZoneOut(Out):
     zone_id: str
     camera_id: str
@@ -65,6 +75,7 @@ class ZoneOut(Out):
     """the refused reading (None for a frame the edge could not count in)"""
     ts: Timestamp | None
     age_s: float | None
+    traffic: TrafficOut | None
 
 
 class SiteOut(Out):
@@ -81,6 +92,8 @@ class SiteOut(Out):
     longest_wait_s: float | None
     ts: Timestamp | None
     age_s: float | None
+    traffic: TrafficOut | None
+    """a road: its slowest zone's level and speed, vehicles over every zone"""
     zones: list[ZoneOut]
 
 
@@ -93,6 +106,8 @@ class SeriesPointOut(Out):
     mean: float
     max: int
     peak_density: float | None
+    vehicles: int | None
+    speed_kmh: float | None
 
 
 class SeriesOut(Out):
@@ -200,6 +215,9 @@ class KindOut(Out):
     name: Names
     plural: Names
     view: KindView
+    vehicles: bool = Field(
+        description="its cameras count vehicles and their speed: shown with a congestion level"
+    )
 
 
 class StateOut(Out):

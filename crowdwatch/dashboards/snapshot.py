@@ -17,7 +17,7 @@ import psycopg
 
 from crowdwatch.analytics.readings import SiteReading, ZoneReading, site_readings, zone_readings
 from crowdwatch.contracts.config import CrowdwatchConfig, Site
-from crowdwatch.contracts.site_kinds import SITE_KINDS
+from crowdwatch.contracts.site_kinds import SITE_KINDS, road_level, spec
 from crowdwatch.dashboards.trends import earlier_means, site_earlier, trend
 from crowdwatch.storage.queries import (
     AlertRow,
@@ -91,6 +91,29 @@ def _held(row: ZoneLatest | None, reading: ZoneReading) -> ZoneLatest | None:
     return row
 
 
+def traffic_json(site: Site, vehicles: int | None, speed_kmh: float | None) -> dict[str, Any]:
+    """Vehicles, mean speed and congestion level (``TrafficOut``) of a road or road zone."""
+    level = road_level(site, speed_kmh, vehicles)
+    return {
+        "vehicles": vehicles,
+        "speed_kmh": _round(speed_kmh, 1),
+        "level": None if level is None else int(level),
+        "level_name": None if level is None else {"zh": level.zh, "en": level.en},
+    }
+
+
+def _site_traffic(site: Site, zones: list[dict[str, Any]]) -> dict[str, Any] | None:
+    # The police act on the worst direction of a road, so its slowest zone speaks for it
+    # (an average over an empty outbound lane would hide an inbound jam).
+    if not spec(site.kind).vehicles:
+        return None
+    shown = [z["traffic"] for z in zones if z["traffic"] is not None]
+    counted = [t["vehicles"] for t in shown if t["vehicles"] is not None]
+    speeds = [t["speed_kmh"] for t in shown if t["speed_kmh"] is not None]
+    vehicles = sum(counted) if counted else None
+    return traffic_json(site, vehicles, min(speeds) if speeds else None)
+
+
 def zone_json(
     reading: ZoneReading,
     row: ZoneLatest | None = None,
@@ -118,6 +141,11 @@ def zone_json(
         "flagged_count": None if held is None else held.flagged_count,
         "ts": iso(reading.ts),
         "age_s": _round(reading.age_s, 1),
+        "traffic": (
+            traffic_json(reading.site, reading.vehicles, reading.mean_speed_kmh)
+            if spec(reading.site.kind).vehicles
+            else None
+        ),
     }
 
 
@@ -148,6 +176,7 @@ def site_json(
         "longest_wait_s": max(waits) if waits else None,
         "ts": iso(reading.ts),
         "age_s": _round(reading.age_s, 1),
+        "traffic": _site_traffic(site, zones),
         "zones": zones,
     }
 

@@ -6,6 +6,13 @@
     density map (some frames) --zones in mode dense/auto--> people per zone, fractional
     ... per interval --> CountMessage (+ density per m² from the ground calibration)
 
+A camera whose ``classes`` include motor vehicles (a road camera) counts them apart from
+people: ``vehicles`` per zone (the vehicle classes merged, see
+:mod:`crowdwatch.edge.vehicles`) and, with a ground calibration and tracking, their
+space-mean speed per zone in km/h (:mod:`crowdwatch.edge.speed`).  ``count`` stays people,
+so a bus stop beside a road reports its queue and its traffic from one pass.  Lines count
+every tracked box that crosses them: on a road camera, the flow.
+
 A zone in ``mode: dense`` takes its occupancy from the last density map summed over its
 polygon; one in ``mode: auto`` picks detection or density at each density pass
 (:func:`auto_method`, rules in :class:`~crowdwatch.contracts.config.DenseAutoConfig`).
@@ -36,13 +43,15 @@ from crowdwatch.contracts.config import (
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, CountMethod
 from crowdwatch.edge.dense import DensityMap
-from crowdwatch.edge.density import zone_areas_m2
+from crowdwatch.edge.density import GroundPlane, zone_areas_m2
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.dwell import ZoneWaits
 from crowdwatch.edge.interval import IntervalCounts
 from crowdwatch.edge.lines import CrossingRules, LineCrossing
 from crowdwatch.edge.plausibility import CountPlausibility, polygon_area_px
+from crowdwatch.edge.speed import ZoneSpeeds
 from crowdwatch.edge.tracking import PersonTracker
+from crowdwatch.edge.vehicles import VEHICLES, is_vehicle
 from crowdwatch.edge.zones import ZoneOccupancy
 
 logger = logging.getLogger(__name__)
@@ -201,6 +210,10 @@ class CameraCounter:
         # the next one.  Before the first pass every zone counts by detection.
         self.dense_counts: dict[str, float] = {}
         self.methods = dict.fromkeys(self.modes, CountMethod.DETECT)
+        self.counts_vehicles = any(c in VEHICLES for c in camera.classes)
+        # Vehicles per zone in the newest frame: the message's "at the interval's end".
+        self.vehicles_now = dict.fromkeys(self.modes, 0)
+        self.speeds: ZoneSpeeds | None = None
         self.frame_size: tuple[int, int] | None = None
         self.zones: list[ZoneOccupancy] = []
         self.lines: list[LineCrossing] = []
@@ -214,6 +227,10 @@ class CameraCounter:
         self.zones = [ZoneOccupancy(z, cam.frame_size, size) for z in cam.zones]
         # Line state is positions in pixels: a new frame size starts it afresh.
         self.lines = [LineCrossing(line, cam.frame_size, size, self.rules) for line in cam.lines]
+        if self.counts_vehicles and cam.calibration is not None and self.tracker is not None:
+            # Track speeds are ground positions of pixels: a new frame size starts afresh too.
+            plane = GroundPlane(cam.calibration, cam.frame_size, size)
+            self.speeds = ZoneSpeeds(plane, cam.zones, cam.frame_size, size)
         self.frame_size = size
 
     def observe(
@@ -248,18 +265,29 @@ class CameraCounter:
         self.last_ts = ts
         if self.tracker is not None:
             detections = self.tracker.update(detections, ts)
+        vehicle = (
+            is_vehicle(detections.class_id)
+            if self.counts_vehicles
+            else np.zeros(len(detections), dtype=np.bool_)
+        )
         zone_counts: dict[str, float] = {}
         for zone in self.zones:
             inside = zone.trigger(detections)
+            people = inside & ~vehicle
+            self.vehicles_now[zone.zone_id] = int(np.count_nonzero(inside & vehicle))
             if density is not None and self.modes[zone.zone_id] is not CountMode.DETECT:
-                self._take_density(zone, density, detections.heights()[inside], ts)
+                self._take_density(zone, density, detections.heights()[people], ts)
             if self.methods[zone.zone_id] is CountMethod.DENSE:
                 zone_counts[zone.zone_id] = self.dense_counts[zone.zone_id]
             else:
-                zone_counts[zone.zone_id] = zone.current_count
+                zone_counts[zone.zone_id] = int(np.count_nonzero(people))
             if detections.tracker_id is not None:
-                self.waits[zone.zone_id].update(detections.tracker_id[inside], ts)
+                self.waits[zone.zone_id].update(detections.tracker_id[people], ts)
         self.counts.add(zone_counts)
+        if self.speeds is not None and detections.tracker_id is not None:
+            cars = detections.select(vehicle)
+            assert cars.tracker_id is not None
+            self.speeds.update(cars.anchors(), cars.tracker_id, ts)
         if self.lines and detections.tracker_id is not None:
             anchors, heights = detections.anchors(), detections.heights()
             for line in self.lines:
@@ -334,13 +362,17 @@ class CameraCounter:
             interval_s: its length in seconds.
 
         Returns:
-            The count message with every zone (and line), waits and densities.
+            The count message with every zone (and line), waits and densities; vehicles
+            and their mean speed on a camera that counts vehicles.
         """
         waits = None
         if self.tracker is not None:
             waits = {zone_id: w.summary(self.last_ts) for zone_id, w in self.waits.items()}
         lines = [line.take_counts() for line in self.lines]
         flags, self.flags = self.flags, {}
+        speeds = None
+        if self.speeds is not None:
+            speeds = {s.zone_id: s.mean_kmh for s in self.speeds.take()}
         return self.counts.finish(
             ts,
             interval_s,
@@ -349,4 +381,6 @@ class CameraCounter:
             lines=lines,
             methods=self.methods,
             flags=flags,
+            vehicles=dict(self.vehicles_now) if self.counts_vehicles else None,
+            speeds_kmh=speeds,
         )

@@ -60,6 +60,15 @@ class Detections:
         """The same boxes carrying the given track ids, ``(N,)``."""
         return Detections(self.xyxy, self.confidence, self.class_id, tracker_id)
 
+    def select(self, mask: NDArray[np.bool_]) -> Detections:
+        """The detections where ``mask`` (``(N,)`` bool) is true, track ids included."""
+        return Detections(
+            self.xyxy[mask],
+            self.confidence[mask],
+            self.class_id[mask],
+            None if self.tracker_id is None else self.tracker_id[mask],
+        )
+
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
 

@@ -71,6 +71,8 @@ class IntervalCounts:
         lines: Sequence[LineCount] = (),
         methods: Mapping[str, CountMethod] | None = None,
         flags: Mapping[str, tuple[str, int | None]] | None = None,
+        vehicles: Mapping[str, int] | None = None,
+        speeds_kmh: Mapping[str, float | None] | None = None,
     ) -> CountMessage | None:
         """Close the interval: build its message and start a new, empty one.
 
@@ -85,6 +87,10 @@ class IntervalCounts:
             methods: what produced each zone's count at the interval's end (``None``: unsaid).
             flags: per zone whose last density reading was refused, why and the refused count
                 (:mod:`crowdwatch.edge.plausibility`); the others are unflagged.
+            vehicles: motor vehicles per zone at the interval's end (``None``: the camera
+                counts no vehicles).
+            speeds_kmh: the vehicles' space-mean speed per zone over the interval (``None``:
+                not calibrated; a zone's ``None``: no vehicle there had a measured speed).
 
         Returns:
             The message, or ``None`` when no frame was analysed (the camera was offline or
@@ -113,6 +119,8 @@ class IntervalCounts:
                 method=methods[zone_id] if methods is not None else None,
                 count_flag=flags[zone_id][0] if flags and zone_id in flags else None,
                 flagged_count=flags[zone_id][1] if flags and zone_id in flags else None,
+                vehicles=vehicles[zone_id] if vehicles is not None else None,
+                mean_speed_kmh=speeds_kmh[zone_id] if speeds_kmh is not None else None,
             )
             for zone_id in self.zone_ids
         ]

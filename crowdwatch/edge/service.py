@@ -24,6 +24,7 @@ from crowdwatch.edge.dense import DensityCounter
 from crowdwatch.edge.detector import load_detector
 from crowdwatch.edge.source import open_camera
 from crowdwatch.edge.spool import open_store_and_forward
+from crowdwatch.edge.vehicles import road_detector
 from crowdwatch.edge.worker import CameraWorker, Publish
 from crowdwatch.mqtt.client import MqttClient
 
@@ -129,7 +130,9 @@ def run_edge(
     with ExitStack() as stack:
         sources = [stack.enter_context(open_camera(cam)) for _, cam in cameras]
         detectors = [
-            load_detector(config.detector, threads=ort_threads, classes=cam.classes)
+            road_detector(
+                load_detector(config.detector, threads=ort_threads, classes=cam.classes), cam
+            )
             for _, cam in cameras
         ]
         dense = config.edge.dense

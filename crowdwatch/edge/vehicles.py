@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from crowdwatch.contracts.config import TrackedClass
+from crowdwatch.contracts.config import Camera, TrackedClass
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.detector import COCO_CLASS_IDS, Detector
@@ -137,3 +137,11 @@ class VehicleDetector:
     def detect(self, frame: NDArray[np.uint8]) -> Detections:
         """The model's boxes, one per vehicle."""
         return merge_vehicle_classes(self.detector.detect(frame), self.iou)
+
+
+def road_detector(detector: Detector, camera: Camera) -> Detector:
+    """The detector a camera runs: vehicle boxes merged across classes where it counts
+    vehicles (one van is one vehicle, not a car and a truck), as given otherwise."""
+    if any(c in VEHICLES for c in camera.classes):
+        return VehicleDetector(detector)
+    return detector

@@ -10,6 +10,12 @@ arrive (a Poisson draw) so that the expected count follows the curve.  For a ste
 count is Poisson-distributed around its expectation (an M/M/inf queue), yet consecutive counts
 are correlated as a real crowd's are, so alerts do not flap on noise alone; arrivals and
 departures are also what a counting line at the entrance sees.
+
+A road (a kind whose cameras count vehicles) runs the same queue with vehicles: its curve's
+inbound morning and outbound evening peaks fill the section, and the vehicles' mean speed
+follows Greenshields' model (``free_flow * (1 - vehicles / capacity)``, the site's capacity
+being the vehicles the section holds at a standstill) with a little noise, so a jam builds
+as the peak comes and clears after it; nobody walks on the carriageway (``count`` 0).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from datetime import datetime
 
 from crowdwatch.contracts.config import Camera, Site, Zone
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, LineCount, ZoneCount
-from crowdwatch.contracts.site_kinds import spec
+from crowdwatch.contracts.site_kinds import road_thresholds, spec
 from crowdwatch.simulator.curves import expected_occupancy
 
 SIMULATED_FPS = 10.0
@@ -75,6 +81,8 @@ class _ZoneFlow:
     count: ZoneCount
     arrived: int
     departed: int
+    units: int
+    """people, or vehicles on a road"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +156,7 @@ class SimulatedCamera:
         flows = [self._zone_step(zone, share, elapsed) for zone in self.camera.zones]
         arrived = sum(f.arrived for f in flows)
         departed = sum(f.departed for f in flows)
-        people = sum(f.count.count for f in flows)
+        people = sum(f.units for f in flows)
         lines = [
             self._line_count(line.id, people, arrived, departed, local_hour, elapsed)
             for line in self.camera.lines
@@ -184,10 +192,28 @@ class SimulatedCamera:
         # Within the interval the crowd moved between the previous count and this one.
         low, high = (count, count) if before is None else sorted((count, before))
         count_max = min(MAX_PEOPLE, high + poisson(self._rng, math.sqrt(target) / 4))
+        if spec(self.site.kind).vehicles:
+            return _ZoneFlow(self._traffic(zone, count, target), arrived, departed, count)
         zone_count = ZoneCount(
             zone_id=zone.id, count=count, count_max=count_max, count_mean=(low + high) / 2
         )
-        return _ZoneFlow(zone_count, arrived, departed)
+        return _ZoneFlow(zone_count, arrived, departed, count)
+
+    def _traffic(self, zone: Zone, vehicles: int, target: float) -> ZoneCount:
+        """A road zone: its vehicles and their mean speed (Greenshields), no people."""
+        free_flow = road_thresholds(self.site).free_flow_kmh
+        # The expected load, not the draw, sets the speed: traffic slows with the crowd on
+        # the road, not with one more car in a count.
+        load = min(1.0, target / self.zone_capacity(zone))
+        speed = free_flow * (1.0 - load) + self._rng.gauss(0.0, 1.5)
+        return ZoneCount(
+            zone_id=zone.id,
+            count=0,
+            count_max=0,
+            count_mean=0.0,
+            vehicles=vehicles,
+            mean_speed_kmh=round(min(free_flow, max(1.0, speed)), 1),
+        )
 
     def _line_count(
         self,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.contracts.errors import BrokerError
+from crowdwatch.contracts.errors import BrokerError, ConfigError
 from crowdwatch.contracts.messages import (
     AVAILABLE_OFFLINE,
     AVAILABLE_ONLINE,
@@ -54,6 +54,31 @@ class SimulatedClock:
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self._speed * (time.monotonic() - self._origin))
+
+
+def start_today(local_time: str, timezone: str) -> datetime:
+    """Today's instant at a local time of the district (``--start``), in UTC.
+
+    Args:
+        local_time: ``HH:MM``, 24-hour.
+        timezone: the district's time zone.
+
+    Raises:
+        ConfigError: not an ``HH:MM`` time (the message shows the form).
+
+    Example:
+        >>> start_today("08:00", "Asia/Shanghai").astimezone(ZoneInfo("Asia/Shanghai")).hour
+        8
+    """
+    try:
+        clock = datetime.strptime(local_time, "%H:%M").time()
+    except ValueError:
+        raise ConfigError(
+            f"--start: expected a local time HH:MM such as 08:00, got {local_time!r}"
+        ) from None
+    tz = ZoneInfo(timezone)
+    today = datetime.now(tz).date()
+    return datetime.combine(today, clock, tzinfo=tz).astimezone(UTC)
 
 
 def local_hour(instant: datetime, tz: ZoneInfo) -> float:

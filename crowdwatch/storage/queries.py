@@ -64,6 +64,8 @@ class ZoneLatest:
     None: nothing flagged, or a row from before migration 10"""
     flagged_count: int | None = None
     """the reading the edge refused (None for a frame it could not count in)"""
+    vehicles: int | None = None
+    mean_speed_kmh: float | None = None
 
     @classmethod
     def of(cls, message: CountMessage, zone: ZoneCount) -> ZoneLatest:
@@ -357,6 +359,8 @@ class SeriesPoint:
     density_max: float | None = None
     density_mean: float | None = None
     peak_density_max: float | None = None
+    vehicles_max: int | None = None
+    speed_mean: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

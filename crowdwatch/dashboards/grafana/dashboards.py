@@ -17,6 +17,8 @@ from __future__ import annotations
 from statistics import fmean
 
 from crowdwatch.contracts.config import CrowdwatchConfig
+from crowdwatch.contracts.congestion import CongestionLevel
+from crowdwatch.contracts.site_kinds import KindView, road_thresholds, spec
 from crowdwatch.dashboards.grafana.model import (
     Dashboard,
     FieldOverride,
@@ -118,6 +120,83 @@ def _series_panel(
         options=timeseries_options(),
         defaults={"custom": timeseries_custom(), "unit": "short", "min": 0, "decimals": 0},
         overrides=tuple(overrides),
+    )
+
+
+# The wall page's colours of the levels (a traffic map's green to deep red).
+LEVEL_COLOURS = {
+    CongestionLevel.SMOOTH: "#2fd37a",
+    CongestionLevel.MOSTLY_SMOOTH: "#a6e05a",
+    CongestionLevel.LIGHT: "#ffc400",
+    CongestionLevel.MODERATE: "#ff7a1a",
+    CongestionLevel.SEVERE: "#e0102e",
+}
+
+
+def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Panel | None:
+    """Every road coloured by its congestion level, with speed and vehicles; ``None``
+    when the district has no road."""
+    bounds = [
+        (site.id, road_thresholds(site).bounds)
+        for site in config.sites
+        if spec(site.kind).view is KindView.TRAFFIC
+    ]
+    if not bounds:
+        return None
+    mappings = [
+        {
+            "type": "value",
+            "options": {
+                str(int(level)): {
+                    "text": f"{level.zh} {level.en}",
+                    "color": LEVEL_COLOURS[level],
+                    "index": int(level) - 1,
+                }
+                for level in CongestionLevel
+            },
+        },
+        {
+            "type": "special",
+            "options": {"match": "null", "result": {"text": "无数据 no data", "color": GREY}},
+        },
+    ]
+    return Panel(
+        "table",
+        "道路通行 Road traffic (GB/T 33171-2016)",
+        grid,
+        (
+            SqlTarget(
+                "A",
+                sql.road_traffic(bounds),
+                ("site_id", "road", "level", "speed_kmh", "vehicles"),
+            ),
+        ),
+        options=table_options(),
+        defaults={
+            "custom": table_custom(),
+            "noValue": "—",
+            "links": [{"title": "点位详情 Site details", "url": SITE_LINK}],
+        },
+        overrides=(
+            _hidden("site_id"),
+            _named("road", "道路 Road"),
+            FieldOverride(
+                "level",
+                {
+                    "displayName": "路况 Level",
+                    "mappings": mappings,
+                    "color": {"mode": "thresholds"},
+                    "thresholds": thresholds((Threshold(None, GREY),)),
+                    "custom.cellOptions": {"type": "color-background", "mode": "basic"},
+                },
+            ),
+            FieldOverride(
+                "speed_kmh",
+                {"displayName": "平均车速 Mean speed", "unit": "velocitykmh", "decimals": 0},
+            ),
+            _named("vehicles", "车辆 Vehicles"),
+            _named("updated", "更新 Updated", "dateTimeFromNow"),
+        ),
     )
 
 
@@ -359,9 +438,15 @@ def wall_dashboard(config: CrowdwatchConfig) -> Dashboard:
                 _named("updated", "更新 Updated", "dateTimeFromNow"),
             ),
         ),
+    ]
+    roads = _roads_panel(config, sql, GridPos(0, 35, 24, 7))
+    below = 35 if roads is None else 42
+    if roads is not None:
+        panels.append(roads)
+    panels += [
         _series_panel(
             "全区人数：今日 vs 参考日 People in the district: now vs ${ref_day}",
-            GridPos(0, 35, 12, 9),
+            GridPos(0, below, 12, 9),
             (
                 SqlTarget(
                     "A", sql.district_series(reference=False), ("time", "people"), "time_series"
@@ -377,11 +462,11 @@ def wall_dashboard(config: CrowdwatchConfig) -> Dashboard:
         ),
         _series_panel(
             "各类点位人数 People by kind of site",
-            GridPos(12, 35, 12, 9),
+            GridPos(12, below, 12, 9),
             (SqlTarget("A", sql.kind_series(), ("time", "metric", "value"), "time_series"),),
             {},
         ),
-        _cameras_panel(sql, GridPos(0, 44, 24, 8), one_site=False),
+        _cameras_panel(sql, GridPos(0, below + 9, 24, 8), one_site=False),
     ]
     return Dashboard(
         uid=WALL_UID,
@@ -488,6 +573,30 @@ def site_dashboard(config: CrowdwatchConfig) -> Dashboard:
         ),
         _alerts_panel(sql, GridPos(0, 24, 14, 8), one_site=True),
         _cameras_panel(sql, GridPos(14, 24, 10, 8), one_site=True),
+        Panel(
+            "timeseries",
+            "道路：车速与车辆 Road: mean speed and vehicles",
+            GridPos(0, 32, 24, 8),
+            (
+                SqlTarget(
+                    "A",
+                    sql.site_traffic_series(),
+                    ("time", "speed_kmh", "vehicles"),
+                    "time_series",
+                ),
+            ),
+            options=timeseries_options(),
+            defaults={"custom": timeseries_custom(), "min": 0, "decimals": 0},
+            overrides=(
+                FieldOverride(
+                    "speed_kmh", {"displayName": "平均车速 Mean speed", "unit": "velocitykmh"}
+                ),
+                FieldOverride(
+                    "vehicles",
+                    {"displayName": "车辆 Vehicles", "custom.axisPlacement": "right"},
+                ),
+            ),
+        ),
     )
     return Dashboard(
         uid=SITE_UID,

@@ -20,7 +20,7 @@ The district's time zone and the stale limit are written into the statements as 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -212,6 +212,54 @@ WHERE s.kind IN ({_kinds_viewed(KindView.QUEUE)})
 ORDER BY occupancy DESC NULLS LAST, s.site_id
 """
 
+    def road_traffic(self, bounds: Sequence[tuple[str, tuple[float, float, float, float]]]) -> str:
+        """Every road now: its congestion level, slowest zone's mean speed, vehicles.
+
+        The level is GB/T 33171-2016's from each road's own thresholds (written in as
+        literals from the config), by the rule of the wall and the alert engine
+        (:func:`~crowdwatch.contracts.site_kinds.road_level`): the slowest zone's speed, an
+        empty road smooth, vehicles without a speed no level.
+
+        Args:
+            bounds: ``(site_id, (a, b, c, d))`` of every road (at least one).
+
+        Columns: site_id, road, level, speed_kmh, vehicles, updated.
+        """
+        if not bounds:
+            raise ValueError("road_traffic: expected at least one road's thresholds")
+        values = ",\n       ".join(
+            f"('{site_id.replace(chr(39), chr(39) * 2)}', {a:g}, {b:g}, {c:g}, {d:g})"
+            for site_id, (a, b, c, d) in bounds
+        )
+        return f"""
+WITH bounds (site_id, a, b, c, d) AS (
+VALUES {values}
+), now_roads AS (
+    SELECT site_id, min(mean_speed_kmh) AS speed_kmh, sum(vehicles) AS vehicles,
+           max(ts) AS updated
+    FROM zone_latest
+    WHERE ts > now() - {self.stale}
+    GROUP BY site_id
+)
+SELECT s.site_id,
+       s.name_zh || ' ' || s.name_en AS road,
+       CASE
+           WHEN n.speed_kmh > t.a THEN 1
+           WHEN n.speed_kmh > t.b THEN 2
+           WHEN n.speed_kmh > t.c THEN 3
+           WHEN n.speed_kmh > t.d THEN 4
+           WHEN n.speed_kmh IS NOT NULL THEN 5
+           WHEN n.vehicles = 0 THEN 1
+       END AS level,
+       n.speed_kmh::double precision AS speed_kmh,
+       n.vehicles::bigint AS vehicles,
+       n.updated
+FROM sites s
+JOIN bounds t ON t.site_id = s.site_id
+LEFT JOIN now_roads n ON n.site_id = s.site_id
+ORDER BY level DESC NULLS LAST, s.site_id
+"""
+
     def beach_sections(self) -> str:
         """Every section (zone) of every beach: people now, capacity, share.
 
@@ -343,6 +391,25 @@ LIMIT 200
         )
         return f"""
 SELECT bucket - ({shift}) AS time, {columns}
+FROM ({inner}) AS s({_SERIES_COLUMNS})
+ORDER BY 1
+"""
+
+    def site_traffic_series(self) -> str:
+        """The ``$site``'s vehicles (most per bucket, over its zones) and their mean speed
+        per bucket: a road's flow of the day; empty values on sites that count no vehicles.
+
+        Columns: time, speed_kmh, vehicles.
+        """
+        values = {"site_id": SITE_VAR, "start": TIME_FROM, "end": TIME_TO}
+        inner = by_range(
+            {
+                res: grafana_form(SITE_SERIES_SQL[res], values)
+                for res in (Resolution.MINUTE, Resolution.QUARTER_HOUR, Resolution.HOUR)
+            }
+        )
+        return f"""
+SELECT bucket AS time, speed_mean AS speed_kmh, vehicles_max AS vehicles
 FROM ({inner}) AS s({_SERIES_COLUMNS})
 ORDER BY 1
 """

@@ -1,5 +1,9 @@
 """Congestion level of a road section, five levels as in GB/T 33171-2016; pure, no I/O.
 
+A contract: the alert engine grades its rules with it, the simulator derives its speeds
+from the same thresholds and the pages colour a road by the same levels, so every component
+may import it.
+
 China's urban traffic evaluation standard (GB/T 33171-2016, 城市交通运行状况评价规范) grades a
 road section by its mean travel speed, with thresholds by road class (km/h)::
 
@@ -51,6 +55,11 @@ class CongestionLevel(IntEnum):
         """The standard's name of the level."""
         return _NAMES_ZH[self]
 
+    @property
+    def en(self) -> str:
+        """The level in English."""
+        return _NAMES_EN[self]
+
 
 _NAMES_ZH = {
     CongestionLevel.SMOOTH: "畅通",
@@ -58,6 +67,13 @@ _NAMES_ZH = {
     CongestionLevel.LIGHT: "轻度拥堵",
     CongestionLevel.MODERATE: "中度拥堵",
     CongestionLevel.SEVERE: "严重拥堵",
+}
+_NAMES_EN = {
+    CongestionLevel.SMOOTH: "smooth",
+    CongestionLevel.MOSTLY_SMOOTH: "mostly smooth",
+    CongestionLevel.LIGHT: "light congestion",
+    CongestionLevel.MODERATE: "moderate congestion",
+    CongestionLevel.SEVERE: "severe congestion",
 }
 
 
