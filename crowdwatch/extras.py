@@ -119,9 +119,25 @@ def missing_part(command: str, extras: tuple[str, ...]) -> str | None:
     """
     for extra in extra_closure(extras):
         for part in EXTRA_PARTS[extra]:
-            if importlib.util.find_spec(part.module) is None:
+            if not installed(part.module):
                 return f"crowdwatch {command} needs {part.name}: {_install_hint(extras)}"
     return None
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it.
+
+    ``find_spec`` of a dotted name imports its parent package, and raises when that is
+    missing (``google.transit`` without any ``google`` package) rather than returning None.
+
+    Example:
+        >>> installed("json"), installed("no_such_package.sub")
+        (True, False)
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def missing_module_message(command: str, module: str, extras: tuple[str, ...]) -> str:

@@ -124,8 +124,8 @@ for command in helps:
             main([*command.split(), "--help"])
         except SystemExit as done:
             out["help"][command] = [done.code, text.getvalue()]
-import importlib.util
-out["installed"] = {m: importlib.util.find_spec(m) is not None for m in json.loads(sys.argv[2])}
+from crowdwatch.extras import installed
+out["installed"] = {m: installed(m) for m in json.loads(sys.argv[2])}
 for command in missing:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
