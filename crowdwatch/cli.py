@@ -760,6 +760,7 @@ _SECOND_WORD = {
     "dashboards": "action",
     "bench": "benchmark",
     "train": "model",
+    "reports": "action",
 }
 """The positional argument that completes each command's name, where it has one."""
 
