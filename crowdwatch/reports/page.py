@@ -35,7 +35,7 @@ th{background:#eef2f6;font-weight:600}
 .note{color:#555;font-size:12px}
 a{color:#1f5fa8}
 .lv{display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:2px}
-#roads th,#roads td{padding:5px 2px}
+#roads{font-size:12px}#roads th,#roads td{padding:4px 1px}#roads .en{font-size:11px}
 """
 
 LEVEL_COLOURS = {
@@ -81,6 +81,12 @@ def _peak(site: SiteReport, tz: str) -> str:
     return f"{site.today.peak:,}<br><span class='en'>{local}</span>"
 
 
+def _level_zh(level: CongestionLevel) -> str:
+    # Four characters break two and two on a phone, never 中度拥 / 堵.
+    zh = escape(level.zh)
+    return zh if len(zh) <= 2 else f"{zh[:2]}<br>{zh[2:]}"
+
+
 def _road_row(road: SiteReport, tz: str) -> str:
     traffic = road.traffic
     name = f"<td>{_name(road.site.name.zh, road.site.name.en)}</td>"
@@ -93,7 +99,7 @@ def _road_row(road: SiteReport, tz: str) -> str:
         local = traffic.worst_at.astimezone(ZoneInfo(tz)).strftime("%H:%M")
         worst = (
             f'<span class="lv" style="background:{LEVEL_COLOURS[traffic.worst]}"></span>'
-            f"{escape(traffic.worst.zh)}<br><span class='en'>{local}</span>"
+            f"{_level_zh(traffic.worst)}<br><span class='en'>{local}</span>"
         )
     return f"<tr>{name}{cells}<td>{traffic.minutes_no_data}</td><td>{worst}</td></tr>"
 
@@ -159,7 +165,7 @@ def render_page(report: DailyReport, *, base: str) -> str:
     road_rows = [_road_row(r, tz) for r in report.roads]
     road_heads = "".join(
         f'<th title="{escape(lv.zh)} {escape(lv.en)}">'
-        f'<span class="lv" style="background:{LEVEL_COLOURS[lv]}"></span>{escape(lv.zh)}'
+        f'<span class="lv" style="background:{LEVEL_COLOURS[lv]}"></span>{_level_zh(lv)}'
         f"<br><span class='en'>{_SHORT_EN[lv]}</span></th>"
         for lv in CongestionLevel
     )

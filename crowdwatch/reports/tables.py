@@ -37,7 +37,7 @@ COLUMNS = (
 CONGESTION_COLUMNS = (
     ("minutes_moderate_or_worse", "中度拥堵及以上分钟", "min moderate or worse"),
     ("minutes_severe", "严重拥堵分钟", "min severe"),
-    ("minutes_no_data", "无车速数据分钟", "min without speed data"),
+    ("minutes_no_data", "无数据分钟", "min no data (no message, or no speed)"),
     ("worst_name", "最严重级别", "worst level"),
     ("worst_local", "最严重时间", "worst at"),
     ("slowest_kmh", "最低车速(km/h)", "slowest (km/h)"),
