@@ -28,6 +28,7 @@ from report_history import (
 )
 
 from crowdwatch.contracts.config import CrowdwatchConfig, RetentionConfig
+from crowdwatch.dashboards.api_schema import DailyReportOut
 from crowdwatch.reports.daily import build_daily_report, report_json
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.rollups import refresh_rollups
@@ -126,6 +127,7 @@ def test_a_road_is_graded_per_minute_by_its_slowest_direction(
     assert [lv["id"] for lv in body["congestion_levels"]] == list(EXPECTED_ROAD["minutes_at"])
     # bus stops and beaches have no congestion: people occupancy says nothing of a jam
     assert all("congestion" not in s for s in body["sites"] + body["stops"])
+    DailyReportOut.model_validate(body)  # the OpenAPI schema states the road's figures
 
 
 def test_a_road_minute_counts_on_the_local_day_of_its_bucket(
