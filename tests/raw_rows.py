@@ -32,6 +32,8 @@ class ZoneRow:
     median_wait_s: float | None = None
     density_per_m2: float | None = None
     message_id: str = field(default_factory=_message_id)
+    vehicles: int | None = None
+    mean_speed_kmh: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,10 @@ def insert_zones(conn: psycopg.Connection, rows: Iterable[ZoneRow]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO zone_counts (ts, site_id, camera_id, zone_id, count, count_max,"
-            " count_mean, interval_s, message_id, longest_wait_s, median_wait_s, density_per_m2)"
-            " VALUES (%s, %s, 'cam1', %s, %s, %s, %s, 5, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            " count_mean, interval_s, message_id, longest_wait_s, median_wait_s, density_per_m2,"
+            " vehicles, mean_speed_kmh)"
+            " VALUES (%s, %s, 'cam1', %s, %s, %s, %s, 5, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
             [
                 (
                     r.ts,
@@ -62,6 +66,8 @@ def insert_zones(conn: psycopg.Connection, rows: Iterable[ZoneRow]) -> None:
                     r.longest_wait_s,
                     r.median_wait_s,
                     r.density_per_m2,
+                    r.vehicles,
+                    r.mean_speed_kmh,
                 )
                 for r in rows
             ],

@@ -34,6 +34,29 @@ District: 41 + 35 = 76 against 15 + 20 = 35 last year: +117.1 %.
 17:30 (900 s), 44 at 17:45 (300 s): peak 48 at 17:30, longest wait 900 s; two alerts.
 Alerts by department (``ALERTS``): transport 2, both acknowledged, after 4 and 8 min (median
 6.0); culture & tourism 1 on Oct 3, not acknowledged (the one at Oct 4 00:00 is the next day's).
+
+``road-d`` (road, ``road_class: secondary``: smooth > 35, mostly smooth (25, 35], light
+(15, 25], moderate (10, 15], severe <= 10 km/h), zones ``inbound`` and ``outbound``; each
+minute is graded by its slowest zone's mean speed, vehicles summed (``ROAD_ROWS``, Oct 3):
+
+=========  ====================  ====================  =====  ==============================
+local      inbound km/h (veh)    outbound km/h (veh)   min    level
+=========  ====================  ====================  =====  ==============================
+00:00:00   40 (3)                —                     40     smooth (first instant of day)
+08:00      30 (10)               50 (2)                30     mostly smooth
+08:01      12 (30)               45 (2)                12     moderate
+08:02      10 (40)               20 (5)                10     severe (10 is <= 10)
+08:03      6 and 10 (two rows)   —                     8      severe (the minute's mean)
+08:04      15 (20)               15.5 (3)              15     moderate (15 is not > 15)
+08:05      — (12 vehicles)       — (0)                 —      no data: vehicles, no speed
+08:06      — (0)                 — (0)                 —      smooth: an empty road
+08:07      20 (8)                — (4)                 20     light
+23:59:30   14 (9)                —                     14     moderate
+=========  ====================  ====================  =====  ==============================
+
+Oct 2 23:59:59 and Oct 4 00:00:00 (5 km/h) are other days.  Oct 3: smooth 2, mostly smooth
+1, light 1, moderate 3, severe 2 minutes; moderate or worse 5; no data 1,440 - 9 = 1,431;
+worst severe, first at 08:02; slowest 8.0 km/h.
 """
 
 from __future__ import annotations
@@ -91,6 +114,10 @@ def report_config_dict() -> dict[str, Any]:
         "end": [100, 50],
         "in_direction": [0, 1],
     }
+    road = site("road-d", "road", 200, "inbound", [], "traffic_police")
+    outbound = dict(road["cameras"][0]["zones"][0], id="outbound")
+    road["cameras"][0]["zones"].append(outbound)
+    road["road"] = {"road_class": "secondary"}
     return {
         "district": {"id": "test", "name": {"zh": "测试区", "en": "Test District"}},
         "reports": {"mean_stay_min": {"beach": 120, "scenic_spot": 60}},
@@ -98,6 +125,7 @@ def report_config_dict() -> dict[str, Any]:
             site("beach-a", "beach", 100, "sand", []),
             site("spot-b", "scenic_spot", 50, "plaza", [gate]),
             site("stop-c", "bus_stop", 40, "platform", [], "transport"),
+            road,
         ],
     }
 
@@ -124,7 +152,52 @@ def zone_rows() -> list[ZoneRow]:
         ZoneRow(at(DAY, 10, 0), "stop-c", "platform", 30, count_max=31, longest_wait_s=600),
         ZoneRow(at(DAY, 17, 30), "stop-c", "platform", 45, count_max=48, longest_wait_s=900),
         ZoneRow(at(DAY, 17, 45), "stop-c", "platform", 20, count_max=44, longest_wait_s=300),
+        *ROAD_ROWS,
     ]
+
+
+def _road(ts: datetime, zone: str, speed: float | None, vehicles: int, ss: int = 0) -> ZoneRow:
+    return ZoneRow(
+        ts + timedelta(seconds=ss), "road-d", zone, 0, vehicles=vehicles, mean_speed_kmh=speed
+    )
+
+
+ROAD_ROWS = [
+    _road(at(DAY, 0, 0), "inbound", 40, 3),
+    _road(at(DAY, 8, 0), "inbound", 30, 10),
+    _road(at(DAY, 8, 0), "outbound", 50, 2),
+    _road(at(DAY, 8, 1), "inbound", 12, 30),
+    _road(at(DAY, 8, 1), "outbound", 45, 2),
+    _road(at(DAY, 8, 2), "inbound", 10, 40),
+    _road(at(DAY, 8, 2), "outbound", 20, 5),
+    _road(at(DAY, 8, 3), "inbound", 6, 30, ss=10),
+    _road(at(DAY, 8, 3), "inbound", 10, 30, ss=50),
+    _road(at(DAY, 8, 4), "inbound", 15, 20),
+    _road(at(DAY, 8, 4), "outbound", 15.5, 3),
+    _road(at(DAY, 8, 5), "inbound", None, 12),
+    _road(at(DAY, 8, 5), "outbound", None, 0),
+    _road(at(DAY, 8, 6), "inbound", None, 0),
+    _road(at(DAY, 8, 6), "outbound", None, 0),
+    _road(at(DAY, 8, 7), "inbound", 20, 8),
+    _road(at(DAY, 8, 7), "outbound", None, 4),
+    _road(at(DAY, 23, 59), "inbound", 14, 9, ss=30),
+    _road(at(date(2025, 10, 2), 23, 59), "inbound", 5, 50, ss=59),
+    _road(at(date(2025, 10, 4), 0, 0), "inbound", 5, 50),
+]
+
+EXPECTED_ROAD = {
+    "minutes_at": {"smooth": 2, "mostly_smooth": 1, "light": 1, "moderate": 3, "severe": 2},
+    "minutes_moderate_or_worse": 5,
+    "minutes_severe": 2,
+    "minutes_no_data": 1431,
+    "minutes_total": 1440,
+    "worst": "severe",
+    "worst_level": 5,
+    "worst_name": {"zh": "严重拥堵", "en": "severe congestion"},
+    "worst_at": "2025-10-03T00:02:00Z",
+    "worst_local": "08:02",
+    "slowest_kmh": 8.0,
+}
 
 
 def line_rows() -> list[LineRow]:

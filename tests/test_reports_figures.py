@@ -18,6 +18,7 @@ from report_history import (
     DAY,
     EXPECTED_BEACH,
     EXPECTED_DEPARTMENTS,
+    EXPECTED_ROAD,
     EXPECTED_SPOT,
     EXPECTED_STOP,
     EXPECTED_TOTAL_LAST_YEAR,
@@ -27,6 +28,7 @@ from report_history import (
 )
 
 from crowdwatch.contracts.config import CrowdwatchConfig, RetentionConfig
+from crowdwatch.dashboards.api_schema import DailyReportOut
 from crowdwatch.reports.daily import build_daily_report, report_json
 from crowdwatch.storage.migrate import upgrade
 from crowdwatch.storage.rollups import refresh_rollups
@@ -113,3 +115,32 @@ def test_busiest_stop_and_alerts_by_department(
         for d in body["departments"]
     ]
     assert departments == EXPECTED_DEPARTMENTS
+
+
+def test_a_road_is_graded_per_minute_by_its_slowest_direction(
+    conn: psycopg.Connection, config: CrowdwatchConfig
+) -> None:
+    body = report_json(build_daily_report(conn, config, DAY, now=NOW))
+    [road] = body["roads"]
+    assert road["site_id"] == "road-d"
+    assert road["congestion"] == EXPECTED_ROAD
+    assert [lv["id"] for lv in body["congestion_levels"]] == list(EXPECTED_ROAD["minutes_at"])
+    # bus stops and beaches have no congestion: people occupancy says nothing of a jam
+    assert all("congestion" not in s for s in body["sites"] + body["stops"])
+    DailyReportOut.model_validate(body)  # the OpenAPI schema states the road's figures
+
+
+def test_a_road_minute_counts_on_the_local_day_of_its_bucket(
+    conn: psycopg.Connection, config: CrowdwatchConfig
+) -> None:
+    body = report_json(build_daily_report(conn, config, DAY.replace(day=4), now=NOW))
+    [road] = body["roads"]
+    congestion = road["congestion"]
+    assert congestion["minutes_at"] == {
+        "smooth": 0,
+        "mostly_smooth": 0,
+        "light": 0,
+        "moderate": 0,
+        "severe": 1,
+    }
+    assert (congestion["worst_local"], congestion["minutes_no_data"]) == ("00:00", 1439)

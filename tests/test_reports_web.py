@@ -16,7 +16,14 @@ import pytest
 from factories import make_config
 from playwright.sync_api import Browser
 from raw_rows import insert_lines, insert_zones
-from report_history import DAY, EXPECTED_BEACH, line_rows, report_config_dict, zone_rows
+from report_history import (
+    DAY,
+    EXPECTED_BEACH,
+    EXPECTED_ROAD,
+    line_rows,
+    report_config_dict,
+    zone_rows,
+)
 from web_server import Serve
 
 from crowdwatch.contracts.config import RetentionConfig
@@ -70,6 +77,32 @@ def test_every_form_shows_the_figures_of_the_api(http: httpx.Client) -> None:
     assert sheet is not None
     cells = {row[2]: row for row in sheet.iter_rows(min_row=2, values_only=True)}
     assert cells["beach-a"][5] == 41 and cells["spot-b"][7] == 35
+
+    # The road's congestion: the last columns, minutes per level then its day's summary.
+    header, road = rows[0], by_site["road-d"]
+    smooth = header.index("畅通分钟 / min smooth")
+    minutes = list(EXPECTED_ROAD["minutes_at"].values())  # type: ignore[union-attr]
+    assert road[smooth:] == [str(m) for m in minutes] + [
+        "5",
+        "2",
+        "1431",
+        "严重拥堵 severe congestion",
+        "08:02",
+        "8.0",
+    ]
+    assert by_site["beach-a"][smooth:] == [""] * 11
+    assert list(cells["road-d"][smooth : smooth + 5]) == minutes
+
+
+def test_the_page_shows_each_road_minutes_per_congestion_level(http: httpx.Client) -> None:
+    page = http.get(BASE).text
+    roads = page[page.index('<table id="roads">') :]
+    roads = roads[: roads.index("</table>")]
+    assert "道路拥堵" in page and "中度<br>拥堵" in roads and "no data" in roads
+    cells = roads[roads.index("road-d中") :]
+    # smooth, mostly smooth, light, moderate, severe, no data, then the worst and when
+    assert "<td>2</td><td>1</td><td>1</td><td>3</td><td>2</td><td>1431</td>" in cells
+    assert "严重<br>拥堵<br><span class='en'>08:02</span>" in cells
 
 
 @pytest.mark.parametrize(

@@ -308,6 +308,33 @@ class SiteCapacityOut(Out):
     zones: list[ZoneCapacityOut]
 
 
+class CongestionLevelOut(Out):
+    id: str
+    """``smooth`` .. ``severe``: the keys of a road's ``minutes_at``"""
+    level: int
+    """1 smooth .. 5 severe (GB/T 33171-2016)"""
+    name: Names
+
+
+class RoadCongestionOut(Out):
+    """A road's local day graded minute by minute from its slowest zone's mean speed
+    (:mod:`crowdwatch.reports.roads`)."""
+
+    minutes_at: dict[str, int]
+    minutes_moderate_or_worse: int
+    minutes_severe: int
+    minutes_no_data: int
+    """no message that minute, or vehicles without a measured speed"""
+    minutes_total: int
+    worst: str | None
+    worst_level: int | None
+    worst_name: Names | None
+    worst_at: Timestamp | None
+    """first minute at the worst level"""
+    worst_local: str | None
+    slowest_kmh: float | None
+
+
 class ReportSiteOut(Out):
     """One site's day (:func:`crowdwatch.reports.daily.report_json`)."""
 
@@ -329,6 +356,8 @@ class ReportSiteOut(Out):
     alerts: int
     capacity: SiteCapacityOut
     comparisons: dict[str, ComparisonOut]
+    congestion: RoadCongestionOut | None = None
+    """roads only: minutes at each congestion level"""
 
 
 class DepartmentReportOut(Out):
@@ -350,6 +379,7 @@ class DailyReportOut(Out):
     timezone: str
     generated_at: Timestamp
     levels: list[ReportLevelOut]
+    congestion_levels: list[CongestionLevelOut]
     total_visits: int
     total_comparisons: Comparisons
     sites: list[ReportSiteOut]

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 import psycopg
 
 from crowdwatch.contracts.config import CrowdwatchConfig, Department, Site, SiteKind
+from crowdwatch.contracts.congestion import CongestionLevel
 from crowdwatch.reports.capacity import SiteCapacity, mean_stay_min, site_capacity
 from crowdwatch.reports.holidays import DayInfo, DayKind, HolidayCalendar, holiday_name
+from crowdwatch.reports.roads import RoadDay, level_key, road_day, road_json
 from crowdwatch.reports.visitors import SiteDay, change_pct, local_day_bounds, site_day
 from crowdwatch.storage.day_alerts import AlertOfDay, alerts_started
 
@@ -62,6 +64,8 @@ class SiteReport:
     capacity: SiteCapacity
     comparisons: list[Comparison]
     alerts: int
+    traffic: RoadDay | None = None
+    """A road: minutes at each congestion level (its people occupancy says nothing of jams)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class DailyReport:
     stops: list[SiteReport]
     """Bus stops, most people waiting at the peak first."""
     roads: list[SiteReport]
+    """Roads, most minutes at moderate congestion or worse first."""
     departments: list[DepartmentAlerts]
     generated_at: datetime
 
@@ -122,6 +127,13 @@ def comparison_days(calendar: HolidayCalendar, day: date) -> dict[str, date | No
         "previous_holiday": calendar.previous_holiday_day(day),
         "ordinary_weekend": calendar.ordinary_weekend_before(day),
     }
+
+
+def _jammed_first(road: SiteReport) -> tuple[int, int, str]:
+    traffic = road.traffic
+    if traffic is None:
+        return 0, 0, road.site.id
+    return -traffic.moderate_or_worse, -traffic.severe, road.site.id
 
 
 def _department_alerts(
@@ -209,7 +221,12 @@ def build_daily_report(
     visitor_sites.sort(key=lambda r: (-(r.today.visits or 0), r.site.id))
     stops = [report_of(s, False) for s in config.sites if s.kind is SiteKind.BUS_STOP]
     stops.sort(key=lambda r: (-(r.today.peak or 0), r.site.id))
-    roads = [report_of(s, False) for s in config.sites if s.kind is SiteKind.ROAD]
+    roads = [
+        replace(report_of(s, False), traffic=road_day(conn, s, day, tz))
+        for s in config.sites
+        if s.kind is SiteKind.ROAD
+    ]
+    roads.sort(key=_jammed_first)
     return DailyReport(
         day=day,
         info=info,
@@ -230,6 +247,7 @@ def _site_json(report: SiteReport, tz: str) -> dict[str, Any]:
     from zoneinfo import ZoneInfo
 
     today = report.today
+    extra = {} if report.traffic is None else {"congestion": road_json(report.traffic, tz)}
     peak_local = None if today.peak_at is None else today.peak_at.astimezone(ZoneInfo(tz))
     return {
         "site_id": report.site.id,
@@ -273,7 +291,7 @@ def _site_json(report: SiteReport, tz: str) -> dict[str, Any]:
             }
             for c in report.comparisons
         },
-    }
+    } | extra
 
 
 def report_json(report: DailyReport) -> dict[str, Any]:
@@ -292,6 +310,10 @@ def report_json(report: DailyReport) -> dict[str, Any]:
         "levels": [
             {"id": lv.id, "at": lv.at, "name": {"zh": lv.name_zh, "en": lv.name_en}}
             for lv in report.config.reports.levels
+        ],
+        "congestion_levels": [
+            {"id": level_key(lv), "level": int(lv), "name": {"zh": lv.zh, "en": lv.en}}
+            for lv in CongestionLevel
         ],
         "total_visits": report.total_visits,
         "total_comparisons": {

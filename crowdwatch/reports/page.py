@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 from zoneinfo import ZoneInfo
 
+from crowdwatch.contracts.congestion import CongestionLevel
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.reports.daily import COMPARISON_LABELS, DEPARTMENT_NAMES, DailyReport, SiteReport
 
@@ -34,7 +35,25 @@ th{background:#eef2f6;font-weight:600}
 .note{color:#555;font-size:12px}
 a{color:#1f5fa8}
 .lv{display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:2px}
+#roads{font-size:12px}#roads th,#roads td{padding:4px 1px}#roads .en{font-size:11px}
 """
+
+LEVEL_COLOURS = {
+    CongestionLevel.SMOOTH: "#2fd37a",
+    CongestionLevel.MOSTLY_SMOOTH: "#a6e05a",
+    CongestionLevel.LIGHT: "#ffc400",
+    CongestionLevel.MODERATE: "#ff7a1a",
+    CongestionLevel.SEVERE: "#e0102e",
+}
+"""The wall's colours of the five levels, so a road reads the same on both."""
+
+_SHORT_EN = {
+    CongestionLevel.SMOOTH: "smooth",
+    CongestionLevel.MOSTLY_SMOOTH: "mostly",
+    CongestionLevel.LIGHT: "light",
+    CongestionLevel.MODERATE: "moderate",
+    CongestionLevel.SEVERE: "severe",
+}
 
 
 def _pct(value: float | None) -> str:
@@ -60,6 +79,29 @@ def _peak(site: SiteReport, tz: str) -> str:
         return "—"
     local = site.today.peak_at.astimezone(ZoneInfo(tz)).strftime("%H:%M")
     return f"{site.today.peak:,}<br><span class='en'>{local}</span>"
+
+
+def _level_zh(level: CongestionLevel) -> str:
+    # Four characters break two and two on a phone, never 中度拥 / 堵.
+    zh = escape(level.zh)
+    return zh if len(zh) <= 2 else f"{zh[:2]}<br>{zh[2:]}"
+
+
+def _road_row(road: SiteReport, tz: str) -> str:
+    traffic = road.traffic
+    name = f"<td>{_name(road.site.name.zh, road.site.name.en)}</td>"
+    if traffic is None:
+        return f"<tr>{name}" + "<td>—</td>" * 7 + "</tr>"
+    cells = "".join(f"<td>{traffic.minutes_at[lv]}</td>" for lv in CongestionLevel)
+    if traffic.worst is None or traffic.worst_at is None:
+        worst = "—"
+    else:
+        local = traffic.worst_at.astimezone(ZoneInfo(tz)).strftime("%H:%M")
+        worst = (
+            f'<span class="lv" style="background:{LEVEL_COLOURS[traffic.worst]}"></span>'
+            f"{_level_zh(traffic.worst)}<br><span class='en'>{local}</span>"
+        )
+    return f"<tr>{name}{cells}<td>{traffic.minutes_no_data}</td><td>{worst}</td></tr>"
 
 
 def _chart(report: DailyReport) -> str:
@@ -120,12 +162,13 @@ def render_page(report: DailyReport, *, base: str) -> str:
         f"<td>{s.alerts}</td></tr>"
         for s in report.stops[:8]
     ]
-    road_rows = [
-        f"<tr><td>{_name(r.site.name.zh, r.site.name.en)}</td>"
-        + "".join(f"<td>{r.today.minutes_above[lv.id]}</td>" for lv in levels)
-        + "</tr>"
-        for r in report.roads
-    ]
+    road_rows = [_road_row(r, tz) for r in report.roads]
+    road_heads = "".join(
+        f'<th title="{escape(lv.zh)} {escape(lv.en)}">'
+        f'<span class="lv" style="background:{LEVEL_COLOURS[lv]}"></span>{_level_zh(lv)}'
+        f"<br><span class='en'>{_SHORT_EN[lv]}</span></th>"
+        for lv in CongestionLevel
+    )
     dep_rows = []
     for dep in report.departments:
         zh, en = DEPARTMENT_NAMES.get(dep.department, (dep.department, dep.department))
@@ -173,7 +216,11 @@ Level columns: minutes at or above the level (15-minute mean occupancy). * estim
 <th>最长等候(分)<br><span class="en">Longest wait (min)</span></th><th>告警<br><span class="en">Alerts</span></th></tr>
 {"".join(stop_rows) or empty}</table>
 <h2>道路拥堵 <span class="en">Road congestion (minutes)</span></h2>
-<table id="roads"><tr><th>道路<br><span class="en">Road</span></th>{level_heads}</tr>{"".join(road_rows) or empty}</table>
+<table id="roads"><tr><th>道路<br><span class="en">Road</span></th>{road_heads}
+<th>无数据<br><span class="en">no data</span></th><th>最严重<br><span class="en">Worst</span></th></tr>
+{"".join(road_rows) or empty}</table>
+<p class="note">各级别的分钟数按 GB/T 33171-2016 由每分钟平均车速评定（多方向的道路取最慢方向）；最严重列为首次达到的时间。<br>
+Minutes at each level, graded by GB/T 33171-2016 from each minute's mean vehicle speed (a road with several directions: its slowest); Worst: first time at that level.</p>
 <h2>各部门告警 <span class="en">Alerts by department</span></h2>
 <table id="departments"><tr><th>部门<br><span class="en">Department</span></th><th>告警<br><span class="en">Alerts</span></th>
 <th>已确认<br><span class="en">Acked</span></th><th>确认用时中位(分)<br><span class="en">Median to ack (min)</span></th></tr>

@@ -204,6 +204,30 @@ def _stop_rows(report: DailyReport, text: _Text) -> list[list[str]]:
     return rows
 
 
+def _road_rows(report: DailyReport, text: _Text) -> list[list[str]]:
+    tz = report.config.district.timezone
+    rows = []
+    for road in report.roads[:5]:
+        traffic = road.traffic
+        if traffic is None:
+            continue
+        worst = "—"
+        if traffic.worst is not None and traffic.worst_at is not None:
+            local = traffic.worst_at.astimezone(ZoneInfo(tz)).strftime("%H:%M")
+            short = traffic.worst.name.lower().replace("_", " ")  # the cell is narrow
+            worst = text(traffic.worst.zh, short, "\n") + f" @{local}"
+        rows.append(
+            [
+                text(road.site.name.zh, road.site.name.en, "\n"),
+                str(traffic.moderate_or_worse),
+                str(traffic.severe),
+                str(traffic.minutes_no_data),
+                worst,
+            ]
+        )
+    return rows
+
+
 def _department_rows(report: DailyReport, text: _Text) -> list[list[str]]:
     rows = []
     for dep in report.departments:
@@ -228,6 +252,7 @@ def draw_poster(report: DailyReport) -> Figure:
         1.2 + 0.5 * n_sites,
         _table_height(len(report.visitor_sites)),
         _table_height(min(len(report.stops), 5)),
+        _table_height(min(len(report.roads), 5)),
         _table_height(len(report.departments)),
         0.4,
     ]
@@ -285,6 +310,18 @@ def draw_poster(report: DailyReport) -> Figure:
     _table(
         fig.add_subplot(grid[4]),
         [
+            text("道路", "Road", "\n"),
+            text("中度拥堵+(分)", "Moderate+ (min)", "\n"),
+            text("严重拥堵(分)", "Severe (min)", "\n"),
+            text("无数据(分)", "No data (min)", "\n"),
+            text("最严重", "Worst", "\n"),
+        ],
+        _road_rows(report, text),
+        text("道路拥堵", "Road congestion") + " (GB/T 33171-2016)",
+    )
+    _table(
+        fig.add_subplot(grid[5]),
+        [
             text("部门", "Department", "\n"),
             text("告警", "Alerts", "\n"),
             text("已确认", "Acknowledged", "\n"),
@@ -293,7 +330,7 @@ def draw_poster(report: DailyReport) -> Figure:
         _department_rows(report, text),
         text("各部门告警", "Alerts by department"),
     )
-    foot = fig.add_subplot(grid[5])
+    foot = fig.add_subplot(grid[6])
     foot.axis("off")
     labels = ", ".join(text(zh, en) for zh, en in COMPARISON_LABELS.values())
     foot.text(

@@ -1,7 +1,8 @@
 """The report's figures as one table: CSV (always) and Excel (with openpyxl).
 
 One row per site of the day (beaches and spots, then bus stops, then roads), the columns of
-the API's site objects, so a department can sort and sum them.
+the API's site objects, so a department can sort and sum them.  The congestion columns come
+last and are filled on road rows only (minutes at each GB/T 33171-2016 level).
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ COLUMNS = (
     ("daily_capacity", "日容量", "daily capacity"),
 )
 
+CONGESTION_COLUMNS = (
+    ("minutes_moderate_or_worse", "中度拥堵及以上分钟", "min moderate or worse"),
+    ("minutes_severe", "严重拥堵分钟", "min severe"),
+    ("minutes_no_data", "无数据分钟", "min no data (no message, or no speed)"),
+    ("worst_name", "最严重级别", "worst level"),
+    ("worst_local", "最严重时间", "worst at"),
+    ("slowest_kmh", "最低车速(km/h)", "slowest (km/h)"),
+)
+"""A road's day beside its minutes per level (the keys of its ``congestion`` object)."""
+
 
 def table_rows(report: DailyReport) -> tuple[list[str], list[list[Any]]]:
     """(header, rows) with levels and comparisons as extra columns."""
@@ -42,6 +53,9 @@ def table_rows(report: DailyReport) -> tuple[list[str], list[list[Any]]]:
     header += [f"超{lv['name']['zh']}分钟 / min above {lv['name']['en']}" for lv in levels]
     for zh, en in COMPARISON_LABELS.values():
         header += [f"{zh}日期 / {en} day", f"{zh}人次 / {en}", f"{zh}% / vs {en} %"]
+    congestion = body["congestion_levels"]
+    header += [f"{lv['name']['zh']}分钟 / min {lv['name']['en']}" for lv in congestion]
+    header += [f"{zh} / {en}" for _, zh, en in CONGESTION_COLUMNS]
     rows: list[list[Any]] = []
     for section in ("sites", "stops", "roads"):
         for site in body[section]:
@@ -61,8 +75,19 @@ def table_rows(report: DailyReport) -> tuple[list[str], list[list[Any]]]:
             for key in COMPARISON_LABELS:
                 other = site["comparisons"].get(key)
                 row += [None, None, None] if other is None else list(other.values())
+            road = site.get("congestion")
+            if road is None:
+                row += [None] * (len(congestion) + len(CONGESTION_COLUMNS))
+            else:
+                row += [road["minutes_at"][lv["id"]] for lv in congestion]
+                row += [_cell(road[key]) for key, _, _ in CONGESTION_COLUMNS]
             rows.append(row)
     return header, rows
+
+
+def _cell(value: Any) -> Any:
+    # A level's name reads "中度拥堵 moderate congestion" in one cell.
+    return f"{value['zh']} {value['en']}" if isinstance(value, dict) else value
 
 
 def report_csv(report: DailyReport) -> bytes:
