@@ -27,6 +27,7 @@ from crowdwatch.edge.detector import OnnxYoloDetector
 from crowdwatch.edge.service import mqtt_publisher
 from crowdwatch.edge.source import open_camera
 from crowdwatch.edge.spool import (
+    QUIET_AFTER_SLOW_S,
     Spool,
     SpoolFullError,
     StoreAndForward,
@@ -138,6 +139,49 @@ def test_the_forwarder_spools_while_the_broker_is_away_and_replays_in_order(
         forwarder("c", b"4", False)
         assert [p for _, p, _ in broker.taken] == [b"1", b"2", b"3", b"4"]
         assert len(forwarder.spool) == 0 and forwarder.health() == ""
+    finally:
+        forwarder.close()
+
+
+class DeadLink:
+    """A broker behind a link that died unnoticed: each publish waits out its PUBACK timeout."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.dead = True
+        self.tries = 0
+        self.taken: list[bytes] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, topic: str, payload: bytes, retain: bool) -> None:
+        self.tries += 1
+        if self.dead:
+            self.now += 5.0  # the client's wait for a PUBACK that never comes
+            raise BrokerError(f"no PUBACK in 5 s for a message on {topic}")
+        self.taken.append(payload)
+
+
+def test_a_dead_link_costs_one_timeout_not_one_per_count(tmp_path: Path) -> None:
+    link = DeadLink()
+    spool = Spool(tmp_path / "spool.sqlite", 100)
+    forwarder = StoreAndForward(link, spool, clock=link.clock)
+    try:
+        for i in range(10):  # a count a second for 10 s of counting time
+            forwarder("c", str(i).encode(), False)
+            link.now += 1.0
+        # One publish waited out its timeout; the other counts went to the spool at once.
+        assert link.tries == 1 and len(spool) == 10
+        assert link.now == pytest.approx(15.0)
+        # The interval's retained status is not spooled, nor tried while the link is quiet.
+        with pytest.raises(BrokerError, match="not sent"):
+            forwarder("s", b"status", True)
+        assert link.tries == 1
+        link.dead = False  # the client reconnects; the quiet time runs out
+        link.now += QUIET_AFTER_SLOW_S
+        forwarder("c", b"10", False)
+        assert link.taken == [str(i).encode() for i in range(11)] and len(spool) == 0
     finally:
         forwarder.close()
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,14 @@ FULL_REMINDER_EVERY = 100
 """While the spool stays full, a reminder warning after this many more lost messages."""
 
 REPLAY_BATCH = 500
+SLOW_FAILURE_S = 1.0
+"""A refused publish that took this long waited out its PUBACK timeout: the link is dead
+but the MQTT client has not noticed yet (it learns at its next keepalive, ~30 s)."""
+QUIET_AFTER_SLOW_S = 15.0
+"""After such a failure the broker is not tried again for this long.  Trying at every
+interval would stall the camera's worker for the whole timeout per message (about one
+count per 10 s instead of one a second, seen in tests/test_multi_host.py); meanwhile counts
+go to the spool at once and are replayed, in order, at the first call after it."""
 """Most spooled messages replayed per publish call, so a long backlog never stalls counting
 for long; the rest follow on the next calls (new messages queue behind them)."""
 
@@ -217,9 +227,16 @@ class StoreAndForward:
     """
 
     def __init__(
-        self, publish: Publish, spool: Spool | None, *, spool_error: str | None = None
+        self,
+        publish: Publish,
+        spool: Spool | None,
+        *,
+        spool_error: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._publish = publish
+        self._clock = clock
+        self._quiet_until = float("-inf")  # no broker attempts before this (a dead link)
         self.spool = spool
         self._error = spool_error
         self.lost = 0
@@ -229,7 +246,19 @@ class StoreAndForward:
 
     def __call__(self, topic: str, payload: bytes, retain: bool) -> None:
         if retain:
-            self._publish(topic, payload, retain)
+            # Status and availability: not spooled, but held to the same quiet time, or each
+            # interval's status would wait out the timeout on a dead link all the same.
+            if self._clock() < self._quiet_until:
+                raise BrokerError(
+                    f"broker unreachable (a publish timed out less than "
+                    f"{QUIET_AFTER_SLOW_S:g} s ago): message on {topic} not sent"
+                )
+            started = self._clock()
+            try:
+                self._publish(topic, payload, retain)
+            except BrokerError:
+                self._note_failure(started)
+                raise
             return
         backlog = self._replay()
         # STUCK: the spool cannot be read or trimmed (a full disk); a broker that takes
@@ -259,14 +288,22 @@ class StoreAndForward:
             self.spool.close()
 
     def _publish_now(self, topic: str, payload: bytes) -> bool:
+        started = self._clock()
+        if started < self._quiet_until:
+            return False
         try:
             self._publish(topic, payload, False)
         except BrokerError as exc:
             if not self._broker_away:
                 logger.warning("broker away (%s): spooling count messages", exc)
             self._broker_away = True
+            self._note_failure(started)
             return False
         return True
+
+    def _note_failure(self, started: float) -> None:
+        if self._clock() - started >= SLOW_FAILURE_S:
+            self._quiet_until = self._clock() + QUIET_AFTER_SLOW_S
 
     def _replay(self) -> _Backlog:
         """Send what the spool holds, oldest first; what is left of the backlog then."""
