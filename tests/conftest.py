@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from cli_processes import processes  # noqa: F401 (the fixture of the end-to-end tests)
 from services import (
     ExternalBroker,
     MosquittoBroker,

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from cli_processes import crowdwatch
 from factories import config_dict, site_dict
 from pets import pets_truth_counts
 
@@ -90,30 +90,6 @@ def district(
     path = tmp_path / "district.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True))
     return path, port
-
-
-def crowdwatch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "crowdwatch", *args]
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Started processes, stopped with SIGTERM afterwards (each must exit 0: a clean stop)."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    yield procs
-    codes = {}
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for name, proc in procs.items():
-        try:
-            codes[name] = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes[name] = proc.wait()
-    bad = {n: c for n, c in codes.items() if c != 0}
-    logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in bad)
-    assert not bad, f"processes did not stop cleanly: {bad}\n{logs}"
 
 
 def start(

@@ -9,11 +9,9 @@ The detector runs with the road settings chosen on Sequence 1 (320 px tiles, con
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,9 @@ from factories import MODEL_PATH, config_dict, road_dict
 from crowdwatch.contracts.config import MqttConfig
 from crowdwatch.evaluation.datasets import load_ngsim
 from crowdwatch.evaluation.settings import ROAD_CONFIDENCE, ROAD_TILE
+
+STOP_GRACE_S = 30.0
+"""An edge running the detector on real footage may be mid-frame when SIGTERM comes."""
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]
 
@@ -50,29 +51,9 @@ def highway(shared_dir: Path, tmp_path: Path) -> tuple[Path, list[int]]:
     return clip, data.truths[:FRAMES]
 
 
-@pytest.fixture
-def edge_processes(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Started processes, stopped with SIGTERM afterwards (each must exit 0)."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    yield procs
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    codes = {}
-    for name, proc in procs.items():
-        try:
-            codes[name] = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes[name] = proc.wait()
-    bad = {n: c for n, c in codes.items() if c != 0}
-    logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in bad)
-    assert not bad, f"processes did not stop cleanly: {bad}\n{logs}"
-
-
 def test_the_edge_publishes_vehicles_from_highway_footage(
     highway: tuple[Path, list[int]],
-    edge_processes: dict[str, subprocess.Popen[bytes]],
+    processes: dict[str, subprocess.Popen[bytes]],
     tmp_path: Path,
     mqtt_config: MqttConfig,
     db_url: str,
@@ -106,7 +87,7 @@ def test_the_edge_publishes_vehicles_from_highway_footage(
     env = {k: v for k, v in os.environ.items() if k != "CROWDWATCH_DATABASE_URL"}
     for name in ("ingest", "edge"):
         log = (tmp_path / f"{name}.log").open("wb")
-        edge_processes[name] = subprocess.Popen(
+        processes[name] = subprocess.Popen(
             [*command, name, "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,

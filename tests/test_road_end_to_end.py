@@ -10,9 +10,7 @@ peak has passed.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from cli_processes import crowdwatch
 from factories import config_dict, road_dict
 from sinks import HttpSink
 
@@ -28,30 +27,6 @@ from crowdwatch.contracts.config import MqttConfig
 pytestmark = [pytest.mark.e2e]
 
 KEY = "road-tunnel/carriageway/road-congested"
-
-
-def crowdwatch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "crowdwatch", *args]
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Started processes, stopped with SIGTERM afterwards (each must exit 0: a clean stop)."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    yield procs
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    codes = {}
-    for name, proc in procs.items():
-        try:
-            codes[name] = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes[name] = proc.wait()
-    bad = {n: c for n, c in codes.items() if c != 0}
-    logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in bad)
-    assert not bad, f"processes did not stop cleanly: {bad}\n{logs}"
 
 
 def start(procs: dict[str, subprocess.Popen[bytes]], tmp_path: Path, name: str, *args: str) -> None:
