@@ -213,6 +213,38 @@ def test_a_density_estimate_is_said_as_one_in_the_alert_text(
     assert "约 45 人候车" in zh
 
 
+def test_a_group_s_notifications_arrive_in_the_order_they_were_written(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    # The firing notice fails once and waits for its retry; the "Cleared" written after it
+    # must wait too, or the chat group reads the stop cleared while it is crowded again.
+    h = harness_factory()
+    engine = h.engine()
+    http_sink.fail["/hook"] = 1
+    h.count(45, T0)
+    assert h.states(engine, T0) == ["firing"]
+    h.count(4, T0 + timedelta(seconds=5))
+    assert h.states(engine, T0 + timedelta(seconds=6)) == ["resolved"]
+    assert engine.flush()
+    texts = [b["alerts"][0]["summary_en"] for b in bodies(http_sink, "/hook")]
+    assert [t.startswith("Cleared") for t in texts] == [False, False, True], texts
+
+
+def test_a_notice_given_up_does_not_hold_back_the_next_of_its_group(
+    harness_factory: Callable[..., Harness], http_sink: HttpSink
+) -> None:
+    h = harness_factory()
+    engine = h.engine()
+    http_sink.fail["/hook"] = 3  # every attempt the harness allows
+    h.count(45, T0)
+    assert h.states(engine, T0) == ["firing"]
+    h.count(4, T0 + timedelta(seconds=5))
+    assert h.states(engine, T0 + timedelta(seconds=6)) == ["resolved"]
+    assert engine.flush()
+    texts = [b["alerts"][0]["summary_en"] for b in bodies(http_sink, "/hook")]
+    assert [t.startswith("Cleared") for t in texts] == [False, False, False, True], texts
+
+
 def test_one_notification_per_route_group(
     harness_factory: Callable[..., Harness], http_sink: HttpSink
 ) -> None:

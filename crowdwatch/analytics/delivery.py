@@ -8,6 +8,11 @@ answers 500 delays only its own messages.  A failed attempt is retried after
 ``backoff_s``, doubled each time up to ``max_backoff_s``; after ``attempts`` tries the row is
 ``failed`` and the alert's history says so.  A row still ``queued`` when the engine stops is
 sent by the next engine that holds the lease (:func:`queued_jobs`).
+
+Notifications of one group (one alert, one site, one route) reach a channel in the order the
+engine wrote them, whatever the number of workers: a later one waits until the earlier one is
+sent or given up (:meth:`Deliverer.submit`).  Otherwise two workers could race and a chat
+group would read "Cleared" after the re-firing that followed it, and believe the stop empty.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +61,17 @@ class Job:
     payload: Payload
     attempts: int = 0
     """attempts already made"""
+
+    @property
+    def order_key(self) -> tuple[str, str]:
+        """Jobs with the same key are delivered one after another, in submission order."""
+        match self.payload:
+            case Notification():
+                return (self.channel_id, self.payload.group)
+            case AlertPublication():
+                return (self.channel_id, ",".join(map(str, self.alert_ids)))
+            case _:
+                assert_never(self.payload)
 
 
 def decode_payload(channel_id: str, data: Any) -> Payload:
@@ -133,6 +150,9 @@ class Deliverer:
         self._busy = 0
         self._idle = threading.Condition()
         self._stopping = threading.Event()
+        self._order_lock = threading.Lock()
+        self._waiting: dict[tuple[str, str], deque[Job]] = {}
+        """per order key with a job in progress: the later jobs of that key, oldest first"""
         for channel_id in [MQTT_CHANNEL, *self._channels]:
             self._queues[channel_id] = queue.Queue()
             workers = 1 if channel_id == MQTT_CHANNEL else config.workers
@@ -146,7 +166,11 @@ class Deliverer:
         self._scheduler.start()
 
     def submit(self, job: Job) -> None:
-        """Queue a job (never blocks).  Unknown channels (removed from the config) fail at once."""
+        """Queue a job (never blocks).  Unknown channels (removed from the config) fail at once.
+
+        A job whose group has an earlier job still in progress (queued, being sent or waiting
+        for a retry) waits behind it and is queued when that one ends.
+        """
         target = self._queues.get(job.channel_id)
         with self._idle:
             self._busy += 1
@@ -154,6 +178,12 @@ class Deliverer:
             self._record_failure(job, "channel is not configured any more", final=True, conn=None)
             self._done()
             return
+        with self._order_lock:
+            later = self._waiting.get(job.order_key)
+            if later is not None:
+                later.append(job)
+                return
+            self._waiting[job.order_key] = deque()
         target.put(job)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -182,11 +212,28 @@ class Deliverer:
         deadline = time.monotonic() + timeout
         for thread in [*self._threads, self._scheduler]:
             thread.join(max(0.1, deadline - time.monotonic()))
+        # Jobs waiting behind their group stay queued in the database for the next engine.
+        with self._order_lock:
+            held = sum(len(later) for later in self._waiting.values())
+            self._waiting.clear()
+        for _ in range(held):
+            self._done()
 
     def _done(self) -> None:
         with self._idle:
             self._busy -= 1
             self._idle.notify_all()
+
+    def _finished(self, job: Job) -> None:
+        """``job`` is sent or given up: queue the next job of its group, if one waits."""
+        with self._order_lock:
+            later = self._waiting.get(job.order_key)
+            nxt = later.popleft() if later else None
+            if nxt is None:
+                self._waiting.pop(job.order_key, None)
+        if nxt is not None:
+            self._queues[nxt.channel_id].put(nxt)
+        self._done()
 
     def _work(self, channel_id: str) -> None:
         conn: psycopg.Connection | None = None
@@ -231,7 +278,7 @@ class Deliverer:
             )
             conn = self._record_failure(attempt, str(exc), final=final, conn=conn)
             if final:
-                self._done()
+                self._finished(job)
             else:
                 self._retry_later(attempt)
             return conn
@@ -239,7 +286,7 @@ class Deliverer:
             # A bug in one body must not kill the worker thread: record it, give up on it.
             logger.exception("notification %d to %s crashed", job.notification_id, job.channel_id)
             conn = self._record_failure(attempt, f"crashed: {exc!r}", final=True, conn=conn)
-            self._done()
+            self._finished(job)
             return conn
         conn = self._record(
             conn,
@@ -247,7 +294,7 @@ class Deliverer:
             "last_error = NULL WHERE id = %s",
             (attempt.attempts, job.notification_id),
         )
-        self._done()
+        self._finished(job)
         return conn
 
     def _delay(self, attempts: int) -> float:
