@@ -8,16 +8,23 @@ COPY formatting, :mod:`crowdwatch.ingest.copy_rows`); refreshes the rollups as i
 line is one JSON object.
 
     python benchmarks/storage_size.py --rows 1000000          # docs/scale.md's figures
+    CROWDWATCH_PG_BINDIR=<PostgreSQL with TimescaleDB>/bin \
+        python benchmarks/storage_size.py --rows 1000000 --compress
 
-Plain PostgreSQL path only as written: on a TimescaleDB server the schema is migrated for it
-and the figures are the uncompressed chunks (compression is a job that runs after 2 days;
-``hypertable_compression_stats('zone_counts')`` gives its result there).
+On a TimescaleDB server the schema is migrated for it and the table figures are the
+uncompressed chunks.  ``--compress`` then compresses every raw chunk at once with the
+settings of migration 3 (in production a job does it to chunks older than 2 days) and prints
+``hypertable_compression_stats('zone_counts')`` before and after, with the time it took.
+
+Counts follow a bounded random walk per zone (seeded), as a zone's count moves a few people
+between messages: a sawtooth or constant would flatter the delta compression.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,25 +54,31 @@ def _fill(db_url: str, args: argparse.Namespace) -> int:
     start = datetime.now(UTC) - timedelta(seconds=rounds * args.interval + 60)
     lines: list[str] = []
     rows = 0
+    rng = random.Random(0)
+    counts = {(s.camera_id, z): rng.randrange(40) for s in specs for z in s.zone_ids}
     with psycopg.connect(db_url) as conn:
         for seq in range(rounds):
             ts = start + timedelta(seconds=seq * args.interval)
             for spec in specs:
+                zones = []
+                for z in spec.zone_ids:
+                    n = min(80, max(0, counts[spec.camera_id, z] + rng.randint(-3, 3)))
+                    counts[spec.camera_id, z] = n
+                    zones.append(
+                        ZoneCount(
+                            zone_id=z,
+                            count=n,
+                            count_max=n + rng.randint(0, 3),
+                            count_mean=round(max(0.0, n + rng.uniform(-1.5, 1.5)), 2),
+                        )
+                    )
                 message = CountMessage(
                     site_id=spec.site_id,
                     camera_id=spec.camera_id,
                     ts=ts,
                     interval_s=args.interval,
                     frames=int(10 * args.interval),
-                    zones=[
-                        ZoneCount(
-                            zone_id=z,
-                            count=(seq + i) % 40,
-                            count_max=(seq + i) % 40 + 2,
-                            count_mean=((seq + i) % 40) + 0.5,
-                        )
-                        for i, z in enumerate(spec.zone_ids)
-                    ],
+                    zones=zones,
                 )
                 copy_rows.zone_lines(message, ts + timedelta(milliseconds=300), lines)
                 if len(lines) >= BATCH_MESSAGES * args.zones:
@@ -88,6 +101,26 @@ def _copy(conn: psycopg.Connection, lines: list[str]) -> int:
     return n
 
 
+def _hypertable(conn: psycopg.Connection, table: str) -> str | None:
+    """The hypertable holding ``table``'s rows on TimescaleDB; None on plain PostgreSQL."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None:
+        return None
+    row = conn.execute(
+        "SELECT format('%%I.%%I', materialization_hypertable_schema, "
+        "materialization_hypertable_name) FROM timescaledb_information.continuous_aggregates "
+        "WHERE view_name = %s",
+        (table,),
+    ).fetchone()
+    if row is not None:
+        return str(row[0])
+    row = conn.execute(
+        "SELECT format('%%I.%%I', hypertable_schema, hypertable_name) "
+        "FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
+        (table,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def _sizes(db_url: str) -> dict[str, dict[str, float]]:
     """Per table: rows, bytes of heap+TOAST, of indexes, in all, and per row."""
     out: dict[str, dict[str, float]] = {}
@@ -105,7 +138,19 @@ def _sizes(db_url: str) -> dict[str, dict[str, float]]:
                 )
             ]
             heap = index = 0
-            for part in parts or [table]:
+            hypertable = _hypertable(conn, table)
+            if hypertable is not None:
+                # TimescaleDB: chunks inherit from the hypertable (a continuous aggregate
+                # keeps its rows in one), so pg_partition_tree sees none of them.
+                detailed = conn.execute(
+                    "SELECT table_bytes + coalesce(toast_bytes, 0), index_bytes "
+                    "FROM hypertable_detailed_size(%s::regclass)",
+                    (hypertable,),
+                ).fetchone()
+                assert detailed is not None
+                heap, index = int(detailed[0] or 0), int(detailed[1] or 0)
+                parts = []
+            for part in parts if hypertable is not None else parts or [table]:
                 size = conn.execute(
                     "SELECT pg_table_size(%s::regclass), pg_indexes_size(%s::regclass)",
                     (part, part),
@@ -124,6 +169,39 @@ def _sizes(db_url: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _compress(db_url: str) -> dict[str, Any] | None:
+    """Compress every raw chunk now; TimescaleDB's figures before and after (None: plain path)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if (
+            conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+            is None
+        ):
+            return None
+        began = time.monotonic()
+        chunks = conn.execute(
+            "SELECT count(compress_chunk(c, if_not_compressed => true)) "
+            "FROM show_chunks('zone_counts') c"
+        ).fetchone()
+        took = time.monotonic() - began
+        conn.execute("VACUUM ANALYZE")
+        stats = conn.execute(
+            "SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes, "
+            "after_compression_total_bytes FROM hypertable_compression_stats('zone_counts')"
+        ).fetchone()
+        (rows,) = conn.execute("SELECT count(*) FROM zone_counts").fetchone() or (0,)
+    assert stats is not None and chunks is not None
+    total, done, before, after = stats
+    return {
+        "chunks": total,
+        "compressed_chunks": done,
+        "rows": rows,
+        "compress_s": round(took, 1),
+        "before_bytes_per_row": round(before / rows, 1) if rows else None,
+        "after_bytes_per_row": round(after / rows, 1) if rows else None,
+        "ratio": round(before / after, 1) if after else None,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="zone rows to write")
@@ -131,6 +209,11 @@ def main() -> int:
     parser.add_argument("--zones", type=int, default=4, help="zones per camera")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between messages")
     parser.add_argument("--database-url", help="admin URL of a PostgreSQL to use")
+    parser.add_argument(
+        "--compress",
+        action="store_true",
+        help="on TimescaleDB, compress every raw chunk and print the compression figures",
+    )
     args = parser.parse_args()
     pg = start_pg_server(args.database_url)
     try:
@@ -144,6 +227,7 @@ def main() -> int:
                 refreshed = refresh_rollups(conn)
             refresh_s = time.monotonic() - began
             sizes = _sizes(db_url)
+            compressed = _compress(db_url) if args.compress else None
         finally:
             pg.drop_database(db_url)
     finally:
@@ -153,6 +237,15 @@ def main() -> int:
         print(
             f"{table}: {s['rows']:,} rows, {s['table_mb']} MB table + {s['index_mb']} MB "
             f"indexes = {s['bytes_per_row']} bytes/row"
+        )
+    if args.compress and compressed is None:
+        print("--compress: this PostgreSQL has no TimescaleDB; nothing compressed")
+    elif compressed is not None:
+        print(
+            f"zone_counts compressed ({compressed['compressed_chunks']} of "
+            f"{compressed['chunks']} chunks, {compressed['compress_s']} s): "
+            f"{compressed['before_bytes_per_row']} -> {compressed['after_bytes_per_row']} "
+            f"bytes/row, {compressed['ratio']}x"
         )
     figures: dict[str, Any] = {
         "benchmark": "storage_size",
@@ -165,6 +258,7 @@ def main() -> int:
         "refresh_s": round(refresh_s, 1),
         "refresh_raw_rows_per_s": round(rows / refresh_s) if refresh_s else None,
         "tables": sizes,
+        "compression": compressed,
     }
     print(json.dumps(figures, separators=(",", ":")))
     return 0
