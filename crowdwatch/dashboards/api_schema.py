@@ -108,6 +108,8 @@ class SeriesPointOut(Out):
     peak_density: float | None
     vehicles: int | None
     speed_kmh: float | None
+    veh_per_km_lane: float | None
+    queue_m: float | None
 
 
 class SeriesOut(Out):
