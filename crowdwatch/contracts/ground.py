@@ -144,6 +144,22 @@ def road_length_m(zone: Zone, calibration: Calibration | None) -> float | None:
     return round(best[1], 3)
 
 
+def lane_km(zone: Zone, calibration: Calibration | None) -> float | None:
+    """A road zone's lane-kilometres (its length along the road times its ``lanes``): what
+    its density in vehicles per km per lane divides by; ``None`` for a zone without lanes.
+
+    Raises:
+        ValueError: a vertex lies on or beyond the horizon of the calibrated ground, or the
+            zone has lanes but no length (the config refuses that).
+    """
+    if zone.lanes is None:
+        return None
+    length = road_length_m(zone, calibration)
+    if length is None or length <= 0:
+        raise ValueError("it has lanes but no length along the road")
+    return length / 1000 * zone.lanes
+
+
 @dataclass(frozen=True, slots=True)
 class AreaCapacity:
     capacity: int

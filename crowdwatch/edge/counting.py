@@ -44,7 +44,7 @@ from crowdwatch.contracts.config import (
     TrackingConfig,
 )
 from crowdwatch.contracts.errors import ConfigError
-from crowdwatch.contracts.ground import road_length_m
+from crowdwatch.contracts.ground import lane_km
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, CountMethod
 from crowdwatch.edge.dense import DensityMap
 from crowdwatch.edge.density import GroundPlane, zone_areas_m2
@@ -179,15 +179,12 @@ def road_lane_km(camera: Camera) -> dict[str, float]:
     """
     found = {}
     for zone in camera.zones:
-        if zone.lanes is None:
-            continue
         try:
-            length = road_length_m(zone, camera.calibration)
+            lanes = lane_km(zone, camera.calibration)
         except ValueError as exc:
             raise ConfigError(f"zone {zone.id!r}: {exc}; draw it on the ground") from exc
-        if length is None or length <= 0:
-            raise ConfigError(f"zone {zone.id!r} has lanes but no length along the road")
-        found[zone.id] = length / 1000 * zone.lanes
+        if lanes is not None:
+            found[zone.id] = lanes
     return found
 
 
