@@ -295,3 +295,26 @@ def test_a_queue_filling_its_approach_for_a_minute_fires_for_the_traffic_police(
 def test_a_zone_that_is_no_approach_has_no_spillback() -> None:
     site, _ = road_site({})
     assert queue_spillback(road_reading(site, T0, queue_length_m=30.0)) is None
+
+
+def test_the_daily_report_grades_a_minute_without_speed_by_its_densest_zone() -> None:
+    from crowdwatch.reports.roads import grade_minutes
+    from crowdwatch.storage.queries import SeriesPoint
+
+    site, _ = road_site({"lanes": 2})
+
+    def point(minute: int, speed: float | None, density: float | None) -> SeriesPoint:
+        ts = T0 + timedelta(minutes=minute)
+        return SeriesPoint(
+            ts, 0, 0.0, 0, 1, vehicles_max=20, speed_mean=speed, veh_density_mean=density
+        )
+
+    inbound = [point(0, None, 110.0), point(1, None, 10.0), point(2, 45.0, 140.0)]
+    outbound = [point(0, None, 20.0), point(1, None, None), point(2, None, None)]
+    graded = grade_minutes(site, [inbound, outbound])
+    # 110 per km per lane is 16 km/h on an arterial (moderate); a measured speed wins.
+    assert [(m.level, m.speed_kmh) for m in graded] == [
+        (CongestionLevel.MODERATE, None),
+        (CongestionLevel.SMOOTH, None),
+        (CongestionLevel.SMOOTH, 45.0),
+    ]
