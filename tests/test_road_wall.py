@@ -258,3 +258,60 @@ def test_the_phone_page_shows_a_road_by_its_level_not_as_people(
         page.screenshot(path=ARTIFACTS / "phone-roads-390x844.png", full_page=True)
     finally:
         page.close()
+
+
+def test_grafanas_flow_per_lane_is_crossings_per_hour_per_lane(db_url: str) -> None:
+    site = road_dict({"road_class": "expressway"})
+    site["cameras"][0]["lines"] = [
+        {
+            "id": "exit-line",
+            "name": {"zh": "出口断面", "en": "Exit"},
+            "start": [0, 300],
+            "end": [768, 300],
+            "in_direction": [0, 1],
+            "lanes": 3,
+        },
+        # A line without lanes has no flow per lane: its values are empty.
+        {
+            "id": "kerb",
+            "name": {"zh": "路缘", "en": "Kerb"},
+            "start": [0, 500],
+            "end": [768, 500],
+            "in_direction": [0, 1],
+        },
+    ]
+    config = make_config(config_dict(site))
+    upgrade(db_url, config)
+    [panel] = [p for p in site_dashboard(config).panels if p.title.startswith("每车道流量")]
+    [target] = panel.targets
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Minutes ago, then two messages in the minute: (in, out) crossings of each.
+    minutes = {3: [(20, 10), (25, 5)], 2: [(40, 20), (35, 25)]}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for ago, messages in minutes.items():
+            for i, (n_in, n_out) in enumerate(messages):
+                for line_id in ("exit-line", "kerb"):
+                    conn.execute(
+                        "INSERT INTO line_counts (ts, site_id, camera_id, line_id, in_count,"
+                        " out_count, message_id) VALUES (%s, 'road-tunnel', 'cam1', %s, %s, %s,"
+                        " %s)",
+                        (
+                            now - timedelta(minutes=ago, seconds=-10 - 20 * i),
+                            line_id,
+                            n_in,
+                            n_out,
+                            f"m{ago}-{i}-{line_id}",
+                        ),
+                    )
+        refresh_rollups(conn)
+        sql = macros.expand(
+            target.sql, now - timedelta(hours=1), now, {"site": "road-tunnel", "ref_day": ""}
+        )
+        rows = conn.execute(sql).fetchall()
+    # 60 vehicles in a minute over 3 lanes: 1,200 per hour per lane; then 120: 2,400.
+    assert rows == [
+        (now - timedelta(minutes=3), "exit-line", 1200.0),
+        (now - timedelta(minutes=3), "kerb", None),
+        (now - timedelta(minutes=2), "exit-line", 2400.0),
+        (now - timedelta(minutes=2), "kerb", None),
+    ]

@@ -516,6 +516,48 @@ FROM ({by_range(statements)}) AS s(bucket, crossings_in, crossings_out)
 ORDER BY 1
 """
 
+    def line_flow_per_lane(self, lanes: Sequence[tuple[str, str, int]]) -> str:
+        """The ``$site``'s flow per lane of each line with ``lanes``: crossings both ways per
+        hour per lane (vehicles on a road camera's lines), from the same line rollups as
+        :meth:`line_series`.
+
+        Args:
+            lanes: ``(site_id, line_id, lanes)`` of every line with lanes (at least one).
+
+        Columns: time, metric (the line), value (vehicles per hour per lane; empty for a
+        line without lanes, as the road series are on sites that count no vehicles).
+        """
+        if not lanes:
+            raise ValueError("line_flow_per_lane: expected at least one line with lanes")
+        values = ",\n       ".join(
+            f"({quote_literal(site_id)}, {quote_literal(line_id)}, {n:d})"
+            for site_id, line_id, n in lanes
+        )
+        statements = {
+            res: f"""
+SELECT bucket, site_id, line_id, in_sum + out_sum AS crossings, {seconds} AS width_s
+FROM line_counts_{res.value}
+WHERE site_id = {SITE_VAR}
+  AND bucket >= date_bin(INTERVAL '{width}', {TIME_FROM}, {self.origin})
+  AND bucket < {TIME_TO}
+"""
+            for res, width, seconds in (
+                (Resolution.MINUTE, "1 minute", 60),
+                (Resolution.QUARTER_HOUR, "15 minutes", 900),
+                (Resolution.HOUR, "1 hour", 3600),
+            )
+        }
+        return f"""
+WITH lanes (site_id, line_id, lanes) AS (
+VALUES {values}
+)
+SELECT s.bucket AS time, s.line_id AS metric,
+       (s.crossings * 3600.0 / s.width_s / l.lanes)::double precision AS value
+FROM ({by_range(statements)}) AS s(bucket, site_id, line_id, crossings, width_s)
+LEFT JOIN lanes l ON l.site_id = s.site_id AND l.line_id = s.line_id
+ORDER BY 1, 2
+"""
+
     # --- variables --------------------------------------------------------------------
 
     def site_choices(self) -> str:
