@@ -318,3 +318,33 @@ def test_the_daily_report_grades_a_minute_without_speed_by_its_densest_zone() ->
         (CongestionLevel.SMOOTH, None),
         (CongestionLevel.SMOOTH, 45.0),
     ]
+
+
+def test_the_pages_hold_a_level_until_it_has_lasted_and_forget_it_without_data() -> None:
+    from crowdwatch.dashboards.road_levels import RoadLevelMemory
+
+    site, _ = road_site({"lanes": 2})  # an arterial: 40 / 30 / 20 / 15 km/h
+    memory = RoadLevelMemory(margin_kmh=2.0, hold_s=120.0)
+    key = (site.id, "carriageway")
+
+    def grade(seconds: float, speed: float | None, density: float | None = None) -> Any:
+        ts = T0 + timedelta(seconds=seconds)
+        graded = memory.grade(
+            site, key, speed_kmh=speed, vehicles=10, density=density, ts=ts
+        )
+        return None if graded is None else graded.level
+
+    # Light (20-30), a wobble to 31 and back, then mostly smooth that lasts 2 minutes.
+    assert [grade(t, v) for t, v in [(0, 25), (30, 31), (60, 29), (90, 35), (150, 35)]] == [
+        CongestionLevel.LIGHT,
+        CongestionLevel.LIGHT,
+        CongestionLevel.LIGHT,
+        CongestionLevel.LIGHT,
+        CongestionLevel.LIGHT,
+    ]
+    assert grade(210, 35) == CongestionLevel.MOSTLY_SMOOTH  # 120 s after 90 s
+    # A density graded the same way (110 per km per lane: 16 km/h, moderate) is held too.
+    assert grade(240, None, 110.0) == CongestionLevel.MOSTLY_SMOOTH
+    # No data forgets the past: the next reading is shown as it is.
+    assert grade(250, None) is None
+    assert grade(260, None, 110.0) == CongestionLevel.MODERATE
