@@ -329,9 +329,7 @@ def test_the_pages_hold_a_level_until_it_has_lasted_and_forget_it_without_data()
 
     def grade(seconds: float, speed: float | None, density: float | None = None) -> Any:
         ts = T0 + timedelta(seconds=seconds)
-        graded = memory.grade(
-            site, key, speed_kmh=speed, vehicles=10, density=density, ts=ts
-        )
+        graded = memory.grade(site, key, speed_kmh=speed, vehicles=10, density=density, ts=ts)
         return None if graded is None else graded.level
 
     # Light (20-30), a wobble to 31 and back, then mostly smooth that lasts 2 minutes.
@@ -348,3 +346,51 @@ def test_the_pages_hold_a_level_until_it_has_lasted_and_forget_it_without_data()
     # No data forgets the past: the next reading is shown as it is.
     assert grade(250, None) is None
     assert grade(260, None, 110.0) == CongestionLevel.MODERATE
+
+
+def test_a_spillback_goes_through_the_planner_to_the_traffic_polices_channel() -> None:
+    from crowdwatch.analytics.planner import Policy, plan_transitions
+    from crowdwatch.contracts.notification import Notification
+
+    site_raw = road_dict()
+    cam = site_raw["cameras"][0]
+    cam["frame_size"] = [400, 400]
+    cam["calibration"] = TOP_DOWN.model_dump()
+    cam["zones"][0] |= {
+        "polygon": [[0, 0], [200, 0], [200, 400], [0, 400]],
+        "approach": {"stop_line": [[0, 400], [200, 400]]},
+    }
+    raw = config_dict(site_raw)
+    raw["alerts"] = {
+        "kind_rules": True,
+        "rules": [],
+        "channels": [
+            {"id": "police", "type": "webhook", "url": "http://127.0.0.1:9/police"},
+            {"id": "transport", "type": "webhook", "url": "http://127.0.0.1:9/transport"},
+        ],
+        "routes": [
+            {"departments": ["traffic_police"], "notify": ["police"]},
+            {"departments": ["transport"], "notify": ["transport"]},
+        ],
+    }
+    config = make_config(raw)
+    site = config.sites[0]
+    evaluator = AlertEvaluator(config.alerts.rules)
+    batch = []
+    for step in range(8):  # a queue of 38 m on a 40 m approach, every 10 s
+        now = T0 + timedelta(seconds=10 * step)
+        batch += evaluator.evaluate([road_reading(site, now, vehicles=9, queue_length_m=38.0)], now)
+    [transition] = batch
+    ids = iter(f"n{i}" for i in range(10))
+    policy = Policy(
+        config.alerts, config.district.timezone, "cw", (), frozenset(), new_id=lambda: next(ids)
+    )
+    now = T0 + timedelta(seconds=70)
+    plan = plan_transitions(policy, [(transition, transition.message())], {}, now)
+    [draft] = [d for d in plan.drafts if d.channel_id != "mqtt"]
+    assert draft.channel_id == "police"
+    assert isinstance(draft.payload, Notification)
+    assert draft.payload.department == "traffic_police"
+    [alert] = draft.payload.alerts
+    assert alert.alert_key == "road-tunnel/carriageway/road-queue-spillback"
+    assert "排队 38 米 (进口道 40 米)" in alert.summary_zh
