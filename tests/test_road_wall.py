@@ -187,6 +187,9 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         put_traffic(conn, "road-tunnel", "carriageway", 64, 28.0)
         put_traffic(conn, "road-gate", "inbound", 12, 45.0)
         put_traffic(conn, "road-gate", "outbound", 30, 26.0)
+        # No speed measured on the hilltop road: its density graded by Greenshields' rule,
+        # 60 km/h * (1 - 110 / 150) = 16 km/h on an arterial, as the wall grades it.
+        put_traffic(conn, "road-hill", "carriageway", 40, None, density=110.0)
         cur = conn.execute(target.sql)
         assert cur.description is not None
         names = [c.name for c in cur.description]
@@ -196,10 +199,10 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         empty = conn.execute(target.sql).fetchall()
     got = [(r["site_id"], r["level"], r["speed_kmh"], r["vehicles"]) for r in rows]
     assert got == [
+        ("road-hill", 4, None, 40),  # from density: moderate
         ("road-tunnel", 4, 28.0, 64),  # expressway, 20-35 km/h: moderate
         ("road-gate", 3, 26.0, 42),  # arterial, its slower lane at 20-30: light
         ("road-coast", None, None, None),  # no count: no level
-        ("road-hill", None, None, None),
     ]
     assert [r[:3] for r in empty if r[0] == "road-coast"] == [
         ("road-coast", "环岛路 Island Ring Road", 1)

@@ -137,7 +137,7 @@ def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Pane
     """Every road coloured by its congestion level, with speed and vehicles; ``None``
     when the district has no road."""
     bounds = [
-        (site.id, road_thresholds(site).bounds)
+        (site.id, road_thresholds(site))
         for site in config.sites
         if spec(site.kind).view is KindView.TRAFFIC
     ]
