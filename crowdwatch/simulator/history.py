@@ -2,9 +2,9 @@
 
 So that a fresh demo's reports have something to compare with, every site gets one count row
 per zone every 15 minutes of its opening hours (06:00-22:00 local) over the days asked for,
-and a site with counting lines gets its entries and exits; a road gets a row a minute with
-its vehicles, their mean speed and density (no people), as the live simulator sends them;
-the rollups are then refreshed.
+and a site with counting lines gets its entries and exits; a road gets a row every 5 minutes
+with its vehicles, their mean speed and density (no people), as the live simulator sends
+them; the rollups are then refreshed.
 
 How full a day gets, as a share of the holiday curve (:mod:`crowdwatch.simulator.curves`)::
 
@@ -53,8 +53,10 @@ from crowdwatch.storage.rollups import ROLLUP_LOCK_KEY, refresh_rollups
 logger = logging.getLogger(__name__)
 
 STEP = timedelta(minutes=15)
-ROAD_STEP = timedelta(minutes=1)
-"""Roads get a row a minute: their report grades each minute (no row: no data)."""
+ROAD_STEP = timedelta(minutes=5)
+"""Roads get a row every 5 minutes: their report grades each minute with a row (the others
+are no data), and a row a minute would make the demo's history refresh touch twelve times
+the minutes (the demo waits for it before it starts)."""
 OPEN_HOURS = (6, 22)
 GROWTH_PER_YEAR = 0.08
 HOLIDAY_FACTOR = {
@@ -117,7 +119,7 @@ def _road_rows(
     site: Site, day: date, factor: float, tz: ZoneInfo, rng: random.Random
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """A road's day as the live simulator sends it (:mod:`crowdwatch.simulator.crowd`), a
-    row a minute (its report grades minute by minute): no people; its vehicles, their mean
+    row every :data:`ROAD_STEP`: no people; its vehicles, their mean
     speed by Greenshields (free flow on an empty road, a crawl as the holiday curve's
     inbound-morning and outbound-evening peaks fill it: the jams build and clear), their
     density on zones with lanes, and its lines' traffic, inbound in the morning."""
