@@ -121,6 +121,10 @@ def test_a_configured_length_wins_and_is_the_only_one_without_a_calibration() ->
             r"zone 'carriageway' is an approach, whose queue length needs the camera's calibration",
         ),
         ({"approach": {"stop_line": [(0, 400), (0, 400)]}}, r"the stop line's two ends must"),
+        (
+            {"approach": {"stop_line": [(0, 576), (900, 576)]}},
+            r"zone 'carriageway' has point \(900, 576\) outside the 768x576 frame",
+        ),
     ],
 )
 def test_road_geometry_that_cannot_be_measured_fails_with_the_fix(
@@ -394,3 +398,20 @@ def test_a_spillback_goes_through_the_planner_to_the_traffic_polices_channel() -
     [alert] = draft.payload.alerts
     assert alert.alert_key == "road-tunnel/carriageway/road-queue-spillback"
     assert "排队 38 米 (进口道 40 米)" in alert.summary_zh
+
+
+def test_a_stop_line_above_the_horizon_fails_with_the_fix() -> None:
+    # A tilted view: the road's edges meet, so the calibrated ground's horizon crosses the
+    # picture at y = 267; a stop line drawn at y = 100 is in the sky.
+    tilted = Calibration(
+        image_points=[(150, 300), (250, 300), (400, 400), (0, 400)],
+        ground_points_m=[(0, 50), (10, 50), (10, 0), (0, 0)],
+    )
+    approach = Zone(
+        id="a",
+        name=LocalizedName(zh="进口道", en="approach"),
+        polygon=[(150, 300), (250, 300), (400, 400), (0, 400)],
+        approach={"stop_line": [(0, 100), (400, 100)]},
+    )
+    with pytest.raises(ConfigError, match=r"zone 'a': approach.stop_line: .*draw it on the road"):
+        CameraCounter("road-a", camera(approach, calibration=tilted), TrackingConfig(), FPS)

@@ -287,7 +287,11 @@ class Camera(Model):
         width, height = self.frame_size
         for kind, items in (("zone", self.zones), ("line", self.lines)):
             for item in items:
-                points = item.polygon if isinstance(item, Zone) else [item.start, item.end]
+                if isinstance(item, Zone):
+                    stop_line = list(item.approach.stop_line) if item.approach else []
+                    points = [*item.polygon, *stop_line]
+                else:
+                    points = [item.start, item.end]
                 for x, y in points:
                     if not (0 <= x <= width and 0 <= y <= height):
                         raise ValueError(

@@ -42,6 +42,7 @@ from crowdwatch.contracts.config import (
     DenseConfig,
     DetectorConfig,
     TrackingConfig,
+    Zone,
 )
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.contracts.ground import lane_km
@@ -188,6 +189,19 @@ def road_lane_km(camera: Camera) -> dict[str, float]:
     return found
 
 
+def approach_queue(
+    zone: Zone, plane: GroundPlane, config_size: tuple[int, int], size: tuple[int, int]
+) -> ApproachQueue:
+    """The queue of an approach zone; a stop line off the calibrated ground is a config
+    mistake, said as one."""
+    try:
+        return ApproachQueue(zone, plane, config_size, size)
+    except ValueError as exc:
+        raise ConfigError(
+            f"zone {zone.id!r}: approach.stop_line: {exc}; draw it on the road"
+        ) from exc
+
+
 class CameraCounter:
     """Zone counts, line crossings, waits and densities of one camera.
 
@@ -263,7 +277,7 @@ class CameraCounter:
             plane = GroundPlane(cam.calibration, cam.frame_size, size)
             self.speeds = ZoneSpeeds(plane, cam.zones, cam.frame_size, size)
             self.queues = [
-                ApproachQueue(z, plane, cam.frame_size, size)
+                approach_queue(z, plane, cam.frame_size, size)
                 for z in cam.zones
                 if z.approach is not None
             ]
