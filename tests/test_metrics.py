@@ -124,6 +124,8 @@ def test_series_points_show_the_declared_api_fields() -> None:
         peak_density_max=1.4567,
         vehicles_max=31,
         speed_mean=27.346,
+        veh_density_mean=41.666,
+        queue_max=57.25,
     )
     body = series_point_json(point)
     assert body == {
@@ -134,6 +136,8 @@ def test_series_points_show_the_declared_api_fields() -> None:
         "peak_density": 1.46,
         "vehicles": 31,
         "speed_kmh": 27.35,
+        "veh_per_km_lane": 41.67,
+        "queue_m": 57.25,
     }
     assert SeriesPointOut.model_validate(body).peak_density == 1.46
 
@@ -291,6 +295,57 @@ def test_vehicles_and_speed_go_from_a_message_to_the_rollups_series_and_api(db_u
     assert [(p.vehicles_max, p.speed_mean) for p in site] == [(44, 119.0 / 5)]
     body = series_point_json(site[0])
     assert (body["vehicles"], body["speed_kmh"]) == (44, 23.8)
+
+
+def test_density_and_queue_go_from_a_message_to_the_rollups_series_and_api(db_url: str) -> None:
+    upgrade(db_url, timescale=False)
+    start = hour_ago(3)
+    # A section with lanes (density) and an approach (queue); the first message is from an
+    # edge before either existed.
+    readings = [(None, None), (40.0, 12.5), (80.0, 61.0), (60.0, 30.0)]
+    messages = [
+        _message(
+            start + timedelta(seconds=5 * i),
+            [
+                ZoneCount(
+                    zone_id="approach",
+                    count=0,
+                    count_max=0,
+                    count_mean=0.0,
+                    vehicles=5,
+                    vehicle_density=density,
+                    queue_length_m=queue,
+                ),
+            ],
+        )
+        for i, (density, queue) in enumerate(readings)
+    ]
+    writer = BatchWriter(db_url)
+    try:
+        envelope = Envelope("crowdwatch/v1/stop-a/cam1/counts", b"{}", datetime.now(UTC))
+        written = writer.write([Accepted(envelope, m) for m in messages])
+    finally:
+        writer.close()
+    assert written.rows_written == 4
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        refresh_rollups(conn)
+        latest = [(r.vehicle_density, r.queue_length_m) for r in latest_zone_counts(conn)]
+        end = start + timedelta(hours=1)
+        series = {
+            res: [
+                (p.veh_density_mean, p.queue_max)
+                for p in zone_series(conn, "stop-a", "approach", start, end, res).points
+            ]
+            for res in Resolution
+        }
+        site = site_series(conn, "stop-a", start, end, Resolution.HOUR).points
+    assert latest == [(60.0, 30.0)]
+    assert series[Resolution.RAW] == [(None, None), *readings[1:]]
+    # The mean skips the row without a density; the queue's rollup is its longest.
+    for res in (Resolution.MINUTE, Resolution.QUARTER_HOUR, Resolution.HOUR):
+        assert series[res] == [(60.0, 61.0)], res
+    body = series_point_json(site[0])
+    assert (body["veh_per_km_lane"], body["queue_m"]) == (60.0, 61.0)
 
 
 def test_a_version_7_database_gets_the_peak_density_and_keeps_its_rollups(db_url: str) -> None:

@@ -130,8 +130,17 @@ def test_the_road_kind_declares_vehicles_and_its_rule() -> None:
     road = spec(SiteKind.ROAD)
     assert road.vehicles and road.describe()["vehicles"] is True
     assert not spec(SiteKind.BEACH).vehicles
-    [rule] = road.rules
-    assert (rule["metric"], rule["fire_at"], rule["for_s"]) == ("congestion_level", 4, 300)
+    congested, spillback = road.rules
+    assert (congested["metric"], congested["fire_at"], congested["for_s"]) == (
+        "congestion_level",
+        4,
+        300,
+    )
+    assert (spillback["metric"], spillback["fire_at"], spillback["for_s"]) == (
+        "queue_spillback",
+        0.9,
+        60,
+    )
     site = road_config({"road_class": "expressway"}).sites[0]
     assert road_thresholds(site).bounds == (65, 50, 35, 20)
     assert road_thresholds(road_config().sites[0]).bounds == (40, 30, 20, 15)

@@ -133,6 +133,36 @@ def test_the_history_looks_like_holidays_and_growth(
     assert max(s["minutes_above"]["yellow"] for s in beaches) >= 120
 
 
+def test_past_days_of_roads_have_vehicles_speeds_and_jams(
+    conn: psycopg.Connection, config: CrowdwatchConfig
+) -> None:
+    body = report_json(build_daily_report(conn, config, DAY))
+    roads = {r["site_id"]: r["congestion"] for r in body["roads"]}
+    assert roads and set(roads) == {s.id for s in config.sites if s.kind is SiteKind.ROAD}
+    for site_id, congestion in roads.items():
+        # A row every 5 minutes over the opening hours (06:00-22:00): each of them graded.
+        assert congestion["minutes_total"] - congestion["minutes_no_data"] == 16 * 12, site_id
+        # National Day's peaks jam the road for a while, and it flows again outside them.
+        assert congestion["minutes_severe"] >= 6, site_id
+        assert congestion["minutes_at"]["smooth"] >= 12, site_id
+    local = "(ts AT TIME ZONE 'Asia/Shanghai')"
+    rows = conn.execute(
+        f"SELECT site_id, extract(hour FROM {local})::int, avg(vehicles)::float,"
+        " avg(mean_speed_kmh)::float, count(vehicle_density) FROM zone_counts"
+        f" WHERE {local}::date = %s AND vehicles IS NOT NULL GROUP BY 1, 2",
+        (DAY,),
+    ).fetchall()
+    hourly = {(site, hour): (cars, speed, dense) for site, hour, cars, speed, dense in rows}
+    for site_id in roads:
+        # Inbound morning and outbound evening peaks: more vehicles, slower, than at 6:00.
+        for peak in (9, 17):
+            assert hourly[(site_id, peak)][0] > 2 * hourly[(site_id, 6)][0], (site_id, peak)
+            assert hourly[(site_id, peak)][1] < hourly[(site_id, 6)][1] / 2, (site_id, peak)
+    # The example's tunnel-exit carriageway has lanes: its density is written too.
+    with_density = {s: sum(v[2] for (site, _), v in hourly.items() if site == s) for s in roads}
+    assert with_density == {"road-tunnel-exit": 16 * 12, "road-coastal-gate": 0}
+
+
 def test_history_twice_over_one_range_is_refused(
     conn: psycopg.Connection, config: CrowdwatchConfig, db_url: str
 ) -> None:

@@ -40,6 +40,7 @@ from crowdwatch.analytics.rules import (
 )
 from crowdwatch.analytics.summaries import AlertFacts, alert_text
 from crowdwatch.contracts.config import AlertMetric, AlertRule, Site
+from crowdwatch.contracts.ground import road_length_m
 from crowdwatch.contracts.messages import AlertMessage, CountMethod
 from crowdwatch.contracts.site_kinds import road_level
 
@@ -175,14 +176,36 @@ class _Measured:
 
 
 def congestion_level(reading: ZoneReading) -> float | None:
-    """A road zone's congestion level (1 smooth .. 5 severe) from its vehicles' mean speed.
+    """A road zone's congestion level (1 smooth .. 5 severe) from its vehicles' mean speed,
+    else from its density (Greenshields' model).
 
-    The level of the speed now (:func:`~crowdwatch.contracts.site_kinds.road_level`), with
-    no hysteresis of its own: the rule's ``for_s``, ``clear_at`` and ``keep_firing_for_s``
-    are the alert's.
+    The level now (:func:`~crowdwatch.contracts.site_kinds.road_level`), with no hysteresis
+    of its own: the rule's ``for_s``, ``clear_at`` and ``keep_firing_for_s`` are the alert's.
     """
-    level = road_level(reading.site, reading.mean_speed_kmh, reading.vehicles)
+    level = road_level(
+        reading.site, reading.mean_speed_kmh, reading.vehicles, reading.vehicle_density
+    )
     return None if level is None else float(level)
+
+
+def approach_length_m(reading: ZoneReading) -> float | None:
+    """The length of an approach zone, metres (its ``length_m`` or from its camera's
+    calibration); ``None`` for a zone that is no approach or whose length is unknown."""
+    if reading.zone.approach is None:
+        return None
+    camera = next((c for c in reading.site.cameras if c.id == reading.camera_id), None)
+    try:
+        return road_length_m(reading.zone, camera.calibration if camera is not None else None)
+    except ValueError:
+        return None  # drawn above the horizon: the edge refuses to start on it
+
+
+def queue_spillback(reading: ZoneReading) -> float | None:
+    """An approach's queue over its length: 1.0 reaches its upstream end (spills back)."""
+    length = approach_length_m(reading)
+    if reading.queue_length_m is None or not length:
+        return None
+    return reading.queue_length_m / length
 
 
 class AlertEvaluator:
@@ -376,6 +399,9 @@ class AlertEvaluator:
             forecast=predicted,
             vehicles=reading.vehicles,
             speed_kmh=reading.mean_speed_kmh,
+            vehicle_density=reading.vehicle_density,
+            queue_m=reading.queue_length_m,
+            approach_m=approach_length_m(reading),
         )
         value: float | None
         # Exhaustive: a new metric fails mypy here instead of silently reading density.
@@ -393,6 +419,8 @@ class AlertEvaluator:
                 value = reading.density_per_m2
             case AlertMetric.CONGESTION_LEVEL:
                 value = congestion_level(reading)
+            case AlertMetric.QUEUE_SPILLBACK:
+                value = queue_spillback(reading)
             case AlertMetric.NO_DATA_S:
                 # Camera rules are split off in __init__ and measured per camera.
                 raise ValueError(f"rule {rule.rule.id!r}: no_data_s is measured per camera")

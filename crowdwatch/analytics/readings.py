@@ -62,6 +62,10 @@ class ZoneReading:
     """motor vehicles in the zone (OK status and a camera that counts vehicles only)"""
     mean_speed_kmh: float | None = None
     """their space-mean speed (OK status, a calibrated camera and a measured speed only)"""
+    vehicle_density: float | None = None
+    """vehicles per km per lane (OK status and a road zone with lanes only)"""
+    queue_length_m: float | None = None
+    """the queue back from the stop line (OK status and an approach zone only)"""
 
     @property
     def capacity(self) -> int:
@@ -137,6 +141,8 @@ def zone_reading(
         area_capacity=area_capacity,
         vehicles=ok.vehicles if ok is not None else None,
         mean_speed_kmh=ok.mean_speed_kmh if ok is not None else None,
+        vehicle_density=ok.vehicle_density if ok is not None else None,
+        queue_length_m=ok.queue_length_m if ok is not None else None,
     )
 
 

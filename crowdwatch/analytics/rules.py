@@ -139,6 +139,7 @@ def metric_value(metric: AlertMetric, count: int, capacity: int) -> float:
             | AlertMetric.FORECAST_OCCUPANCY
             | AlertMetric.DENSITY_PER_M2
             | AlertMetric.CONGESTION_LEVEL
+            | AlertMetric.QUEUE_SPILLBACK
             | AlertMetric.NO_DATA_S
         ):
             raise ValueError(f"{metric.value} is not a count-only metric")

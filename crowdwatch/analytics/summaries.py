@@ -18,7 +18,13 @@ from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.config import AlertMetric, LocalizedName, Site
 from crowdwatch.contracts.congestion import CongestionLevel
-from crowdwatch.contracts.site_kinds import bus_routes, road_thresholds, spec
+from crowdwatch.contracts.site_kinds import (
+    DENSITY_SOURCE_TEXT,
+    bus_routes,
+    road_level,
+    road_thresholds,
+    spec,
+)
 
 if TYPE_CHECKING:
     from crowdwatch.analytics.forecast import Forecast
@@ -50,6 +56,12 @@ class AlertFacts:
     """motor vehicles in the zone (a camera that counts them)"""
     speed_kmh: float | None = None
     """their mean speed"""
+    vehicle_density: float | None = None
+    """vehicles per km per lane (a zone with lanes)"""
+    queue_m: float | None = None
+    """the queue back from the stop line (an approach)"""
+    approach_m: float | None = None
+    """the approach's length"""
 
 
 _NO_ROUTES = LocalizedName(zh="加派车辆", en="add buses")
@@ -90,6 +102,11 @@ def _threshold(metric: AlertMetric, threshold: float, window_s: float) -> tuple[
                 level = CongestionLevel(round(threshold))
                 return level.zh, level.en
             return f"拥堵等级 {threshold:g}", f"congestion level {threshold:g}"
+        case AlertMetric.QUEUE_SPILLBACK:
+            return (
+                f"排队达进口道长度的 {_percent(threshold)}",
+                f"queue {_percent(threshold)} of the approach",
+            )
         case AlertMetric.NO_DATA_S:
             return f"{threshold:g} 秒", f"{threshold:g} s"
         case _:
@@ -108,6 +125,16 @@ def _facts(site: Site, facts: AlertFacts, *, firing: bool) -> tuple[list[str], l
             level = road_thresholds(site).level(facts.speed_kmh)
             zh.append(f"平均车速 {facts.speed_kmh:.0f} km/h ({level.zh})")
             en.append(f"mean speed {facts.speed_kmh:.0f} km/h ({level.en})")
+        elif facts.vehicle_density is not None:
+            # No measured speed: the level is Greenshields' model of the density; say so.
+            modelled = road_level(site, None, facts.vehicles, facts.vehicle_density)
+            said = DENSITY_SOURCE_TEXT
+            name_zh, name_en = (modelled.zh, modelled.en) if modelled else ("-", "-")
+            zh.append(f"每公里每车道 {facts.vehicle_density:.0f} 辆 ({name_zh}, {said.zh})")
+            en.append(f"{facts.vehicle_density:.0f} vehicles/km/lane ({name_en}, {said.en})")
+        if facts.queue_m is not None and facts.approach_m is not None:
+            zh.append(f"排队 {facts.queue_m:.0f} 米 (进口道 {facts.approach_m:.0f} 米)")
+            en.append(f"queue {facts.queue_m:.0f} m (approach {facts.approach_m:.0f} m)")
     elif facts.count is not None:
         # A density estimate is said as one ("about"): a dispatcher weighs it differently.
         zh_about, en_about = ("约 ", "about ") if facts.estimated else ("", "")

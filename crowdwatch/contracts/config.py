@@ -91,6 +91,25 @@ class CountMode(StrEnum):
     """density where detection fails, detection elsewhere: see :class:`DenseAutoConfig`"""
 
 
+class Approach(Model):
+    """A road zone that is a stop line's approach: where a queue stands (``zones[].approach``).
+
+    The queue length is the ground distance from the stop line back to the farthest
+    stationary vehicle of the queue that starts at the line (:mod:`crowdwatch.edge.queue`).
+    """
+
+    stop_line: tuple[Point, Point] = Field(
+        description="the stop line's two ends, pixels of the camera's frame_size"
+    )
+
+    @field_validator("stop_line")
+    @classmethod
+    def _two_points(cls, line: tuple[Point, Point]) -> tuple[Point, Point]:
+        if line[0] == line[1]:
+            raise ValueError("the stop line's two ends must differ")
+        return line
+
+
 class Zone(Model):
     """An area of a camera's view where people are counted (a platform, a beach section)."""
 
@@ -109,6 +128,25 @@ class Zone(Model):
         description="most people per m² this ground holds (a beach fewer than a platform); "
         "null: edge.plausibility.max_per_m2; needs the camera's calibration",
     )
+    lanes: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="road zones: lanes the zone covers (density in vehicles per km per lane); "
+        "null: no density",
+    )
+    length_m: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="road zones: the zone's length along the road in metres; null: measured "
+        "from the camera's calibration (needed when it has none)",
+    )
+    approach: Approach | None = Field(
+        default=None,
+        description="road zones: the zone is a stop line's approach; its queue length is "
+        "published (needs the camera's calibration)",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -126,6 +164,13 @@ class CountingLine(Model):
     start: Point
     end: Point
     in_direction: Point = Field(description="direction of travel that counts as 'in', pixels")
+    lanes: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="road lines: lanes the line crosses (flow in vehicles per hour per lane); "
+        "null: no flow per lane",
+    )
 
     @model_validator(mode="after")
     def _non_degenerate(self) -> Self:
@@ -242,7 +287,11 @@ class Camera(Model):
         width, height = self.frame_size
         for kind, items in (("zone", self.zones), ("line", self.lines)):
             for item in items:
-                points = item.polygon if isinstance(item, Zone) else [item.start, item.end]
+                if isinstance(item, Zone):
+                    stop_line = list(item.approach.stop_line) if item.approach else []
+                    points = [*item.polygon, *stop_line]
+                else:
+                    points = [item.start, item.end]
                 for x, y in points:
                     if not (0 <= x <= width and 0 <= y <= height):
                         raise ValueError(
@@ -251,6 +300,25 @@ class Camera(Model):
                         )
         _require_unique("zone", [z.id for z in self.zones])
         _require_unique("line", [line.id for line in self.lines])
+        return self
+
+    @model_validator(mode="after")
+    def _road_geometry_needs_ground(self) -> Self:
+        # Density needs a length and a queue needs metres: refuse at start, not silently
+        # publish nothing.
+        for zone in self.zones:
+            if self.calibration is not None:
+                continue
+            if zone.lanes is not None and zone.length_m is None:
+                raise ValueError(
+                    f"zone {zone.id!r} has lanes but neither a length_m nor a camera "
+                    "calibration to measure it; give length_m (metres along the road)"
+                )
+            if zone.approach is not None:
+                raise ValueError(
+                    f"zone {zone.id!r} is an approach, whose queue length needs the camera's "
+                    "calibration; add calibration or remove approach"
+                )
         return self
 
 
@@ -865,7 +933,12 @@ class AlertMetric(StrEnum):
     CONGESTION_LEVEL = "congestion_level"
     """a road's congestion level from its vehicles' mean speed, GB/T 33171-2016: 1 畅通
     smooth .. 4 中度拥堵 moderate .. 5 严重拥堵 severe (the site's ``road`` thresholds; an
-    empty road is smooth, vehicles without a measured speed are no data)"""
+    empty road is smooth; without a measured speed, from the zone's density by Greenshields'
+    rule where it has ``lanes``; vehicles with neither are no data)"""
+    QUEUE_SPILLBACK = "queue_spillback"
+    """a stop line's queue over its approach's length (``zones[].approach``): 1.0 is a
+    queue reaching the approach's upstream end, spilling back over it (the approach's
+    ``length_m``, else measured from the camera's calibration)"""
     NO_DATA_S = "no_data_s"
     """seconds a camera has sent no fresh count (offline, stale or never): its own alert,
     one per camera, never read as zero people"""

@@ -984,6 +984,215 @@ def _v13_timescale() -> str:
     )
 
 
+# Migration 14: vehicles per km per lane, rolled up by ``mean`` (``veh_density_mean``).
+# Nullable: rows before it (and zones that are not road sections) have none.  Pasted from
+# ``rollup_sql.new_metric_migration``; tests/test_metrics.py checks it is what the
+# declaration derives.
+_V14_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN vehicle_density real;
+ALTER TABLE zone_latest ADD COLUMN vehicle_density real;
+"""
+
+_V14_PLAIN = """
+ALTER TABLE zone_counts_1m
+    ADD COLUMN veh_density_sum double precision,
+    ADD COLUMN veh_density_samples bigint;
+ALTER TABLE site_counts_1m
+    ADD COLUMN veh_density_mean double precision;
+ALTER TABLE zone_counts_15m
+    ADD COLUMN veh_density_sum double precision,
+    ADD COLUMN veh_density_samples bigint;
+ALTER TABLE site_counts_15m
+    ADD COLUMN veh_density_mean double precision;
+ALTER TABLE zone_counts_1h
+    ADD COLUMN veh_density_sum double precision,
+    ADD COLUMN veh_density_samples bigint;
+ALTER TABLE site_counts_1h
+    ADD COLUMN veh_density_mean double precision;
+"""
+
+_V14_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples,
+       max(peak_density_per_m2) AS peak_density_max,
+       max(vehicles) AS vehicles_max,
+       sum(mean_speed_kmh::double precision) AS speed_sum,
+       count(mean_speed_kmh) AS speed_samples,
+       sum(vehicle_density::double precision) AS veh_density_sum,
+       count(vehicle_density) AS veh_density_samples
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT *, NULL, NULL FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+
+CREATE VIEW site_counts_{suffix} AS
+SELECT bucket,
+       site_id,
+       count(*)::integer AS zones,
+       sum(samples)::bigint AS samples,
+       sum(count_max)::bigint AS count_max,
+       sum(count_mean_sum / samples) AS count_mean,
+       sum(count_last)::bigint AS count_last,
+       max(wait_max) AS wait_max,
+       sum(wait_median_sum) / nullif(sum(wait_samples), 0) AS wait_mean,
+       max(density_max) AS density_max,
+       sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean,
+       max(peak_density_max) AS peak_density_max,
+       sum(vehicles_max)::bigint AS vehicles_max,
+       sum(speed_sum) / nullif(sum(speed_samples), 0) AS speed_mean,
+       sum(veh_density_sum) / nullif(sum(veh_density_samples), 0) AS veh_density_mean
+FROM zone_counts_{suffix}
+GROUP BY bucket, site_id;
+"""
+
+
+def _v14_timescale() -> str:
+    return "\n".join(
+        _V14_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        for suffix, width in ROLLUP_RESOLUTIONS
+    )
+
+
+# Migration 15: the queue length at a stop line's approach, rolled up by ``max`` (``queue_max``).
+# Nullable: rows before it (and zones that are not road sections) have none.  Pasted from
+# ``rollup_sql.new_metric_migration``; tests/test_metrics.py checks it is what the
+# declaration derives.
+_V15_COMMON = """
+ALTER TABLE zone_counts ADD COLUMN queue_length_m real;
+ALTER TABLE zone_latest ADD COLUMN queue_length_m real;
+"""
+
+_V15_PLAIN = """
+ALTER TABLE zone_counts_1m
+    ADD COLUMN queue_max real;
+ALTER TABLE site_counts_1m
+    ADD COLUMN queue_max real;
+ALTER TABLE zone_counts_15m
+    ADD COLUMN queue_max real;
+ALTER TABLE site_counts_15m
+    ADD COLUMN queue_max real;
+ALTER TABLE zone_counts_1h
+    ADD COLUMN queue_max real;
+ALTER TABLE site_counts_1h
+    ADD COLUMN queue_max real;
+"""
+
+_V15_TIMESCALE_ZONE = """
+ALTER MATERIALIZED VIEW zone_counts_{suffix} SET (timescaledb.materialized_only = true);
+CREATE TEMP TABLE zone_counts_{suffix}_kept ON COMMIT DROP AS SELECT * FROM zone_counts_{suffix};
+DROP VIEW site_counts_{suffix};
+DROP MATERIALIZED VIEW zone_counts_{suffix};
+
+CREATE MATERIALIZED VIEW zone_counts_{suffix}
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+SELECT time_bucket(INTERVAL '{width}', ts) AS bucket,
+       site_id,
+       zone_id,
+       count(*) AS samples,
+       max(count_max) AS count_max,
+       sum(count_mean::double precision) AS count_mean_sum,
+       (array_agg(count ORDER BY ts DESC, message_id DESC))[1] AS count_last,
+       max(ts) AS last_ts,
+       max(longest_wait_s) AS wait_max,
+       sum(median_wait_s::double precision) AS wait_median_sum,
+       count(median_wait_s) AS wait_samples,
+       max(density_per_m2) AS density_max,
+       sum(density_per_m2::double precision) AS density_sum,
+       count(density_per_m2) AS density_samples,
+       max(peak_density_per_m2) AS peak_density_max,
+       max(vehicles) AS vehicles_max,
+       sum(mean_speed_kmh::double precision) AS speed_sum,
+       count(mean_speed_kmh) AS speed_samples,
+       sum(vehicle_density::double precision) AS veh_density_sum,
+       count(vehicle_density) AS veh_density_samples,
+       max(queue_length_m) AS queue_max
+FROM zone_counts
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('zone_counts_{suffix}',
+    start_offset => INTERVAL '2 days', end_offset => INTERVAL '1 minute',
+    schedule_interval => INTERVAL '30 seconds');
+CREATE INDEX zone_counts_{suffix}_site_bucket ON zone_counts_{suffix} (site_id, bucket);
+CREATE INDEX zone_counts_{suffix}_bucket ON zone_counts_{suffix} (bucket);
+
+DO $carry$
+DECLARE
+    materialized text;
+BEGIN
+    SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+    INTO STRICT materialized
+    FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'zone_counts_{suffix}';
+    EXECUTE format('INSERT INTO %s SELECT *, NULL FROM zone_counts_{suffix}_kept', materialized);
+END
+$carry$;
+
+CREATE VIEW site_counts_{suffix} AS
+SELECT bucket,
+       site_id,
+       count(*)::integer AS zones,
+       sum(samples)::bigint AS samples,
+       sum(count_max)::bigint AS count_max,
+       sum(count_mean_sum / samples) AS count_mean,
+       sum(count_last)::bigint AS count_last,
+       max(wait_max) AS wait_max,
+       sum(wait_median_sum) / nullif(sum(wait_samples), 0) AS wait_mean,
+       max(density_max) AS density_max,
+       sum(density_sum) / nullif(sum(density_samples), 0) AS density_mean,
+       max(peak_density_max) AS peak_density_max,
+       sum(vehicles_max)::bigint AS vehicles_max,
+       sum(speed_sum) / nullif(sum(speed_samples), 0) AS speed_mean,
+       sum(veh_density_sum) / nullif(sum(veh_density_samples), 0) AS veh_density_mean,
+       max(queue_max) AS queue_max
+FROM zone_counts_{suffix}
+GROUP BY bucket, site_id;
+"""
+
+
+def _v15_timescale() -> str:
+    return "\n".join(
+        _V15_TIMESCALE_ZONE.replace("{suffix}", suffix).replace("{width}", width)
+        for suffix, width in ROLLUP_RESOLUTIONS
+    )
+
+
 def _v1(partitioned: bool) -> str:
     clause = "PARTITION BY RANGE (ts)" if partitioned else ""
     return _V1_COMMON.replace("{partition_clause}", clause)
@@ -1083,6 +1292,20 @@ def migrations(timescale: bool) -> list[Migration]:
             common_sql=_V13_COMMON,
             timescale_sql=_v13_timescale(),
             plain_sql=_V13_PLAIN,
+        ),
+        Migration(
+            version=14,
+            name="vehicles per km per lane per zone",
+            common_sql=_V14_COMMON,
+            timescale_sql=_v14_timescale(),
+            plain_sql=_V14_PLAIN,
+        ),
+        Migration(
+            version=15,
+            name="queue length at a stop line's approach",
+            common_sql=_V15_COMMON,
+            timescale_sql=_v15_timescale(),
+            plain_sql=_V15_PLAIN,
         ),
     ]
 

@@ -49,6 +49,26 @@ def homography(image: list[Point], ground: list[Point]) -> list[float]:
     return [*_solve(matrix, rhs), 1.0]
 
 
+def to_ground(points: list[Point], calibration: Calibration) -> list[Point]:
+    """Ground positions in metres of image points (pixels of the camera's ``frame_size``).
+
+    Raises:
+        ValueError: a point lies on or beyond the horizon of the calibrated ground.
+    """
+    h = homography(calibration.image_points, calibration.ground_points_m)
+    w0 = h[6] * calibration.image_points[0][0] + h[7] * calibration.image_points[0][1] + h[8]
+    sign = 1.0 if w0 > 0 else -1.0
+    ground: list[Point] = []
+    for x, y in points:
+        w = (h[6] * x + h[7] * y + h[8]) * sign
+        if w <= 1e-12:
+            raise ValueError("a point lies on or above the horizon of the ground calibration")
+        ground.append(
+            ((h[0] * x + h[1] * y + h[2]) * sign / w, (h[3] * x + h[4] * y + h[5]) * sign / w)
+        )
+    return ground
+
+
 def ground_area_m2(polygon: list[Point], calibration: Calibration) -> float:
     """Ground area of an image polygon (pixels of the camera's ``frame_size``), in m².
 
@@ -61,21 +81,83 @@ def ground_area_m2(polygon: list[Point], calibration: Calibration) -> float:
         >>> ground_area_m2([(0, 0), (50, 0), (50, 50), (0, 50)], cal)
         25.0
     """
-    h = homography(calibration.image_points, calibration.ground_points_m)
-    w0 = h[6] * calibration.image_points[0][0] + h[7] * calibration.image_points[0][1] + h[8]
-    sign = 1.0 if w0 > 0 else -1.0
-    ground: list[Point] = []
-    for x, y in polygon:
-        w = (h[6] * x + h[7] * y + h[8]) * sign
-        if w <= 1e-12:
-            raise ValueError("a point lies on or above the horizon of the ground calibration")
-        ground.append(
-            ((h[0] * x + h[1] * y + h[2]) * sign / w, (h[3] * x + h[4] * y + h[5]) * sign / w)
-        )
+    ground = to_ground(polygon, calibration)
     twice = sum(
         a[0] * b[1] - b[0] * a[1] for a, b in zip(ground, ground[1:] + ground[:1], strict=True)
     )
     return round(abs(twice) / 2, 6)
+
+
+def distance_from_line_m(point: Point, line: tuple[Point, Point]) -> float:
+    """Ground distance of a point from the (unbounded) line through two ground points."""
+    (ax, ay), (bx, by) = line
+    length = math.hypot(bx - ax, by - ay)
+    return abs((bx - ax) * (point[1] - ay) - (by - ay) * (point[0] - ax)) / length
+
+
+def road_length_m(zone: Zone, calibration: Calibration | None) -> float | None:
+    """A road zone's length along the road in metres: what its density and its queue are
+    measured over.
+
+    Its ``length_m`` when configured.  Else, from the calibration: for a stop line's
+    approach, the distance from the stop line back to the zone's farthest corner (the
+    upstream end a queue spills over); for any other zone, the long side of the smallest
+    rectangle around its ground polygon (a road section is a strip: its long side runs
+    along the road).  ``None`` without either.
+
+    Raises:
+        ValueError: a vertex lies on or beyond the horizon of the calibrated ground.
+
+    Example:
+        >>> cal = Calibration(image_points=[(0, 0), (100, 0), (100, 100), (0, 100)],
+        ...                   ground_points_m=[(0, 0), (10, 0), (10, 10), (0, 10)])
+        >>> z = Zone(id="z", name={"zh": "路", "en": "road"}, polygon=[(0, 0), (30, 0),
+        ...          (30, 100), (0, 100)])
+        >>> road_length_m(z, cal)
+        10.0
+    """
+    if zone.length_m is not None:
+        return zone.length_m
+    if calibration is None:
+        return None
+    ground = to_ground(list(zone.polygon), calibration)
+    if zone.approach is not None:
+        stop_line = to_ground(list(zone.approach.stop_line), calibration)
+        line = (stop_line[0], stop_line[1])
+        return round(max(distance_from_line_m(p, line) for p in ground), 3)
+    # The smallest enclosing rectangle has a side along one of the polygon's edges (its
+    # hull's, and every hull edge joins two vertices): try each direction.
+    best: tuple[float, float] | None = None  # area, long side
+    for a in ground:
+        for b in ground:
+            dx, dy = b[0] - a[0], b[1] - a[1]
+            norm = math.hypot(dx, dy)
+            if norm < 1e-9:
+                continue
+            ux, uy = dx / norm, dy / norm
+            along = [p[0] * ux + p[1] * uy for p in ground]
+            across = [-p[0] * uy + p[1] * ux for p in ground]
+            sides = (max(along) - min(along), max(across) - min(across))
+            if best is None or sides[0] * sides[1] < best[0] - 1e-9:
+                best = (sides[0] * sides[1], max(sides))
+    assert best is not None  # a zone has three distinct points at least
+    return round(best[1], 3)
+
+
+def lane_km(zone: Zone, calibration: Calibration | None) -> float | None:
+    """A road zone's lane-kilometres (its length along the road times its ``lanes``): what
+    its density in vehicles per km per lane divides by; ``None`` for a zone without lanes.
+
+    Raises:
+        ValueError: a vertex lies on or beyond the horizon of the calibrated ground, or the
+            zone has lanes but no length (the config refuses that).
+    """
+    if zone.lanes is None:
+        return None
+    length = road_length_m(zone, calibration)
+    if length is None or length <= 0:
+        raise ValueError("it has lanes but no length along the road")
+    return length / 1000 * zone.lanes
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,20 @@ class ZoneCount(Wire):
         description="space-mean speed of the zone's vehicles over the interval, km/h (needs a "
         "ground calibration; absent when no vehicle had a measured speed)",
     )
+    vehicle_density: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="vehicles per km per lane at the interval's end (road zones with lanes; "
+        "absent elsewhere)",
+    )
+    queue_length_m: float | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="longest queue back from the stop line during the interval, metres "
+        "(approach zones of a calibrated camera; absent elsewhere)",
+    )
     method: CountMethod | None = Field(
         default=None,
         description="what produced count: detect or dense; absent from edges before it existed",

@@ -197,6 +197,36 @@ ZONE_METRICS: tuple[ZoneMetric, ...] = (
         description="space-mean speed of the vehicles in the zone over the interval (needs "
         "a calibration and vehicles with a measured speed)",
     ),
+    ZoneMetric(
+        column="vehicle_density",
+        unit="vehicles/km/lane",
+        sql_type="real",
+        required=False,
+        additive=False,
+        aggregates=(
+            Aggregate(
+                Rollup.MEAN,
+                "veh_density_mean",
+                stored="veh_density_sum",
+                samples="veh_density_samples",
+                api="veh_per_km_lane",
+            ),
+        ),
+        since=14,
+        description="vehicles per km per lane in the zone at the interval's end (road zones "
+        "with lanes and a length, configured or from the calibration)",
+    ),
+    ZoneMetric(
+        column="queue_length_m",
+        unit="m",
+        sql_type="real",
+        required=False,
+        additive=False,
+        aggregates=(Aggregate(Rollup.MAX, "queue_max", api="queue_m"),),
+        since=15,
+        description="longest queue back from the stop line during the interval, metres "
+        "(approach zones of a calibrated camera)",
+    ),
 )
 """Every zone metric, in rollup column order."""
 

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from crowdwatch.contracts.config import LocalizedName, RoadOptions, Site, SiteKind
-from crowdwatch.contracts.congestion import CongestionLevel, SpeedThresholds
+from crowdwatch.contracts.congestion import CongestionLevel, SpeedThresholds, speed_from_density
 from crowdwatch.contracts.reports import DEFAULT_LEVELS
 
 
@@ -248,6 +248,23 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
                     "keep_firing_for_s": 120,
                     "severity": "warning",
                 },
+                # A stop line's queue that fills its approach (the last stopped vehicle
+                # within a tenth of its length of the upstream end: anchors are inside the
+                # zone, so 1.0 is never reached) for a minute spills back over the
+                # upstream junction; cleared once it is back under 70%.
+                {
+                    "id": "road-queue-spillback",
+                    "metric": "queue_spillback",
+                    "fire_at": 0.9,
+                    "clear_at": 0.7,
+                    "for_s": 60,
+                    "keep_firing_for_s": 60,
+                    "severity": "warning",
+                    "action": {
+                        "zh": "延长绿灯放行排队车辆, 上游路口分流",
+                        "en": "lengthen the green to clear the queue, divert traffic upstream",
+                    },
+                },
             ),
             curve=_road,
             dwell_h=0.03,
@@ -277,24 +294,48 @@ def road_thresholds(site: Site) -> SpeedThresholds:
     return (site.road or RoadOptions()).thresholds()
 
 
-def road_level(site: Site, speed_kmh: float | None, vehicles: int | None) -> CongestionLevel | None:
+def road_level(
+    site: Site,
+    speed_kmh: float | None,
+    vehicles: int | None,
+    density: float | None = None,
+) -> CongestionLevel | None:
     """A road section's congestion level now, as the alert engine and the pages read it.
 
     Args:
         site: the road (its ``road`` thresholds).
         speed_kmh: its vehicles' mean speed; ``None`` when none was measured.
         vehicles: vehicles on it; ``None`` when not counted (or no fresh count).
+        density: its vehicles per km per lane; ``None`` where the zone has no lanes.
 
     Returns:
-        The level of the speed; smooth for an empty road (no traffic is no jam); ``None``
-        for vehicles without a measured speed (no calibration, or none followed long enough
-        yet): no data, never a jam and never a clear road.
+        The level of the speed; without one, the level of the density by Greenshields' rule
+        (:func:`~crowdwatch.contracts.congestion.speed_from_density`: a model, and
+        :func:`level_source` says so); smooth for an empty road (no traffic is no jam);
+        ``None`` for vehicles with neither (no data, never a jam and never a clear road).
     """
+    thresholds = road_thresholds(site)
     if speed_kmh is not None:
-        return road_thresholds(site).level(speed_kmh)
+        return thresholds.level(speed_kmh)
+    if density is not None:
+        return thresholds.level(speed_from_density(density, thresholds))
     if vehicles == 0:
         return CongestionLevel.SMOOTH
     return None
+
+
+def level_source(speed_kmh: float | None, density: float | None) -> str | None:
+    """What :func:`road_level` graded: ``speed`` (measured), ``density`` (Greenshields'
+    model) or ``None`` (neither: an empty road or no data)."""
+    if speed_kmh is not None:
+        return LEVEL_SOURCE_SPEED
+    return LEVEL_SOURCE_DENSITY if density is not None else None
+
+
+LEVEL_SOURCE_SPEED = "speed"
+LEVEL_SOURCE_DENSITY = "density"
+DENSITY_SOURCE_TEXT = LocalizedName(zh="按密度推算, 模型估计", en="from density, a model")
+"""How the alert texts and the pages say a level came from density, not a measured speed."""
 
 
 def kind_rules(kinds: set[SiteKind]) -> list[dict[str, Any]]:

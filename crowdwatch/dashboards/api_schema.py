@@ -54,8 +54,15 @@ class TrafficOut(Out):
 
     vehicles: int | None
     speed_kmh: float | None
+    density: float | None
+    """vehicles per km per lane (zones with lanes)"""
     level: int | None
     level_name: Names | None
+    level_source: Literal["speed", "density"] | None
+    """what the level was graded from: a measured speed, or the density by Greenshields'
+    model"""
+    level_note: Names | None
+    """how the pages say a level from density: "from density, a model" (null otherwise)"""
 
 
 class ZoneOut(Out):
@@ -108,6 +115,8 @@ class SeriesPointOut(Out):
     peak_density: float | None
     vehicles: int | None
     speed_kmh: float | None
+    veh_per_km_lane: float | None
+    queue_m: float | None
 
 
 class SeriesOut(Out):

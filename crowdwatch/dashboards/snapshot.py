@@ -17,7 +17,16 @@ import psycopg
 
 from crowdwatch.analytics.readings import SiteReading, ZoneReading, site_readings, zone_readings
 from crowdwatch.contracts.config import CrowdwatchConfig, Site
-from crowdwatch.contracts.site_kinds import SITE_KINDS, road_level, spec
+from crowdwatch.contracts.congestion import SectionLevel
+from crowdwatch.contracts.site_kinds import (
+    DENSITY_SOURCE_TEXT,
+    LEVEL_SOURCE_DENSITY,
+    SITE_KINDS,
+    level_source,
+    road_level,
+    spec,
+)
+from crowdwatch.dashboards.road_levels import RoadLevelMemory, SectionKey
 from crowdwatch.dashboards.trends import earlier_means, site_earlier, trend
 from crowdwatch.storage.queries import (
     AlertRow,
@@ -46,15 +55,25 @@ class Snapshot:
     zone_rows: dict[tuple[str, str], ZoneLatest]
     earlier: dict[tuple[str, str], float]
     alerts: list[AlertRow] = field(default_factory=list)
+    road_levels: dict[SectionKey, SectionLevel] = field(default_factory=dict)
+    """each road section's level held with hysteresis (:mod:`.road_levels`); a section
+    missing here is shown at its raw level"""
 
 
-def read_snapshot(conn: psycopg.Connection, config: CrowdwatchConfig, now: datetime) -> Snapshot:
+def read_snapshot(
+    conn: psycopg.Connection,
+    config: CrowdwatchConfig,
+    now: datetime,
+    levels: RoadLevelMemory | None = None,
+) -> Snapshot:
     """Read the live picture.
 
     Args:
         conn: an open (autocommit) connection.
         config: the site config: every configured site appears, even one without data.
         now: the instant to judge freshness and trends at.
+        levels: the process's road levels, held with hysteresis across reads; ``None``:
+            each road at the raw level of its newest count.
 
     Returns:
         The snapshot.
@@ -67,7 +86,46 @@ def read_snapshot(conn: psycopg.Connection, config: CrowdwatchConfig, now: datet
     earlier = earlier_means(conn, now)
     readings = site_readings(zone_readings(config, zones, cameras, now), config)
     rows = {(r.site_id, r.zone_id): r for r in zones}
-    return Snapshot(now, readings, rows, earlier, alerts)
+    held = road_levels(readings, levels) if levels is not None else {}
+    return Snapshot(now, readings, rows, earlier, alerts, held)
+
+
+def road_levels(
+    readings: Sequence[SiteReading], levels: RoadLevelMemory
+) -> dict[SectionKey, SectionLevel]:
+    """Each road zone's held level, and each road's from its slowest zone (the police act on
+    the worst direction; without speeds, its densest)."""
+    held: dict[SectionKey, SectionLevel] = {}
+    for reading in readings:
+        site = reading.site
+        if not spec(site.kind).vehicles:
+            continue
+        for z in reading.zones:
+            graded = levels.grade(
+                site,
+                (site.id, z.zone.id),
+                speed_kmh=z.mean_speed_kmh,
+                vehicles=z.vehicles,
+                density=z.vehicle_density,
+                ts=z.ts if z.count is not None else None,
+            )
+            if graded is not None:
+                held[(site.id, z.zone.id)] = graded
+        fresh = [z for z in reading.zones if z.count is not None]
+        speeds = [z.mean_speed_kmh for z in fresh if z.mean_speed_kmh is not None]
+        densities = [z.vehicle_density for z in fresh if z.vehicle_density is not None]
+        counted = [z.vehicles for z in fresh if z.vehicles is not None]
+        graded = levels.grade(
+            site,
+            (site.id, None),
+            speed_kmh=min(speeds, default=None),
+            vehicles=sum(counted) if counted else None,
+            density=max(densities, default=None),
+            ts=max((z.ts for z in fresh if z.ts is not None), default=None),
+        )
+        if graded is not None:
+            held[(site.id, None)] = graded
+    return held
 
 
 def _wait(row: ZoneLatest | None, reading: ZoneReading) -> float | None:
@@ -91,18 +149,37 @@ def _held(row: ZoneLatest | None, reading: ZoneReading) -> ZoneLatest | None:
     return row
 
 
-def traffic_json(site: Site, vehicles: int | None, speed_kmh: float | None) -> dict[str, Any]:
-    """Vehicles, mean speed and congestion level (``TrafficOut``) of a road or road zone."""
-    level = road_level(site, speed_kmh, vehicles)
+def traffic_json(
+    site: Site,
+    vehicles: int | None,
+    speed_kmh: float | None,
+    density: float | None = None,
+    held: SectionLevel | None = None,
+) -> dict[str, Any]:
+    """Vehicles, mean speed, density and congestion level (``TrafficOut``) of a road or road
+    zone: the ``held`` level (with hysteresis) where given, else the raw one; its
+    ``level_source`` says what it was graded from (``density``: a model)."""
+    raw = road_level(site, speed_kmh, vehicles, density)
+    level = held.level if held is not None and raw is not None else raw
+    source = level_source(speed_kmh, density) if level is not None else None
     return {
         "vehicles": vehicles,
         "speed_kmh": _round(speed_kmh, 1),
+        "density": _round(density, 1),
         "level": None if level is None else int(level),
         "level_name": None if level is None else {"zh": level.zh, "en": level.en},
+        "level_source": source,
+        "level_note": (
+            {"zh": DENSITY_SOURCE_TEXT.zh, "en": DENSITY_SOURCE_TEXT.en}
+            if source == LEVEL_SOURCE_DENSITY
+            else None
+        ),
     }
 
 
-def _site_traffic(site: Site, zones: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _site_traffic(
+    site: Site, zones: list[dict[str, Any]], held: SectionLevel | None
+) -> dict[str, Any] | None:
     # The police act on the worst direction of a road, so its slowest zone speaks for it
     # (an average over an empty outbound lane would hide an inbound jam).
     if not spec(site.kind).vehicles:
@@ -110,14 +187,18 @@ def _site_traffic(site: Site, zones: list[dict[str, Any]]) -> dict[str, Any] | N
     shown = [z["traffic"] for z in zones if z["traffic"] is not None]
     counted = [t["vehicles"] for t in shown if t["vehicles"] is not None]
     speeds = [t["speed_kmh"] for t in shown if t["speed_kmh"] is not None]
+    densities = [t["density"] for t in shown if t["density"] is not None]
     vehicles = sum(counted) if counted else None
-    return traffic_json(site, vehicles, min(speeds) if speeds else None)
+    return traffic_json(
+        site, vehicles, min(speeds, default=None), max(densities, default=None), held
+    )
 
 
 def zone_json(
     reading: ZoneReading,
     row: ZoneLatest | None = None,
     earlier: Mapping[tuple[str, str], float] | None = None,
+    levels: Mapping[SectionKey, SectionLevel] | None = None,
 ) -> dict[str, Any]:
     """One zone: count, share of capacity, status, trend, longest wait, age, ``method``
     (``detect``: people counted one by one; ``dense``: a density estimate; None: unknown),
@@ -142,7 +223,13 @@ def zone_json(
         "ts": iso(reading.ts),
         "age_s": _round(reading.age_s, 1),
         "traffic": (
-            traffic_json(reading.site, reading.vehicles, reading.mean_speed_kmh)
+            traffic_json(
+                reading.site,
+                reading.vehicles,
+                reading.mean_speed_kmh,
+                reading.vehicle_density,
+                (levels or {}).get(key),
+            )
             if spec(reading.site.kind).vehicles
             else None
         ),
@@ -153,12 +240,15 @@ def site_json(
     reading: SiteReading,
     rows: Mapping[tuple[str, str], ZoneLatest] | None = None,
     earlier: Mapping[tuple[str, str], float] | None = None,
+    held: Mapping[SectionKey, SectionLevel] | None = None,
 ) -> dict[str, Any]:
-    """One site with its zones (the shape of ``/api/sites``, plus trends and waits)."""
+    """One site with its zones (the shape of ``/api/sites``, plus trends and waits); a
+    road's levels are the ``held`` ones (:func:`road_levels`) where given."""
     site = reading.site
     rows = rows or {}
     earlier = earlier or {}
-    zones = [zone_json(z, rows.get((site.id, z.zone.id)), earlier) for z in reading.zones]
+    held = held or {}
+    zones = [zone_json(z, rows.get((site.id, z.zone.id)), earlier, held) for z in reading.zones]
     fresh = [(site.id, z.zone.id) for z in reading.zones if z.count is not None]
     direction = trend(reading.count, site_earlier(fresh, earlier), site.capacity)
     waits = [z["longest_wait_s"] for z in zones if z["longest_wait_s"] is not None]
@@ -176,7 +266,7 @@ def site_json(
         "longest_wait_s": max(waits) if waits else None,
         "ts": iso(reading.ts),
         "age_s": _round(reading.age_s, 1),
-        "traffic": _site_traffic(site, zones),
+        "traffic": _site_traffic(site, zones, held.get((site.id, None))),
         "zones": zones,
     }
 
@@ -244,7 +334,10 @@ def state_json(
     sites: Sequence[dict[str, Any]] = []
     alerts: Sequence[dict[str, Any]] = []
     if snapshot is not None:
-        sites = [site_json(r, snapshot.zone_rows, snapshot.earlier) for r in snapshot.sites]
+        sites = [
+            site_json(r, snapshot.zone_rows, snapshot.earlier, snapshot.road_levels)
+            for r in snapshot.sites
+        ]
         alerts = [alert_json(a, config) for a in snapshot.alerts]
     return {
         "generated_at": iso(generated_at or datetime.now(UTC)),

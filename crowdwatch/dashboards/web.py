@@ -74,6 +74,7 @@ from crowdwatch.dashboards.gtfs_realtime import gtfs_realtime_router
 from crowdwatch.dashboards.live import LiveHub
 from crowdwatch.dashboards.pages import Page
 from crowdwatch.dashboards.report_pages import reports_router
+from crowdwatch.dashboards.road_levels import RoadLevelMemory
 from crowdwatch.dashboards.sessions import AuthError, SessionSigner, load_secret
 from crowdwatch.dashboards.snapshot import (
     Snapshot,
@@ -162,9 +163,12 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         finally:
             conn.close()
 
+    # The pages' road colours, held with hysteresis across reads (one memory per process).
+    road_levels = RoadLevelMemory()
+
     def snapshot(now: datetime) -> Snapshot:
         with database() as conn:
-            return read_snapshot(conn, config, now)
+            return read_snapshot(conn, config, now, road_levels)
 
     live = LiveHub(config, snapshot, config.web.live_poll_s, config.web.heartbeat_s)
 
@@ -283,7 +287,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     @app.get("/api/sites", **SITES_DOCS)
     def sites() -> JSONResponse:
         snap = read_sites()
-        body = [site_json(r, snap.zone_rows, snap.earlier) for r in snap.sites]
+        body = [site_json(r, snap.zone_rows, snap.earlier, snap.road_levels) for r in snap.sites]
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/sites/{site_id}", **SITE_DOCS)
@@ -291,7 +295,7 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         require_site(site_id)
         snap = read_sites()
         reading = next(r for r in snap.sites if r.site.id == site_id)
-        body = site_json(reading, snap.zone_rows, snap.earlier)
+        body = site_json(reading, snap.zone_rows, snap.earlier, snap.road_levels)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/sites/{site_id}/series", **SERIES_DOCS)

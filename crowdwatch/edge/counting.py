@@ -9,7 +9,10 @@
 A camera whose ``classes`` include motor vehicles (a road camera) counts them apart from
 people: ``vehicles`` per zone (the vehicle classes merged, see
 :mod:`crowdwatch.edge.vehicles`) and, with a ground calibration and tracking, their
-space-mean speed per zone in km/h (:mod:`crowdwatch.edge.speed`).  ``count`` stays people,
+space-mean speed per zone in km/h (:mod:`crowdwatch.edge.speed`), the density of a zone
+with ``lanes`` in vehicles per km per lane (over its length along the road,
+:func:`~crowdwatch.contracts.ground.road_length_m`) and the queue of a stop line's
+approach (:mod:`crowdwatch.edge.queue`).  ``count`` stays people,
 so a bus stop beside a road reports its queue and its traffic from one pass.  Lines count
 every tracked box that crosses them: on a road camera, the flow.
 
@@ -39,8 +42,10 @@ from crowdwatch.contracts.config import (
     DenseConfig,
     DetectorConfig,
     TrackingConfig,
+    Zone,
 )
 from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.contracts.ground import lane_km
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, CountMethod
 from crowdwatch.edge.dense import DensityMap
 from crowdwatch.edge.density import GroundPlane, zone_areas_m2
@@ -49,6 +54,7 @@ from crowdwatch.edge.dwell import ZoneWaits
 from crowdwatch.edge.interval import IntervalCounts
 from crowdwatch.edge.lines import CrossingRules, LineCrossing
 from crowdwatch.edge.plausibility import CountPlausibility, polygon_area_px
+from crowdwatch.edge.queue import ApproachQueue
 from crowdwatch.edge.speed import ZoneSpeeds
 from crowdwatch.edge.tracking import PersonTracker
 from crowdwatch.edge.vehicles import VEHICLES, is_vehicle
@@ -160,6 +166,42 @@ def auto_method(
     return CountMethod.DENSE if chosen else CountMethod.DETECT
 
 
+MAX_VEHICLE_DENSITY = 1000.0
+"""The message contract's bound; more per km per lane means a wrong length or lane count."""
+
+
+def road_lane_km(camera: Camera) -> dict[str, float]:
+    """Lane-kilometres of each zone of ``camera`` with ``lanes``: its length along the road
+    (configured, else from the calibration) times its lanes.
+
+    Raises:
+        ConfigError: a zone with lanes has no length (the config refuses that) or reaches
+            above the calibrated ground's horizon.
+    """
+    found = {}
+    for zone in camera.zones:
+        try:
+            lanes = lane_km(zone, camera.calibration)
+        except ValueError as exc:
+            raise ConfigError(f"zone {zone.id!r}: {exc}; draw it on the ground") from exc
+        if lanes is not None:
+            found[zone.id] = lanes
+    return found
+
+
+def approach_queue(
+    zone: Zone, plane: GroundPlane, config_size: tuple[int, int], size: tuple[int, int]
+) -> ApproachQueue:
+    """The queue of an approach zone; a stop line off the calibrated ground is a config
+    mistake, said as one."""
+    try:
+        return ApproachQueue(zone, plane, config_size, size)
+    except ValueError as exc:
+        raise ConfigError(
+            f"zone {zone.id!r}: approach.stop_line: {exc}; draw it on the road"
+        ) from exc
+
+
 class CameraCounter:
     """Zone counts, line crossings, waits and densities of one camera.
 
@@ -214,6 +256,9 @@ class CameraCounter:
         # Vehicles per zone in the newest frame: the message's "at the interval's end".
         self.vehicles_now = dict.fromkeys(self.modes, 0)
         self.speeds: ZoneSpeeds | None = None
+        self.queues: list[ApproachQueue] = []
+        # Lane-km of each road zone with lanes: its density's denominator.
+        self.lane_km = road_lane_km(camera) if self.counts_vehicles else {}
         self.frame_size: tuple[int, int] | None = None
         self.zones: list[ZoneOccupancy] = []
         self.lines: list[LineCrossing] = []
@@ -231,6 +276,11 @@ class CameraCounter:
             # Track speeds are ground positions of pixels: a new frame size starts afresh too.
             plane = GroundPlane(cam.calibration, cam.frame_size, size)
             self.speeds = ZoneSpeeds(plane, cam.zones, cam.frame_size, size)
+            self.queues = [
+                approach_queue(z, plane, cam.frame_size, size)
+                for z in cam.zones
+                if z.approach is not None
+            ]
         self.frame_size = size
 
     def observe(
@@ -287,7 +337,9 @@ class CameraCounter:
         if self.speeds is not None and detections.tracker_id is not None:
             cars = detections.select(vehicle)
             assert cars.tracker_id is not None
-            self.speeds.update(cars.anchors(), cars.tracker_id, ts)
+            speeds = self.speeds.update(cars.anchors(), cars.tracker_id, ts)
+            for queue in self.queues:
+                queue.update(cars.anchors(), speeds)
         if self.lines and detections.tracker_id is not None:
             anchors, heights = detections.anchors(), detections.heights()
             for line in self.lines:
@@ -373,6 +425,11 @@ class CameraCounter:
         speeds = None
         if self.speeds is not None:
             speeds = {s.zone_id: s.mean_kmh for s in self.speeds.take()}
+        queues = {q.zone_id: m for q in self.queues if (m := q.take()) is not None}
+        densities = {
+            zone_id: round(min(self.vehicles_now[zone_id] / lane_km, MAX_VEHICLE_DENSITY), 2)
+            for zone_id, lane_km in self.lane_km.items()
+        }
         return self.counts.finish(
             ts,
             interval_s,
@@ -383,4 +440,6 @@ class CameraCounter:
             flags=flags,
             vehicles=dict(self.vehicles_now) if self.counts_vehicles else None,
             speeds_kmh=speeds,
+            densities=densities,
+            queues_m=queues,
         )

@@ -73,6 +73,8 @@ class IntervalCounts:
         flags: Mapping[str, tuple[str, int | None]] | None = None,
         vehicles: Mapping[str, int] | None = None,
         speeds_kmh: Mapping[str, float | None] | None = None,
+        densities: Mapping[str, float] | None = None,
+        queues_m: Mapping[str, float] | None = None,
     ) -> CountMessage | None:
         """Close the interval: build its message and start a new, empty one.
 
@@ -91,6 +93,8 @@ class IntervalCounts:
                 counts no vehicles).
             speeds_kmh: the vehicles' space-mean speed per zone over the interval (``None``:
                 not calibrated; a zone's ``None``: no vehicle there had a measured speed).
+            densities: vehicles per km per lane of the road zones with lanes (others absent).
+            queues_m: the longest queue of each approach zone (others absent).
 
         Returns:
             The message, or ``None`` when no frame was analysed (the camera was offline or
@@ -121,6 +125,8 @@ class IntervalCounts:
                 flagged_count=flags[zone_id][1] if flags and zone_id in flags else None,
                 vehicles=vehicles[zone_id] if vehicles is not None else None,
                 mean_speed_kmh=speeds_kmh[zone_id] if speeds_kmh is not None else None,
+                vehicle_density=(densities or {}).get(zone_id),
+                queue_length_m=(queues_m or {}).get(zone_id),
             )
             for zone_id in self.zone_ids
         ]

@@ -10,8 +10,9 @@ Graded minute by minute from the 1-minute zone rollups of the road's vehicles' m
   hide an inbound jam);
 * the level is :func:`~crowdwatch.contracts.site_kinds.road_level`'s, with the road's own
   thresholds (its ``road:`` class or bounds), as the alert engine and the wall grade it: an
-  empty road with no speed is smooth; vehicles with no measured speed, or no message in the
-  minute, are **no data**, neither a jam nor a clear road;
+  empty road with no speed is smooth; a minute with no measured speed but a density (zones
+  with ``lanes``) takes its densest zone's level by Greenshields' rule; vehicles with
+  neither, or no message in the minute, are **no data**, neither a jam nor a clear road;
 * the day's minutes run over its local bounds (23 or 25 h on a DST change); a minute bucket
   counts on the local day of its start, as a raw row counts on the day of its ``ts``.
 
@@ -89,19 +90,25 @@ def grade_minutes(site: Site, zones: Sequence[Sequence[SeriesPoint]]) -> list[Gr
     """
     speeds: dict[datetime, list[float]] = {}
     vehicles: dict[datetime, list[int]] = {}
+    densities: dict[datetime, list[float]] = {}
     for points in zones:
         for point in points:
             speeds.setdefault(point.ts, [])
             vehicles.setdefault(point.ts, [])
+            densities.setdefault(point.ts, [])
             if point.speed_mean is not None:
                 speeds[point.ts].append(point.speed_mean)
             if point.vehicles_max is not None:
                 vehicles[point.ts].append(point.vehicles_max)
+            if point.veh_density_mean is not None:
+                densities[point.ts].append(point.veh_density_mean)
     graded = []
     for ts in sorted(speeds):
         slowest = min(speeds[ts]) if speeds[ts] else None
         counted = sum(vehicles[ts]) if vehicles[ts] else None
-        level = road_level(site, slowest, counted)
+        # Without a speed, the densest zone by Greenshields' rule (as the wall grades it).
+        densest = max(densities[ts]) if densities[ts] else None
+        level = road_level(site, slowest, counted, densest)
         if level is not None:
             graded.append(GradedMinute(ts, level, slowest))
     return graded

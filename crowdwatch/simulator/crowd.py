@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from crowdwatch.contracts.config import Camera, Site, Zone
+from crowdwatch.contracts.ground import lane_km
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, LineCount, ZoneCount
 from crowdwatch.contracts.site_kinds import road_thresholds, spec
 from crowdwatch.simulator.curves import expected_occupancy
@@ -200,7 +201,8 @@ class SimulatedCamera:
         return _ZoneFlow(zone_count, arrived, departed, count)
 
     def _traffic(self, zone: Zone, vehicles: int, target: float) -> ZoneCount:
-        """A road zone: its vehicles and their mean speed (Greenshields), no people."""
+        """A road zone: its vehicles, their mean speed (Greenshields) and, on a zone with
+        lanes, their density per km per lane; no people."""
         free_flow = road_thresholds(self.site).free_flow_kmh
         # The expected load, not the draw, sets the speed: traffic slows with the crowd on
         # the road, not with one more car in a count.
@@ -213,6 +215,7 @@ class SimulatedCamera:
             count_mean=0.0,
             vehicles=vehicles,
             mean_speed_kmh=round(min(free_flow, max(1.0, speed)), 1),
+            vehicle_density=vehicle_density(zone, self.camera, vehicles),
         )
 
     def _line_count(
@@ -240,3 +243,10 @@ class SimulatedCamera:
             in_count=min(MAX_PEOPLE, poisson(self._rng, passing * in_share)),
             out_count=min(MAX_PEOPLE, poisson(self._rng, passing * (1 - in_share))),
         )
+
+
+def vehicle_density(zone: Zone, camera: Camera, vehicles: int) -> float | None:
+    """Vehicles per km per lane of a road zone with ``lanes`` (as the edge publishes it);
+    ``None`` for a zone without lanes."""
+    lanes = lane_km(zone, camera.calibration)
+    return None if lanes is None else round(min(vehicles / lanes, 1000.0), 2)

@@ -2,7 +2,9 @@
 
 So that a fresh demo's reports have something to compare with, every site gets one count row
 per zone every 15 minutes of its opening hours (06:00-22:00 local) over the days asked for,
-and a site with counting lines gets its entries and exits; the rollups are then refreshed.
+and a site with counting lines gets its entries and exits; a road gets a row every 5 minutes
+with its vehicles, their mean speed and density (no people), as the live simulator sends
+them; the rollups are then refreshed.
 
 How full a day gets, as a share of the holiday curve (:mod:`crowdwatch.simulator.curves`)::
 
@@ -40,7 +42,9 @@ import psycopg
 
 from crowdwatch.contracts.config import CrowdwatchConfig, RetentionConfig, Site, SiteKind
 from crowdwatch.contracts.errors import StorageError
+from crowdwatch.contracts.site_kinds import road_thresholds, spec
 from crowdwatch.reports.holidays import DayKind, HolidayCalendar
+from crowdwatch.simulator.crowd import vehicle_density
 from crowdwatch.simulator.curves import expected_occupancy
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.migrate import upgrade
@@ -49,6 +53,10 @@ from crowdwatch.storage.rollups import ROLLUP_LOCK_KEY, refresh_rollups
 logger = logging.getLogger(__name__)
 
 STEP = timedelta(minutes=15)
+ROAD_STEP = timedelta(minutes=5)
+"""Roads get a row every 5 minutes: their report grades each minute with a row (the others
+are no data), and a row a minute would make the demo's history refresh touch twelve times
+the minutes (the demo waits for it before it starts)."""
 OPEN_HOURS = (6, 22)
 GROWTH_PER_YEAR = 0.08
 HOLIDAY_FACTOR = {
@@ -98,13 +106,57 @@ def _weather(rng: random.Random) -> float:
     return (0.35 if rainy else 1.0) * math.exp(rng.gauss(0.0, 0.12))
 
 
-def _steps(day: date, tz: ZoneInfo) -> Iterator[tuple[datetime, float]]:
+def _steps(day: date, tz: ZoneInfo, step: timedelta = STEP) -> Iterator[tuple[datetime, float]]:
     """(row ts in UTC, local hour at the middle of the interval) of the day's open steps."""
     start = datetime.combine(day, time(OPEN_HOURS[0]), tzinfo=tz)
-    steps = (OPEN_HOURS[1] - OPEN_HOURS[0]) * 4
-    for i in range(1, steps + 1):
-        end = start + STEP * i
-        yield end.astimezone(UTC), OPEN_HOURS[0] + (i - 0.5) / 4
+    per_hour = round(timedelta(hours=1) / step)
+    for i in range(1, (OPEN_HOURS[1] - OPEN_HOURS[0]) * per_hour + 1):
+        end = start + step * i
+        yield end.astimezone(UTC), OPEN_HOURS[0] + (i - 0.5) / per_hour
+
+
+def _road_rows(
+    site: Site, day: date, factor: float, tz: ZoneInfo, rng: random.Random
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """A road's day as the live simulator sends it (:mod:`crowdwatch.simulator.crowd`), a
+    row every :data:`ROAD_STEP`: no people; its vehicles, their mean
+    speed by Greenshields (free flow on an empty road, a crawl as the holiday curve's
+    inbound-morning and outbound-evening peaks fill it: the jams build and clear), their
+    density on zones with lanes, and its lines' traffic, inbound in the morning."""
+    zones: list[tuple[object, ...]] = []
+    lines: list[tuple[object, ...]] = []
+    free_flow = road_thresholds(site).free_flow_kmh
+    dwell_h = spec(site.kind).dwell_h
+    passing = 0.0
+    for ts, hour in _steps(day, tz, ROAD_STEP):
+        share = expected_occupancy(site.kind, hour) * factor
+        stamp = f"{ts:%Y%m%d%H%M}"
+        total = 0
+        for camera in site.cameras:
+            for zone in camera.zones:
+                load = min(1.0, max(0.0, share * math.exp(rng.gauss(0.0, 0.05))))
+                cars = round(load * (zone.capacity or site.capacity))
+                total += cars
+                speed = free_flow * (1.0 - load) + rng.gauss(0.0, 1.5)
+                zones.append(
+                    (ts, site.id, camera.id, zone.id, 0, 0, 0.0, ROAD_STEP.total_seconds(),
+                     f"hist-{site.id}-{zone.id}-{stamp}", cars,
+                     round(min(free_flow, max(1.0, speed)), 1),
+                     vehicle_density(zone, camera, cars))
+                )  # fmt: skip
+        # Its lines' crossings go in a row a quarter hour, as other sites' do (a rollup
+        # refresh costs by the minutes it touches, and the demo waits for this one).
+        passing += total / dwell_h * ROAD_STEP.total_seconds() / 3600
+        if ts.minute % 15 == 0:
+            inbound = 0.8 if hour < 13 else 0.25
+            for camera in site.cameras:
+                for line in camera.lines:
+                    lines.append(
+                        (ts, site.id, camera.id, line.id, round(passing * inbound),
+                         round(passing * (1 - inbound)), f"hist-{site.id}-{line.id}-{stamp}")
+                    )  # fmt: skip
+            passing = 0.0
+    return zones, lines
 
 
 def _site_rows(
@@ -115,6 +167,8 @@ def _site_rows(
     rng: random.Random,
     stay_min: float,
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    if spec(site.kind).vehicles:
+        return _road_rows(site, day, factor, tz, rng)
     zones: list[tuple[object, ...]] = []
     lines: list[tuple[object, ...]] = []
     zone_list = [(c.id, z.id, z.capacity or site.capacity) for c in site.cameras for z in c.zones]
@@ -129,7 +183,7 @@ def _site_rows(
             peak = math.ceil(mean * (1.04 + 0.04 * rng.random()))
             zones.append(
                 (ts, site.id, camera_id, zone_id, round(mean), peak, round(mean, 2), 900.0,
-                 f"hist-{site.id}-{zone_id}-{ts:%Y%m%d%H%M}")
+                 f"hist-{site.id}-{zone_id}-{ts:%Y%m%d%H%M}", None, None, None)
             )  # fmt: skip
         if line_list:
             # Little's law: people present / mean stay arrive (and leave) per minute; a rise
@@ -263,7 +317,7 @@ def _copy(
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(
                 "COPY zone_counts (ts, site_id, camera_id, zone_id, count, count_max, count_mean,"
-                " interval_s, message_id) FROM STDIN"
+                " interval_s, message_id, vehicles, mean_speed_kmh, vehicle_density) FROM STDIN"
             ) as copy:
                 for row in zones:
                     copy.write_row(row)

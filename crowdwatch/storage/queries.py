@@ -66,6 +66,8 @@ class ZoneLatest:
     """the reading the edge refused (None for a frame it could not count in)"""
     vehicles: int | None = None
     mean_speed_kmh: float | None = None
+    vehicle_density: float | None = None
+    queue_length_m: float | None = None
 
     @classmethod
     def of(cls, message: CountMessage, zone: ZoneCount) -> ZoneLatest:
@@ -361,6 +363,8 @@ class SeriesPoint:
     peak_density_max: float | None = None
     vehicles_max: int | None = None
     speed_mean: float | None = None
+    veh_density_mean: float | None = None
+    queue_max: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,7 +137,7 @@ def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Pane
     """Every road coloured by its congestion level, with speed and vehicles; ``None``
     when the district has no road."""
     bounds = [
-        (site.id, road_thresholds(site).bounds)
+        (site.id, road_thresholds(site))
         for site in config.sites
         if spec(site.kind).view is KindView.TRAFFIC
     ]
@@ -597,6 +597,7 @@ def site_dashboard(config: CrowdwatchConfig) -> Dashboard:
                 ),
             ),
         ),
+        *_flow_panels(config, sql),
     )
     return Dashboard(
         uid=SITE_UID,
@@ -610,6 +611,29 @@ def site_dashboard(config: CrowdwatchConfig) -> Dashboard:
         ),
         links=(Link("指挥中心 Command center", url=f"/d/{WALL_UID}/"),),
         timezone=config.district.timezone,
+    )
+
+
+def _flow_panels(config: CrowdwatchConfig, sql: PanelSql) -> tuple[Panel, ...]:
+    """The flow per lane of the lines with ``lanes`` (none when no line has lanes)."""
+    lanes = [
+        (site.id, line.id, line.lanes)
+        for site, camera in config.cameras()
+        for line in camera.lines
+        if line.lanes is not None
+    ]
+    if not lanes:
+        return ()
+    target = SqlTarget(
+        "A", sql.line_flow_per_lane(lanes), ("time", "metric", "value"), "time_series"
+    )
+    return (
+        _series_panel(
+            "每车道流量 Flow per lane (辆/小时/车道 veh/h/lane)",
+            GridPos(0, 40, 24, 8),
+            (target,),
+            {},
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from crowdwatch.contracts.congestion import JAM_DENSITY_PER_KM_LANE, SpeedThresholds
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN
 from crowdwatch.contracts.site_kinds import SITE_KINDS, KindView
 from crowdwatch.dashboards.trends import (
@@ -212,43 +213,56 @@ WHERE s.kind IN ({_kinds_viewed(KindView.QUEUE)})
 ORDER BY occupancy DESC NULLS LAST, s.site_id
 """
 
-    def road_traffic(self, bounds: Sequence[tuple[str, tuple[float, float, float, float]]]) -> str:
+    def road_traffic(self, roads: Sequence[tuple[str, SpeedThresholds]]) -> str:
         """Every road now: its congestion level, slowest zone's mean speed, vehicles.
 
         The level is GB/T 33171-2016's from each road's own thresholds (written in as
         literals from the config), by the rule of the wall and the alert engine
         (:func:`~crowdwatch.contracts.site_kinds.road_level`): the slowest zone's speed, an
-        empty road smooth, vehicles without a speed no level.
+        empty road smooth; without a speed, its densest zone's vehicles per km per lane by
+        Greenshields' rule (``free_flow * (1 - density / 150)``); vehicles with neither no
+        level.
 
         Args:
-            bounds: ``(site_id, (a, b, c, d))`` of every road (at least one).
+            roads: ``(site_id, thresholds)`` of every road (at least one).
 
         Columns: site_id, road, level, speed_kmh, vehicles, updated.
         """
-        if not bounds:
+        if not roads:
             raise ValueError("road_traffic: expected at least one road's thresholds")
         values = ",\n       ".join(
-            f"('{site_id.replace(chr(39), chr(39) * 2)}', {a:g}, {b:g}, {c:g}, {d:g})"
-            for site_id, (a, b, c, d) in bounds
+            f"('{site_id.replace(chr(39), chr(39) * 2)}', {a:g}, {b:g}, {c:g}, {d:g}, "
+            f"{t.free_flow_kmh:g})"
+            for site_id, t in roads
+            for a, b, c, d in (t.bounds,)
         )
         return f"""
-WITH bounds (site_id, a, b, c, d) AS (
+WITH bounds (site_id, a, b, c, d, free_flow) AS (
 VALUES {values}
 ), now_roads AS (
     SELECT site_id, min(mean_speed_kmh) AS speed_kmh, sum(vehicles) AS vehicles,
-           max(ts) AS updated
+           max(vehicle_density) AS density, max(ts) AS updated
     FROM zone_latest
     WHERE ts > now() - {self.stale}
     GROUP BY site_id
+), graded AS (
+    -- least() skips NULLs: a road without a density must not read as a standstill.
+    SELECT n.*, coalesce(
+               n.speed_kmh,
+               CASE WHEN n.density IS NOT NULL
+                    THEN t.free_flow * (1 - least(n.density / {JAM_DENSITY_PER_KM_LANE:g}, 1))
+               END
+           ) AS grade_kmh
+    FROM now_roads n JOIN bounds t USING (site_id)
 )
 SELECT s.site_id,
        s.name_zh || ' ' || s.name_en AS road,
        CASE
-           WHEN n.speed_kmh > t.a THEN 1
-           WHEN n.speed_kmh > t.b THEN 2
-           WHEN n.speed_kmh > t.c THEN 3
-           WHEN n.speed_kmh > t.d THEN 4
-           WHEN n.speed_kmh IS NOT NULL THEN 5
+           WHEN n.grade_kmh > t.a THEN 1
+           WHEN n.grade_kmh > t.b THEN 2
+           WHEN n.grade_kmh > t.c THEN 3
+           WHEN n.grade_kmh > t.d THEN 4
+           WHEN n.grade_kmh IS NOT NULL THEN 5
            WHEN n.vehicles = 0 THEN 1
        END AS level,
        n.speed_kmh::double precision AS speed_kmh,
@@ -256,7 +270,7 @@ SELECT s.site_id,
        n.updated
 FROM sites s
 JOIN bounds t ON t.site_id = s.site_id
-LEFT JOIN now_roads n ON n.site_id = s.site_id
+LEFT JOIN graded n ON n.site_id = s.site_id
 ORDER BY level DESC NULLS LAST, s.site_id
 """
 
@@ -514,6 +528,48 @@ GROUP BY bucket
 SELECT bucket AS time, crossings_in::bigint AS crossings_in, crossings_out::bigint AS crossings_out
 FROM ({by_range(statements)}) AS s(bucket, crossings_in, crossings_out)
 ORDER BY 1
+"""
+
+    def line_flow_per_lane(self, lanes: Sequence[tuple[str, str, int]]) -> str:
+        """The ``$site``'s flow per lane of each line with ``lanes``: crossings both ways per
+        hour per lane (vehicles on a road camera's lines), from the same line rollups as
+        :meth:`line_series`.
+
+        Args:
+            lanes: ``(site_id, line_id, lanes)`` of every line with lanes (at least one).
+
+        Columns: time, metric (the line), value (vehicles per hour per lane; empty for a
+        line without lanes, as the road series are on sites that count no vehicles).
+        """
+        if not lanes:
+            raise ValueError("line_flow_per_lane: expected at least one line with lanes")
+        values = ",\n       ".join(
+            f"({quote_literal(site_id)}, {quote_literal(line_id)}, {n:d})"
+            for site_id, line_id, n in lanes
+        )
+        statements = {
+            res: f"""
+SELECT bucket, site_id, line_id, in_sum + out_sum AS crossings, {seconds} AS width_s
+FROM line_counts_{res.value}
+WHERE site_id = {SITE_VAR}
+  AND bucket >= date_bin(INTERVAL '{width}', {TIME_FROM}, {self.origin})
+  AND bucket < {TIME_TO}
+"""
+            for res, width, seconds in (
+                (Resolution.MINUTE, "1 minute", 60),
+                (Resolution.QUARTER_HOUR, "15 minutes", 900),
+                (Resolution.HOUR, "1 hour", 3600),
+            )
+        }
+        return f"""
+WITH lanes (site_id, line_id, lanes) AS (
+VALUES {values}
+)
+SELECT s.bucket AS time, s.line_id AS metric,
+       (s.crossings * 3600.0 / s.width_s / l.lanes)::double precision AS value
+FROM ({by_range(statements)}) AS s(bucket, site_id, line_id, crossings, width_s)
+LEFT JOIN lanes l ON l.site_id = s.site_id AND l.line_id = s.line_id
+ORDER BY 1, 2
 """
 
     # --- variables --------------------------------------------------------------------
