@@ -75,7 +75,13 @@ from crowdwatch.contracts.messages import (
 from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
 from crowdwatch.ingest.intake import BatchIntake
-from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
+from crowdwatch.ingest.metrics import (
+    CLOCK_SKEW_METRIC,
+    IngestMetrics,
+    IngestStats,
+    prometheus_text,
+    stats_message,
+)
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
 from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter, Item
@@ -213,7 +219,7 @@ class IngestService:
             None
             if metrics_port is None
             else MetricsServer(
-                lambda: prometheus_text(self.stats(), self.worker), metrics_host, metrics_port
+                self._prometheus_text, metrics_host, metrics_port
             )
         )
 
@@ -280,9 +286,15 @@ class IngestService:
         self._last_seen.close()
         logger.info("ingest stopped: %s", self.stats().summary())
 
-    def stats(self) -> IngestStats:
-        """The counters since start (thread-safe snapshot)."""
-        return self._metrics.snapshot(queued=self._queue.qsize(), clock_skew=self._skew.skews())
+    def stats(self, *, clock_skew: bool = True) -> IngestStats:
+        """The counters since start (thread-safe snapshot); ``clock_skew=False`` leaves out the
+        per-camera skews (the one part whose cost grows with the district)."""
+        skews = self._skew.skews() if clock_skew else {}
+        return self._metrics.snapshot(queued=self._queue.qsize(), clock_skew=skews)
+
+    def _prometheus_text(self, names: frozenset[str] | None) -> str:
+        wanted = names is None or CLOCK_SKEW_METRIC in names
+        return prometheus_text(self.stats(clock_skew=wanted), self.worker, names)
 
     def _close_metrics(self) -> None:
         if self._metrics_server is not None:
@@ -332,7 +344,7 @@ class IngestService:
     def _publish_stats(self, *, stopped: bool = False) -> None:
         if self._stats_every_s <= 0 or not self._mqtt.connected:
             return
-        message = stats_message(self.stats(), self.worker, stopped=stopped)
+        message = stats_message(self.stats(clock_skew=False), self.worker, stopped=stopped)
         try:
             self._mqtt.publish(self._stats_topic, encode(message), retain=True, timeout=5.0)
         except BrokerError as exc:
