@@ -107,6 +107,9 @@ def _throughput(
         ours: list[float] = []
         copy: list[float] = []
         ceiling: list[float] = []
+        # CPU seconds per message of each process while it drains: where a core goes.
+        cpu_ours: list[dict[str, float]] = []
+        cpu_ceiling: list[dict[str, float]] = []
         for repeat in range(args.repeats):
             # A new prefix each time: the sessions of earlier repeats stay in the shared group
             # and would take their share of the messages while nobody reads them.
@@ -152,6 +155,7 @@ def _throughput(
             service = IngestService(
                 config, db_url, client_id=client_id, batch_size=batch_size, stats_every_s=0
             )
+            groups = _cpu_groups(pg, broker)
             started = time.perf_counter()
             service.start()
             try:
@@ -163,14 +167,16 @@ def _throughput(
                         raise RuntimeError(f"ingest stalled at {written} of {expected_rows} rows")
                     time.sleep(0.01)
                 elapsed = time.perf_counter() - started
+                cpu_ours.append(_cpu_per_message(groups, expected_rows // args.zones))
             finally:
                 service.stop()
             ours.append(expected_rows / elapsed)
             _truncate(db_url, psycopg)
-            ceiling.append(
-                _receive_ceiling(broker, burst, args.publishers, tmp / f"ceiling-{repeat}")
-                * args.zones
+            ceiling_rate, ceiling_cpu = _receive_ceiling(
+                broker, burst, args.publishers, tmp / f"ceiling-{repeat}", pg
             )
+            ceiling.append(ceiling_rate * args.zones)
+            cpu_ceiling.append(ceiling_cpu)
             say(
                 f"throughput {repeat + 1}/{args.repeats}: ingest {ours[-1]:,.0f} rows/s, "
                 f"raw COPY {copy[-1]:,.0f} rows/s, paho receive ceiling {ceiling[-1]:,.0f} "
@@ -191,6 +197,10 @@ def _throughput(
                 statistics.median(o / c for o, c in zip(ours, ceiling, strict=True)), 3
             ),
             "target_ratio_to_paho_ceiling": 0.8,
+            "cpu_us_per_message": {
+                "ingest": _median_each(cpu_ours),
+                "paho_ceiling": _median_each(cpu_ceiling),
+            },
         }
         say(
             f"throughput (median of {args.repeats}): ingest {result['ingest_rows_per_s']:,} "
@@ -198,9 +208,51 @@ def _throughput(
             f"a paho client that only acknowledges: {result['paho_ceiling_ratio']:.2f} x; "
             f"ingest / that ceiling: {result['ratio_to_paho_ceiling']:.2f} (target 0.8)"
         )
+        say(
+            "CPU per message while draining, median µs (one core = 1e6 µs/s): "
+            f"ingest {result['cpu_us_per_message']['ingest']}; "
+            f"paho ceiling {result['cpu_us_per_message']['paho_ceiling']}"
+        )
         return result
     finally:
         pg.drop_database(db_url)
+
+
+def _cpu_groups(pg: Any, broker: tuple[str, int]) -> list[Any]:
+    """This process (the ingest or the bare client runs in it), PostgreSQL (all backends)
+    and the broker, when they run on this machine; their CPU windows started."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from crowdwatch.bench._procs import ProcessGroup, listener_pid
+
+    groups = [ProcessGroup("process", [os.getpid()])]
+    broker_pid = listener_pid(broker[1]) if broker[0] in ("127.0.0.1", "localhost") else None
+    if broker_pid is not None:
+        groups.append(ProcessGroup("broker", [broker_pid]))
+    info = conninfo_to_dict(pg.admin_url)
+    if str(info.get("host", "127.0.0.1")) in ("127.0.0.1", "localhost"):
+        pg_pid = listener_pid(int(info.get("port") or 5432))
+        if pg_pid is not None:
+            groups.append(ProcessGroup("postgres", [pg_pid], tree=True))
+    for group in groups:
+        group.start()
+    return groups
+
+
+def _cpu_per_message(groups: list[Any], messages: int) -> dict[str, float]:
+    """µs of CPU per message of each group since its window started."""
+    out = {}
+    for group in groups:
+        group.sample()
+        seconds = group.cpu_used()
+        if seconds is not None:
+            out[group.name] = round(seconds / max(1, messages) * 1e6, 1)
+    return out
+
+
+def _median_each(samples: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for s in samples for k in s})
+    return {k: round(statistics.median(s[k] for s in samples if k in s), 1) for k in keys}
 
 
 def _raw_copy(db_url: str, messages: list[Any], batch_size: int, psycopg: Any) -> float:
@@ -241,9 +293,14 @@ def _raw_copy(db_url: str, messages: list[Any], batch_size: int, psycopg: Any) -
 
 
 def _receive_ceiling(
-    broker: tuple[str, int], burst: list[tuple[str, bytes, str]], publishers: int, tmp: Path
-) -> float:
-    """Messages/s a bare paho-mqtt 2 subscriber drains from a persistent session, ack only.
+    broker: tuple[str, int],
+    burst: list[tuple[str, bytes, str]],
+    publishers: int,
+    tmp: Path,
+    pg: Any,
+) -> tuple[float, dict[str, float]]:
+    """Messages/s a bare paho-mqtt 2 subscriber drains from a persistent session, ack only,
+    and the CPU per message of each process meanwhile.
 
     Same broker, payloads and manual QoS 1 acknowledgement as the ingest, nothing else: the
     receive path's own ceiling on this machine.
@@ -298,12 +355,14 @@ def _receive_ceiling(
 
     second = connect(clean=False)
     second.on_message = on_message
+    groups = _cpu_groups(pg, broker)
     started = time.perf_counter()
     second.loop_start()
     try:
         if not drained.wait(120):
             raise RuntimeError(f"ceiling: drained {received} of {expected} messages in 120 s")
-        return expected / (time.perf_counter() - started)
+        rate = expected / (time.perf_counter() - started)
+        return rate, _cpu_per_message(groups, expected)
     finally:
         second.disconnect()
         second.loop_stop()
