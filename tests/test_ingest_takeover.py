@@ -32,11 +32,13 @@ class FakeStandIn:
 
 
 class Harness:
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, grace_s: float = 0.0) -> None:
         self.started: list[FakeStandIn] = []
         self.cleared: list[str] = []
         self.no_session: set[str] = set()
-        self.takeover = Takeover(PREFIX, "ingest", worker, self._start, self._clear)
+        self.takeover = Takeover(
+            PREFIX, "ingest", worker, self._start, self._clear, grace_s=grace_s
+        )
 
     def _start(self, client_id: str) -> MqttClient:
         if client_id in self.no_session:
@@ -132,3 +134,20 @@ def test_a_lost_worker_without_a_session_is_forgotten(w2: Harness) -> None:
     w2.say("old", OFFLINE)
     _until(lambda: w2.cleared == [f"{PREFIX}/v1/_ingest/old/presence"])
     assert w2.started == []
+
+
+def test_a_worker_back_within_the_grace_period_gets_no_stand_in() -> None:
+    harness = Harness("w2", grace_s=1.0)
+    harness.takeover.start()
+    try:
+        harness.say("w1", OFFLINE)  # a restart: its offline, then its online
+        time.sleep(0.3)
+        harness.say("w1", ONLINE)
+        time.sleep(1.5)
+        assert harness.started == []
+        harness.say("w1", OFFLINE)  # lost for good: a stand-in once the grace is over
+        time.sleep(0.3)
+        assert harness.started == []
+        _until(lambda: harness.live() == ["crowdwatch-ingest-w1"])
+    finally:
+        harness.takeover.stop()

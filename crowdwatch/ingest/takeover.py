@@ -35,6 +35,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,8 +48,13 @@ logger = logging.getLogger(__name__)
 
 ONLINE = "online"
 OFFLINE = "offline"
-RECHECK_S = 5.0
-"""How often stand-ins that lost their connection (not to a takeover) are started again."""
+RECHECK_S = 1.0
+"""How often the stand-ins are looked at without a presence change (one that lost its
+connection, not to a takeover, is started again; a grace period that ended is acted on)."""
+GRACE_S = 5.0
+"""How long a worker stays offline before a stand-in takes its session: a worker that is
+restarted (or a group that starts, each seeing the others' ``offline`` of their last stop)
+is back within it, without a stand-in connecting and being pushed out again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,7 @@ class Takeover:
         worker: this worker's name (its presence topic level).
         start_stand_in: connects a stand-in for a client id.
         clear_presence: publishes an empty retained message to a presence topic.
+        grace_s: :data:`GRACE_S`.
     """
 
     def __init__(
@@ -108,12 +115,15 @@ class Takeover:
         worker: str,
         start_stand_in: StartStandIn,
         clear_presence: Publish,
+        grace_s: float = GRACE_S,
     ) -> None:
         self._prefix = prefix
         self._group = group
         self.worker = worker
         self._start = start_stand_in
         self._clear = clear_presence
+        self._grace_s = grace_s
+        self._offline_since: dict[str, float] = {}
         self._events: queue.Queue[Presence | str | None] = queue.Queue()
         """A presence, a worker whose presence was cleared, or None: stop."""
         self._presence: dict[str, Presence] = {}
@@ -161,9 +171,13 @@ class Takeover:
             if isinstance(event, Presence):
                 if event.state == OFFLINE:
                     self._yielded.discard(event.worker)
+                    self._offline_since.setdefault(event.worker, time.monotonic())
+                else:
+                    self._offline_since.pop(event.worker, None)
                 self._presence[event.worker] = event
             elif event:
                 self._presence.pop(event, None)
+                self._offline_since.pop(event, None)
             try:
                 self._settle()
             except Exception:
@@ -174,10 +188,14 @@ class Takeover:
 
     def _settle(self) -> None:
         online = {w for w, p in self._presence.items() if p.state == ONLINE} | {self.worker}
+        due = time.monotonic() - self._grace_s
         mine = {
             w
             for w, p in self._presence.items()
-            if p.state == OFFLINE and w != self.worker and holder(w, online) == self.worker
+            if p.state == OFFLINE
+            and w != self.worker
+            and self._offline_since.get(w, 0.0) <= due
+            and holder(w, online) == self.worker
         }
         for worker in list(self._stand_ins):
             client = self._stand_ins[worker]
@@ -195,6 +213,7 @@ class Takeover:
             if "no session to take over" in str(exc):
                 logger.info("ingest %s has no session left: forgetting it", lost.worker)
                 self._presence.pop(lost.worker, None)
+                self._offline_since.pop(lost.worker, None)
                 try:
                     self._clear(ingest_presence_topic(self._prefix, lost.worker), b"")
                 except BrokerError as clear_exc:
