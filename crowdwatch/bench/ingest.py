@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="throughput: repeats (median)")
     parser.add_argument("--publishers", type=int, default=4, help="publisher processes")
     parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=1,
+        help="throughput: drain with this many ingest processes in one shared group "
+        "(default 1: the ingest in the bench's own process)",
+    )
+    parser.add_argument(
         "--skip", choices=["throughput", "soak"], action="append", default=[], help="skip a part"
     )
     parser.add_argument(
@@ -126,10 +133,14 @@ def _throughput(
             copy.append(_raw_copy(db_url, messages, batch_size, psycopg))
             _truncate(db_url, psycopg)
             client_id = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+            client_ids = [client_id]
+            if args.ingest_processes > 1:
+                client_ids = [f"{client_id}-{k}" for k in range(args.ingest_processes)]
             # Subscribe once so the broker keeps a session, then leave while it is loaded.
-            first = IngestService(config, db_url, client_id=client_id, stats_every_s=0)
-            first.start()
-            first.stop()
+            for cid in client_ids:
+                first = IngestService(config, db_url, client_id=cid, stats_every_s=0)
+                first.start()
+                first.stop()
             burst = [
                 (
                     camera_topic(mqtt.topic_prefix, m.site_id, m.camera_id, TopicKind.COUNTS),
@@ -152,6 +163,25 @@ def _throughput(
             ]
             accepted = run_publishers(jobs)
             expected_rows = len(set(accepted)) * args.zones
+            if len(client_ids) > 1:
+                elapsed, cpu = _drain_in_processes(
+                    config, db_url, client_ids, batch_size, expected_rows, pg, broker, psycopg
+                )
+                cpu_ours.append({k: v * args.zones for k, v in cpu.items()})
+                ours.append(expected_rows / elapsed)
+                _truncate(db_url, psycopg)
+                ceiling_rate, ceiling_cpu = _receive_ceiling(
+                    broker, burst, args.publishers, tmp / f"ceiling-{repeat}", pg
+                )
+                ceiling.append(ceiling_rate * args.zones)
+                cpu_ceiling.append(ceiling_cpu)
+                say(
+                    f"throughput {repeat + 1}/{args.repeats}: {len(client_ids)} ingest processes "
+                    f"{ours[-1]:,.0f} rows/s, raw COPY {copy[-1]:,.0f} rows/s, paho receive "
+                    f"ceiling {ceiling[-1]:,.0f} rows/s, ingest / ceiling "
+                    f"{ours[-1] / ceiling[-1]:.2f} ({rows:,} rows)"
+                )
+                continue
             service = IngestService(
                 config, db_url, client_id=client_id, batch_size=batch_size, stats_every_s=0
             )
@@ -161,8 +191,11 @@ def _throughput(
             try:
                 written, progress_at = 0, time.monotonic()
                 while written < expected_rows:
-                    if service.stats().rows_written > written:
-                        written, progress_at = service.stats().rows_written, time.monotonic()
+                    # Polled inside the measured process: without the per-camera skews,
+                    # which a snapshot otherwise sorts (1,000 cameras, 200 times a second).
+                    now_written = service.stats(clock_skew=False).rows_written
+                    if now_written > written:
+                        written, progress_at = now_written, time.monotonic()
                     elif time.monotonic() - progress_at > 30:
                         raise RuntimeError(f"ingest stalled at {written} of {expected_rows} rows")
                     time.sleep(0.01)
@@ -218,14 +251,80 @@ def _throughput(
         pg.drop_database(db_url)
 
 
-def _cpu_groups(pg: Any, broker: tuple[str, int]) -> list[Any]:
-    """This process (the ingest or the bare client runs in it), PostgreSQL (all backends)
-    and the broker, when they run on this machine; their CPU windows started."""
+def _drain_in_processes(
+    config: Any,
+    db_url: str,
+    client_ids: list[str],
+    batch_size: int,
+    expected_rows: int,
+    pg: Any,
+    broker: tuple[str, int],
+    psycopg: Any,
+) -> tuple[float, dict[str, float]]:
+    """Seconds for one ingest process per client id (one shared group) to drain the burst,
+    counted in the database, and the CPU per row of each process group meanwhile."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    go, stop = ctx.Event(), ctx.Event()
+    ready = ctx.Semaphore(0)
+    procs = [
+        ctx.Process(target=_ingest_process, args=(config, db_url, cid, batch_size, ready, go, stop))
+        for cid in client_ids
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            if not ready.acquire(timeout=120):
+                raise RuntimeError("an ingest process did not get ready in 120 s")
+        groups = _cpu_groups(pg, broker, [p.pid for p in procs if p.pid is not None])
+        started = time.perf_counter()
+        go.set()
+        written, progress_at = 0, time.monotonic()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while written < expected_rows:
+                now_written = conn.execute("SELECT count(*) FROM zone_counts").fetchone()[0]
+                if now_written > written:
+                    written, progress_at = now_written, time.monotonic()
+                elif time.monotonic() - progress_at > 30:
+                    raise RuntimeError(f"ingest stalled at {written} of {expected_rows} rows")
+                time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        return elapsed, _cpu_per_message(groups, expected_rows)
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _ingest_process(
+    config: Any, db_url: str, client_id: str, batch_size: int, ready: Any, go: Any, stop: Any
+) -> None:
+    """One ingest of ``--ingest-processes``: built, then started on ``go`` (imports and the
+    district's load are not timed), stopped on ``stop``."""
+    from crowdwatch.ingest import IngestService
+
+    service = IngestService(
+        config, db_url, client_id=client_id, batch_size=batch_size, stats_every_s=0
+    )
+    ready.release()
+    go.wait()
+    service.start()
+    stop.wait()
+    service.stop()
+
+
+def _cpu_groups(pg: Any, broker: tuple[str, int], pids: list[int] | None = None) -> list[Any]:
+    """This process (the ingest or the bare client runs in it) or ``pids``, PostgreSQL (all
+    backends) and the broker, when they run on this machine; their CPU windows started."""
     from psycopg.conninfo import conninfo_to_dict
 
     from crowdwatch.bench._procs import ProcessGroup, listener_pid
 
-    groups = [ProcessGroup("process", [os.getpid()])]
+    groups = [ProcessGroup("process", pids or [os.getpid()])]
     broker_pid = listener_pid(broker[1]) if broker[0] in ("127.0.0.1", "localhost") else None
     if broker_pid is not None:
         groups.append(ProcessGroup("broker", [broker_pid]))
