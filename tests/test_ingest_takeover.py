@@ -96,18 +96,18 @@ def test_stands_in_for_an_offline_peer_and_lets_go_when_it_is_back(w2: Harness) 
     assert len(w2.started) == 1
 
 
-def test_a_stand_in_whose_session_was_taken_waits_for_the_next_loss(w2: Harness) -> None:
+def test_a_stand_in_whose_connection_was_lost_waits_for_the_next_loss(w2: Harness) -> None:
     w2.say("w1", OFFLINE)
     _until(lambda: len(w2.started) == 1)
     first = w2.started[0]
-    first.taken_over, first.connected = True, False  # the owner's CONNECT took the session
-    w2.say("w3", ONLINE)  # any event: the next round looks at the stand-ins
-    _until(lambda: first.closed)
-    time.sleep(0.1)
-    assert len(w2.started) == 1, "a stand-in that was taken over must not take it back"
-    w2.say("w1", OFFLINE)  # lost again: stand in again (if w2 is still its holder)
-    if holder("w1", {"w2", "w3"}) == "w2":
-        _until(lambda: len(w2.started) == 2)
+    # The owner's CONNECT took the session: mosquitto closes the stand-in's connection
+    # without a reason, and the owner's online may come seconds later.
+    first.connected = False
+    _until(lambda: first.closed)  # the next recheck releases it
+    time.sleep(1.5)  # more rechecks, w1 still reported offline
+    assert len(w2.started) == 1, "a stand-in started again would take the owner's session"
+    w2.say("w1", OFFLINE)  # reported lost again: stand in again
+    _until(lambda: len(w2.started) == 2)
 
 
 def test_only_the_chosen_survivor_stands_in(w2: Harness) -> None:

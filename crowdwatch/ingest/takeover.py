@@ -18,10 +18,13 @@ modulo their number) opens a *stand-in* connection under the lost worker's clien
 and unacknowledged messages and the session's share of new ones, and they are written and
 acknowledged (after the commit) like the worker's own.
 
-When the lost worker comes back, its CONNECT takes the session over and the broker
-disconnects the stand-in ("Session taken over"); the stand-in never reconnects
-(:class:`~crowdwatch.mqtt.client.MqttClient` ``stand_in``), so the two never fight, and the
-worker's ``online`` makes its stand-in's host close what is left of it.  A message the stand-in
+When the lost worker comes back, its CONNECT takes the session over and the broker closes
+the stand-in's connection (mosquitto 2.0 closes it without the MQTT 5 DISCONNECT "Session
+taken over", so any loss counts); the stand-in never reconnects
+(:class:`~crowdwatch.mqtt.client.MqttClient` ``stand_in``), and no new one is tried for that
+worker for :data:`RETRY_S` unless it is reported offline again: the worker's ``online`` can
+arrive seconds later, behind a backlog of counts on the same connection, and a stand-in
+started in between would take the session from its owner.  A message the stand-in
 committed but could not acknowledge before it was cut off is sent again to the owner and
 written once (every raw row is keyed by its message id), so the guarantee stays
 exactly once in the database.  A stand-in finds no session when it has expired (a worker
@@ -49,8 +52,14 @@ logger = logging.getLogger(__name__)
 ONLINE = "online"
 OFFLINE = "offline"
 RECHECK_S = 1.0
-"""How often the stand-ins are looked at without a presence change (one that lost its
-connection, not to a takeover, is started again; a grace period that ended is acted on)."""
+"""How often the stand-ins are looked at without a presence change (a grace period that
+ended is acted on)."""
+RETRY_S = 30.0
+"""After a stand-in lost its connection, how long before another one is tried for the same
+worker while it is still reported offline.  The usual cause is the owner taking its session
+back (its ``online`` follows at once), and a stand-in started again at once would take the
+session from the owner; a new ``offline`` (also the retained one sent again when our own
+connection comes back after a broker restart) ends the wait at once."""
 GRACE_S = 5.0
 """How long a worker stays offline before a stand-in takes its session: a worker that is
 restarted (or a group that starts, each seeing the others' ``offline`` of their last stop)
@@ -128,9 +137,10 @@ class Takeover:
         """A presence, a worker whose presence was cleared, or None: stop."""
         self._presence: dict[str, Presence] = {}
         self._stand_ins: dict[str, MqttClient] = {}
-        self._yielded: set[str] = set()
-        """Workers whose session was taken from our stand-in: left alone until they go
-        offline again (the taker holds it)."""
+        self._yielded: dict[str, float] = {}
+        """Workers whose stand-in lost its connection (taken over by the owner or another
+        stand-in, or cut off), and when: left alone for :data:`RETRY_S` or until a new
+        ``offline``."""
         self._thread = threading.Thread(target=self._run, name="ingest-takeover", daemon=True)
 
     def start(self) -> None:
@@ -170,7 +180,7 @@ class Takeover:
                 break
             if isinstance(event, Presence):
                 if event.state == OFFLINE:
-                    self._yielded.discard(event.worker)
+                    self._yielded.pop(event.worker, None)
                     self._offline_since.setdefault(event.worker, time.monotonic())
                 else:
                     self._offline_since.pop(event.worker, None)
@@ -197,13 +207,17 @@ class Takeover:
             and self._offline_since.get(w, 0.0) <= due
             and holder(w, online) == self.worker
         }
+        now = time.monotonic()
         for worker in list(self._stand_ins):
             client = self._stand_ins[worker]
-            if client.taken_over:
-                self._yielded.add(worker)
+            if not client.connected:
+                # Never at once again: whoever took the session (most likely its owner,
+                # whose online is on its way) must keep it.
+                self._yielded[worker] = now
             if worker not in mine or not client.connected:
                 self._release(worker)
-        for worker in sorted(mine - set(self._stand_ins) - self._yielded):
+        waiting = {w for w, at in self._yielded.items() if now - at < RETRY_S}
+        for worker in sorted(mine - set(self._stand_ins) - waiting):
             self._take(self._presence[worker])
 
     def _take(self, lost: Presence) -> None:

@@ -170,7 +170,7 @@ class MqttClient:
             ``clean_start=False`` under their client id) and yields it: :meth:`connect` fails
             when the broker holds no such session (the empty one our CONNECT made is removed
             again at once, never subscribed), and any loss of the connection (e.g. the
-            broker's "Session taken over" when the owner comes back) stops the client
+            broker closing it when the owner comes back) stops the client
             instead of reconnecting, which would take the session back from its owner.
         clean_start: ``False`` keeps the session (queued QoS 1 messages) across reconnects
             (MQTT 5: for :data:`SESSION_EXPIRY_S` after a disconnect).
