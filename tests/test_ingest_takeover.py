@@ -23,7 +23,6 @@ class FakeStandIn:
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
         self.connected = True
-        self.taken_over = False
         self.closed = False
 
     def close(self) -> None:

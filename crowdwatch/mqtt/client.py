@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes], None]
 """Called with (topic, payload) on paho's network thread: keep it quick."""
 
-_SESSION_TAKEN_OVER = 0x8E
-"""MQTT 5 DISCONNECT reason: another connection took this client id's session."""
-
 _AUTH_FAILURES = {"Bad user name or password", "Not authorized", "Banned"}
 
 SESSION_EXPIRY_S = 24 * 3600
@@ -212,8 +209,6 @@ class MqttClient:
         self._receive_maximum = receive_maximum
         self._birth = birth
         self._stand_in = stand_in
-        self.taken_over = False
-        """A stand-in's session was taken over (by its owner or another stand-in)."""
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -481,7 +476,6 @@ class MqttClient:
         if self._stand_in:
             # Never reconnect: the owner (or another stand-in) may hold the session now.
             if self._connected.is_set():
-                self.taken_over = reason.value == _SESSION_TAKEN_OVER
                 logger.info("MQTT stand-in disconnected: %s; not reconnecting", reason)
             client.disconnect()
             self._connected.clear()
