@@ -31,3 +31,24 @@ def test_bench_ingest_short_run_ends_with_a_json_line(
     assert (soak["rows_lost"], soak["duplicate_rows"]) == (0, 0)
     assert soak["lag_samples"] > 0
     assert soak["rss_max_mb"] > 0
+    cpu = throughput["cpu_us_per_message"]
+    assert cpu["ingest"]["process"] > 0 and cpu["paho_ceiling"]["process"] > 0
+
+
+def test_bench_ingest_drains_with_several_ingest_processes(
+    pg_server: PgServer, mqtt_broker: MqttBroker
+) -> None:
+    _, figures = run_bench(
+        "ingest",
+        *("--skip", "soak", "--zones", "2", "--ingest-processes", "2"),
+        *("--messages", "300", "--repeats", "1", "--publishers", "2"),
+        timeout_s=240,
+        pg_server=pg_server,
+        mqtt_broker=mqtt_broker,
+    )
+
+    throughput = figures["throughput"]
+    # The drain ends only when every accepted message's rows are in the database.
+    assert throughput["rows"] == 300 * 2
+    assert throughput["ingest_rows_per_s"] > 0
+    assert throughput["cpu_us_per_message"]["ingest"]["process"] > 0

@@ -26,6 +26,7 @@ from crowdwatch.contracts.messages import (
     ingest_stats_topic,
 )
 from crowdwatch.ingest import IngestService
+from crowdwatch.ingest.exposition import MetricsServer
 from crowdwatch.ingest.metrics import IngestMetrics, prometheus_text
 from crowdwatch.ingest.offline import AFTER_LAST_SIGN, LastSeen, OfflineDating
 from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator
@@ -154,6 +155,33 @@ def test_prometheus_text_lag_is_nan_before_the_first_row() -> None:
 
     lag = next(f for f in text_string_to_metric_families(text) if f.name.endswith("_lag_seconds"))
     assert math.isnan(lag.samples[0].value)
+
+
+def test_metrics_endpoint_serves_only_the_samples_asked_for() -> None:
+    """A scraper that polls often asks for a few samples (``name[]``, as Prometheus' clients
+    take it) and does not pay for one clock-skew series per camera."""
+    skews = {("s", f"c{i}"): 0.1 for i in range(3)}
+    rendered: list[frozenset[str] | None] = []
+
+    def render(names: frozenset[str] | None) -> str:
+        rendered.append(names)
+        return prometheus_text(IngestMetrics().snapshot(clock_skew=skews), "w1", names)
+
+    server = MetricsServer(render)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/metrics"
+        query = "name[]=crowdwatch_ingest_lag_seconds&name[]=crowdwatch_ingest_messages_total"
+        with urllib.request.urlopen(f"{base}?{query}", timeout=5) as r:
+            some = r.read().decode()
+        with urllib.request.urlopen(base, timeout=5) as r:
+            everything = r.read().decode()
+    finally:
+        server.close()
+    names = {s.name for f in text_string_to_metric_families(some) for s in f.samples}
+    assert names == {"crowdwatch_ingest_lag_seconds", "crowdwatch_ingest_messages_total"}
+    assert rendered[0] == frozenset(names) and rendered[1] is None
+    assert everything.count("crowdwatch_ingest_clock_skew_seconds{") == 3
 
 
 # --- the MQTT client: retain flag and manual acks, on the real broker ----------------------

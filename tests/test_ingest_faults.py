@@ -8,7 +8,9 @@ recover, and then requires every acknowledged id in ``zone_counts`` exactly once
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 import urllib.request
@@ -279,3 +281,51 @@ def test_mosquitto_restores_plain_but_not_shared_subscriptions_over_a_restart(
         assert got.wait(3.0) is delivered
     finally:
         returning.close()
+
+
+# --- a killed worker of a shared group: its peer takes its session over -------------------
+
+
+def _taken(proc: IngestProcess) -> float:
+    return (proc.metrics() or {}).get("crowdwatch_ingest_messages_total", 0.0)
+
+
+def test_a_killed_workers_share_is_taken_over_by_its_peer_and_given_back(
+    district: CrowdwatchConfig, mqtt_config: MqttConfig, db_url: str, tmp_path: Path
+) -> None:
+    """mosquitto keeps routing a lost group member's share to its persistent session: the
+    surviving worker stands in for it (README, "Several workers"), with no operator."""
+    config_path = write_config(district, tmp_path / "district.yaml")
+    lost = IngestProcess(config_path, db_url, tmp_path / "lost.log")
+    peer = IngestProcess(config_path, db_url, tmp_path / "peer.log")
+    try:
+        lost.start()
+        peer.start()
+        with CountingPublisher(mqtt_config) as publisher:
+            publisher.wait_for(150)
+            assert _taken(lost) > 0 and _taken(peer) > 0, "the group did not split the load"
+            # Frozen, its share piles up received but unacknowledged; then it dies without
+            # a word to the broker (its Last Will says so).
+            os.kill(lost.pid, signal.SIGSTOP)
+            frozen_at = len(publisher.accepted)
+            publisher.wait_for(frozen_at + 100)
+            lost.kill()
+            killed_at = len(publisher.accepted)
+            publisher.wait_for(killed_at + 300)
+            # Nobody restarts it: what it held and its share since are written by the peer.
+            _assert_exactly_once(db_url, publisher.accepted)
+            assert "takes over its session" in peer.log_tail(200), peer.log_tail()
+
+            # It comes back: the broker hands its session back, the stand-in stops quietly.
+            lost.start()
+            back_at, before = len(publisher.accepted), _taken(lost)
+            publisher.wait_for(back_at + 300)
+            _assert_exactly_once(db_url, publisher.accepted)
+            assert _taken(lost) > before + 50, "the returned worker did not get its share back"
+        assert "not reconnecting" in peer.log_tail(200), peer.log_tail()
+        # No fight over the session: the returned worker was never disconnected.
+        assert "MQTT disconnected" not in lost.log_tail(400), lost.log_tail()
+        assert lost.terminate() == 0, lost.log_tail()
+    finally:
+        lost.terminate()
+        peer.terminate()

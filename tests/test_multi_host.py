@@ -13,8 +13,10 @@ What is shown, in one run:
 1. the shared group spreads the messages over both ingest hosts;
 2. ingest1's cable is cut and the host is lost (its process SIGKILLed while cut, so the
    broker never hears a goodbye): mosquitto keeps routing ingest1's share to its session,
-   so those messages wait; ingest1's worker name started on ingest2 takes the session over
-   and writes them (README, "Several workers");
+   so those messages wait until the broker notices the loss and publishes w1's Last Will;
+   then ingest2 stands in for w1's session by itself and writes them (README, "Several
+   workers"); when ingest1's link is back and w1 starts there again, it takes its session
+   back and the stand-in steps aside without a fight;
 3. edge2's cable is cut for :data:`EDGE_CUT_S` seconds: the edge spools its counts and
    replays them, in order, when the link is back (until paho's keepalive notices the dead
    link, ~30 s, a publish waits 5 s for its PUBACK; the forwarder then leaves the broker
@@ -65,6 +67,8 @@ INGEST_LOST_S = 8.0
 EDGE_CUT_S = 60.0
 """The edge box's outage (the issue's 60 s): longer than paho's keepalive of 30 s, so the
 edge both times out single publishes and later sees the connection drop."""
+TAKEOVER_TIMEOUT_S = 90.0
+"""The broker notices a cut link after 1.5 keepalives (45 s): then w1's Last Will goes out."""
 METRICS_PORT = 9464
 TIMEOUT_S = 90.0
 PREFIX = "city"
@@ -261,7 +265,7 @@ def test_a_district_on_six_hosts_loses_and_duplicates_nothing(city: City) -> Non
     db_url = city.pg.url("crowdwatch")
     hosts = city.net.hosts
     district.ingest("ingest1", "w1")
-    district.ingest("ingest2", "w2")
+    survivor = district.ingest("ingest2", "w2")
     simulator = district.run("edge1", "simulate", ["simulate"])
     edge = district.run("edge2", "edge", ["edge"])
     cameras = {(s.id, c.id) for s, c in city.config.cameras()}
@@ -281,15 +285,29 @@ def test_a_district_on_six_hosts_loses_and_duplicates_nothing(city: City) -> Non
     time.sleep(INGEST_LOST_S / 2)
     lost.kill()
     time.sleep(INGEST_LOST_S / 2)
-    # Accepted since the cut and given ingest2 time to write: mosquitto still routes part of
-    # them to w1's session, which nobody reads (the gap the README describes).
+    # Accepted since the cut and given ingest2 time to write: until the broker notices the
+    # loss, mosquitto routes part of them to w1's session, which nobody reads.
     settled = time.monotonic() - 2.0
     during = watcher.ids(arrived_before=settled) - watcher.ids(arrived_before=cut_at + 0.5)
     waiting = during - set(_stored(db_url))
     assert during and waiting, "expected w1's share of the messages to wait in its session"
-    # The surviving host starts the lost worker's name: it takes the session over.
-    district.ingest("ingest2", "w1", port=METRICS_PORT + 1)
-    _wait(lambda: watcher.ids(settled) <= set(_stored(db_url)), "w1's share written by ingest2")
+    # Nobody starts w1 again: once the broker gives up on the link (1.5 keepalives) w1's Last
+    # Will says it is offline, and ingest2 stands in for its session.
+    _wait(
+        lambda: "takes over its session" in survivor.log_tail(400),
+        "ingest2 standing in for w1",
+        TAKEOVER_TIMEOUT_S,
+    )
+    taken_at = time.monotonic() + 2.0
+    _wait(lambda: watcher.ids(taken_at) <= set(_stored(db_url)), "w1's share written by ingest2")
+    # w1's host comes back: its worker takes its session back and the stand-in stops quietly.
+    hosts["ingest1"].restore()
+    returned = district.ingest("ingest1", "w1")
+    _wait(lambda: "not reconnecting" in survivor.log_tail(400), "the stand-in to step aside")
+    _wait(
+        lambda: (_metrics(hosts["ingest1"]) or {}).get("crowdwatch_ingest_messages_total", 0) > 0,
+        "w1 back on ingest1 with its share",
+    )
 
     # 3. edge2's cable is cut: the edge spools, then replays when the link is back.
     hosts["edge2"].cut()
@@ -303,6 +321,7 @@ def test_a_district_on_six_hosts_loses_and_duplicates_nothing(city: City) -> Non
     )
     time.sleep(3.0)  # counts after the replay
 
+    assert "MQTT disconnected" not in returned.log_tail(400), "the stand-in fought back"
     assert simulator.terminate() == 0, simulator.log_tail()
     assert edge.terminate() == 0, edge.log_tail()
     accepted = watcher.ids()

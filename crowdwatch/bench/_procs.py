@@ -163,6 +163,12 @@ class ProcessGroup:
         if cpu is not None:
             self._cpu_end, self._wall_end = cpu, time.monotonic()
 
+    def cpu_used(self) -> float | None:
+        """CPU seconds over the window (None when the process was never seen)."""
+        if self._cpu_start is None or self._cpu_end is None:
+            return None
+        return self._cpu_end - self._cpu_start
+
     def figures(self) -> dict[str, float | int | None]:
         """CPU (% of one core over the window), memory max and last (MB), process count."""
         cpu = None

@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="throughput: repeats (median)")
     parser.add_argument("--publishers", type=int, default=4, help="publisher processes")
     parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=1,
+        help="throughput: drain with this many ingest processes in one shared group "
+        "(default 1: the ingest in the bench's own process)",
+    )
+    parser.add_argument(
         "--skip", choices=["throughput", "soak"], action="append", default=[], help="skip a part"
     )
     parser.add_argument(
@@ -107,6 +114,9 @@ def _throughput(
         ours: list[float] = []
         copy: list[float] = []
         ceiling: list[float] = []
+        # CPU seconds per message of each process while it drains: where a core goes.
+        cpu_ours: list[dict[str, float]] = []
+        cpu_ceiling: list[dict[str, float]] = []
         for repeat in range(args.repeats):
             # A new prefix each time: the sessions of earlier repeats stay in the shared group
             # and would take their share of the messages while nobody reads them.
@@ -123,10 +133,14 @@ def _throughput(
             copy.append(_raw_copy(db_url, messages, batch_size, psycopg))
             _truncate(db_url, psycopg)
             client_id = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+            client_ids = [client_id]
+            if args.ingest_processes > 1:
+                client_ids = [f"{client_id}-{k}" for k in range(args.ingest_processes)]
             # Subscribe once so the broker keeps a session, then leave while it is loaded.
-            first = IngestService(config, db_url, client_id=client_id, stats_every_s=0)
-            first.start()
-            first.stop()
+            for cid in client_ids:
+                first = IngestService(config, db_url, client_id=cid, stats_every_s=0)
+                first.start()
+                first.stop()
             burst = [
                 (
                     camera_topic(mqtt.topic_prefix, m.site_id, m.camera_id, TopicKind.COUNTS),
@@ -149,28 +163,53 @@ def _throughput(
             ]
             accepted = run_publishers(jobs)
             expected_rows = len(set(accepted)) * args.zones
+            if len(client_ids) > 1:
+                elapsed, cpu = _drain_in_processes(
+                    config, db_url, client_ids, batch_size, expected_rows, pg, broker, psycopg
+                )
+                cpu_ours.append({k: v * args.zones for k, v in cpu.items()})
+                ours.append(expected_rows / elapsed)
+                _truncate(db_url, psycopg)
+                ceiling_rate, ceiling_cpu = _receive_ceiling(
+                    broker, burst, args.publishers, tmp / f"ceiling-{repeat}", pg
+                )
+                ceiling.append(ceiling_rate * args.zones)
+                cpu_ceiling.append(ceiling_cpu)
+                say(
+                    f"throughput {repeat + 1}/{args.repeats}: {len(client_ids)} ingest processes "
+                    f"{ours[-1]:,.0f} rows/s, raw COPY {copy[-1]:,.0f} rows/s, paho receive "
+                    f"ceiling {ceiling[-1]:,.0f} rows/s, ingest / ceiling "
+                    f"{ours[-1] / ceiling[-1]:.2f} ({rows:,} rows)"
+                )
+                continue
             service = IngestService(
                 config, db_url, client_id=client_id, batch_size=batch_size, stats_every_s=0
             )
+            groups = _cpu_groups(pg, broker)
             started = time.perf_counter()
             service.start()
             try:
                 written, progress_at = 0, time.monotonic()
                 while written < expected_rows:
-                    if service.stats().rows_written > written:
-                        written, progress_at = service.stats().rows_written, time.monotonic()
+                    # Polled inside the measured process: without the per-camera skews,
+                    # which a snapshot otherwise sorts (1,000 cameras, 200 times a second).
+                    now_written = service.stats(clock_skew=False).rows_written
+                    if now_written > written:
+                        written, progress_at = now_written, time.monotonic()
                     elif time.monotonic() - progress_at > 30:
                         raise RuntimeError(f"ingest stalled at {written} of {expected_rows} rows")
                     time.sleep(0.01)
                 elapsed = time.perf_counter() - started
+                cpu_ours.append(_cpu_per_message(groups, expected_rows // args.zones))
             finally:
                 service.stop()
             ours.append(expected_rows / elapsed)
             _truncate(db_url, psycopg)
-            ceiling.append(
-                _receive_ceiling(broker, burst, args.publishers, tmp / f"ceiling-{repeat}")
-                * args.zones
+            ceiling_rate, ceiling_cpu = _receive_ceiling(
+                broker, burst, args.publishers, tmp / f"ceiling-{repeat}", pg
             )
+            ceiling.append(ceiling_rate * args.zones)
+            cpu_ceiling.append(ceiling_cpu)
             say(
                 f"throughput {repeat + 1}/{args.repeats}: ingest {ours[-1]:,.0f} rows/s, "
                 f"raw COPY {copy[-1]:,.0f} rows/s, paho receive ceiling {ceiling[-1]:,.0f} "
@@ -191,6 +230,10 @@ def _throughput(
                 statistics.median(o / c for o, c in zip(ours, ceiling, strict=True)), 3
             ),
             "target_ratio_to_paho_ceiling": 0.8,
+            "cpu_us_per_message": {
+                "ingest": _median_each(cpu_ours),
+                "paho_ceiling": _median_each(cpu_ceiling),
+            },
         }
         say(
             f"throughput (median of {args.repeats}): ingest {result['ingest_rows_per_s']:,} "
@@ -198,9 +241,117 @@ def _throughput(
             f"a paho client that only acknowledges: {result['paho_ceiling_ratio']:.2f} x; "
             f"ingest / that ceiling: {result['ratio_to_paho_ceiling']:.2f} (target 0.8)"
         )
+        say(
+            "CPU per message while draining, median µs (one core = 1e6 µs/s): "
+            f"ingest {result['cpu_us_per_message']['ingest']}; "
+            f"paho ceiling {result['cpu_us_per_message']['paho_ceiling']}"
+        )
         return result
     finally:
         pg.drop_database(db_url)
+
+
+def _drain_in_processes(
+    config: Any,
+    db_url: str,
+    client_ids: list[str],
+    batch_size: int,
+    expected_rows: int,
+    pg: Any,
+    broker: tuple[str, int],
+    psycopg: Any,
+) -> tuple[float, dict[str, float]]:
+    """Seconds for one ingest process per client id (one shared group) to drain the burst,
+    counted in the database, and the CPU per row of each process group meanwhile."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    go, stop = ctx.Event(), ctx.Event()
+    ready = ctx.Semaphore(0)
+    procs = [
+        ctx.Process(target=_ingest_process, args=(config, db_url, cid, batch_size, ready, go, stop))
+        for cid in client_ids
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            if not ready.acquire(timeout=120):
+                raise RuntimeError("an ingest process did not get ready in 120 s")
+        groups = _cpu_groups(pg, broker, [p.pid for p in procs if p.pid is not None])
+        started = time.perf_counter()
+        go.set()
+        written, progress_at = 0, time.monotonic()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while written < expected_rows:
+                now_written = conn.execute("SELECT count(*) FROM zone_counts").fetchone()[0]
+                if now_written > written:
+                    written, progress_at = now_written, time.monotonic()
+                elif time.monotonic() - progress_at > 30:
+                    raise RuntimeError(f"ingest stalled at {written} of {expected_rows} rows")
+                time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        return elapsed, _cpu_per_message(groups, expected_rows)
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _ingest_process(
+    config: Any, db_url: str, client_id: str, batch_size: int, ready: Any, go: Any, stop: Any
+) -> None:
+    """One ingest of ``--ingest-processes``: built, then started on ``go`` (imports and the
+    district's load are not timed), stopped on ``stop``."""
+    from crowdwatch.ingest import IngestService
+
+    service = IngestService(
+        config, db_url, client_id=client_id, batch_size=batch_size, stats_every_s=0
+    )
+    ready.release()
+    go.wait()
+    service.start()
+    stop.wait()
+    service.stop()
+
+
+def _cpu_groups(pg: Any, broker: tuple[str, int], pids: list[int] | None = None) -> list[Any]:
+    """This process (the ingest or the bare client runs in it) or ``pids``, PostgreSQL (all
+    backends) and the broker, when they run on this machine; their CPU windows started."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from crowdwatch.bench._procs import ProcessGroup, listener_pid
+
+    groups = [ProcessGroup("process", pids or [os.getpid()])]
+    broker_pid = listener_pid(broker[1]) if broker[0] in ("127.0.0.1", "localhost") else None
+    if broker_pid is not None:
+        groups.append(ProcessGroup("broker", [broker_pid]))
+    info = conninfo_to_dict(pg.admin_url)
+    if str(info.get("host", "127.0.0.1")) in ("127.0.0.1", "localhost"):
+        pg_pid = listener_pid(int(info.get("port") or 5432))
+        if pg_pid is not None:
+            groups.append(ProcessGroup("postgres", [pg_pid], tree=True))
+    for group in groups:
+        group.start()
+    return groups
+
+
+def _cpu_per_message(groups: list[Any], messages: int) -> dict[str, float]:
+    """µs of CPU per message of each group since its window started."""
+    out = {}
+    for group in groups:
+        group.sample()
+        seconds = group.cpu_used()
+        if seconds is not None:
+            out[group.name] = round(seconds / max(1, messages) * 1e6, 1)
+    return out
+
+
+def _median_each(samples: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for s in samples for k in s})
+    return {k: round(statistics.median(s[k] for s in samples if k in s), 1) for k in keys}
 
 
 def _raw_copy(db_url: str, messages: list[Any], batch_size: int, psycopg: Any) -> float:
@@ -241,9 +392,14 @@ def _raw_copy(db_url: str, messages: list[Any], batch_size: int, psycopg: Any) -
 
 
 def _receive_ceiling(
-    broker: tuple[str, int], burst: list[tuple[str, bytes, str]], publishers: int, tmp: Path
-) -> float:
-    """Messages/s a bare paho-mqtt 2 subscriber drains from a persistent session, ack only.
+    broker: tuple[str, int],
+    burst: list[tuple[str, bytes, str]],
+    publishers: int,
+    tmp: Path,
+    pg: Any,
+) -> tuple[float, dict[str, float]]:
+    """Messages/s a bare paho-mqtt 2 subscriber drains from a persistent session, ack only,
+    and the CPU per message of each process meanwhile.
 
     Same broker, payloads and manual QoS 1 acknowledgement as the ingest, nothing else: the
     receive path's own ceiling on this machine.
@@ -298,12 +454,14 @@ def _receive_ceiling(
 
     second = connect(clean=False)
     second.on_message = on_message
+    groups = _cpu_groups(pg, broker)
     started = time.perf_counter()
     second.loop_start()
     try:
         if not drained.wait(120):
             raise RuntimeError(f"ceiling: drained {received} of {expected} messages in 120 s")
-        return expected / (time.perf_counter() - started)
+        rate = expected / (time.perf_counter() - started)
+        return rate, _cpu_per_message(groups, expected)
     finally:
         second.disconnect()
         second.loop_stop()
@@ -462,13 +620,25 @@ def _wait_for_rows(db_url: str, accepted: list[str], zones: int, psycopg: Any) -
     }
 
 
+SCRAPED = (
+    "crowdwatch_ingest_messages_total",
+    "crowdwatch_ingest_lag_seconds",
+    "crowdwatch_ingest_queued",
+)
+"""What the benches read from ``/metrics``.  They scrape twice a second, so they ask for these
+samples alone (``name[]``): the whole exposition carries a clock-skew series per camera, at
+5,000 cameras 400 KB and ~40 ms of the ingest's CPU (and GIL) per scrape."""
+_QUERY = "&".join(f"name[]={name}" for name in SCRAPED)
+
+
 def _scrape(
     port: int, wait_s: float = 0.0, proc: subprocess.Popen[bytes] | None = None
 ) -> dict[str, float] | None:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            url = f"http://127.0.0.1:{port}/metrics?{_QUERY}"
+            with urllib.request.urlopen(url, timeout=2) as r:
                 text = r.read().decode()
             return {
                 m.group(1): float(m.group(2))

@@ -329,6 +329,17 @@ def ingest_stats_topic(prefix: str, worker: str) -> str:
     return f"{prefix}/{TOPIC_VERSION}/_ingest/{worker}/stats"
 
 
+def ingest_presence_topic(prefix: str, worker: str) -> str:
+    """``{prefix}/v1/_ingest/{worker}/presence``: a worker's retained online/offline state
+    (:mod:`crowdwatch.ingest.takeover`); no camera filter matches it."""
+    return f"{prefix}/{TOPIC_VERSION}/_ingest/{worker}/presence"
+
+
+def ingest_presence_filter(prefix: str) -> str:
+    """Every ingest worker's presence topic."""
+    return f"{prefix}/{TOPIC_VERSION}/_ingest/+/presence"
+
+
 def parse_camera_topic(prefix: str, topic: str) -> tuple[str, str, TopicKind]:
     """``crowdwatch/v1/stop-a/cam1/counts`` -> ``("stop-a", "cam1", TopicKind.COUNTS)``.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -143,7 +143,11 @@ class IngestMetrics:
             )
 
 
-def prometheus_text(stats: IngestStats, worker: str) -> str:
+CLOCK_SKEW_METRIC = "crowdwatch_ingest_clock_skew_seconds"
+"""One series per camera: the only metric whose size grows with the district."""
+
+
+def prometheus_text(stats: IngestStats, worker: str, names: Iterable[str] | None = None) -> str:
     """The Prometheus text exposition of one snapshot, written by ``prometheus_client``.
 
     The counters live in :class:`IngestMetrics` (one lock, one immutable snapshot that the
@@ -154,12 +158,17 @@ def prometheus_text(stats: IngestStats, worker: str) -> str:
     Args:
         stats: a snapshot from :meth:`IngestMetrics.snapshot`.
         worker: value of the ``worker`` label.
+        names: only these samples (Prometheus' ``/metrics?name[]=...``); None: all.
 
     Returns:
         The body of a ``/metrics`` response (text format 0.0.4).
     """
-    registry = CollectorRegistry(auto_describe=False)
+    # A collector without describe() is kept by name only with this flag, and a restricted
+    # registry sees only the collectors it keeps.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     registry.register(_SnapshotCollector(stats, worker))
+    if names is not None:
+        return generate_latest(registry.restricted_registry(names)).decode("utf-8")
     return generate_latest(registry).decode("utf-8")
 
 
@@ -216,7 +225,7 @@ class _SnapshotCollector(Collector):
         latency.add_metric(worker, [*buckets, ("+Inf", float(s.batches))], s.latency_sum_s)
         yield latency
         skew = GaugeMetricFamily(
-            "crowdwatch_ingest_clock_skew_seconds",
+            CLOCK_SKEW_METRIC,
             "Receive time minus message ts per camera, the smallest over the last minute: "
             "the edge clock's offset (negative: ahead).",
             labels=["worker", "site", "camera"],

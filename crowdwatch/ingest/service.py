@@ -36,7 +36,9 @@ Receive Maximum (here the queue size), while mosquitto's ``max_inflight_messages
 the guarantee holds only while batches commit within 5 s (it does not redeliver).
 
 Several ingest processes share the load as one MQTT 5 shared-subscription group
-(``$share/{group}/...``), each with its own worker name (client id).
+(``$share/{group}/...``), each with its own worker name (client id).  When one is lost, a
+surviving one stands in for it on its session until it comes back
+(:mod:`crowdwatch.ingest.takeover`): the broker would otherwise keep its share waiting.
 
 Retained messages are not delivered to shared subscriptions (MQTT 5 rule), so a new ingest
 group does not see the ``available``/``status`` values retained before it subscribed; it
@@ -52,6 +54,7 @@ than half a minute: :mod:`crowdwatch.ingest.clock`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import re
@@ -69,14 +72,23 @@ from crowdwatch.contracts.messages import (
     camera_topic_filter,
     clipped,
     encode,
+    ingest_presence_filter,
+    ingest_presence_topic,
     ingest_stats_topic,
     utc_now,
 )
 from crowdwatch.ingest.clock import WINDOW_S, ClockSkew
 from crowdwatch.ingest.exposition import MetricsServer
 from crowdwatch.ingest.intake import BatchIntake
-from crowdwatch.ingest.metrics import IngestMetrics, IngestStats, prometheus_text, stats_message
+from crowdwatch.ingest.metrics import (
+    CLOCK_SKEW_METRIC,
+    IngestMetrics,
+    IngestStats,
+    prometheus_text,
+    stats_message,
+)
 from crowdwatch.ingest.offline import DatabaseLastSeen, OfflineDating
+from crowdwatch.ingest.takeover import OFFLINE, ONLINE, Presence, Takeover
 from crowdwatch.ingest.validate import Accepted, Envelope, MessageValidator, Rejected
 from crowdwatch.ingest.writer import BatchWriter, Item
 from crowdwatch.mqtt.client import Delivery, MqttClient
@@ -97,6 +109,8 @@ MAX_BATCH_FACTOR = 4
 class _Received:
     envelope: Envelope
     delivery: Delivery
+    client: MqttClient
+    """The connection it came on (ours or a stand-in's): the ack goes back there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +207,29 @@ class IngestService:
         self._metrics = IngestMetrics()
         client_id = client_id or default_client_id()
         self.worker = worker_label(client_id)
+        self._receive_maximum = min(queue_size, MAX_RECEIVE_MAXIMUM)
+        mqtt = config.mqtt
+        group = mqtt.shared_group if mqtt.protocol == "5" else None
+        # Peers stand in for a lost worker only where they share its messages.
+        self._takeover: Takeover | None = None
+        presence: dict[str, tuple[str, bytes]] = {}
+        if group is not None:
+            self._takeover = Takeover(
+                mqtt.topic_prefix, group, self.worker, self._stand_in, self._publish_retained
+            )
+            self._presence_topic = ingest_presence_topic(mqtt.topic_prefix, self.worker)
+            for state in (ONLINE, OFFLINE):
+                payload = Presence(self.worker, client_id, group, state).encode()
+                presence[state] = (self._presence_topic, payload)
+        self._offline = presence.get(OFFLINE)
         self._mqtt = MqttClient(
-            config.mqtt,
+            mqtt,
             client_id,
+            will=self._offline,
+            birth=presence.get(ONLINE),
             clean_start=False,
             manual_ack=True,
-            receive_maximum=min(queue_size, MAX_RECEIVE_MAXIMUM),
+            receive_maximum=self._receive_maximum,
         )
         self._stats_topic = ingest_stats_topic(config.mqtt.topic_prefix, self.worker)
         self._stats_every_s = stats_every_s
@@ -212,9 +243,7 @@ class IngestService:
         self._metrics_server = (
             None
             if metrics_port is None
-            else MetricsServer(
-                lambda: prometheus_text(self.stats(), self.worker), metrics_host, metrics_port
-            )
+            else MetricsServer(self._prometheus_text, metrics_host, metrics_port)
         )
 
     @property
@@ -231,16 +260,17 @@ class IngestService:
         self._thread.start()
         self._committer.start()
         prefix = self._config.mqtt.topic_prefix
-        for kind in (TopicKind.COUNTS, TopicKind.STATUS, TopicKind.AVAILABLE):
-            self._mqtt.subscribe_deliveries(
-                camera_topic_filter(prefix, kind), self._on_delivery, shared=True
-            )
+        self._subscribe(self._mqtt)
+        if self._takeover is not None:
+            self._mqtt.subscribe(ingest_presence_filter(prefix), self._takeover.on_presence)
         try:
             self._mqtt.connect(timeout)
         except BaseException:
             self._stop_writer(timeout)
             self._close_metrics()
             raise
+        if self._takeover is not None:
+            self._takeover.start()
         if self._metrics_server is not None:
             self._metrics_server.start()
         self._reporter.start()
@@ -272,7 +302,15 @@ class IngestService:
         # Commit while still connected, so the acknowledgements reach the broker.
         if self._thread.is_alive():
             self.flush(min(timeout, 10.0))
+        if self._takeover is not None:
+            self._takeover.stop()
         self._publish_stats(stopped=True)
+        if self._offline is not None and self._mqtt.connected:
+            # Our session still gets its share while we are away: a peer stands in.
+            try:
+                self._publish_retained(*self._offline)
+            except BrokerError as exc:
+                logger.warning("offline presence not published: %s", exc)
         self._mqtt.close()
         # What arrived after the flush is written, unacknowledged: redelivered, written once.
         self._stop_writer(max(0.0, deadline - time.monotonic()))
@@ -280,9 +318,15 @@ class IngestService:
         self._last_seen.close()
         logger.info("ingest stopped: %s", self.stats().summary())
 
-    def stats(self) -> IngestStats:
-        """The counters since start (thread-safe snapshot)."""
-        return self._metrics.snapshot(queued=self._queue.qsize(), clock_skew=self._skew.skews())
+    def stats(self, *, clock_skew: bool = True) -> IngestStats:
+        """The counters since start (thread-safe snapshot); ``clock_skew=False`` leaves out the
+        per-camera skews (the one part whose cost grows with the district)."""
+        skews = self._skew.skews() if clock_skew else {}
+        return self._metrics.snapshot(queued=self._queue.qsize(), clock_skew=skews)
+
+    def _prometheus_text(self, names: frozenset[str] | None) -> str:
+        wanted = names is None or CLOCK_SKEW_METRIC in names
+        return prometheus_text(self.stats(clock_skew=wanted), self.worker, names)
 
     def _close_metrics(self) -> None:
         if self._metrics_server is not None:
@@ -301,15 +345,45 @@ class IngestService:
                 self._abort.set()
                 thread.join()
 
-    # paho's network thread
+    def standing_in(self) -> list[str]:
+        """The lost workers whose sessions this one serves now (:mod:`.takeover`)."""
+        return [] if self._takeover is None else self._takeover.standing_in()
 
-    def _on_delivery(self, delivery: Delivery) -> None:
+    def _subscribe(self, client: MqttClient) -> None:
+        prefix = self._config.mqtt.topic_prefix
+        for kind in (TopicKind.COUNTS, TopicKind.STATUS, TopicKind.AVAILABLE):
+            client.subscribe_deliveries(
+                camera_topic_filter(prefix, kind),
+                functools.partial(self._on_delivery, client=client),
+                shared=True,
+            )
+
+    def _stand_in(self, client_id: str) -> MqttClient:
+        """Connect under a lost worker's client id; its deliveries join our queue."""
+        client = MqttClient(
+            self._config.mqtt,
+            client_id,
+            stand_in=True,
+            clean_start=False,
+            manual_ack=True,
+            receive_maximum=self._receive_maximum,
+        )
+        self._subscribe(client)
+        client.connect()
+        return client
+
+    def _publish_retained(self, topic: str, payload: bytes) -> None:
+        self._mqtt.publish(topic, payload, retain=True, timeout=5.0)
+
+    # paho's network threads (ours and each stand-in's)
+
+    def _on_delivery(self, delivery: Delivery, client: MqttClient) -> None:
         self._metrics.message_in()
         # A payload too big to be a message is cut here, before it waits in the queue.
         envelope = Envelope.received(
             delivery.topic, delivery.payload, utc_now(), retained=delivery.retain
         )
-        received = _Received(envelope, delivery)
+        received = _Received(envelope, delivery, client)
         # Blocking is the backpressure: paho stops reading and the broker holds on.
         while not self._queue.put(received, 0.5):
             if self._closing.is_set():
@@ -332,7 +406,7 @@ class IngestService:
     def _publish_stats(self, *, stopped: bool = False) -> None:
         if self._stats_every_s <= 0 or not self._mqtt.connected:
             return
-        message = stats_message(self.stats(), self.worker, stopped=stopped)
+        message = stats_message(self.stats(clock_skew=False), self.worker, stopped=stopped)
         try:
             self._mqtt.publish(self._stats_topic, encode(message), retain=True, timeout=5.0)
         except BrokerError as exc:
@@ -419,7 +493,7 @@ class IngestService:
         if not committed:
             return  # left unacknowledged: the broker delivers them again
         for received in stage.batch:
-            self._mqtt.ack(received.delivery)
+            received.client.ack(received.delivery)
         self._metrics.acked(len(stage.batch))
 
     def _commit_alone(self, envelope: Envelope) -> bool:

@@ -160,6 +160,15 @@ class MqttClient:
         config: the ``mqtt`` section of the site config.
         client_id: unique per process (MQTT drops an older session with the same id).
         will: ``(topic, payload)`` the broker publishes, retained, if we vanish.
+        birth: ``(topic, payload)`` published, retained, on every connection (the counterpart
+            of ``will``: the broker publishes the will after each unclean loss, so "back"
+            must be said after each reconnect, not once).
+        stand_in: this client resumes someone else's persistent session (MQTT 5,
+            ``clean_start=False`` under their client id) and yields it: :meth:`connect` fails
+            when the broker holds no such session (the empty one our CONNECT made is removed
+            again at once, never subscribed), and any loss of the connection (e.g. the
+            broker closing it when the owner comes back) stops the client
+            instead of reconnecting, which would take the session back from its owner.
         clean_start: ``False`` keeps the session (queued QoS 1 messages) across reconnects
             (MQTT 5: for :data:`SESSION_EXPIRY_S` after a disconnect).
         manual_ack: acknowledge QoS 1 messages to :meth:`subscribe_deliveries` handlers only
@@ -181,6 +190,8 @@ class MqttClient:
         client_id: str,
         *,
         will: tuple[str, bytes] | None = None,
+        birth: tuple[str, bytes] | None = None,
+        stand_in: bool = False,
         clean_start: bool = True,
         manual_ack: bool = False,
         receive_maximum: int | None = None,
@@ -196,6 +207,8 @@ class MqttClient:
         self._clean_start = clean_start
         self._manual_ack = manual_ack
         self._receive_maximum = receive_maximum
+        self._birth = birth
+        self._stand_in = stand_in
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -423,16 +436,30 @@ class MqttClient:
         if reason.is_failure:
             self._refusal = str(reason)
             logger.error("MQTT broker refused connection: %s", reason)
+            if self._stand_in:
+                client.disconnect()
+                self._settled.set()
             if str(reason) in _AUTH_FAILURES:
                 # Retrying wrong credentials only gets the client banned; stop here.
                 client.disconnect()
                 self._settled.set()
+            return
+        if self._stand_in and not flags.session_present:
+            # Nothing to take over (it expired, or never was): remove the session this
+            # CONNECT just made, before anything is routed to it.
+            self._refusal = "no session to take over"
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            client.disconnect(properties=props)
+            self._settled.set()
             return
         with self._lock:
             self._connection += 1
             filters = list(self._subscriptions)
         for topic_filter in filters:
             self._send_subscribe(client, topic_filter)
+        if self._birth is not None:
+            client.publish(self._birth[0], self._birth[1], qos=1, retain=True)
         who = f" as {self._config.username}" if self._config.username else ""
         logger.info("MQTT connected to %s%s", self._where(), who)
         self._connected.set()
@@ -446,6 +473,13 @@ class MqttClient:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if self._stand_in:
+            # Never reconnect: the owner (or another stand-in) may hold the session now.
+            if self._connected.is_set():
+                logger.info("MQTT stand-in disconnected: %s; not reconnecting", reason)
+            client.disconnect()
+            self._connected.clear()
+            return
         if self._connected.is_set():
             logger.warning("MQTT disconnected: %s; reconnecting", reason)
         with self._lock:
