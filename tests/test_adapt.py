@@ -164,7 +164,7 @@ def test_a_counter_no_better_than_the_shipped_one_is_refused(
     out = tmp_path / "model"
     (out).mkdir()
     (out / "crowd_counter.onnx").write_bytes(b"an earlier adoption")
-    assert _adapt(folder, out, yolo_weights, "--steps", "0", "--folds", "3") == 1
+    assert _adapt(folder, out, yolo_weights, "--steps", "0", "--folds", "3", "--method", "finetune") == 1
     report = json.loads((out / "adapt.json").read_text())
     assert report["decision"]["adopt"] is False
     assert report["decision"]["reason"].startswith("refused: leave-one-out MAE")
