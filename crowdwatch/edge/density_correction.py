@@ -82,7 +82,7 @@ def region_index(cells: int, frame_side: int, cell_side: float, regions: int) ->
 
     Example:
         >>> region_index(4, 32, 8.0, 2).tolist(), region_index(3, 20, 8.0, 2).tolist()
-        ([0, 0, 1, 1], [0, 0, 1])
+        ([0, 0, 1, 1], [0, 1, 1])
     """
     centres = (np.arange(cells) + 0.5) * cell_side
     index = np.floor(np.minimum(centres, frame_side - 1e-6) / frame_side * regions)

@@ -303,7 +303,8 @@ def choose_method(
     none out.
 
     Example:
-        >>> frames = [LabelledFrame(str(i), np.zeros((8, 8, 3), np.uint8), ()) for i in range(3)]
+        >>> nobody = (np.zeros((0, 2), np.float32),)  # one annotator, no one marked: truth 0
+        >>> frames = [LabelledFrame(str(i), np.zeros((8, 8, 3), np.uint8), nobody) for i in range(3)]
         >>> loo = {"correction": {0: 5.0, 1: 1.0, 2: 0.0}, "finetune": {0: 2.0, 2: 0.0},
         ...        "finetune+correction": {0: 3.0, 2: 0.0}}
         >>> choose_method("auto", loo, frames), choose_method("correction", loo, frames)
