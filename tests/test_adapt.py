@@ -124,7 +124,7 @@ def test_the_adapted_counter_is_adopted_only_when_it_is_clearly_better(
 def _adapt(folder: Path, out: Path, weights: Path, *extra: str) -> int:
     return crowdwatch_main(
         ["train", "counter", "--adapt", str(folder), "--camera", "beach-x/cam-1", "--out", str(out),
-         "--weights", str(weights), "--minutes", "3", "--threads", "2", *extra]
+         "--weights", str(weights), "--minutes", "10", "--threads", "2", *extra]
     )  # fmt: skip
 
 
@@ -142,6 +142,11 @@ def test_adaptation_runs_end_to_end_and_writes_a_model_the_edge_loads(
     kept_out = [f for f in report["frames"] if f["adapted"] is not None]
     assert len(kept_out) == 2 and report["fold_steps"] == [30, 30] and report["final_steps"] == 30
     assert report["decision"]["adopt"] is (status == 0)
+    # --method auto compared the three methods on the frames the fine-tune kept out.
+    loo = report["leave_one_out"]
+    methods = ("correction", "finetune", "finetune+correction")
+    assert loo["compared_on"] == [f["name"] for f in kept_out]
+    assert report["method"] == min(methods, key=lambda m: (loo[m], methods.index(m)))
     model = out / ("crowd_counter.onnx" if status == 0 else "candidate.onnx")
     assert model.is_file() and (out / "crowd_counter.onnx").is_file() is (status == 0)
     counter = DensityCounter(model, threads=1)

@@ -314,15 +314,24 @@ def choose_method(
     """
     if method != "auto":
         return method
-    common = list(held_out.get("finetune") or held_out.get("correction") or {})
+    _, errors = compare_methods(held_out, frames)
+    if not errors:
+        return "correction"
+    return min(errors, key=lambda name: (errors[name], METHODS.index(name)))
+
+
+def compare_methods(
+    held_out: dict[str, dict[int, float]], frames: Sequence[LabelledFrame]
+) -> tuple[list[int], dict[str, float]]:
+    """The frames ``auto`` compares on (the fine-tune's kept-out ones, else the correction's)
+    and each method's leave-one-out MAE there."""
+    common = sorted(held_out.get("finetune") or held_out.get("correction") or {})
     errors = {
-        name: _mae({i: held_out[name][i] for i in common}, frames)
+        name: _mae({i: held_out[name][i] for i in common}, frames) or 0.0
         for name in METHODS
         if common and all(i in held_out.get(name, {}) for i in common)
     }
-    if not errors:
-        return "correction"
-    return min(errors, key=lambda name: (errors[name] or 0.0, METHODS.index(name)))
+    return common, errors
 
 
 def _prepare(
@@ -386,12 +395,13 @@ def adapt(args: argparse.Namespace) -> int:
     maps = _shipped_maps(args.init, frames, args.threads)
     shipped = [m.total() for m in maps]
     corrected = fit_correction(region_counts(maps, frames))
-    print(
-        f"{len(frames)} labelled frames; correction ({corrected.variant}) leave-one-out MAE "
-        f"{_mae(corrected.held_out, frames)} against the shipped counter's "
-        f"{_mae({i: shipped[i] for i in corrected.held_out}, frames)}",
-        flush=True,
+    held = (
+        f"leave-one-out MAE {_mae(corrected.held_out, frames)} against the shipped counter's "
+        f"{_mae({i: shipped[i] for i in corrected.held_out}, frames)}"
+        if corrected.held_out
+        else "no frame to keep out"
     )
+    print(f"{len(frames)} labelled frames; correction ({corrected.variant}): {held}", flush=True)
     tuned: dict[int, float] = {}
     tuned_maps: dict[int, DensityMap] = {}
     fold_steps: list[int] = []
@@ -412,6 +422,7 @@ def adapt(args: argparse.Namespace) -> int:
         held_out["finetune+correction"] = {kept[k]: c for k, c in on_tuned.held_out.items()}
     method = choose_method(args.method, held_out, frames)
     adapted = held_out.get(method, {})
+    common, compared = compare_methods(held_out, frames)
     results = [
         FrameResult(
             f.name,
@@ -456,16 +467,10 @@ def adapt(args: argparse.Namespace) -> int:
         "frames": [asdict(r) for r in results],
         "method": method,
         "leave_one_out": {
-            "shipped": _mae({i: shipped[i] for i in adapted}, frames),
-            "correction": _mae(
-                {i: corrected.held_out[i] for i in adapted if i in corrected.held_out}, frames
-            ),
-            "finetune": _mae({i: tuned[i] for i in adapted if i in tuned}, frames),
-            "finetune+correction": _mae(
-                {i: c for i, c in held_out.get("finetune+correction", {}).items() if i in adapted},
-                frames,
-            ),
-            "correction_all_frames": _mae(corrected.held_out, frames),
+            # What ``auto`` compared, on the same frames; the decision is in "decision".
+            "compared_on": [frames[i].name for i in common],
+            "shipped": _mae({i: shipped[i] for i in common}, frames),
+            **compared,
         },
         "correction": None
         if fitted is None or method == "finetune"
