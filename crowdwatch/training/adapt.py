@@ -15,12 +15,15 @@ label``; or a makesense.ai point export). The recipe is sized for minutes on two
 3. ``--method finetune`` (and ``auto``): the backbone stays as it is, and its features of each
    frame and its mirror image are computed once (:mod:`crowdwatch.training.adapt_data`); only
    the decoder (~0.1 M weights) trains, on crops of those features and of generated empty
-   ground, with train_counter's loss;   ``--folds`` K runs each keep one frame out, train on the others and count the one kept out:
-   the leave-one-out error, which the shipped counter's error on the same frames is compared to;
-4. ``auto`` keeps the method with the lower leave-one-out error on the frames both kept out; a
-   last run fits it on every frame. Its model is adopted (``OUT/crowd_counter.onnx``, which the
-   camera's ``dense_model`` in the site config names) only when the leave-one-out error is lower
-   than the shipped counter's; otherwise it stays ``OUT/candidate.onnx`` and the command exits 1.
+   ground, with train_counter's loss. ``--folds`` K runs each keep one frame out, train on the
+   others and count the one kept out: the leave-one-out error. ``--method
+   finetune+correction`` (and ``auto``) also fits a correction on those folds' maps of the
+   frames they kept out, for the fine-tuned counter;
+4. ``auto`` keeps the method with the lowest leave-one-out error on the frames the folds kept
+   out; a last run fits it on every frame. Its model is adopted (``OUT/crowd_counter.onnx``,
+   which the camera's ``dense_model`` in the site config names) only when its leave-one-out
+   error is clearly lower than the shipped counter's on the same frames; otherwise it stays
+   ``OUT/candidate.onnx`` (and ``OUT/candidate.correction.json``) and the command exits 1.
    ``OUT/card.md`` and ``OUT/adapt.json`` record the figures and the decision either way.
 
 ``--minutes`` (default 20) bounds the whole run: the step budget of each run shrinks to fit.
@@ -59,6 +62,7 @@ from crowdwatch.training.adapt_data import (
     random_crop,
 )
 from crowdwatch.training.density_net import (
+    STRIDE,
     DensityNet,
     export_onnx,
     load_onnx_weights,
@@ -228,19 +232,12 @@ def train_decoder(
 
 
 @torch.no_grad()
-def count_frame(net: DensityNet, frame: FeatureFrame) -> float:
-    """The frame's count as the edge computes it: the whole map, padding cropped off."""
-    density = decode(net, frame.features[0])[0, 0].numpy()
-    return float((density * frame.valid).sum())
-
-
-@torch.no_grad()
 def map_frame(net: DensityNet, frame: FeatureFrame, shape: tuple[int, int]) -> DensityMap:
     """The frame's density map as the edge gets it (``shape``: the frame's height, width)."""
     from crowdwatch.edge.dense import FrameQuality
 
     density = decode(net, frame.features[0])[0, 0].numpy()
-    rows, cols = -(-shape[0] // 8), -(-shape[1] // 8)
+    rows, cols = -(-shape[0] // STRIDE), -(-shape[1] // STRIDE)
     cells = np.ascontiguousarray(density[:rows, :cols], dtype=np.float32)
     return DensityMap(cells, shape, FrameQuality(True, None))
 
