@@ -124,7 +124,7 @@ def test_the_adapted_counter_is_adopted_only_when_it_is_clearly_better(
 def _adapt(folder: Path, out: Path, weights: Path, *extra: str) -> int:
     return crowdwatch_main(
         ["train", "counter", "--adapt", str(folder), "--camera", "beach-x/cam-1", "--out", str(out),
-         "--weights", str(weights), "--minutes", "3", "--threads", "2", *extra]
+         "--weights", str(weights), "--minutes", "10", "--threads", "2", *extra]
     )  # fmt: skip
 
 
@@ -142,6 +142,11 @@ def test_adaptation_runs_end_to_end_and_writes_a_model_the_edge_loads(
     kept_out = [f for f in report["frames"] if f["adapted"] is not None]
     assert len(kept_out) == 2 and report["fold_steps"] == [30, 30] and report["final_steps"] == 30
     assert report["decision"]["adopt"] is (status == 0)
+    # --method auto compared the three methods on the frames the fine-tune kept out.
+    loo = report["leave_one_out"]
+    methods = ("correction", "finetune", "finetune+correction")
+    assert loo["compared_on"] == [f["name"] for f in kept_out]
+    assert report["method"] == min(methods, key=lambda m: (loo[m], methods.index(m)))
     model = out / ("crowd_counter.onnx" if status == 0 else "candidate.onnx")
     assert model.is_file() and (out / "crowd_counter.onnx").is_file() is (status == 0)
     counter = DensityCounter(model, threads=1)
@@ -164,7 +169,10 @@ def test_a_counter_no_better_than_the_shipped_one_is_refused(
     out = tmp_path / "model"
     (out).mkdir()
     (out / "crowd_counter.onnx").write_bytes(b"an earlier adoption")
-    assert _adapt(folder, out, yolo_weights, "--steps", "0", "--folds", "3") == 1
+    assert (
+        _adapt(folder, out, yolo_weights, "--steps", "0", "--folds", "3", "--method", "finetune")
+        == 1
+    )
     report = json.loads((out / "adapt.json").read_text())
     assert report["decision"]["adopt"] is False
     assert report["decision"]["reason"].startswith("refused: leave-one-out MAE")
@@ -198,3 +206,63 @@ def test_a_camera_that_is_not_site_slash_cam_is_refused(
         "--camera: expected SITE/CAM, e.g. beach-north/cam-1, got 'beach'"
         in capsys.readouterr().err
     )
+
+
+def test_the_correction_learns_a_cameras_fixed_false_readings() -> None:
+    # 10 frames of 160 x 160 (20 x 20 cells): people anywhere but the top-left quarter, which
+    # is sand the counter reads as 30 people in every frame; it counts the people right.
+    from crowdwatch.edge.dense import DensityMap, FrameQuality
+    from crowdwatch.training.adapt_correction import fit_correction, region_counts
+
+    rng = np.random.default_rng(5)
+    maps, frames = [], []
+    for index in range(10):
+        points = rng.uniform(0, 160, (int(rng.integers(5, 60)), 2)).astype(np.float32)
+        points = points[(points[:, 0] >= 80) | (points[:, 1] >= 80)]
+        cells = np.zeros((20, 20), np.float32)
+        np.add.at(cells, ((points[:, 1] // 8).astype(int), (points[:, 0] // 8).astype(int)), 1.0)
+        cells[:10, :10] += 0.3  # 100 cells x 0.3
+        maps.append(DensityMap(cells, (160, 160), FrameQuality(True, None)))
+        frames.append(LabelledFrame(f"{index}.jpg", np.zeros((160, 160, 3), np.uint8), (points,)))
+    fitted = fit_correction(region_counts(maps, frames))
+    truth = [f.count for f in frames]
+    shipped_mae = np.mean([abs(m.total() - t) for m, t in zip(maps, truth, strict=True)])
+    held_mae = np.mean([abs(fitted.held_out[i] - truth[i]) for i in range(10)])
+    assert shipped_mae == pytest.approx(30.0, rel=1e-4) and held_mae < 1.0
+    assert (fitted.variant.rows, fitted.variant.cols) in {(2, 2), (4, 4), (8, 8)}
+    corrected = [fitted.correction.apply(m.cells, m.frame_shape, m.cell_size).sum() for m in maps]
+    assert corrected == pytest.approx(truth, abs=1.0)
+    # The regions of the sand: (nearly) nothing left of the 30 people it was read as.
+    rows, cols = fitted.correction.gains.shape
+    assert fitted.correction.gains[: rows // 2, : cols // 2].max() < 0.05
+
+
+def test_a_correction_is_written_beside_the_model_the_camera_names(
+    yolo_weights: Path, tmp_path: Path
+) -> None:
+    if not default_crowd_counter_path().is_file():
+        pytest.skip("no shipped crowd counter to adapt")
+    from crowdwatch.edge.density_correction import correction_path
+
+    folder = _beach_folder(tmp_path / "frames", frames=4)
+    out = tmp_path / "model"
+    out.mkdir()
+    # What an earlier fine-tune left: neither may outlive this run's decision.
+    (out / "crowd_counter.onnx").write_bytes(b"an earlier adoption")
+    (out / "crowd_counter.correction.json").write_text("{}")
+    status = _adapt(folder, out, yolo_weights, "--method", "correction", "--score", str(folder))
+    report = json.loads((out / "adapt.json").read_text())
+    assert report["method"] == "correction" and report["fold_steps"] == []
+    assert all(f["adapted"] is not None for f in report["frames"])  # every frame kept out once
+    model = out / ("crowd_counter.onnx" if status == 0 else "candidate.onnx")
+    assert model.read_bytes() == default_crowd_counter_path().read_bytes()
+    assert correction_path(model).is_file()
+    if status == 1:
+        assert not (out / "crowd_counter.onnx").exists()
+        assert not correction_path(out / "crowd_counter.onnx").exists()
+    # The scored counts are the corrected ones, as the edge would count them.
+    counter = DensityCounter(model, threads=1)
+    assert counter.correction is not None
+    frame = cv2.imread(str(folder / report["scored"]["rows"][0]["image"]))
+    assert report["scored"]["rows"][0]["adapted"] == round(counter.density(frame).total(), 2)
+    assert "a gain per region of the frame" in (out / "card.md").read_text()

@@ -55,6 +55,7 @@ from crowdwatch.edge.dense import (
     FrameQuality,
     rasterise_polygon,
 )
+from crowdwatch.edge.density_correction import DensityCorrection, correction_path, save_correction
 from crowdwatch.edge.detections import Detections
 from crowdwatch.edge.source import open_camera
 from crowdwatch.edge.worker import CameraWorker, DensitySchedule
@@ -708,3 +709,53 @@ def test_a_worker_says_when_frames_are_too_dark(tmp_path: Path, counter: Density
     for message in counts:  # the dark map is not used: detection until a usable frame
         zones = {z.zone_id: z for z in message.zones}
         assert (zones["left"].count, zones["left"].method) == (0, CountMethod.DETECT)
+
+
+# --- a camera's correction (crowdwatch train counter --adapt) -----------------------------------
+
+
+def corrected_model(red_model: Path, folder: Path, gains: list[list[float]]) -> Path:
+    """A copy of the red model as a camera's own, with a correction of ``gains`` beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "crowd_counter.onnx"
+    model.write_bytes(red_model.read_bytes())
+    save_correction(correction_path(model), DensityCorrection(np.array(gains, np.float32)), {})
+    return model
+
+
+def test_a_cameras_correction_applies_to_every_map_it_counts(
+    red_model: Path, counter: DensityCounter, tmp_path: Path
+) -> None:
+    # Red everywhere: one person per cell, 8 x 12 cells; the left half is read at 0.25.
+    frame = red_frame(HEIGHT, WIDTH, [(0, 0, WIDTH, HEIGHT)])
+    model = corrected_model(red_model, tmp_path / "cam1", [[0.25, 1.0]])
+    corrected = DensityCounter(model, threads=1).density(frame)
+    assert counter.density(frame).total() == pytest.approx(96.0, rel=1e-5)
+    assert corrected.in_polygon(box(LEFT)) == pytest.approx(0.25 * 48, rel=1e-5)
+    assert corrected.in_polygon(box(RIGHT)) == pytest.approx(48.0, rel=1e-5)
+    assert corrected.total() == pytest.approx(60.0, rel=1e-5)
+
+
+def test_the_edge_counts_a_camera_through_its_correction(red_model: Path, tmp_path: Path) -> None:
+    # As run_edge builds it: the counter of the camera's dense_model, correction beside it.
+    model = corrected_model(red_model, tmp_path / "cameras" / "stop-a" / "cam1", [[0.5]])
+    camera = dense_camera().model_copy(update={"dense_model": str(model)})
+    counter = DensityCounter(camera.crowd_counter_path(DenseConfig()), threads=1)
+    frames = [red_frame(HEIGHT, WIDTH, [(8, 8, 40, 24)])] * 10  # 8 red cells in the left zone
+    video = tmp_path / "crowd.avi"
+    write_video(video, frames)
+    sink = run_dense_worker(video, counter, interval_s=1.0, dense=DenseConfig(every_n_frames=1))
+    (message,) = sink.counts()
+    left = {z.zone_id: z for z in message.zones}["left"]
+    assert left.method is CountMethod.DENSE and left.count == 4  # 8 people read, gain 0.5
+
+
+def test_a_broken_correction_names_its_file_and_the_fix(red_model: Path, tmp_path: Path) -> None:
+    model = corrected_model(red_model, tmp_path, [[1.0]])
+    correction_path(model).write_text('{"gains": [[1.0, -2.0]]}')
+    with pytest.raises(
+        ModelError,
+        match=r"crowd_counter.correction.json: not a density "
+        r"correction .*rerun `crowdwatch train counter --adapt` or delete the file",
+    ):
+        DensityCounter(model, threads=1)

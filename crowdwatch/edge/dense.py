@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from crowdwatch.contracts.config import default_crowd_counter_path
 from crowdwatch.contracts.errors import ModelError
+from crowdwatch.edge.density_correction import DensityCorrection, load_correction
 from crowdwatch.edge.detector import _ORT_LOAD_ERRORS
 
 __all__ = [
@@ -360,7 +361,8 @@ class DensityCounter:
             to the frame given); bounds the time per frame (~0.25 s at 1920 on 4 cores).
 
     Raises:
-        ModelError: the file is missing, not ONNX, or not a density map model.
+        ModelError: the file is missing, not ONNX, or not a density map model; or the
+            correction beside it (:mod:`crowdwatch.edge.density_correction`) is unreadable.
         ValueError: ``max_side`` is below 64.
 
     Example:
@@ -380,6 +382,9 @@ class DensityCounter:
         self.forward_s = 0.0
         """Seconds spent in the model itself, summed over every call."""
         self._session = self._load()
+        self.correction: DensityCorrection | None = load_correction(self.model_path)
+        """The camera's gains per region (``MODEL.correction.json``, written by ``crowdwatch
+        train counter --adapt``), applied to every map; ``None``: the model's map as it is."""
         self._input_name: str = self._session.get_inputs()[0].name
 
     def _load(self) -> Any:
@@ -452,6 +457,8 @@ class DensityCounter:
         rows, cols = math.ceil(in_h / CELL_PX), math.ceil(in_w / CELL_PX)
         cells = np.ascontiguousarray(output[0, 0, :rows, :cols], dtype=np.float32)
         cell_size = (CELL_PX * height / in_h, CELL_PX * width / in_w)
+        if self.correction is not None:
+            cells = self.correction.apply(cells, (height, width), cell_size)
         return DensityMap(cells, (height, width), quality, cell_size)
 
     def _fit(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -7,14 +7,23 @@ label``; or a makesense.ai point export). The recipe is sized for minutes on two
 
 1. the starting counter (``--init``, default the shipped ``models/crowd_counter.onnx``) counts every
    labelled frame as the edge does (ONNX Runtime): the error to beat;
-2. its backbone stays as it is, and its features of each frame and its mirror image are computed
-   once (:mod:`crowdwatch.training.adapt_data`); only the decoder (~0.1 M weights) trains, on
-   crops of those features and of generated empty ground, with train_counter's loss;
-3. ``--folds`` K runs each keep one frame out, train on the others and count the one kept out:
-   the leave-one-out error, which the shipped counter's error on the same frames is compared to;
-4. a last run trains on every frame. Its model is adopted (``OUT/crowd_counter.onnx``, which the
-   camera's ``dense_model`` in the site config names) only when the leave-one-out error is lower
-   than the shipped counter's; otherwise it stays ``OUT/candidate.onnx`` and the command exits 1.
+2. ``--method correction`` (and ``auto``): a gain per region of the frame, fitted on those maps
+   (:mod:`crowdwatch.training.adapt_correction`), its grid chosen and its error measured by
+   leave-one-out over every frame; seconds. Adopted, it is ``OUT/crowd_counter.onnx`` (the
+   starting counter, copied) with ``OUT/crowd_counter.correction.json`` beside it, which the edge
+   applies to every map of the camera (:mod:`crowdwatch.edge.density_correction`);
+3. ``--method finetune`` (and ``auto``): the backbone stays as it is, and its features of each
+   frame and its mirror image are computed once (:mod:`crowdwatch.training.adapt_data`); only
+   the decoder (~0.1 M weights) trains, on crops of those features and of generated empty
+   ground, with train_counter's loss. ``--folds`` K runs each keep one frame out, train on the
+   others and count the one kept out: the leave-one-out error. ``--method
+   finetune+correction`` (and ``auto``) also fits a correction on those folds' maps of the
+   frames they kept out, for the fine-tuned counter;
+4. ``auto`` keeps the method with the lowest leave-one-out error on the frames the folds kept
+   out; a last run fits it on every frame. Its model is adopted (``OUT/crowd_counter.onnx``,
+   which the camera's ``dense_model`` in the site config names) only when its leave-one-out
+   error is clearly lower than the shipped counter's on the same frames; otherwise it stays
+   ``OUT/candidate.onnx`` (and ``OUT/candidate.correction.json``) and the command exits 1.
    ``OUT/card.md`` and ``OUT/adapt.json`` record the figures and the decision either way.
 
 ``--minutes`` (default 20) bounds the whole run: the step budget of each run shrinks to fit.
@@ -28,6 +37,7 @@ import argparse
 import copy
 import json
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -37,7 +47,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crowdwatch.edge.dense import DensityMap
+from crowdwatch.edge.density_correction import correction_path, save_correction
 from crowdwatch.labeling.point_labels import LabelError
+from crowdwatch.training.adapt_correction import CorrectionFit, fit_correction, region_counts
 from crowdwatch.training.adapt_data import (
     FeatureFrame,
     Features,
@@ -49,6 +62,7 @@ from crowdwatch.training.adapt_data import (
     random_crop,
 )
 from crowdwatch.training.density_net import (
+    STRIDE,
     DensityNet,
     export_onnx,
     load_onnx_weights,
@@ -218,17 +232,23 @@ def train_decoder(
 
 
 @torch.no_grad()
-def count_frame(net: DensityNet, frame: FeatureFrame) -> float:
-    """The frame's count as the edge computes it: the whole map, padding cropped off."""
+def map_frame(net: DensityNet, frame: FeatureFrame, shape: tuple[int, int]) -> DensityMap:
+    """The frame's density map as the edge gets it (``shape``: the frame's height, width)."""
+    from crowdwatch.edge.dense import FrameQuality
+
     density = decode(net, frame.features[0])[0, 0].numpy()
-    return float((density * frame.valid).sum())
+    rows, cols = -(-shape[0] // STRIDE), -(-shape[1] // STRIDE)
+    cells = np.ascontiguousarray(density[:rows, :cols], dtype=np.float32)
+    return DensityMap(cells, shape, FrameQuality(True, None))
 
 
-def _shipped_counts(model: Path, frames: Sequence[LabelledFrame], threads: int) -> list[float]:
+def _shipped_maps(model: Path, frames: Sequence[LabelledFrame], threads: int) -> list[DensityMap]:
     from crowdwatch.edge.dense import DensityCounter
 
     counter = DensityCounter(model, threads=threads or None)
-    return [counter.density(frame.image).total() for frame in frames]
+    # The model's own map: a correction fitted here replaces any beside --init, never stacks.
+    counter.correction = None
+    return [counter.density(frame.image) for frame in frames]
 
 
 def _fresh(base: DensityNet) -> DensityNet:
@@ -262,6 +282,104 @@ def _score_folder(folder: Path, models: dict[str, Path], threads: int) -> list[d
     return rows
 
 
+def _mae(counts: dict[int, float], frames: Sequence[LabelledFrame]) -> float | None:
+    if not counts:
+        return None
+    return round(float(np.mean([abs(c - frames[i].count) for i, c in counts.items()])), 2)
+
+
+METHODS = ("correction", "finetune", "finetune+correction")
+"""What ``--method auto`` chooses among; on a tie the first (cheapest) is kept."""
+
+
+def choose_method(
+    method: str, held_out: dict[str, dict[int, float]], frames: Sequence[LabelledFrame]
+) -> str:
+    """``--method auto``: the lowest leave-one-out MAE on the frames the fine-tune kept out
+    (the correction keeps out every frame, at no cost); the correction when the fine-tune kept
+    none out.
+
+    Example:
+        >>> nobody = (np.zeros((0, 2), np.float32),)  # one annotator, no one marked: truth 0
+        >>> frames = [LabelledFrame(str(i), np.zeros((8, 8, 3), np.uint8), nobody) for i in range(3)]
+        >>> loo = {"correction": {0: 5.0, 1: 1.0, 2: 0.0}, "finetune": {0: 2.0, 2: 0.0},
+        ...        "finetune+correction": {0: 3.0, 2: 0.0}}
+        >>> choose_method("auto", loo, frames), choose_method("correction", loo, frames)
+        ('finetune', 'correction')
+        >>> choose_method("auto", {"correction": {0: 5.0, 1: 1.0}, "finetune": {}}, frames)
+        'correction'
+    """
+    if method != "auto":
+        return method
+    _, errors = compare_methods(held_out, frames)
+    if not errors:
+        return "correction"
+    return min(errors, key=lambda name: (errors[name], METHODS.index(name)))
+
+
+def compare_methods(
+    held_out: dict[str, dict[int, float]], frames: Sequence[LabelledFrame]
+) -> tuple[list[int], dict[str, float]]:
+    """The frames ``auto`` compares on (the fine-tune's kept-out ones, else the correction's)
+    and each method's leave-one-out MAE there."""
+    common = sorted(held_out.get("finetune") or held_out.get("correction") or {})
+    errors = {
+        name: _mae({i: held_out[name][i] for i in common}, frames) or 0.0
+        for name in METHODS
+        if common and all(i in held_out.get(name, {}) for i in common)
+    }
+    return common, errors
+
+
+def _prepare(
+    args: argparse.Namespace, frames: Sequence[LabelledFrame]
+) -> tuple[DensityNet, list[FeatureFrame], list[Features]]:
+    base = DensityNet(yolo_backbone(args.weights))
+    load_onnx_weights(base, args.init)
+    base.eval()
+    cached = feature_frames(base, list(frames))
+    smallest = min(min(f.valid.shape) for f in cached)
+    args.cells = max(4, min(args.crop // 8, smallest - smallest % 4))
+    negatives = negative_bank(base, args.negatives, args.cells * 8, args.seed)
+    return base, cached, negatives
+
+
+def _folds(
+    args: argparse.Namespace,
+    base: DensityNet,
+    cached: list[FeatureFrame],
+    negatives: list[Features],
+    frames: Sequence[LabelledFrame],
+    shipped: Sequence[float],
+    adapted: dict[int, float],
+    held_maps: dict[int, DensityMap],
+    started: float,
+) -> list[int]:
+    """The fine-tune's leave-one-out folds; fills ``adapted`` (counts) and ``held_maps`` (maps)
+    of the frames kept out, returns the steps of each."""
+    budget_s = 60.0 * args.minutes
+    held = held_out_indices(len(frames), args.folds)
+    runs = len(held) + 1
+    fold_steps = []
+    for fold, index in enumerate(held):
+        remaining = budget_s - (time.monotonic() - started)
+        net = _fresh(base)
+        others = [f for i, f in enumerate(cached) if i != index]
+        steps = train_decoder(
+            net, others, negatives, args, remaining / (runs - fold), args.seed + fold
+        )
+        held_maps[index] = map_frame(net, cached[index], frames[index].image.shape[:2])
+        adapted[index] = held_maps[index].total()
+        fold_steps.append(steps)
+        print(
+            f"fold {fold + 1}/{len(held)}: kept out {frames[index].name} (truth "
+            f"{frames[index].count:.1f}): adapted {adapted[index]:.1f}, shipped "
+            f"{shipped[index]:.1f} ({steps} steps)",
+            flush=True,
+        )
+    return fold_steps
+
+
 def adapt(args: argparse.Namespace) -> int:
     """Run the adaptation described by ``args``; returns the exit status (0 adopted, 1 refused)."""
     started = time.monotonic()
@@ -271,36 +389,37 @@ def adapt(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("models") / "cameras" / args.site / args.camera_id
     out.mkdir(parents=True, exist_ok=True)
     frames = load_labelled_frames(args.adapt)
-    shipped = _shipped_counts(args.init, frames, args.threads)
-    base = DensityNet(yolo_backbone(args.weights))
-    load_onnx_weights(base, args.init)
-    base.eval()
-    cached = feature_frames(base, frames)
-    smallest = min(min(f.valid.shape) for f in cached)
-    args.cells = max(4, min(args.crop // 8, smallest - smallest % 4))
-    negatives = negative_bank(base, args.negatives, args.cells * 8, args.seed)
-    prepared_s = time.monotonic() - started
-    print(f"{len(frames)} labelled frames, features ready in {prepared_s:.0f} s", flush=True)
-
-    held = held_out_indices(len(frames), args.folds)
-    runs = len(held) + 1
-    adapted: dict[int, float] = {}
-    fold_steps = []
-    for fold, index in enumerate(held):
-        remaining = budget_s - (time.monotonic() - started)
-        net = _fresh(base)
-        others = [f for i, f in enumerate(cached) if i != index]
-        steps = train_decoder(
-            net, others, negatives, args, remaining / (runs - fold), args.seed + fold
+    maps = _shipped_maps(args.init, frames, args.threads)
+    shipped = [m.total() for m in maps]
+    corrected = fit_correction(region_counts(maps, frames))
+    held = (
+        f"leave-one-out MAE {_mae(corrected.held_out, frames)} against the shipped counter's "
+        f"{_mae({i: shipped[i] for i in corrected.held_out}, frames)}"
+        if corrected.held_out
+        else "no frame to keep out"
+    )
+    print(f"{len(frames)} labelled frames; correction ({corrected.variant}): {held}", flush=True)
+    tuned: dict[int, float] = {}
+    tuned_maps: dict[int, DensityMap] = {}
+    fold_steps: list[int] = []
+    on_tuned: CorrectionFit | None = None
+    if args.method != "correction":
+        base, cached, negatives = _prepare(args, frames)
+        print(f"features ready in {time.monotonic() - started:.0f} s", flush=True)
+        fold_steps = _folds(
+            args, base, cached, negatives, frames, shipped, tuned, tuned_maps, started
         )
-        adapted[index] = count_frame(net, cached[index])
-        fold_steps.append(steps)
-        print(
-            f"fold {fold + 1}/{len(held)}: kept out {frames[index].name} (truth "
-            f"{frames[index].count:.1f}): adapted {adapted[index]:.1f}, shipped "
-            f"{shipped[index]:.1f} ({steps} steps)",
-            flush=True,
+    held_out: dict[str, dict[int, float]] = {"correction": corrected.held_out, "finetune": tuned}
+    if tuned_maps:
+        # The fine-tuned counter's own leftover errors, seen on frames it never trained on.
+        kept = sorted(tuned_maps)
+        on_tuned = fit_correction(
+            region_counts([tuned_maps[i] for i in kept], [frames[i] for i in kept])
         )
+        held_out["finetune+correction"] = {kept[k]: c for k, c in on_tuned.held_out.items()}
+    method = choose_method(args.method, held_out, frames)
+    adapted = held_out.get(method, {})
+    common, compared = compare_methods(held_out, frames)
     results = [
         FrameResult(
             f.name,
@@ -311,29 +430,69 @@ def adapt(args: argparse.Namespace) -> int:
         for i, f in enumerate(frames)
     ]
     decision = decide(results)
-    net = _fresh(base)
-    remaining = budget_s - (time.monotonic() - started)
-    final_steps = train_decoder(net, cached, negatives, args, remaining, args.seed + 1000)
     candidate = out / "candidate.onnx"
-    export_onnx(net, candidate)
     model = out / "crowd_counter.onnx"
-    if decision.adopt:
-        candidate.replace(model)
+    final_steps = 0
+    correction_path(candidate).unlink(missing_ok=True)
+    if method == "correction":
+        shutil.copyfile(args.init, candidate)
     else:
-        model.unlink(missing_ok=True)  # an earlier adoption must not outlive a refusal
+        net = _fresh(base)
+        remaining = budget_s - (time.monotonic() - started)
+        final_steps = train_decoder(net, cached, negatives, args, remaining, args.seed + 1000)
+        export_onnx(net, candidate)
+    fitted = corrected if method == "correction" else on_tuned
+    if fitted is not None and method != "finetune":
+        save_correction(
+            correction_path(candidate),
+            fitted.correction,
+            {"variant": str(fitted.variant), "camera": f"{args.site}/{args.camera_id}",
+             "fitted_on": str(args.adapt), "frames": len(frames), "method": method},
+        )  # fmt: skip
+    # An earlier adoption (model or correction) must not outlive a refusal or another method.
+    model.unlink(missing_ok=True)
+    correction_path(model).unlink(missing_ok=True)
+    if decision.adopt:
+        if correction_path(candidate).is_file():
+            correction_path(candidate).replace(correction_path(model))
+        candidate.replace(model)
     elapsed = time.monotonic() - started
     report: dict[str, object] = {
         "camera": f"{args.site}/{args.camera_id}",
         "labelled": str(args.adapt),
         "init": str(args.init),
         "frames": [asdict(r) for r in results],
+        "method": method,
+        "leave_one_out": {
+            # What ``auto`` compared, on the same frames; the decision is in "decision".
+            "compared_on": [frames[i].name for i in common],
+            "shipped": _mae({i: shipped[i] for i in common}, frames),
+            **compared,
+        },
+        "correction": None
+        if fitted is None or method == "finetune"
+        else {
+            "variant": str(fitted.variant),
+            "per_fold": {str(i): v for i, v in fitted.chosen_per_fold.items()},
+            "gains": fitted.correction.gains.round(3).tolist(),
+        },
         "decision": asdict(decision),
         "fold_steps": fold_steps,
         "final_steps": final_steps,
         "elapsed_s": round(elapsed, 1),
         "settings": {
             k: getattr(args, k)
-            for k in ("steps", "lr", "batch", "crop", "folds", "minutes", "seed", "count_weight")
+            for k in (
+                "method",
+                "steps",
+                "lr",
+                "batch",
+                "crop",
+                "folds",
+                "minutes",
+                "seed",
+                "count_weight",
+            )
         },
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -361,6 +520,14 @@ def add_arguments(parser: argparse.ArgumentParser, shared_dir: Path, shipped: Pa
     parser.add_argument("--out", type=Path, help="default models/cameras/SITE/CAM")
     parser.add_argument("--init", type=Path, default=shipped, help="the counter to adapt")
     parser.add_argument("--weights", type=Path, default=shared_dir / "models/yolo11n_coco.pt")
+    parser.add_argument(
+        "--method",
+        choices=("auto", *METHODS),
+        default="auto",
+        help="correction: a gain per region of the frame (seconds); finetune: the decoder "
+        "(minutes); finetune+correction: a correction of the fine-tuned counter; auto: "
+        "whichever has the lowest leave-one-out error",
+    )
     parser.add_argument("--steps", type=int, default=500, help="steps per run (each fold, final)")
     parser.add_argument("--folds", type=int, default=5, help="leave-one-out folds (0: none)")
     parser.add_argument("--minutes", type=float, default=20.0, help="time budget of the whole run")

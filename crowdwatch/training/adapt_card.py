@@ -61,18 +61,42 @@ def _figure(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def _method(report: Mapping[str, Any]) -> str:
+    correction = report.get("correction") or {}
+    gains = (
+        f"a gain per region of the frame ({correction.get('variant')}, chosen by leave-one-out "
+        "on the labelled frames)"
+    )
+    if report["method"] == "correction":
+        return f"{gains} applied to the starting counter's map"
+    tune = (
+        f"decoder fine-tune (backbone kept; crops of the frames' features and generated empty "
+        f"ground); {report['fold_steps']} steps per leave-one-out fold, "
+        f"{report['final_steps']} for the final model"
+    )
+    if report["method"] == "finetune":
+        return tune
+    return f"{tune}; then {gains} fitted on the folds' maps of the frames they kept out"
+
+
 def write_card(path: Path, report: Mapping[str, Any]) -> None:
     """Write the card of one adaptation run."""
     decision = report["decision"]
+    loo = report["leave_one_out"]
     lines = [
         f"# Adapted crowd counter: camera {report['camera']}",
         "",
         f"- **Decision**: {decision['reason']}.",
         f"- **Started from**: `{report['init']}`; labelled frames: `{report['labelled']}`.",
-        f"- **Recipe**: `crowdwatch.training.adapt` — backbone kept, decoder trained on crops of the "
-        f"frames' features and generated empty ground; settings {report['settings']}; "
-        f"{report['fold_steps']} steps per leave-one-out fold, {report['final_steps']} for the "
-        f"final model; {report['elapsed_s']:.0f} s in all.",
+        f"- **Method**: {_method(report)}; settings {report['settings']}; "
+        f"{report['elapsed_s']:.0f} s in all.",
+        f"- **Methods compared** by leave-one-out MAE on the same "
+        f"{len(loo['compared_on'])} frame(s): "
+        + ", ".join(
+            f"{name} {_figure(loo.get(name))}"
+            for name in ("shipped", "correction", "finetune", "finetune+correction")
+        )
+        + " (– not run).",
         "",
         "## Leave-one-out on the labelled frames",
         "",
