@@ -644,7 +644,11 @@ class DenseAutoConfig(Model):
       this many (people too small for the detector to find at all);
     * ``crowded_count``: at least this many people are detected in the zone;
     * ``undercount_ratio``: the detections are fewer than this share of the density count,
-      which is at least ``undercount_min`` (so near-empty zones do not flip on noise).
+      which is at least ``undercount_min`` (so near-empty zones do not flip on noise);
+    * ``quiet_max``: the density map holds fewer people than this in the zone and the
+      detector is sure of none of its boxes (every score below ``sure_confidence``): boxes
+      are the only evidence of anyone there, and ground the detector takes for people
+      (sand, rock, paving seen at twice their size in tiles) yields exactly such boxes.
 
     Otherwise, and until the first density pass, the zone counts by detection.  The choice
     holds until the next density pass; each count message says which method gave ``count``.
@@ -696,6 +700,18 @@ class DenseAutoConfig(Model):
         le=100_000,
         description="the density count the undercount rule needs at least",
     )
+    quiet_max: float | None = Field(
+        default=1.0,
+        gt=0,
+        le=100_000,
+        description="density when the density count is below this and no box is sure",
+    )
+    sure_confidence: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="a box scored this or more is evidence enough for the quiet rule",
+    )
 
     @model_validator(mode="after")
     def _some_rule(self) -> Self:
@@ -705,10 +721,11 @@ class DenseAutoConfig(Model):
             and self.unseen_min is None
             and self.crowded_count is None
             and self.undercount_ratio is None
+            and self.quiet_max is None
         ):
             raise ValueError(
-                "small_person_px, packed_share, unseen_min, crowded_count and undercount_ratio "
-                "are all null, so mode "
+                "small_person_px, packed_share, unseen_min, crowded_count, undercount_ratio and "
+                "quiet_max are all null, so mode "
                 "'auto' could never count by density; keep one, or use mode 'detect'"
             )
         return self
