@@ -634,6 +634,32 @@ def test_an_auto_zone_switches_with_what_it_sees(counter: DensityCounter) -> Non
     assert left.count == 24
 
 
+def test_an_auto_zone_takes_an_empty_map_over_boxes_the_detector_doubts(
+    counter: DensityCounter,
+) -> None:
+    # Tall boxes (not small; the toy zone is too small for the packed rule) on bare ground.
+    rule = DenseAutoConfig(packed_share=None)
+    cc = CameraCounter(
+        "stop-a",
+        dense_camera(left_mode="auto"),
+        TrackingConfig(enabled=False),
+        10.0,
+        DenseConfig(auto=rule),
+    )
+    bare = counter.density(red_frame(HEIGHT, WIDTH, []))
+    assert rule.quiet_max is not None and bare.in_polygon(box(LEFT)) < rule.quiet_max
+    doubted = people([(4, 2, 20, 60), (24, 2, 40, 60)])
+    doubted = Detections(doubted.xyxy, np.array([0.3, 0.5], np.float32), doubted.class_id)
+    cc.observe(doubted, 0.0, (WIDTH, HEIGHT), bare)
+    left = zones_of(cc.finish(datetime.now(UTC), 1.0))["left"]
+    assert (left.count, left.method) == (0, CountMethod.DENSE)
+    # One box the detector is sure of: the people are there, whatever the map says.
+    sure = Detections(doubted.xyxy, np.array([0.3, 0.9], np.float32), doubted.class_id)
+    cc.observe(sure, 1.0, (WIDTH, HEIGHT), bare)
+    left = zones_of(cc.finish(datetime.now(UTC), 1.0))["left"]
+    assert (left.count, left.method) == (2, CountMethod.DETECT)
+
+
 def test_a_density_map_of_another_frame_is_refused(counter: DensityCounter) -> None:
     cc = CameraCounter("stop-a", dense_camera(), TrackingConfig(enabled=False), 10.0)
     other = counter.density(red_frame(HEIGHT * 2, WIDTH, []))
