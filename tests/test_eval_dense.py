@@ -463,7 +463,7 @@ def test_run_auto_takes_each_samples_count_from_the_method_the_rule_picks() -> N
     assert auto.dense_picked == frozenset({2, 5}) and auto.flagged == frozenset({4})
     assert auto.sample_s == pytest.approx([0.21, 0.32, 0.43, 0.54])
     assert auto.count_s == pytest.approx(1.5)
-    with pytest.raises(ValueError, match="missing 1 of 4 samples"):
+    with pytest.raises(ValueError, match="missing 2 of 4 samples"):
         run_auto(
             DatasetRun.of(
                 toy,
