@@ -677,8 +677,8 @@ class DenseAutoConfig(Model):
     ground 0.67 -> 0.00, the beach, PETS and ShanghaiTech B unchanged.  An empty real beach
     is no quiet zone (the map reads people there too): this rule does not count it 0.
     Scored after (``crowdwatch eval --methods auto``): generated empty ground 2.22 -> 0.09,
-    the beach days unchanged (18 Aug 12.25), PETS 0.34 (0 frames by density); the map reads
-    at least 10.22 on every ShanghaiTech B test image, so it stays 13.56.
+    the beach days unchanged (18 Aug 12.25), PETS 0.34 and ShanghaiTech B 13.56 unchanged
+    (their maps read at least 3.47 and 10.22 on every frame: the rule never fires there).
     """
 
     small_person_px: float | None = Field(
