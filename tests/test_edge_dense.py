@@ -379,11 +379,12 @@ def test_zones_count_by_detection_unless_told() -> None:
                         "unseen_min": None,
                         "crowded_count": None,
                         "undercount_ratio": None,
+                        "quiet_max": None,
                     }
                 }
             },
-            r"edge\.dense\.auto: small_person_px, packed_share, unseen_min, crowded_count and "
-            r"undercount_ratio are all null",
+            r"edge\.dense\.auto: small_person_px, packed_share, unseen_min, crowded_count, "
+            r"undercount_ratio and quiet_max are all null",
         ),
         (
             "dense",
@@ -463,7 +464,56 @@ def test_auto_picks_a_method(
     view: DetectorView,
     expected: CountMethod,
 ) -> None:
-    assert auto_method(rule, np.array(heights), dense_count, frame_ok, view) is expected
+    sure = np.full(len(heights), 0.9)  # the quiet rule has its own table below
+    method = auto_method(rule, np.array(heights), dense_count, frame_ok, view, confidence=sure)
+    assert method is expected
+
+
+@pytest.mark.parametrize(
+    ("heights", "confidence", "dense_count", "frame_ok", "expected"),
+    [
+        # Generated ground in 320 px tiles: boxes the detector half believes where the map
+        # holds nobody (paving, rock, gravel, sand; scores 0.15-0.6): the map's reading.
+        ([40.0, 30.0, 25.0], [0.61, 0.57, 0.45], 0.0, True, CountMethod.DENSE),
+        ([318.0, 318.0, 318.0], [0.22, 0.21, 0.19], 0.0, True, CountMethod.DENSE),
+        ([45.0], [0.2], 0.9, True, CountMethod.DENSE),
+        # one box the detector is sure of is evidence of a person the map missed,
+        ([40.0, 30.0, 25.0], [0.61, 0.92, 0.45], 0.0, True, CountMethod.DETECT),
+        # a map that holds a person or more is no quiet zone (a real empty beach morning
+        # reads 2.5-44: boxes stay, the rule is not about it),
+        ([20.0, 25.0, 18.0, 25.0], [0.22, 0.21, 0.19, 0.16], 2.5, True, CountMethod.DETECT),
+        ([45.0], [0.2], 1.0, True, CountMethod.DETECT),
+        # nobody detected: boxes' 0 is already the quiet count,
+        ([], [], 0.3, True, CountMethod.DETECT),
+        # and an unusable frame's map is no evidence at all.
+        ([40.0, 30.0, 25.0], [0.2, 0.2, 0.2], 0.0, False, CountMethod.DETECT),
+    ],
+)
+def test_auto_counts_quiet_ground_by_its_density_map(
+    heights: list[float],
+    confidence: list[float],
+    dense_count: float,
+    frame_ok: bool,
+    expected: CountMethod,
+) -> None:
+    method = auto_method(
+        DenseAutoConfig(),
+        np.array(heights),
+        dense_count,
+        frame_ok,
+        TILED_BEACH,
+        confidence=np.array(confidence),
+    )
+    assert method is expected
+
+
+def test_the_quiet_rule_can_be_switched_off() -> None:
+    rule = DenseAutoConfig(quiet_max=None)
+    unsure = np.array([0.2, 0.3])
+    heights = np.array([40.0, 50.0])
+    assert auto_method(rule, heights, 0.0, True, TILED_BEACH, confidence=unsure) is (
+        CountMethod.DETECT
+    )
 
 
 def test_the_detector_sees_tiled_people_larger_and_whole_frames_smaller() -> None:
@@ -583,6 +633,32 @@ def test_an_auto_zone_switches_with_what_it_sees(counter: DensityCounter) -> Non
     left = zones_of(cc.finish(datetime.now(UTC), 1.0))["left"]
     assert (left.count, left.method) == (round(packed.in_polygon(box(LEFT))), CountMethod.DENSE)
     assert left.count == 24
+
+
+def test_an_auto_zone_takes_an_empty_map_over_boxes_the_detector_doubts(
+    counter: DensityCounter,
+) -> None:
+    # Tall boxes (not small; the toy zone is too small for the packed rule) on bare ground.
+    rule = DenseAutoConfig(packed_share=None)
+    cc = CameraCounter(
+        "stop-a",
+        dense_camera(left_mode="auto"),
+        TrackingConfig(enabled=False),
+        10.0,
+        DenseConfig(auto=rule),
+    )
+    bare = counter.density(red_frame(HEIGHT, WIDTH, []))
+    assert rule.quiet_max is not None and bare.in_polygon(box(LEFT)) < rule.quiet_max
+    doubted = people([(4, 2, 20, 60), (24, 2, 40, 60)])
+    doubted = Detections(doubted.xyxy, np.array([0.3, 0.5], np.float32), doubted.class_id)
+    cc.observe(doubted, 0.0, (WIDTH, HEIGHT), bare)
+    left = zones_of(cc.finish(datetime.now(UTC), 1.0))["left"]
+    assert (left.count, left.method) == (0, CountMethod.DENSE)
+    # One box the detector is sure of: the people are there, whatever the map says.
+    sure = Detections(doubted.xyxy, np.array([0.3, 0.9], np.float32), doubted.class_id)
+    cc.observe(sure, 1.0, (WIDTH, HEIGHT), bare)
+    left = zones_of(cc.finish(datetime.now(UTC), 1.0))["left"]
+    assert (left.count, left.method) == (2, CountMethod.DETECT)
 
 
 def test_a_density_map_of_another_frame_is_refused(counter: DensityCounter) -> None:

@@ -22,7 +22,13 @@ from crowdwatch.contracts.config import (
     TrackingConfig,
     Zone,
 )
-from crowdwatch.contracts.messages import CountMessage, CountMethod, ZoneCount, decode_counts
+from crowdwatch.contracts.messages import (
+    MAX_PEOPLE,
+    CountMessage,
+    CountMethod,
+    ZoneCount,
+    decode_counts,
+)
 from crowdwatch.edge.counting import CameraCounter
 from crowdwatch.edge.dense import DensityCounter, DensityMap, FrameQuality
 from crowdwatch.edge.detections import Detections
@@ -270,6 +276,78 @@ def test_no_published_count_breaks_a_bound_on_real_frames(shared_dir: Path) -> N
     # ShanghaiTech B's street crowds appear out of nowhere after the beach: a jump.
     assert any(name.startswith("shanghaitech_b") for name in flagged), flagged
     assert published, "every frame was flagged"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # 390 density passes, most of them 1080p: minutes on 2 busy cores
+def test_no_frame_of_the_data_sets_publishes_a_count_its_ground_cannot_hold(
+    shared_dir: Path,
+) -> None:
+    """Every frame of generated empty ground, the beach webcam days and ShanghaiTech B, each
+    the first density pass of its own camera (so only the room bound can hold it back): the
+    shipped counter, no adaptation, a whole-frame zone of 200 m² in mode dense.  Frames are
+    counted at their own size (the zone scales with the frame, its ground does not).
+
+    A reading above 6 per m² must be flagged with its reason and its number; any other is
+    published as read.  Either way no published count exceeds what the ground holds.
+    """
+    from crowdwatch.contracts.config import default_crowd_counter_path
+    from crowdwatch.evaluation.datasets import (
+        load_beach_days,
+        load_empty_ground,
+        load_shanghaitech_b,
+    )
+
+    model = default_crowd_counter_path()
+    if not model.is_file():
+        pytest.skip(f"{model} not committed")
+    counter = DensityCounter(model, threads=2)
+    size = (1920, 1080)
+    cam = site_dict()["cameras"][0]
+    cam["frame_size"] = list(size)
+    cam["calibration"] = {
+        "image_points": [[0, 0], [1920, 0], [1920, 1080], [0, 1080]],
+        "ground_points_m": [[0, 0], [20, 0], [20, 10], [0, 10]],
+    }
+    cam["zones"] = [
+        {
+            "id": "frame",
+            "name": {"zh": "全景", "en": "Whole view"},
+            "polygon": [[0, 0], [1920, 0], [1920, 1080], [0, 1080]],
+            "mode": "dense",
+        }
+    ]
+    camera = Camera.model_validate(cam)
+    room = 6 * 200
+    frames = flagged = 0
+    for dataset in (
+        load_empty_ground(shared_dir),
+        load_beach_days(shared_dir),
+        load_shanghaitech_b(shared_dir),
+    ):
+        indices = list(range(len(dataset.keys)))
+        for key, image in zip(dataset.keys, dataset.read(indices), strict=True):
+            name = f"{dataset.name}:{key}"
+            height, width = image.shape[:2]
+            density = counter.density(image)
+            people = density.in_polygon([(0, 0), (width, 0), (width, height), (0, height)])
+            cc = CameraCounter("stop-a", camera, TrackingConfig(enabled=False), 1.0, DenseConfig())
+            cc.observe(Detections.empty(), 0.0, (width, height), density)
+            count = sand(cc.finish(datetime.now(UTC), 1.0))
+            frames += 1
+            assert count.count <= room, (name, count)
+            if not density.quality.ok:
+                assert count.count_flag is not None and count.count_flag.startswith("unusable")
+            elif people > room:
+                flagged += 1
+                assert count.count_flag is not None, (name, people)
+                assert count.count_flag.startswith("implausible: "), (name, count.count_flag)
+                assert count.flagged_count == round(min(people, MAX_PEOPLE)), name
+            else:
+                assert count.count_flag is None, (name, count.count_flag)
+                assert count.count == round(people), (name, count)
+    # How many readings were refused is the counter's business; every frame was checked.
+    assert frames == 24 + 50 + 316, (frames, flagged)
 
 
 # --- frames one cannot count in ----------------------------------------------------------------

@@ -335,7 +335,12 @@ def expected_auto(
         height, width = image.shape[:2]
         area = float(width * height) if dataset.roi is None else float(dataset.roi.sum())
         view = DetectorView(detector_magnification(settings, (width, height)), area)
-        method = auto_method(DenseAutoConfig(), heights, dense, density.quality.ok, view)
+        confidence = people.confidence
+        if dataset.roi is not None:
+            confidence = confidence[dataset.roi[rows, cols]]
+        method = auto_method(
+            DenseAutoConfig(), heights, dense, density.quality.ok, view, confidence=confidence
+        )
         methods.append(method)
         counts.append(dense if method is CountMethod.DENSE else len(heights))
     return counts, methods
@@ -421,34 +426,54 @@ def test_eval_auto_needs_the_density_model_like_dense(
 def test_run_auto_takes_each_samples_count_from_the_method_the_rule_picks() -> None:
     toy = CountDataset(
         name="toy",
-        description="four samples",
-        keys=["a", "b", "c", "d"],
-        numbers=[1, 2, 3, 4],
-        truths=[0, 12, 2, 30],
+        description="five samples",
+        keys=["a", "b", "c", "d", "e"],
+        numbers=[1, 2, 3, 4, 5],
+        truths=[0, 12, 2, 30, 0],
         read=lambda indices: iter([]),
     )
     tall = np.array([100.0, 120.0], dtype=np.float32)
-    heights = [tall, np.full(3, 20.0, dtype=np.float32), tall, np.full(3, 90.0, dtype=np.float32)]
-    views = [DetectorView(magnification=1.0, zone_area_px=640 * 480)] * 4
+    heights = [
+        tall,
+        np.full(3, 20.0, dtype=np.float32),
+        tall,
+        np.full(3, 90.0, dtype=np.float32),
+        np.full(3, 60.0, dtype=np.float32),
+    ]
+    sure = np.full(3, 0.9, dtype=np.float32)
+    confidences = [sure[:2], sure, sure[:2], sure, np.array([0.2, 0.4, 0.6], dtype=np.float32)]
+    views = [DetectorView(magnification=1.0, zone_area_px=640 * 480)] * 5
     detected = DatasetRun.of(
         toy,
-        [0, 1, 2, 3],
+        [0, 1, 2, 3, 4],
         [len(h) for h in heights],
-        [0.1, 0.2, 0.3, 0.4],
+        [0.1, 0.2, 0.3, 0.4, 0.5],
         heights=heights,
         views=views,
+        confidences=confidences,
     )
     # Sample 4 holds 30 by density against 3 detected, but its frame is flagged (too dark).
-    dense = DatasetRun.of(toy, [1, 2, 3], [11.5, 2.4, 30.0], [0.01, 0.02, 0.03], frozenset({4}))
+    dense = DatasetRun.of(
+        toy, [1, 2, 3, 4], [11.5, 2.4, 30.0, 0.2], [0.01, 0.02, 0.03, 0.04], frozenset({4})
+    )
     auto = run_auto(detected, dense, DenseAutoConfig())
-    # 20 px people are small (< 40): dense; two tall people and 2.4 by density: detect.
-    assert auto.numbers == [2, 3, 4] and auto.predicted == [11.5, 2, 3]
-    assert auto.dense_picked == frozenset({2}) and auto.flagged == frozenset({4})
-    assert auto.sample_s == pytest.approx([0.21, 0.32, 0.43])
-    assert auto.count_s == pytest.approx(0.96)
-    with pytest.raises(ValueError, match="missing 1 of 3 samples"):
+    # 20 px people are small (< 40): dense; two tall people and 2.4 by density: detect;
+    # three boxes the detector is unsure of where the density map holds 0.2: dense.
+    assert auto.numbers == [2, 3, 4, 5] and auto.predicted == [11.5, 2, 3, 0.2]
+    assert auto.dense_picked == frozenset({2, 5}) and auto.flagged == frozenset({4})
+    assert auto.sample_s == pytest.approx([0.21, 0.32, 0.43, 0.54])
+    assert auto.count_s == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="missing 2 of 4 samples"):
         run_auto(
-            DatasetRun.of(toy, [1, 2], [3, 2], [0.2, 0.3], heights=heights[1:3], views=views[1:3]),
+            DatasetRun.of(
+                toy,
+                [1, 2],
+                [3, 2],
+                [0.2, 0.3],
+                heights=heights[1:3],
+                views=views[1:3],
+                confidences=confidences[1:3],
+            ),
             dense,
             DenseAutoConfig(),
         )

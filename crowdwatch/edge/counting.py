@@ -118,6 +118,8 @@ def auto_method(
     dense_count: float,
     frame_ok: bool,
     view: DetectorView,
+    *,
+    confidence: NDArray[np.floating],
 ) -> CountMethod:
     """The method a zone in ``mode: auto`` counts by, from one frame seen both ways.
 
@@ -127,17 +129,27 @@ def auto_method(
         dense_count: the density map summed over the zone, in the same frame.
         frame_ok: the frame's quality; a dark, blown-out or flat frame keeps detection.
         view: the detector's magnification and the zone's area, in the same pixels.
+        confidence: the detector's score of each of those boxes, in the same order.
 
     Returns:
         ``dense`` when a rule of ``rule`` holds, else ``detect``.
 
     Example:
         >>> whole = DetectorView(magnification=1 / 3, zone_area_px=1920 * 1080)
-        >>> auto_method(DenseAutoConfig(), np.array([22.0, 30.0, 35.0]), 3.2, True, whole)
+        >>> sure = np.array([0.8, 0.9, 0.7])
+        >>> heights = np.array([22.0, 30.0, 35.0])
+        >>> auto_method(DenseAutoConfig(), heights, 3.2, True, whole, confidence=sure)
         <CountMethod.DENSE: 'dense'>
         >>> tiled = DetectorView(magnification=2.0, zone_area_px=1920 * 1080)
-        >>> auto_method(DenseAutoConfig(), np.array([22.0, 30.0, 35.0]), 3.2, True, tiled)
+        >>> auto_method(DenseAutoConfig(), heights, 3.2, True, tiled, confidence=sure)
         <CountMethod.DETECT: 'detect'>
+
+        Three unsure boxes where the density map holds less than one person: ground that
+        the detector takes for people (generated sand, rock, paving), so the map's reading.
+
+        >>> unsure = np.array([0.2, 0.3, 0.4])
+        >>> auto_method(DenseAutoConfig(), heights, 0.1, True, tiled, confidence=unsure)
+        <CountMethod.DENSE: 'dense'>
     """
     if not frame_ok:
         return CountMethod.DETECT
@@ -157,12 +169,19 @@ def auto_method(
     )
     unseen = rule.unseen_min is not None and detected == 0 and dense_count >= rule.unseen_min
     crowded = rule.crowded_count is not None and detected >= rule.crowded_count
+    # Boxes are the only evidence of people here and the detector is sure of none of them.
+    quiet = (
+        rule.quiet_max is not None
+        and detected > 0
+        and dense_count < rule.quiet_max
+        and not bool(np.any(confidence >= rule.sure_confidence))
+    )
     missed = (
         rule.undercount_ratio is not None
         and dense_count >= rule.undercount_min
         and detected < rule.undercount_ratio * dense_count
     )
-    chosen = small or packed or unseen or crowded or missed
+    chosen = small or packed or unseen or crowded or missed or quiet
     return CountMethod.DENSE if chosen else CountMethod.DETECT
 
 
@@ -326,7 +345,9 @@ class CameraCounter:
             people = inside & ~vehicle
             self.vehicles_now[zone.zone_id] = int(np.count_nonzero(inside & vehicle))
             if density is not None and self.modes[zone.zone_id] is not CountMode.DETECT:
-                self._take_density(zone, density, detections.heights()[people], ts)
+                self._take_density(
+                    zone, density, detections.heights()[people], detections.confidence[people], ts
+                )
             if self.methods[zone.zone_id] is CountMethod.DENSE:
                 zone_counts[zone.zone_id] = self.dense_counts[zone.zone_id]
             else:
@@ -363,6 +384,7 @@ class CameraCounter:
         zone: ZoneOccupancy,
         density: DensityMap,
         heights_px: NDArray[np.float32],
+        confidence: NDArray[np.float32],
         ts: float,
     ) -> None:
         """Record a density pass for a zone in mode dense/auto and choose its method."""
@@ -399,7 +421,9 @@ class CameraCounter:
             detector_magnification(self.detector, self.frame_size),
             polygon_area_px([(float(x), float(y)) for x, y in zone.polygon]),
         )
-        method = auto_method(self.auto_rule, heights_px, people, density.quality.ok, view)
+        method = auto_method(
+            self.auto_rule, heights_px, people, density.quality.ok, view, confidence=confidence
+        )
         if method is not self.methods[zone.zone_id]:
             logger.info(
                 "camera %s: zone %s now counts by %s", self.camera.id, zone.zone_id, method.value

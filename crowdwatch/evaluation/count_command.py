@@ -248,6 +248,7 @@ def count_frame(
         detected boxes per class (empty without a detector).
     """
     heights: NDArray[np.float32] | None = None
+    confidence = np.zeros(0, dtype=np.float32)
     by_class: dict[str, int] = {}
     if counters.detector is not None:
         detections = counters.detector.detect(image)
@@ -257,7 +258,7 @@ def count_frame(
             detections = Detections(
                 detections.xyxy[inside], detections.confidence[inside], detections.class_id[inside]
             )
-        heights = detections.heights()
+        heights, confidence = detections.heights(), detections.confidence
         by_class = counts_by_class(detections)
     if counters.density is None:
         assert heights is not None  # mode detect always has a detector
@@ -280,7 +281,9 @@ def count_frame(
         if occupancy is not None
         else float(width * height),
     )
-    count, method = auto_count(counters.dense.auto, heights, people, density.quality.ok, view)
+    count, method = auto_count(
+        counters.dense.auto, heights, people, density.quality.ok, view, confidence=confidence
+    )
     return count, method, quality, by_class
 
 
@@ -290,6 +293,8 @@ def auto_count(
     dense_count: float,
     frame_ok: bool,
     view: DetectorView,
+    *,
+    confidence: NDArray[np.floating],
 ) -> tuple[float, CountMethod]:
     """What a zone in ``mode: auto`` counts in one frame seen both ways, and by which method.
 
@@ -302,16 +307,18 @@ def auto_count(
         dense_count: the density map summed over the zone, in the same frame.
         frame_ok: the crowd counter's quality verdict on the frame.
         view: how large people look to the detector, and the zone's area in frame pixels.
+        confidence: the detector's score of each of those people.
 
     Returns:
         ``dense_count`` or the number of detected people, and the method that gave it.
 
     Example:
         >>> view = DetectorView(magnification=1.0, zone_area_px=640 * 480)
-        >>> auto_count(DenseAutoConfig(), np.array([90.0, 120.0]), 2.4, True, view)
+        >>> sure = np.array([0.9, 0.8])
+        >>> auto_count(DenseAutoConfig(), np.array([90.0, 120.0]), 2.4, True, view, confidence=sure)
         (2, <CountMethod.DETECT: 'detect'>)
     """
-    method = auto_method(rule, heights_px, dense_count, frame_ok, view)
+    method = auto_method(rule, heights_px, dense_count, frame_ok, view, confidence=confidence)
     return (dense_count if method is CountMethod.DENSE else len(heights_px)), method
 
 

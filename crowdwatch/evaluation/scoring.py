@@ -117,6 +117,8 @@ class DatasetRun:
     they are scored like the others"""
     heights: list[NDArray[np.float32]] = field(default_factory=list)
     """detection runs: box heights (pixels) of the people counted in each sample"""
+    confidences: list[NDArray[np.float32]] = field(default_factory=list)
+    """detection runs: the detector's score of each of those people"""
     dense_picked: frozenset[int] = frozenset()
     """auto runs: numbers of the samples the edge's rule counted by density map"""
     views: list[DetectorView] = field(default_factory=list)
@@ -147,6 +149,7 @@ class DatasetRun:
         flagged: frozenset[int] = frozenset(),
         heights: list[NDArray[np.float32]] | None = None,
         views: list[DetectorView] | None = None,
+        confidences: list[NDArray[np.float32]] | None = None,
     ) -> DatasetRun:
         """The run whose ``predicted`` counts are of the samples ``indices`` of ``dataset``."""
         return cls(
@@ -159,6 +162,7 @@ class DatasetRun:
             sample_s=sample_s,
             heights=heights or [],
             views=views or [],
+            confidences=confidences or [],
         )
 
     @property
@@ -193,6 +197,7 @@ def run_dataset(
     predicted: list[float] = []
     sample_s: list[float] = []
     heights: list[NDArray[np.float32]] = []
+    confidences: list[NDArray[np.float32]] = []
     views: list[DetectorView] = []
     roi_area = None if dataset.roi is None else float(dataset.roi.sum())
     for image in dataset.read(indices):
@@ -206,9 +211,19 @@ def run_dataset(
         started = time.perf_counter()
         detections = detector.detect(image)
         sample_s.append(time.perf_counter() - started)
-        heights.append(detections.heights()[in_roi(detections, dataset.roi)])
+        counted = in_roi(detections, dataset.roi)
+        heights.append(detections.heights()[counted])
+        confidences.append(detections.confidence[counted])
         predicted.append(len(heights[-1]))
-    return DatasetRun.of(dataset, indices, predicted, sample_s, heights=heights, views=views)
+    return DatasetRun.of(
+        dataset,
+        indices,
+        predicted,
+        sample_s,
+        heights=heights,
+        views=views,
+        confidences=confidences,
+    )
 
 
 def run_dense(dataset: CountDataset, counter: DensityCounter, indices: Sequence[int]) -> DatasetRun:
@@ -256,9 +271,11 @@ def run_auto(detected: DatasetRun, dense: DatasetRun, rule: DenseAutoConfig) -> 
     """
     position = {index: i for i, index in enumerate(detected.indices)}
     missing = [index for index in dense.indices if index not in position]
-    if missing or not len(detected.heights) == len(detected.views) == len(detected.indices):
+    runs = (detected.heights, detected.confidences, detected.views)
+    if missing or any(len(each) != len(detected.indices) for each in runs):
         raise ValueError(
-            f"expected a detection run with box heights and views on every dense sample, missing "
+            "expected a detection run with box heights, confidences and views on every dense "
+            f"sample, missing "
             f"{len(missing)} of {len(dense.indices)} samples"
         )
     predicted: list[float] = []
@@ -273,6 +290,7 @@ def run_auto(detected: DatasetRun, dense: DatasetRun, rule: DenseAutoConfig) -> 
             dense.predicted[i],
             number not in dense.flagged,
             detected.views[at],
+            confidence=detected.confidences[at],
         )
         predicted.append(count)
         sample_s.append(detected.sample_s[at] + dense.sample_s[i])
