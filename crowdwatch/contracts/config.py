@@ -463,6 +463,11 @@ class Site(Model):
         _require_unique("zone (across the site's cameras)", zone_ids)
         return self
 
+    def lines_by_class(self) -> list[tuple[str, str]]:
+        """``(site_id, line_id)`` of each line with ``classes``: a part of the traffic another
+        line counts too (buses beside all vehicles), so the site's totals leave them out."""
+        return [(self.id, line.id) for c in self.cameras for line in c.lines if line.classes]
+
 
 class MqttConfig(Model):
     """The broker connection of every process: address, account, TLS.
