@@ -155,3 +155,46 @@ def test_an_unknown_key_with_a_line_break_is_named_on_one_line() -> None:
     with pytest.raises(ConfigError, match=r"alerts\.rules\[0\]\.'\\n': unknown key$") as caught:
         parse_config(raw)
     assert "\n" not in str(caught.value)
+
+
+BUS_LINE = {
+    "id": "exit-bus",
+    "name": {"zh": "出口公交", "en": "Exit buses"},
+    "start": [0, 300],
+    "end": [768, 300],
+    "in_direction": [0, 1],
+}
+
+
+@pytest.mark.parametrize(
+    ("line_classes", "camera_classes", "expected"),
+    [
+        (
+            ["coach"],
+            ["car", "bus"],
+            r"sites\[0\]\.cameras\[0\]\.lines\[0\]: line 'exit-bus': unknown class 'coach' in "
+            r"classes, expected one of person, bicycle, car, motorcycle, bus, truck",
+        ),
+        (
+            ["bus"],
+            ["person"],
+            r"sites\[0\]\.cameras\[0\]: line 'exit-bus' counts bus, which the camera does not "
+            r"detect; add it to the camera's classes \(person\) or remove it from the line",
+        ),
+        ([], ["car", "bus"], r"lines\[0\]\.classes: List should have at least 1 item"),
+    ],
+)
+def test_a_line_by_class_names_the_line_and_the_allowed_classes(
+    line_classes: list[str], camera_classes: list[str], expected: str
+) -> None:
+    data = _mutate("sites.0.cameras.0.lines", [{**BUS_LINE, "classes": line_classes}])
+    data["sites"][0]["cameras"][0]["classes"] = camera_classes
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(data, origin="district.yaml")
+
+
+def test_a_line_by_class_is_accepted() -> None:
+    data = _mutate("sites.0.cameras.0.lines", [{**BUS_LINE, "classes": ["bus"]}])
+    data["sites"][0]["cameras"][0]["classes"] = ["car", "bus"]
+    (line,) = parse_config(data).sites[0].cameras[0].lines
+    assert [c.value for c in line.classes or []] == ["bus"]

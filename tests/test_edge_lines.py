@@ -260,3 +260,67 @@ def test_a_line_near_the_bottom_edge_counts_vehicles_coming_up_into_the_picture(
 def test_a_line_in_the_middle_of_the_picture_has_no_edge_strip() -> None:
     middle = gate(start=(320, 40), end=(320, 440), in_direction=(-1, 0))
     assert run(middle, walk(310, 300, 290, 280), frame=WIDE) == (0, 0)
+
+
+# --- lines by class: COCO ids of the classes below
+CAR, BUS, TRUCK = 2, 5, 7
+CROSSES = (30, 35, 40, 45, 55, 60, 65)  # one clean crossing "in"
+
+
+def run_classes(line: CountingLine, tracks: dict[int, list[int]]) -> tuple[int, int]:
+    """Each track crosses :data:`CROSSES` (side by side), with the class given per frame."""
+    crossing = LineCrossing(line, FRAME)
+    for i, x in enumerate(CROSSES):
+        ids = np.array(sorted(tracks), dtype=np.int64)
+        anchors = np.array([(x, 20.0 + 15 * n) for n in range(len(ids))], dtype=np.float64)
+        classes = np.array([tracks[t][i] for t in sorted(tracks)], dtype=np.int64)
+        crossing.update(anchors, ids, np.full(len(ids), HEIGHT), i * 0.1, classes)
+    counts = crossing.take_counts()
+    return counts.in_count, counts.out_count
+
+
+def classed(*classes: str) -> CountingLine:
+    return CountingLine.model_validate({**gate().model_dump(), "classes": list(classes) or None})
+
+
+BUS_ALL = [BUS] * len(CROSSES)
+CAR_ALL = [CAR] * len(CROSSES)
+
+
+@pytest.mark.parametrize(
+    ("line", "tracks", "expected"),
+    [
+        pytest.param(classed("bus"), {1: BUS_ALL}, (1, 0), id="bus line counts a bus"),
+        pytest.param(classed("bus"), {1: CAR_ALL}, (0, 0), id="bus line ignores a car"),
+        pytest.param(classed("bus"), {1: BUS_ALL, 2: CAR_ALL}, (1, 0), id="bus line, both"),
+        pytest.param(classed(), {1: BUS_ALL, 2: CAR_ALL}, (2, 0), id="no classes counts all"),
+        pytest.param(classed("car", "bus"), {1: BUS_ALL, 2: CAR_ALL}, (2, 0), id="car and bus"),
+        # A truck the detector calls a bus only in the frame the crossing completes in (the
+        # 6th, index 5): its majority is truck, so the bus line does not count it ...
+        pytest.param(
+            classed("bus"), {1: [TRUCK] * 5 + [BUS] + [TRUCK]}, (0, 0), id="flicker to bus"
+        ),
+        # ... and a bus called a truck in that frame still counts as a bus.
+        pytest.param(
+            classed("bus"), {1: [BUS] * 5 + [TRUCK] + [BUS]}, (1, 0), id="flicker from bus"
+        ),
+        pytest.param(
+            classed("truck"), {1: [BUS] * 5 + [TRUCK] + [BUS]}, (0, 0), id="minority truck"
+        ),
+        # Equal votes: the latest class decides (bus, bus, bus, truck, truck, truck at the
+        # crossing frame: 3 to 3, the latest is truck).
+        pytest.param(
+            classed("truck"), {1: [BUS] * 3 + [TRUCK] * 3 + [TRUCK]}, (1, 0), id="tie, latest"
+        ),
+    ],
+)
+def test_a_line_with_classes_counts_only_their_tracks_by_majority_class(
+    line: CountingLine, tracks: dict[int, list[int]], expected: tuple[int, int]
+) -> None:
+    assert run_classes(line, tracks) == expected
+
+
+def test_a_line_with_classes_needs_the_boxes_classes() -> None:
+    crossing = LineCrossing(classed("bus"), FRAME)
+    with pytest.raises(ValueError, match="class_id"):
+        crossing.update(np.array([[30.0, 50.0]]), np.array([1]), np.array([HEIGHT]), 0.0)

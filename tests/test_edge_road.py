@@ -130,3 +130,26 @@ def test_a_road_camera_runs_its_model_with_vehicle_classes_merged() -> None:
     people = road_detector(_TwoClassesForOneVan(), road_camera([TrackedClass.PERSON], None))
     assert road.detect(image).class_id.tolist() == [CAR]
     assert len(people.detect(image)) == 2
+
+
+def test_a_line_by_class_counts_only_its_classes_tracks() -> None:
+    # Across the road at y=250: both cars cross it going down ("in"), the truck going up.
+    def line(line_id: str, classes: list[str] | None) -> dict[str, object]:
+        return {
+            "id": line_id,
+            "name": {"zh": "断面", "en": line_id},
+            "start": [0, 250],
+            "end": [400, 250],
+            "in_direction": [0, 1],
+            "classes": classes,
+        }
+
+    camera = Camera.model_validate(
+        {
+            **road_camera(VEHICLES_AND_PEOPLE, None).model_dump(),
+            "lines": [line("all", None), line("trucks", ["truck"]), line("cars", ["car"])],
+        }
+    )
+    message = run(camera, frames=32)
+    counts = {c.line_id: (c.in_count, c.out_count) for c in message.lines}
+    assert counts == {"all": (2, 1), "trucks": (0, 1), "cars": (2, 0)}

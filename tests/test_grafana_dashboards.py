@@ -367,6 +367,29 @@ def _target(dashboard_uid: str, title_part: str, ref_id: str = "A") -> SqlTarget
     raise AssertionError(f"no panel {title_part!r} in {dashboard_uid}")
 
 
+def test_a_line_by_class_has_its_flow_but_is_not_summed_into_the_sites_crossings(
+    district: District,
+) -> None:
+    # The example tunnel exit counts buses on a line of their own beside the all-vehicle line.
+    site, every, buses = "road-tunnel-exit", "exit-line", "exit-line-bus"
+    with psycopg.connect(district.url, autocommit=True) as conn:
+        insert_lines(
+            conn,
+            [
+                LineRow(district.now - timedelta(minutes=m), site, line, n, 0)
+                for m in range(1, 4)
+                for line, n in ((every, 10), (buses, 1))
+            ],
+        )
+        refresh_rollups(conn)
+    columns, rows = _run(district, _target("crowdwatch-site", "Line crossings"), SPAN_6H, site)
+    assert sum(r[columns.index("crossings_in")] for r in rows) == 30  # the buses not twice
+    columns, rows = _run(district, _target("crowdwatch-site", "Flow per lane"), SPAN_6H, site)
+    flows = {r[columns.index("metric")]: r[columns.index("value")] for r in rows}
+    # One minute's crossings over 3 lanes: 10 and 1 vehicles a minute, per hour per lane.
+    assert flows == {every: pytest.approx(200.0), buses: pytest.approx(20.0)}
+
+
 def test_map_and_queues_show_the_latest_counts(district: District) -> None:
     columns, rows = _run(
         district, _target("crowdwatch-wall", "District map"), timedelta(hours=6), ""

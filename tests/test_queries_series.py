@@ -238,6 +238,30 @@ def test_daily_totals_split_at_local_midnight(
     assert daily_totals(conn, DAY, DAY, tz, resolution=r) == expected[:1]
 
 
+def test_daily_totals_leave_out_the_lines_by_class(conn: psycopg.Connection) -> None:
+    # A bus line beside the all-vehicle line counts a part of the same traffic: summed,
+    # the buses would be counted twice.
+    insert_lines(
+        conn,
+        [
+            LineRow(LOCAL_MIDNIGHT - timedelta(hours=2), "stop-a", "gate", 30, 20),
+            LineRow(LOCAL_MIDNIGHT - timedelta(hours=2), "stop-a", "gate-bus", 2, 1),
+        ],
+    )
+    refresh_rollups(conn)
+
+    every = daily_totals(conn, DAY, DAY, SHANGHAI)
+    assert [(t.crossings_in, t.crossings_out) for t in every] == [(32, 21)]
+    for site_id in (None, "stop-a"):
+        left = daily_totals(
+            conn, DAY, DAY, SHANGHAI, site_id=site_id, left_out=[("stop-a", "gate-bus")]
+        )
+        assert [(t.crossings_in, t.crossings_out) for t in left] == [(30, 20)]
+    # Only that site's line of that name: another site's "gate-bus" is not this one.
+    other = daily_totals(conn, DAY, DAY, SHANGHAI, left_out=[("stop-b", "gate-bus")])
+    assert [(t.crossings_in, t.crossings_out) for t in other] == [(32, 21)]
+
+
 @pytest.mark.parametrize(
     ("tz", "expected"),
     [

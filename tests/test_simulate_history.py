@@ -61,11 +61,16 @@ def _by_hand(conn: psycopg.Connection, config: CrowdwatchConfig, day: date) -> d
         means[(site_id, ts)] += mean
         peaks[(site_id, ts)] += peak
     entries: dict[str, int] = defaultdict(int)
-    for site_id, n in conn.execute(
-        "SELECT site_id, sum(in_count) FROM line_counts WHERE ts >= %s AND ts < %s GROUP BY 1",
+    # A line by class counts a part of another line's crossings: not an entry of its own.
+    by_class = {pair for site in config.sites for pair in site.lines_by_class()}
+    assert ("road-tunnel-exit", "exit-line-bus") in by_class
+    for site_id, line_id, n in conn.execute(
+        "SELECT site_id, line_id, sum(in_count) FROM line_counts WHERE ts >= %s AND ts < %s"
+        " GROUP BY 1, 2",
         (start, end),
     ):
-        entries[site_id] = int(n)
+        if (site_id, line_id) not in by_class:
+            entries[site_id] += int(n)
     out = {}
     for site in config.sites:
         steps = sorted((ts, m) for (s, ts), m in means.items() if s == site.id)

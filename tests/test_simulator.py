@@ -263,3 +263,24 @@ def test_a_short_run_publishes_for_every_simulated_camera(
     # A clean stop marks every simulated camera offline: its zones become "no data", not 0.
     assert recorder.wait_for_offline(timeout=10)
     assert set(recorder.available) == expected
+
+
+def test_the_tunnels_bus_line_sees_a_bus_sized_share_of_its_flow(
+    district: CrowdwatchConfig,
+) -> None:
+    site = district.site("road-tunnel-exit")
+    camera = SimulatedCamera(site, site.cameras[0], seed=11)
+    ts = datetime(2026, 10, 1, 1, 0, tzinfo=UTC)
+
+    # A simulated morning peak, 5-minute counts (09:00 -> 11:00 local).
+    messages = [camera.counts(ts, 9.0 + i / 12, 300.0) for i in range(24)]
+
+    def total(line_id: str) -> int:
+        return sum(
+            c.in_count + c.out_count for m in messages for c in m.lines if c.line_id == line_id
+        )
+
+    every, buses = total("exit-line"), total("exit-line-bus")
+    assert every > 1000
+    # TRAFFIC_MIX gives buses 3 % of the camera's vehicles: Poisson noise on ~4 % of that.
+    assert 0.02 * every <= buses <= 0.04 * every

@@ -156,6 +156,15 @@ class Zone(Model):
         return polygon
 
 
+class TrackedClass(StrEnum):
+    PERSON = "person"
+    BICYCLE = "bicycle"
+    CAR = "car"
+    MOTORCYCLE = "motorcycle"
+    BUS = "bus"
+    TRUCK = "truck"
+
+
 class CountingLine(Model):
     """A line people cross; ``in_direction`` is the vector that counts as "in"."""
 
@@ -171,6 +180,26 @@ class CountingLine(Model):
         description="road lines: lanes the line crosses (flow in vehicles per hour per lane); "
         "null: no flow per lane",
     )
+    classes: list[TrackedClass] | None = Field(
+        default=None,
+        min_length=1,
+        description="count only tracks of these classes (e.g. [bus]: buses per hour on a road "
+        "line, beside an all-vehicle line); null: every class the camera counts",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_classes(cls, data: Any) -> Any:
+        # Said here rather than by the enum, so the message names the line and the choices.
+        if isinstance(data, dict) and isinstance(data.get("classes"), list):
+            known = [c.value for c in TrackedClass]
+            for name in data["classes"]:
+                if name not in known:
+                    raise ValueError(
+                        f"line {data.get('id')!r}: unknown class {name!r} in classes, "
+                        f"expected one of {', '.join(known)}"
+                    )
+        return data
 
     @model_validator(mode="after")
     def _non_degenerate(self) -> Self:
@@ -205,15 +234,6 @@ class Calibration(Model):
                 if abs(cross) < 1e-9:
                     raise ValueError(f"{name}: three of the points lie on one line")
         return self
-
-
-class TrackedClass(StrEnum):
-    PERSON = "person"
-    BICYCLE = "bicycle"
-    CAR = "car"
-    MOTORCYCLE = "motorcycle"
-    BUS = "bus"
-    TRUCK = "truck"
 
 
 SIMULATED = "simulated"
@@ -300,6 +320,19 @@ class Camera(Model):
                         )
         _require_unique("zone", [z.id for z in self.zones])
         _require_unique("line", [line.id for line in self.lines])
+        return self
+
+    @model_validator(mode="after")
+    def _line_classes_counted(self) -> Self:
+        # A line for a class the camera does not detect would count nothing, silently.
+        for line in self.lines:
+            missing = [c.value for c in line.classes or [] if c not in self.classes]
+            if missing:
+                raise ValueError(
+                    f"line {line.id!r} counts {', '.join(missing)}, which the camera does not "
+                    f"detect; add it to the camera's classes "
+                    f"({', '.join(c.value for c in self.classes)}) or remove it from the line"
+                )
         return self
 
     @model_validator(mode="after")
@@ -429,6 +462,11 @@ class Site(Model):
         zone_ids = [z.id for c in self.cameras for z in c.zones]
         _require_unique("zone (across the site's cameras)", zone_ids)
         return self
+
+    def lines_by_class(self) -> list[tuple[str, str]]:
+        """``(site_id, line_id)`` of each line with ``classes``: a part of the traffic another
+        line counts too (buses beside all vehicles), so the site's totals leave them out."""
+        return [(self.id, line.id) for c in self.cameras for line in c.lines if line.classes]
 
 
 class MqttConfig(Model):

@@ -14,7 +14,8 @@ with ``lanes`` in vehicles per km per lane (over its length along the road,
 :func:`~crowdwatch.contracts.ground.road_length_m`) and the queue of a stop line's
 approach (:mod:`crowdwatch.edge.queue`).  ``count`` stays people,
 so a bus stop beside a road reports its queue and its traffic from one pass.  Lines count
-every tracked box that crosses them: on a road camera, the flow.
+every tracked box that crosses them: on a road camera, the flow; a line with ``classes``
+only those classes' tracks (buses per hour, :mod:`crowdwatch.edge.lines`).
 
 A zone in ``mode: dense`` takes its occupancy from the last density map summed over its
 polygon; one in ``mode: auto`` picks detection or density at each density pass
@@ -364,7 +365,7 @@ class CameraCounter:
         if self.lines and detections.tracker_id is not None:
             anchors, heights = detections.anchors(), detections.heights()
             for line in self.lines:
-                line.update(anchors, detections.tracker_id, heights, ts)
+                line.update(anchors, detections.tracker_id, heights, ts, detections.class_id)
         return detections
 
     def _refuse(self, zone_id: str, reason: str, people: float | None) -> None:

@@ -43,6 +43,15 @@ The direction is the side the track moves to: ``in`` when it ends on the side th
                    |           |  o-->o-->o
                    |        line
 
+A line with ``classes`` (``[bus]``: buses per hour beside the all-vehicle line) counts only
+the tracks of those classes.  A track's class is its **majority** class over the
+observations the line saw of it, ties going to the latest: a small detector's label
+flickers from frame to frame (one van is a car in some frames and a truck in others, see
+:mod:`crowdwatch.edge.vehicles`), and the frame a crossing completes in is arbitrary, so its
+latest label is a coin toss where the majority over the whole approach is the label the
+detector mostly gave.  Every track still runs through the debounce above, so the id-switch
+guards work for a class line as for the all-class one.
+
 Daily totals are *not* kept here: the edge publishes per-interval in/out counts (UTC
 timestamps) and the database sums ``line_counts`` per local day of ``district.timezone``, so
 an edge restart at 23:59 cannot lose or double a day's total.
@@ -58,6 +67,7 @@ from numpy.typing import NDArray
 from crowdwatch.contracts.config import CountingLine
 from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.contracts.messages import LineCount
+from crowdwatch.edge.detector import COCO_CLASS_IDS
 
 _EPS = 1e-9
 
@@ -105,6 +115,19 @@ class _TrackState:
     pending: int = 0  # direction of a crossing from a settled side, waiting to settle
     entry_from: float = 0.0  # > 0: entered over an edge line, first seen this far past it
     last_counted: dict[int, float] = field(default_factory=dict)  # direction -> ts
+    votes: dict[int, int] = field(default_factory=dict)  # class id -> observations
+    last_class: int = -1  # class id of the latest observation
+
+    def vote(self, class_id: int) -> None:
+        self.votes[class_id] = self.votes.get(class_id, 0) + 1
+        self.last_class = class_id
+
+    def majority_class(self) -> int:
+        """The class most observations gave, the latest one among equals."""
+        top = max(self.votes.values(), default=0)
+        if self.votes.get(self.last_class) == top:
+            return self.last_class
+        return max(self.votes, key=lambda c: self.votes[c], default=-1)
 
 
 class LineCrossing:
@@ -118,6 +141,9 @@ class LineCrossing:
 
     Raises:
         ConfigError: ``in_direction`` runs along the line, so it names no side.
+
+    A line with ``classes`` counts only tracks of those classes (majority class, see the
+    module doc); :meth:`update` then needs the boxes' ``class_id``.
 
     Example:
         >>> from crowdwatch.contracts.config import LocalizedName
@@ -139,6 +165,9 @@ class LineCrossing:
         rules: CrossingRules | None = None,
     ) -> None:
         self.line_id = line.id
+        self.class_ids: frozenset[int] | None = (
+            None if line.classes is None else frozenset(COCO_CLASS_IDS[c] for c in line.classes)
+        )
         self.frame_size = frame_size or config_frame_size
         self.rules = rules or CrossingRules()
         scale = np.array(
@@ -198,6 +227,7 @@ class LineCrossing:
         tracker_ids: NDArray[np.integer],
         heights: NDArray[np.floating],
         ts: float,
+        class_id: NDArray[np.integer] | None = None,
     ) -> NDArray[np.int8]:
         """Feed one frame's tracked people; count the crossings it completes.
 
@@ -206,11 +236,18 @@ class LineCrossing:
             tracker_ids: ``(N,)`` track ids; negative ids (unconfirmed tracks) are ignored.
             heights: ``(N,)`` box heights in pixels (scale of the teleport guard).
             ts: the frame's time in seconds (video or wall clock).
+            class_id: ``(N,)`` COCO class ids; needed by a line with ``classes``.
 
         Returns:
             ``(N,)`` int8: ``+1`` crossed in, ``-1`` crossed out, ``0`` no crossing completed
             by this observation (a lost track's crossing is counted without a row).
+
+        Raises:
+            ValueError: the line has ``classes`` but no ``class_id`` was given.
         """
+        if self.class_ids is not None and class_id is None:
+            raise ValueError(f"line {self.line_id!r} counts by class: class_id is needed")
+        classes = class_id if class_id is not None else np.full(len(anchors), -1)
         result = np.zeros(len(anchors), dtype=np.int8)
         self._frame_ids = {int(t) for t in tracker_ids if t >= 0}
         if len(anchors):
@@ -219,12 +256,20 @@ class LineCrossing:
                 if track_id < 0:
                     continue
                 point = (float(anchors[i, 0]), float(anchors[i, 1]))
-                result[i] = self._step(int(track_id), point, float(distance), float(heights[i]), ts)
+                result[i] = self._step(
+                    int(track_id), point, float(distance), float(heights[i]), ts, int(classes[i])
+                )
         self._forget(ts)
         return result
 
     def _step(
-        self, track_id: int, point: tuple[float, float], distance: float, height: float, ts: float
+        self,
+        track_id: int,
+        point: tuple[float, float],
+        distance: float,
+        height: float,
+        ts: float,
+        class_id: int,
     ) -> int:
         side = 0 if abs(distance) < _EPS else (1 if distance > 0 else -1)
         far = abs(distance) >= self._min_distance
@@ -237,8 +282,10 @@ class LineCrossing:
                 track_id, point, side, distance, height, ts
             ):
                 new.entry_from = abs(distance)
+            new.vote(class_id)
             self._tracks[track_id] = new
             return self._settle(new, ts, distance)
+        state.vote(class_id)
         if side == 0:
             # Exactly on the line: no side to settle on; keep the last point off the line as
             # the start of the next movement, so stepping on and then over still crosses.
@@ -303,6 +350,8 @@ class LineCrossing:
 
     def _commit(self, state: _TrackState, ts: float) -> int:
         direction, state.pending = state.pending, 0
+        if self.class_ids is not None and state.majority_class() not in self.class_ids:
+            return 0  # crossed, but not of the line's classes
         last = state.last_counted.get(direction)
         if last is not None and ts - last < self.rules.cooldown_s:
             return 0

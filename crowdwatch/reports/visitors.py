@@ -4,7 +4,8 @@ Read from the rollups through :mod:`crowdwatch.storage.queries`, which read the 
 PostgreSQL (rollup tables) and TimescaleDB (continuous aggregates of the same names):
 
 * **entries / exits**: the site's counting lines, summed over the local day
-  (:func:`~crowdwatch.storage.queries.daily_totals`).  Where a site has lines, its visitors
+  (:func:`~crowdwatch.storage.queries.daily_totals`), but lines with ``classes`` (buses
+  beside all vehicles: counted twice otherwise).  Where a site has lines, its visitors
   *are* its entries.
 * **estimated visits** (sites without lines, most beaches): by Little's law, visits = the
   person-hours spent on the site / the mean stay.  Person-hours are the site's mean occupancy
@@ -157,7 +158,7 @@ def site_day(
     has_lines = any(c.lines for c in site.cameras)
     entries = exits = None
     if has_lines:
-        totals = daily_totals(conn, day, day, tz, site_id=site.id)
+        totals = daily_totals(conn, day, day, tz, site_id=site.id, left_out=site.lines_by_class())
         entries = sum(t.crossings_in for t in totals)
         exits = sum(t.crossings_out for t in totals)
     if has_lines:

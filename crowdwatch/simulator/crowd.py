@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from crowdwatch.contracts.config import Camera, Site, Zone
+from crowdwatch.contracts.config import Camera, CountingLine, Site, TrackedClass, Zone
 from crowdwatch.contracts.ground import lane_km
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, LineCount, ZoneCount
 from crowdwatch.contracts.site_kinds import road_thresholds, spec
@@ -33,6 +33,48 @@ from crowdwatch.simulator.curves import expected_occupancy
 
 SIMULATED_FPS = 10.0
 """Frames a simulated camera pretends to analyse per second."""
+
+
+TRAFFIC_MIX: dict[TrackedClass, float] = {
+    TrackedClass.CAR: 0.84,
+    TrackedClass.TRUCK: 0.07,
+    TrackedClass.MOTORCYCLE: 0.06,
+    TrackedClass.BUS: 0.03,
+}
+"""Share of each motor vehicle class in simulated road traffic (illustrative, not measured):
+what a line with ``classes`` sees of a simulated road's flow."""
+
+
+def line_share(line: CountingLine, camera: Camera, vehicles: bool) -> float:
+    """The share of a simulated camera's crossings that ``line`` counts.
+
+    Args:
+        line: the line; without ``classes`` it counts every crossing (1).
+        camera: its camera (the classes it detects).
+        vehicles: whether the simulated flow is vehicles (a road) rather than people.
+
+    Returns:
+        On a road, the line's classes' share of :data:`TRAFFIC_MIX` among the camera's
+        classes; elsewhere 1 when the line counts people, else 0.
+
+    Example:
+        >>> from crowdwatch.contracts.config import LocalizedName
+        >>> cam = Camera(id="c", source="simulated", frame_size=(100, 100),
+        ...              classes=["car", "bus", "truck", "motorcycle"],
+        ...              zones=[Zone(id="z", name=LocalizedName(zh="区", en="Z"),
+        ...                          polygon=[(0, 0), (10, 0), (10, 10)])])
+        >>> bus = CountingLine(id="bus", name=LocalizedName(zh="公交", en="Bus"), start=(0, 50),
+        ...                    end=(100, 50), in_direction=(0, 1), classes=["bus"])
+        >>> line_share(bus, cam, vehicles=True)
+        0.03
+    """
+    if line.classes is None:
+        return 1.0
+    if not vehicles:
+        return 1.0 if TrackedClass.PERSON in line.classes else 0.0
+    seen = sum(TRAFFIC_MIX.get(c, 0.0) for c in camera.classes)
+    counted = sum(TRAFFIC_MIX.get(c, 0.0) for c in line.classes)
+    return round(counted / seen, 6) if seen > 0 else 0.0
 
 
 def poisson(rng: random.Random, mean: float) -> int:
@@ -159,7 +201,7 @@ class SimulatedCamera:
         departed = sum(f.departed for f in flows)
         people = sum(f.units for f in flows)
         lines = [
-            self._line_count(line.id, people, arrived, departed, local_hour, elapsed)
+            self._line_count(line, people, arrived, departed, local_hour, elapsed)
             for line in self.camera.lines
         ]
         return CountMessage(
@@ -220,7 +262,7 @@ class SimulatedCamera:
 
     def _line_count(
         self,
-        line_id: str,
+        line: CountingLine,
         people: int,
         arrived: int,
         departed: int,
@@ -228,18 +270,22 @@ class SimulatedCamera:
         elapsed_s: float,
     ) -> LineCount:
         kind = spec(self.site.kind)
+        share = line_share(line, self.camera, kind.vehicles)
         if not kind.passes_through:
-            # Everyone who came or went crossed the entrance line.
+            # Everyone who came or went crossed the entrance line (those of its classes).
+            if share < 1.0:
+                arrived = binomial(self._rng, arrived, share)
+                departed = binomial(self._rng, departed, share)
             return LineCount(
-                line_id=line_id,
+                line_id=line.id,
                 in_count=min(MAX_PEOPLE, arrived),
                 out_count=min(MAX_PEOPLE, departed),
             )
         # Traffic passes through (a road): inbound in the morning, outbound in the evening.
-        passing = people / kind.dwell_h * elapsed_s / 3600
+        passing = share * people / kind.dwell_h * elapsed_s / 3600
         in_share = 0.8 if local_hour % 24 < 13 else 0.25
         return LineCount(
-            line_id=line_id,
+            line_id=line.id,
             in_count=min(MAX_PEOPLE, poisson(self._rng, passing * in_share)),
             out_count=min(MAX_PEOPLE, poisson(self._rng, passing * (1 - in_share))),
         )

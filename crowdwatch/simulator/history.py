@@ -44,7 +44,7 @@ from crowdwatch.contracts.config import CrowdwatchConfig, RetentionConfig, Site,
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.site_kinds import road_thresholds, spec
 from crowdwatch.reports.holidays import DayKind, HolidayCalendar
-from crowdwatch.simulator.crowd import vehicle_density
+from crowdwatch.simulator.crowd import line_share, vehicle_density
 from crowdwatch.simulator.curves import expected_occupancy
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.migrate import upgrade
@@ -151,9 +151,10 @@ def _road_rows(
             inbound = 0.8 if hour < 13 else 0.25
             for camera in site.cameras:
                 for line in camera.lines:
+                    flow = passing * line_share(line, camera, vehicles=True)
                     lines.append(
-                        (ts, site.id, camera.id, line.id, round(passing * inbound),
-                         round(passing * (1 - inbound)), f"hist-{site.id}-{line.id}-{stamp}")
+                        (ts, site.id, camera.id, line.id, round(flow * inbound),
+                         round(flow * (1 - inbound)), f"hist-{site.id}-{line.id}-{stamp}")
                     )  # fmt: skip
             passing = 0.0
     return zones, lines
@@ -172,7 +173,11 @@ def _site_rows(
     zones: list[tuple[object, ...]] = []
     lines: list[tuple[object, ...]] = []
     zone_list = [(c.id, z.id, z.capacity or site.capacity) for c in site.cameras for z in c.zones]
-    line_list = [(c.id, line.id) for c in site.cameras for line in c.lines]
+    line_list = [
+        (c.id, line.id, line_share(line, c, vehicles=False))
+        for c in site.cameras
+        for line in c.lines
+    ]
     previous = 0.0
     for ts, hour in _steps(day, tz):
         share = expected_occupancy(site.kind, hour) * factor
@@ -191,10 +196,11 @@ def _site_rows(
             base = total * STEP.total_seconds() / 60 / stay_min
             arrivals = base + max(0.0, total - previous)
             departures = base + max(0.0, previous - total)
-            for camera_id, line_id in line_list:
+            for camera_id, line_id, share in line_list:
                 lines.append(
-                    (ts, site.id, camera_id, line_id, round(arrivals / len(line_list)),
-                     round(departures / len(line_list)), f"hist-{site.id}-{line_id}-{ts:%Y%m%d%H%M}")
+                    (ts, site.id, camera_id, line_id, round(share * arrivals / len(line_list)),
+                     round(share * departures / len(line_list)),
+                     f"hist-{site.id}-{line_id}-{ts:%Y%m%d%H%M}")
                 )  # fmt: skip
         previous = total
     return zones, lines

@@ -638,7 +638,8 @@ class DailyTotal:
     day: date
     site_id: str
     crossings_in: int
-    """Line crossings in the 'in' direction, over every line of the site."""
+    """Line crossings in the 'in' direction, over every line of the site (but those left out,
+    see :func:`daily_totals`)."""
     crossings_out: int
     peak_count: int | None
     """Largest site count_max of the day's buckets (hourly, or 15-minute in a time zone with
@@ -653,6 +654,7 @@ WITH crossings AS (
     FROM line_counts_{suffix}
     WHERE bucket >= (%(first_day)s::date::timestamp AT TIME ZONE %(tz)s)
       AND bucket < ((%(last_day)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
+      AND NOT (site_id || '/' || line_id) = ANY(%(left_out)s::text[])
       {site_filter}
     GROUP BY 1, 2
 ), peaks AS (
@@ -678,7 +680,8 @@ DAILY_TOTALS_SQL: dict[tuple[Resolution, bool], str] = {
     for one_site in (False, True)
 }
 """The statement of :func:`daily_totals` by (resolution, one site?); parameters first_day,
-last_day (local dates, inclusive), tz, and site_id for one site."""
+last_day (local dates, inclusive), tz, left_out (``site/line`` ids not summed) and site_id
+for one site."""
 
 
 def daily_resolution(tz: str, first_day: date, last_day: date) -> Resolution:
@@ -704,6 +707,7 @@ def daily_totals(
     *,
     site_id: str | None = None,
     resolution: Resolution | None = None,
+    left_out: Sequence[tuple[str, str]] = (),
 ) -> list[DailyTotal]:
     """Per local day and site: line crossings in and out, and the peak occupancy.
 
@@ -717,6 +721,8 @@ def daily_totals(
         tz: the district's IANA time zone (``district.timezone``).
         site_id: one site; default every site.
         resolution: the rollup read, 15m or 1h; default :func:`daily_resolution`.
+        left_out: ``(site_id, line_id)`` of lines not to sum: lines by class, which count a
+            part of another line's crossings (see :meth:`~crowdwatch.contracts.config.Site.lines_by_class`).
 
     Returns:
         One row per (day, site) with any data, ordered by day and site.
@@ -727,6 +733,12 @@ def daily_totals(
     resolution = resolution or daily_resolution(tz, first_day, last_day)
     if resolution not in (Resolution.QUARTER_HOUR, Resolution.HOUR):
         raise ValueError(f"expected a 15m or 1h resolution for daily totals, got {resolution}")
-    params = {"first_day": first_day, "last_day": last_day, "tz": tz, "site_id": site_id}
+    params = {
+        "first_day": first_day,
+        "last_day": last_day,
+        "tz": tz,
+        "site_id": site_id,
+        "left_out": [f"{site}/{line}" for site, line in left_out],
+    }
     statement = DAILY_TOTALS_SQL[(resolution, site_id is not None)]
     return _fetch_rows(conn, statement, class_row(DailyTotal), params)

@@ -564,7 +564,7 @@ def site_dashboard(config: CrowdwatchConfig) -> Dashboard:
             (
                 SqlTarget(
                     "A",
-                    sql.line_series(),
+                    sql.line_series([p for s in config.sites for p in s.lines_by_class()]),
                     ("time", "crossings_in", "crossings_out"),
                     "time_series",
                 ),

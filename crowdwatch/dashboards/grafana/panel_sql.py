@@ -504,18 +504,29 @@ FROM ({by_range(statements)}) AS s(bucket, kind, people)
 ORDER BY 1, 2
 """
 
-    def line_series(self) -> str:
+    def line_series(self, left_out: Sequence[tuple[str, str]] = ()) -> str:
         """The ``$site``'s line crossings per bucket, in and out (all its lines summed).
+
+        Args:
+            left_out: ``(site_id, line_id)`` of lines not summed: lines by class, a part of
+                another line's crossings (``Site.lines_by_class``).
 
         Columns: time, crossings_in, crossings_out.
         """
+        skip = ""
+        if left_out:
+            pairs = ", ".join(
+                f"({quote_literal(site_id)}, {quote_literal(line_id)})"
+                for site_id, line_id in left_out
+            )
+            skip = f"\n  AND (site_id, line_id) NOT IN (VALUES {pairs})"
         statements = {
             res: f"""
 SELECT bucket, sum(in_sum) AS crossings_in, sum(out_sum) AS crossings_out
 FROM line_counts_{res.value}
 WHERE site_id = {SITE_VAR}
   AND bucket >= date_bin(INTERVAL '{width}', {TIME_FROM}, {self.origin})
-  AND bucket < {TIME_TO}
+  AND bucket < {TIME_TO}{skip}
 GROUP BY bucket
 """
             for res, width in (
