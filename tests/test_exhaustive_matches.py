@@ -29,6 +29,8 @@ def unit(metric: AlertMetric) -> str:
             return "s"
         case AlertMetric.CONGESTION_LEVEL:
             return "level"
+        case AlertMetric.QUEUE_SPILLBACK:
+            return "of the approach"
 {density}        case _:
             assert_never(metric)
 """

@@ -301,7 +301,7 @@ def test_a_district_on_six_hosts_loses_and_duplicates_nothing(city: City) -> Non
     taken_at = time.monotonic() + 2.0
     _wait(lambda: watcher.ids(taken_at) <= set(_stored(db_url)), "w1's share written by ingest2")
     # w1's host comes back: its worker takes its session back and the stand-in stops quietly.
-    hosts["ingest1"].restore()
+    hosts["ingest1"].restore(reach=(hosts["broker"].address, 1883))
     returned = district.ingest("ingest1", "w1")
     _wait(lambda: "not reconnecting" in survivor.log_tail(400), "the stand-in to step aside")
     _wait(

@@ -112,9 +112,27 @@ class NetnsHost:
         """Pull the cable: the switch end of the link goes down, packets vanish."""
         _ip("link", "set", self.switch_port, "down")
 
-    def restore(self) -> None:
-        """Plug the cable back in."""
+    def restore(self, reach: tuple[str, int] | None = None) -> None:
+        """Plug the cable back in; with ``reach`` (address, port), also wait until this host
+        can open a TCP connection there.
+
+        A link just set up is not at once a path: the host's neighbour entry for the peer
+        failed while the cable was out, and until it is resolved again a connect gets "No
+        route to host", as a server plugged back in would see for a moment.
+        """
         _ip("link", "set", self.switch_port, "up")
+        if reach is None:
+            return
+        address, port = reach
+        deadline = time.monotonic() + _IP_TIMEOUT_S
+        probe = self.command(["bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"])
+        while subprocess.run(probe, capture_output=True, timeout=_IP_TIMEOUT_S).returncode != 0:
+            if time.monotonic() > deadline:
+                raise ServiceStartError(
+                    f"host {self.name}: {address}:{port} unreachable "
+                    f"{_IP_TIMEOUT_S:g} s after its link came back"
+                )
+            time.sleep(0.2)
 
 
 @dataclass
