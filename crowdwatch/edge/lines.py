@@ -282,10 +282,12 @@ class LineCrossing:
                 track_id, point, side, distance, height, ts
             ):
                 new.entry_from = abs(distance)
-            new.vote(class_id)
+            if self.class_ids is not None:
+                new.vote(class_id)
             self._tracks[track_id] = new
             return self._settle(new, ts, distance)
-        state.vote(class_id)
+        if self.class_ids is not None:  # only a class line needs the tally
+            state.vote(class_id)
         if side == 0:
             # Exactly on the line: no side to settle on; keep the last point off the line as
             # the start of the next movement, so stepping on and then over still crosses.
