@@ -110,7 +110,12 @@ def test_real_camera_needs_a_detector() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("district: [unclosed", "not valid YAML"),
+        # One line that says where: PyYAML's own message spans lines and quotes the line.
+        (
+            "district: [unclosed",
+            r"not valid YAML: line 1, column 20: expected ',' or ']', but got '<stream end>'$",
+        ),
+        ("a: b: c\n", "not valid YAML: line 1, column 5: mapping values are not allowed here$"),
         ("- just\n- a list\n", "expected a YAML mapping at the top, got list"),
     ],
 )

@@ -1598,5 +1598,22 @@ def load_config(path: str | Path) -> CrowdwatchConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
     return parse_config(data, origin=str(path))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line, with where it is: its own text spans several lines and
+    quotes the line, which a one-line error names by number instead.
+
+    Example:
+        >>> try:
+        ...     yaml.safe_load("a: [1,\\n")
+        ... except yaml.YAMLError as exc:
+        ...     yaml_problem(exc)
+        "line 2, column 1: expected the node content, but found '<stream end>'"
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
