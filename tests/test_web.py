@@ -6,6 +6,8 @@ so every test serves the app for real on a free port and talks to it with httpx.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from db_rows import alert_message, insert_firing, put_status, put_zone
 from web_server import DEAD_DB, Serve, web_config
 
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus, site_readings
+from crowdwatch.contracts.errors import ConfigError
 from crowdwatch.contracts.messages import (
     CountMessage,
     CountMethod,
@@ -27,6 +30,7 @@ from crowdwatch.contracts.messages import (
     encode,
 )
 from crowdwatch.contracts.site_kinds import KIND_ORDER
+from crowdwatch.dashboards.web import run_web
 from crowdwatch.ingest.validate import Accepted, Envelope
 from crowdwatch.ingest.writer import BatchWriter
 from crowdwatch.storage.migrate import upgrade
@@ -279,6 +283,15 @@ def test_the_phone_page_lists_beaches_first_and_streams_with_a_polling_fallback(
     assert order.index("beach") < order.index("bus_stop") < order.index("road")
     assert 'new EventSource("api/stream")' in html and 'fetch("api/state"' in html
     assert "Database unavailable" in html and "Camera offline" in html
+
+
+def test_a_taken_port_is_a_one_line_error_that_names_it(db_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"web: cannot listen on 127\.0\.0\.1:{port}: "):
+            run_web(web_config(db_url), "127.0.0.1", port, threading.Event())
 
 
 def test_run_web_picks_a_free_port_and_logs_the_url(

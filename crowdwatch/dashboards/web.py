@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdwatch.contracts.config import CrowdwatchConfig
-from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, StorageError
+from crowdwatch.contracts.errors import AlertNotActive, AlertNotFound, ConfigError, StorageError
 from crowdwatch.contracts.metrics import aggregates
 from crowdwatch.dashboards.api_schema import (
     ALERTS_DOCS,
@@ -369,8 +369,7 @@ def run_web(
         on_ready: called with the base URL (``http://host:port/``) once listening.
 
     Raises:
-        ConfigError: no database URL is configured.
-        OSError: the address cannot be bound.
+        ConfigError: no database URL is configured, or the address cannot be bound.
     """
     app = create_app(config, config.database.url_for("web"))
     live: LiveHub = app.state.live
@@ -379,9 +378,12 @@ def run_web(
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ConfigError(
+            f"web: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it, or "
+            "set web.port or --port (0: a free port)"
+        ) from exc
     bound_port = sock.getsockname()[1]
     web = config.web
     server = uvicorn.Server(
