@@ -290,7 +290,7 @@ def test_a_taken_port_is_a_one_line_error_that_names_it(db_url: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=rf"web: cannot listen on 127\.0\.0\.1:{port}: "):
+        with pytest.raises(ConfigError, match=rf"cannot listen on 127\.0\.0\.1:{port}: "):
             run_web(web_config(db_url), "127.0.0.1", port, threading.Event())
 
 

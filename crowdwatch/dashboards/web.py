@@ -381,7 +381,7 @@ def run_web(
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"web: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it, or "
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it, or "
             "set web.port or --port (0: a free port)"
         ) from exc
     bound_port = sock.getsockname()[1]
