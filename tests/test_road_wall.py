@@ -204,6 +204,13 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         ("road-gate", 3, 26.0, 42),  # arterial, its slower lane at 20-30: light
         ("road-coast", None, None, None),  # no count: no level
     ]
+    # A level from density says it is a model's, as the wall's note does; a speed needs no note.
+    assert {r["site_id"]: r["basis"] for r in rows} == {
+        "road-hill": "按密度推算, 模型估计 · from density, a model",
+        "road-tunnel": None,
+        "road-gate": None,
+        "road-coast": None,
+    }
     assert [r[:3] for r in empty if r[0] == "road-coast"] == [
         ("road-coast", "环岛路 Island Ring Road", 1)
     ]

@@ -168,7 +168,7 @@ def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Pane
             SqlTarget(
                 "A",
                 sql.road_traffic(bounds),
-                ("site_id", "road", "level", "speed_kmh", "vehicles"),
+                ("site_id", "road", "level", "basis", "speed_kmh", "vehicles"),
             ),
         ),
         options=table_options(),
@@ -190,6 +190,7 @@ def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Pane
                     "custom.cellOptions": {"type": "color-background", "mode": "basic"},
                 },
             ),
+            _named("basis", "依据 Basis"),
             FieldOverride(
                 "speed_kmh",
                 {"displayName": "平均车速 Mean speed", "unit": "velocitykmh", "decimals": 0},

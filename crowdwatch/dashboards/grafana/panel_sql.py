@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.congestion import JAM_DENSITY_PER_KM_LANE, SpeedThresholds
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN
-from crowdwatch.contracts.site_kinds import SITE_KINDS, KindView
+from crowdwatch.contracts.site_kinds import DENSITY_SOURCE_TEXT, SITE_KINDS, KindView
 from crowdwatch.dashboards.trends import (
     MIN_CHANGE_PEOPLE,
     MIN_CHANGE_SHARE,
@@ -221,12 +221,13 @@ ORDER BY occupancy DESC NULLS LAST, s.site_id
         (:func:`~crowdwatch.contracts.site_kinds.road_level`): the slowest zone's speed, an
         empty road smooth; without a speed, its densest zone's vehicles per km per lane by
         Greenshields' rule (``free_flow * (1 - density / 150)``); vehicles with neither no
-        level.
+        level. ``basis`` says so where the level came from density (as the wall's note does):
+        a model's estimate, not a measured speed.
 
         Args:
             roads: ``(site_id, thresholds)`` of every road (at least one).
 
-        Columns: site_id, road, level, speed_kmh, vehicles, updated.
+        Columns: site_id, road, level, basis, speed_kmh, vehicles, updated.
         """
         if not roads:
             raise ValueError("road_traffic: expected at least one road's thresholds")
@@ -265,6 +266,9 @@ SELECT s.site_id,
            WHEN n.grade_kmh IS NOT NULL THEN 5
            WHEN n.vehicles = 0 THEN 1
        END AS level,
+       CASE WHEN n.speed_kmh IS NULL AND n.grade_kmh IS NOT NULL
+            THEN '{DENSITY_SOURCE_TEXT.zh} · {DENSITY_SOURCE_TEXT.en}'
+       END AS basis,
        n.speed_kmh::double precision AS speed_kmh,
        n.vehicles::bigint AS vehicles,
        n.updated
