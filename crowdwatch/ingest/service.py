@@ -173,11 +173,13 @@ class IngestService:
             stays behind before the warning (see :mod:`crowdwatch.ingest.clock`).
 
     Example:
-        >>> service = IngestService(config, url)
-        >>> service.start()
-        >>> service.flush()  # everything received so far is committed and acknowledged
+        >>> service = IngestService(config, url)  # doctest: +SKIP
+        >>> service.start()  # doctest: +SKIP
+        >>> service.flush()  # doctest: +SKIP
         True
-        >>> service.stop()
+        >>> service.stop()  # doctest: +SKIP
+
+        ``flush`` returns once everything received so far is committed and acknowledged.
     """
 
     def __init__(

@@ -331,8 +331,7 @@ def upgrade(
         StorageError: the database is unreachable or refused a statement (message says which).
 
     Example:
-        >>> upgrade("postgresql://crowdwatch@127.0.0.1/crowdwatch", load_config("district.yaml"))
-        3
+        >>> version = upgrade(owner_url, load_config("district.yaml"))  # doctest: +SKIP
     """
     conn = connect(url, autocommit=True)
     try:

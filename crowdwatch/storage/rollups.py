@@ -29,9 +29,9 @@ owner's maintenance (:class:`~crowdwatch.storage.maintenance.Maintenance`, which
 daily partitions), never as the least-privilege ingest user, which may only append to the log.
 
 Example:
-    >>> refresher = RollupRefresher(url, interval_s=20)
-    >>> refresher.start()
-    >>> refresher.stop()
+    >>> refresher = RollupRefresher(url, interval_s=20)  # doctest: +SKIP
+    >>> refresher.start()  # doctest: +SKIP
+    >>> refresher.stop()  # doctest: +SKIP
 """
 
 from __future__ import annotations
