@@ -23,6 +23,7 @@ from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
 from crowdwatch.analytics.engine import AlertEngine, run_alerts
 from crowdwatch.analytics.silences import add_silence, expire_silence
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
+from crowdwatch.contracts.errors import BrokerError
 from crowdwatch.contracts.messages import (
     AlertMessage,
     CountMethod,
@@ -430,6 +431,39 @@ def test_duplicate_and_out_of_order_count_messages(harness_factory: Callable[...
     assert [t.state for t in engine.on_counts([after, spike], now)] == ["firing", "resolved"]
     assert engine.flush()
     assert [decode_alert(p).state for _, p in h.mqtt] == ["firing", "resolved"] * 2
+
+
+def test_a_site_s_alert_messages_keep_their_order_on_its_mqtt_topic(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    # The first publication fails once and waits a second for its retry; the "resolved" of
+    # that alert and the next alert of the same site, written meanwhile, must not overtake it.
+    h = harness_factory(delivery={"attempts": 3, "backoff_s": 1.0, "max_backoff_s": 1.0})
+    failed: list[bool] = []
+
+    def publish(topic: str, payload: bytes) -> None:
+        if not failed:
+            failed.append(True)
+            raise BrokerError("not acknowledged (test)")
+        h.mqtt.append((topic, payload))
+
+    engine = AlertEngine(h.config, h.db_url, publish, holder="a")
+    h.engines.append(engine)
+    for k, (crowd, calm) in enumerate(((45, 4), (47, 3))):
+        at = T0 + timedelta(minutes=k)
+        h.count(crowd, at)
+        assert h.states(engine, at) == ["firing"]
+        h.count(calm, at + timedelta(seconds=5))
+        assert h.states(engine, at + timedelta(seconds=6)) == ["resolved"]
+    assert engine.flush()
+    assert failed == [True]
+    sent = [decode_alert(p) for _, p in h.mqtt]
+    assert [(m.state, m.ts - T0) for m in sent] == [
+        ("firing", timedelta(0)),
+        ("resolved", timedelta(seconds=6)),
+        ("firing", timedelta(minutes=1)),
+        ("resolved", timedelta(minutes=1, seconds=6)),
+    ]
 
 
 def test_offline_camera_fires_its_own_alert_and_inhibits_crowd_escalation(

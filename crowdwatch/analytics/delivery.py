@@ -69,7 +69,9 @@ class Job:
             case Notification():
                 return (self.channel_id, self.payload.group)
             case AlertPublication():
-                return (self.channel_id, ",".join(map(str, self.alert_ids)))
+                # Per site topic, not per alert: a site's next alert firing must not overtake
+                # the "resolved" of its last one, or a subscriber reads the site as clear.
+                return (self.channel_id, self.payload.topic)
             case _:
                 assert_never(self.payload)
 
