@@ -202,17 +202,26 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
     Raises:
         StorageError: the query failed or the database is away.
     """
-    return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, kwargs_row(_zone_latest))
+    return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, kwargs_row(zone_latest_of))
 
 
-LATEST_ZONE_COUNTS_SQL = (
-    f"SELECT site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())}, "
-    f"{', '.join(HELD_COUNT_COLUMNS)} FROM zone_latest ORDER BY site_id, zone_id"
+ZONE_LATEST_COLUMNS = (
+    f"site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())}, "
+    f"{', '.join(HELD_COUNT_COLUMNS)}"
 )
+"""The columns of ``zone_latest`` that make a :class:`ZoneLatest` (see :func:`zone_latest_of`)."""
+
+LATEST_ZONE_COUNTS_SQL = f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest ORDER BY site_id, zone_id"
 
 
-def _zone_latest(*, method: str | None, **columns: Any) -> ZoneLatest:
+def zone_latest_of(*, method: str | None, **columns: Any) -> ZoneLatest:
+    """A :class:`ZoneLatest` from the :data:`ZONE_LATEST_COLUMNS` of a row, by name
+    (``kwargs_row(zone_latest_of)``)."""
     return ZoneLatest(method=None if method is None else CountMethod(method), **columns)
+
+
+CAMERA_STATUS_COLUMNS = "site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail"
+"""The columns of ``camera_latest_status`` that make a :class:`CameraStatusRow`."""
 
 
 def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
@@ -229,8 +238,7 @@ def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
     """
     return _fetch_rows(
         conn,
-        "SELECT site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail "
-        "FROM camera_latest_status ORDER BY site_id, camera_id",
+        f"SELECT {CAMERA_STATUS_COLUMNS} FROM camera_latest_status ORDER BY site_id, camera_id",
         class_row(CameraStatusRow),
     )
 
