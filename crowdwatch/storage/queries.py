@@ -190,11 +190,12 @@ def alert_from_row(row: Sequence[Any]) -> AlertRow:
     )
 
 
-def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
+def latest_zone_counts(conn: psycopg.Connection, site_id: str | None = None) -> list[ZoneLatest]:
     """The newest count of every zone that has ever reported.
 
     Args:
         conn: an open connection.
+        site_id: only this site's zones (one site's page); every site's when None.
 
     Returns:
         One row per (site, zone), ordered by site and zone.
@@ -202,7 +203,14 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
     Raises:
         StorageError: the query failed or the database is away.
     """
-    return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, kwargs_row(zone_latest_of))
+    if site_id is None:
+        return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, kwargs_row(zone_latest_of))
+    return _fetch_rows(
+        conn,
+        f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest WHERE site_id = %s ORDER BY zone_id",
+        kwargs_row(zone_latest_of),
+        (site_id,),
+    )
 
 
 ZONE_LATEST_COLUMNS = (
@@ -224,11 +232,14 @@ CAMERA_STATUS_COLUMNS = "site_id, camera_id, ts, state, fps, inference_ms, dropp
 """The columns of ``camera_latest_status`` that make a :class:`CameraStatusRow`."""
 
 
-def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
+def latest_camera_status(
+    conn: psycopg.Connection, site_id: str | None = None
+) -> list[CameraStatusRow]:
     """The newest health report of every camera that has ever reported.
 
     Args:
         conn: an open connection.
+        site_id: only this site's cameras; every site's when None.
 
     Returns:
         One row per (site, camera), ordered by site and camera.
@@ -236,10 +247,13 @@ def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
     Raises:
         StorageError: the query failed or the database is away.
     """
+    where, params = ("", ()) if site_id is None else ("WHERE site_id = %s ", (site_id,))
     return _fetch_rows(
         conn,
-        f"SELECT {CAMERA_STATUS_COLUMNS} FROM camera_latest_status ORDER BY site_id, camera_id",
+        f"SELECT {CAMERA_STATUS_COLUMNS} FROM camera_latest_status {where}"
+        "ORDER BY site_id, camera_id",
         class_row(CameraStatusRow),
+        params,
     )
 
 
