@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import RowFactory, class_row, kwargs_row, tuple_row
+from psycopg.rows import RowFactory, class_row, tuple_row
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.storage.queries import (
@@ -35,7 +35,7 @@ from crowdwatch.storage.queries import (
     ZONE_LATEST_COLUMNS,
     CameraStatusRow,
     ZoneLatest,
-    zone_latest_of,
+    zone_latest_row,
 )
 
 _T = TypeVar("_T")
@@ -89,7 +89,7 @@ def zone_rows(conn: psycopg.Connection, zones: Sequence[tuple[str, str]]) -> lis
         conn,
         f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest"
         " WHERE (site_id, zone_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        kwargs_row(zone_latest_of),
+        zone_latest_row,
         ([s for s, _ in zones], [z for _, z in zones]),
     )
 
