@@ -17,7 +17,8 @@ The engine first asks for the narrow :data:`ZoneStamp` of each changed row and t
 whole rows of those it does not have yet (the live MQTT path usually brought them already).
 Of the camera reports it asks only for those that can change a reading: offline ones, and the
 newest of each camera it holds offline.  At 5,000 cameras every row changes between two ticks,
-so the stamps are plain tuples: a dataclass a row cost the engine ~5 µs each, 100 ms a tick.
+so the stamps are plain tuples: with a dataclass for every changed zone and every camera report
+a tick took the engine 120 ms of CPU, 49 ms like this (20,000 zones, median of 8).
 """
 
 from __future__ import annotations
