@@ -20,7 +20,7 @@ from factories import config_dict, count_message, make_config, site_dict
 from sinks import HttpSink
 
 from crowdwatch.analytics.actions import acknowledge, alert_history, escalate
-from crowdwatch.analytics.engine import AlertEngine, run_alerts
+from crowdwatch.analytics.engine import AlertEngine, TickStats, run_alerts
 from crowdwatch.analytics.silences import add_silence, expire_silence
 from crowdwatch.contracts.config import CrowdwatchConfig, MqttConfig
 from crowdwatch.contracts.errors import BrokerError
@@ -55,9 +55,11 @@ def engine_config(
     routes: list[dict[str, Any]] | None = None,
     routes_of: dict[str, list[str]] | None = None,
     transit: dict[str, Any] | None = None,
+    more_sites: int = 0,
     **alerts: Any,
 ) -> CrowdwatchConfig:
-    raw = config_dict(site_dict("stop-a"), site_dict("stop-b"))
+    extra = [site_dict(f"stop-{n:02d}") for n in range(more_sites)]
+    raw = config_dict(site_dict("stop-a"), site_dict("stop-b"), *extra)
     for site in raw["sites"]:
         site["routes"] = (routes_of or {}).get(site["id"], [])
     raw["alerts"] = {
@@ -464,6 +466,71 @@ def test_a_site_s_alert_messages_keep_their_order_on_its_mqtt_topic(
         ("firing", timedelta(minutes=1)),
         ("resolved", timedelta(minutes=1, seconds=6)),
     ]
+
+
+def test_a_count_written_only_to_the_database_is_caught_up_by_the_tick(
+    harness_factory: Callable[..., Harness], db_url: str
+) -> None:
+    h = harness_factory()
+    engine = h.engine()
+    h.count(10, T0)
+    assert h.states(engine, T0) == []
+    at = T0 + timedelta(seconds=5)
+    assert engine.on_counts([count_message(count=12, ts=at)], at) == []
+    # Ingest stored a crowded count that never reached the engine over MQTT (its inbox was
+    # full, the broker dropped it): the next tick finds it among the rows changed since.
+    h.count(45, T0 + timedelta(seconds=10))
+    assert h.states(engine, T0 + timedelta(seconds=11)) == ["firing"]
+    assert engine.last_tick is not None and not engine.last_tick.full_read
+    # A batch that was still being written when a tick read, and committed after it: the
+    # tick's mark is the oldest transaction running then, so the next read still finds it.
+    with psycopg.connect(db_url) as late:
+        put_zone(late, "stop-b", "platform", 45, T0 + timedelta(seconds=12))
+        assert h.states(engine, T0 + timedelta(seconds=13)) == []
+        late.commit()
+    assert h.states(engine, T0 + timedelta(seconds=14)) == ["firing"]
+
+
+def test_a_tick_reads_and_evaluates_only_what_changed_or_is_due(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    h = harness_factory(more_sites=40)  # 42 cameras of one zone each
+    engine = h.engine()
+    sites = [s.id for s in h.config.sites]
+    for site in sites:
+        h.count(10, T0, site)
+    put_status(h.conn, "stop-a", "cam1", "online", T0)
+    engine.tick(T0)
+    assert engine.last_tick == TickStats(
+        full_read=True, zone_rows=42, camera_rows=1, zones_evaluated=42
+    )
+
+    engine.tick(T0 + timedelta(seconds=5))
+    assert engine.last_tick == TickStats(False, 0, 0, 0), "nothing changed, nothing is due"
+
+    # One zone changed behind the live path: its stamp and its whole row, and that zone.
+    h.count(45, T0 + timedelta(seconds=8), "stop-07")
+    assert h.states(engine, T0 + timedelta(seconds=10)) == ["firing"]
+    assert engine.last_tick == TickStats(False, 2, 0, 1)
+
+    # Counts the live path brought already: their stamps only, and no evaluation of them;
+    # the firing zone is evaluated at every tick (its alert may clear).
+    at = T0 + timedelta(seconds=12)
+    engine.on_counts([count_message(site, count=11, ts=at) for site in sites[-20:]], at)
+    for site in sites[-20:]:
+        h.count(11, at, site)
+    put_status(h.conn, "stop-b", "cam1", "online", at)  # not offline: changes no reading
+    engine.tick(T0 + timedelta(seconds=15))
+    assert engine.last_tick == TickStats(False, 20, 0, 1)
+
+    # An offline report: that camera's zones (and the firing one).
+    put_status(h.conn, "stop-00", "cam1", "offline", T0 + timedelta(seconds=16))
+    engine.tick(T0 + timedelta(seconds=20))
+    assert engine.last_tick == TickStats(False, 0, 1, 2)
+
+    # Past stale_after_s without counts every camera is evaluated (its no-data seconds run).
+    assert h.states(engine, T0 + timedelta(minutes=3)) == ["firing"] * 42
+    assert engine.last_tick == TickStats(False, 0, 0, 42)
 
 
 def test_offline_camera_fires_its_own_alert_and_inhibits_crowd_escalation(

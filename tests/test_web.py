@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -207,6 +208,31 @@ def test_an_offline_camera_shows_offline_not_zero(
     site = http.get("/api/sites/stop-a").json()
 
     assert (site["status"], site["count"]) == ("offline", None)
+
+
+def test_one_site_answers_as_its_entry_in_the_district_list(
+    client: tuple[httpx.Client, psycopg.Connection],
+) -> None:
+    # /api/sites/{id} reads only that site's rows; nothing of the others may leak in or out.
+    http, conn = client
+    now = datetime.now(UTC)
+    put_zone(conn, "beach-a", "north", 70, now - timedelta(seconds=3), method="dense")
+    put_zone(conn, "stop-a", "platform", 30, now)
+    put_zone(conn, "stop-b", "platform", 12, now)
+    put_status(conn, "stop-b", "cam1", "offline", now)
+
+    def without_ages(site: dict[str, Any]) -> dict[str, Any]:
+        zones = [{**z, "age_s": None} for z in site["zones"]]
+        return {**site, "age_s": None, "zones": zones}
+
+    listed = {s["id"]: without_ages(s) for s in http.get("/api/sites").json()}
+    assert [(s["status"], s["count"]) for s in listed.values()] == [
+        ("ok", 30),
+        ("offline", None),
+        ("no_data", 70),
+    ]
+    for site_id, entry in listed.items():
+        assert without_ages(http.get(f"/api/sites/{site_id}").json()) == entry
 
 
 def test_an_unknown_site_is_a_404_naming_it(

@@ -9,11 +9,29 @@ Two inputs feed one :class:`AlertEvaluator`:
   zones (a redelivery, a late message) changes nothing.  Payloads arrive through a
   :class:`~crowdwatch.analytics.inbox.CountInbox`, which decodes each one alone: a hostile
   payload is counted and left out, never the end of alerting.
-- **A periodic tick** every ``alerts.evaluate_every_s``: renews the lease, reads
+- **A periodic tick** every ``alerts.evaluate_every_s``: renews the lease, catches up with
   ``zone_latest`` and ``camera_latest_status`` (what ingest wrote, including anything missed
   over MQTT), judges staleness and offline cameras (no data: its own alert), and does the
   follow-ups — held-back notifications whose silence or mute window ended, timed
   escalation of unacknowledged alerts, hand escalations from the dispatcher page.
+
+The tick's work follows what changed, not the size of the district (20,000 zones every 5 s
+took ~40 % of a core and held the live path back).  It reads only the latest rows written
+since its last read (:mod:`crowdwatch.storage.latest_changes`; every row at start and after a
+reconnect), and of those only the whole rows of zones whose count is newer than the one the
+live path brought.  It evaluates only the cameras where something can have moved:
+
+- a zone with a newer count, or a camera whose report went offline or came back from it;
+- a zone or camera with an alert in memory (pending ``for_s``, firing, clearing
+  ``keep_firing_for_s``): its timers run without new data;
+- a camera without data at its last evaluation, or with a zone whose count has gone stale
+  since: its no-data seconds grow (the ``no_data_s`` rules);
+- everything at start and when this engine takes the lease over.
+
+A zone that none of these touch has the reading it had when it was last evaluated, so the
+rules give what they gave then.  One exception, on purpose: a ``forecast_occupancy`` rule's
+reference day (``alerts.reference_days``) is looked up when the zone's count changes, not
+again while the count stands still (a live camera sends one every few seconds).
 
 A firing alert at a bus stop with ``transit`` routes carries a dispatch recommendation
 (:mod:`crowdwatch.analytics.dispatch_advice`), computed when people are told and on each
@@ -32,6 +50,7 @@ taking over the lease) continues where the last one stopped, without notifying t
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -39,6 +58,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,6 +78,7 @@ from crowdwatch.analytics.dispatch_actions import store_advice
 from crowdwatch.analytics.dispatch_advice import RATE_WINDOW, StopAdvisor
 from crowdwatch.analytics.evaluator import (
     AlertEvaluator,
+    CameraReading,
     Transition,
     camera_readings,
 )
@@ -68,14 +89,14 @@ from crowdwatch.analytics.inbox import CountInbox
 from crowdwatch.analytics.planner import Policy, plan_follow_ups, plan_transitions
 from crowdwatch.analytics.readings import (
     ZoneReading,
+    ZoneStatus,
     zone_reading,
-    zone_readings,
     zone_status,
 )
 from crowdwatch.analytics.routing import channels_by_id
-from crowdwatch.analytics.rules import CROWD_METRICS
+from crowdwatch.analytics.rules import CROWD_METRICS, alert_key, camera_alert_key
 from crowdwatch.analytics.silences import Silence, active_silences
-from crowdwatch.contracts.config import CrowdwatchConfig
+from crowdwatch.contracts.config import AlertMetric, CrowdwatchConfig
 from crowdwatch.contracts.errors import CrowdwatchError, StorageError
 from crowdwatch.contracts.ground import derived_capacities
 from crowdwatch.contracts.messages import (
@@ -88,6 +109,13 @@ from crowdwatch.contracts.messages import (
 from crowdwatch.contracts.notification import DispatchAdvice
 from crowdwatch.mqtt.client import MqttClient
 from crowdwatch.storage.db import connect
+from crowdwatch.storage.latest_changes import (
+    ZoneStamp,
+    change_mark,
+    changed_offline_reports,
+    changed_zones,
+    zone_rows,
+)
 from crowdwatch.storage.queries import (
     AlertRow,
     CameraStatusRow,
@@ -104,6 +132,22 @@ Publish = Callable[[str, bytes], None]
 """``publish(topic, payload)`` at QoS 1 that raises :class:`BrokerError` when not acknowledged."""
 
 _REFERENCE_TTL_S = 300.0
+
+CameraKey = tuple[str, str]
+"""(site_id, camera_id)"""
+
+
+@dataclass(frozen=True, slots=True)
+class TickStats:
+    """What one tick read and evaluated (the debug log; tests)."""
+
+    full_read: bool
+    """every latest row was read (start, after a reconnect), not only the changed ones"""
+    zone_rows: int
+    """``zone_latest`` rows read: the changed zones' stamps, then the whole rows needed"""
+    camera_rows: int
+    """``camera_latest_status`` rows read"""
+    zones_evaluated: int
 
 
 class AlertEngine:
@@ -140,9 +184,18 @@ class AlertEngine:
         self._seeded = False
         self._started_at = datetime.now(UTC)
         self._latest: dict[tuple[str, str], ZoneLatest] = {}
-        self._camera_rows: list[CameraStatusRow] = []
-        self._camera_status: dict[tuple[str, str], CameraStatusRow] = {}
+        self._camera_status: dict[CameraKey, CameraStatusRow] = {}
         self._cameras = {(s.id, c.id): (s, c) for s, c in config.cameras()}
+        self._camera_order = {key: i for i, key in enumerate(self._cameras)}
+        self._key_camera = _key_cameras(config)
+        # The catch-up of the tick: where the next read of the latest rows starts (None:
+        # read them all), whether the next evaluation takes every camera, and the cameras
+        # without data at their last evaluation.
+        self._mark: int | None = None
+        self._evaluate_all = True
+        self._no_data: set[CameraKey] = set()
+        self.last_tick: TickStats | None = None
+        """What the last tick that held the lease read and evaluated."""
         self._silences: list[Silence] = []
         self._active: dict[str, ActiveAlert] = {}
         self._references: dict[tuple[str, str, float], tuple[float, ReferenceTrend | None]] = {}
@@ -172,7 +225,7 @@ class AlertEngine:
         return self._deliverer.wait_idle(timeout)
 
     def tick(self, now: datetime | None = None) -> list[Transition]:
-        """One full evaluation: lease, every zone and camera, follow-ups.
+        """One periodic evaluation: lease, what changed or is due (see the module), follow-ups.
 
         Args:
             now: evaluation time (UTC-aware); the wall clock when omitted.
@@ -192,16 +245,16 @@ class AlertEngine:
             if not self._seeded:
                 self._seed_history(conn, now)
             self._silences = active_silences(conn, now)
-            for row in latest_zone_counts(conn):
-                self._store_latest(row)
-            self._camera_rows = latest_camera_status(conn)
-            self._camera_status = {(c.site_id, c.camera_id): c for c in self._camera_rows}
-            readings = self._readings(now)
+            changed, read = self._catch_up(conn)
         except StorageError:
             self._drop_connection()
             raise
+        readings = self._due_readings(changed, now)
         cameras = camera_readings(readings, now, self._started_at)
+        self._note_no_data(cameras)
         transitions = self._evaluator.evaluate(readings, now, cameras)
+        self.last_tick = replace(read, zones_evaluated=len(readings))
+        logger.debug("alert tick: %s", self.last_tick)
         recorded = self._record(conn, transitions, now)
         try:
             self._follow_up(conn, now)
@@ -240,6 +293,7 @@ class AlertEngine:
                 continue
             readings = self._camera_zone_readings(message.site_id, message.camera_id, now)
             cameras = camera_readings(readings, now, self._started_at)
+            self._note_no_data(cameras)
             transitions += self._evaluator.evaluate(readings, now, cameras)
         try:
             return self._record(self._connection(), transitions, now)
@@ -302,18 +356,89 @@ class AlertEngine:
         self._history.add(key, row.ts, row.count)
         return True
 
-    def _readings(self, now: datetime) -> list[ZoneReading]:
-        # A camera whose counts resumed after its offline notice is online again.
-        newest: dict[tuple[str, str], datetime] = {}
-        for row in self._latest.values():
-            cam = (row.site_id, row.camera_id)
-            newest[cam] = max(newest.get(cam, row.ts), row.ts)
-        cameras = [
-            c
-            for c in self._camera_rows
-            if c.state != CameraState.OFFLINE or c.ts >= newest.get((c.site_id, c.camera_id), c.ts)
-        ]
-        return zone_readings(self._config, list(self._latest.values()), cameras, now)
+    # --- the tick's catch-up ----------------------------------------------------------
+
+    def _catch_up(self, conn: psycopg.Connection) -> tuple[set[CameraKey], TickStats]:
+        """Read the latest rows written since the last tick: the cameras they changed, and
+        what was read.
+
+        A zone counts as changed when its row is newer than what the engine has (the live
+        path brought most already), a camera when its report goes offline or comes back.
+        """
+        full = self._mark is None
+        mark = change_mark(conn)
+        if self._mark is None:
+            zones = latest_zone_counts(conn)
+            statuses = latest_camera_status(conn)
+            zone_reads = len(zones)
+        else:
+            stamps = changed_zones(conn, self._mark)
+            zones = zone_rows(conn, self._newer(stamps))
+            held_offline = [
+                k for k, r in self._camera_status.items() if r.state == CameraState.OFFLINE
+            ]
+            statuses = changed_offline_reports(conn, self._mark, held_offline)
+            zone_reads = len(stamps) + len(zones)
+        # Only after every read succeeded: a failed one is read again from the old mark.
+        self._mark = mark
+        changed: set[CameraKey] = set()
+        for row in zones:
+            if self._store_latest(row):
+                changed.add((row.site_id, self._zone_camera[(row.site_id, row.zone_id)]))
+        for status in statuses:
+            key = (status.site_id, status.camera_id)
+            before = self._camera_status.get(key)
+            self._camera_status[key] = status
+            # Only an offline report (or the end of one) changes what the zones read.
+            if before is None or CameraState.OFFLINE in (before.state, status.state):
+                changed.add(key)
+        return changed, TickStats(full, zone_reads, len(statuses), 0)
+
+    def _newer(self, stamps: Iterable[ZoneStamp]) -> list[tuple[str, str]]:
+        """The configured zones of ``stamps`` whose count is newer than the engine's."""
+        latest, configured = self._latest, self._zone_camera
+        out = []
+        for site_id, zone_id, ts in stamps:
+            key = (site_id, zone_id)
+            current = latest.get(key)
+            if key in configured and (current is None or ts > current.ts):
+                out.append(key)
+        return out
+
+    def _due_readings(self, changed: set[CameraKey], now: datetime) -> list[ZoneReading]:
+        """The readings of the cameras to evaluate at this tick, in config order."""
+        if self._evaluate_all:
+            self._evaluate_all = False
+            due: set[CameraKey] = set(self._cameras)
+        else:
+            due = changed | self._no_data | self._going_stale(now)
+            due.update(
+                self._key_camera[k] for k in self._evaluator.watched if k in self._key_camera
+            )
+        out: list[ZoneReading] = []
+        for site_id, camera_id in sorted(
+            due & self._cameras.keys(), key=self._camera_order.__getitem__
+        ):
+            out += self._camera_zone_readings(site_id, camera_id, now)
+        return out
+
+    def _going_stale(self, now: datetime) -> set[CameraKey]:
+        """Cameras with a zone whose newest count is older than ``alerts.stale_after_s``."""
+        cutoff = now - timedelta(seconds=self._alerts.stale_after_s)
+        return {
+            (row.site_id, self._zone_camera[(row.site_id, row.zone_id)])
+            for row in self._latest.values()
+            if row.ts < cutoff
+        }
+
+    def _note_no_data(self, cameras: Iterable[CameraReading]) -> None:
+        """Remember the cameras without data: the tick evaluates them until they have some."""
+        for camera in cameras:
+            key = (camera.site.id, camera.camera_id)
+            if camera.status is ZoneStatus.OK:
+                self._no_data.discard(key)
+            else:
+                self._no_data.add(key)
 
     def _seed_history(self, conn: psycopg.Connection, now: datetime) -> None:
         try:
@@ -385,6 +510,7 @@ class AlertEngine:
         active = active_alert_states(conn)
         pending = pending_timers(conn)
         self._evaluator.reset()
+        self._evaluate_all = True
         self._evaluator.restore({a.row.alert_key: a.clearing_since for a in active}, pending)
         self._active = {a.row.alert_key: a for a in active}
         jobs = queued_jobs(conn)
@@ -547,6 +673,25 @@ class AlertEngine:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        # The next tick reads every latest row: the server may be another one now (a
+        # failover, a restore), whose transaction ids the mark does not belong to.
+        self._mark = None
+
+
+def _key_cameras(config: CrowdwatchConfig) -> dict[str, CameraKey]:
+    """The camera of every alert key the rules can make (zone keys and no-data keys)."""
+    rules = config.alerts.rules
+    zone_rules = [r.id for r in rules if r.metric is not AlertMetric.NO_DATA_S]
+    camera_rules = [r.id for r in rules if r.metric is AlertMetric.NO_DATA_S]
+    out: dict[str, CameraKey] = {}
+    for site, camera in config.cameras():
+        key = (site.id, camera.id)
+        for rule_id in camera_rules:
+            out[camera_alert_key(site.id, camera.id, rule_id)] = key
+        for zone in camera.zones:
+            for rule_id in zone_rules:
+                out[alert_key(site.id, zone.id, rule_id)] = key
+    return out
 
 
 def _said(advice: DispatchAdvice | None) -> str:
@@ -569,6 +714,18 @@ def _advisor(config: CrowdwatchConfig) -> StopAdvisor | None:
         feed.check(transit)
     tz = ZoneInfo(config.district.timezone)
     return StopAdvisor(transit, feed, tz, config.alerts.stale_after_s)
+
+
+def _freeze_start_up() -> None:
+    """Keep what start-up built (the config, the engine's maps, the first read of the latest
+    rows) out of the garbage collector's sight for good: it lives as long as the process.
+
+    At 5,000 cameras that is ~390,000 objects that every full collection walked: with the live
+    path under the fleet's load, full collections paused the engine up to 193 ms (552 ms in
+    30 s); frozen, 16 ms at most (48 ms).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
@@ -623,8 +780,11 @@ def run_alerts(config: CrowdwatchConfig, stop: threading.Event) -> None:
                 if batch:
                     engine.on_counts(batch)
                 if time.monotonic() >= next_tick:
+                    first = next_tick == 0.0
                     next_tick = time.monotonic() + every
                     engine.tick()
+                    if first:
+                        _freeze_start_up()
             except CrowdwatchError as exc:
                 logger.warning("alert evaluation failed: %s", exc)
                 stop.wait(min(every, 1.0))

@@ -243,6 +243,12 @@ class AlertEvaluator:
         return frozenset(k for k, s in self._states.items() if s.firing)
 
     @property
+    def watched(self) -> frozenset[str]:
+        """Keys with a state in memory (pending, firing, clearing): their timers run on
+        without new data, so each evaluation must see them again."""
+        return frozenset(self._states)
+
+    @property
     def pending(self) -> dict[str, datetime]:
         """Keys waiting out their pending period, with the time each crossed ``fire_at``."""
         return {

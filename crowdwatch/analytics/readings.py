@@ -151,6 +151,7 @@ def zone_readings(
     zone_rows: Sequence[ZoneLatest],
     camera_rows: Sequence[CameraStatusRow],
     now: datetime,
+    site_id: str | None = None,
 ) -> list[ZoneReading]:
     """Classify every configured zone, in config order.
 
@@ -159,9 +160,10 @@ def zone_readings(
         zone_rows: newest count per zone (``latest_zone_counts``); unknown zones are ignored.
         camera_rows: newest status per camera (``latest_camera_status``).
         now: the instant to judge freshness at (UTC-aware).
+        site_id: only this site's zones; every site's when None.
 
     Returns:
-        One reading per configured zone.
+        One reading per configured zone (of ``site_id``).
     """
     counts = {(r.site_id, r.zone_id): r for r in zone_rows}
     states = {(r.site_id, r.camera_id): r.state for r in camera_rows}
@@ -169,6 +171,8 @@ def zone_readings(
     derived = derived_capacities(config)
     readings = []
     for site, camera in config.cameras():
+        if site_id is not None and site.id != site_id:
+            continue
         offline = states.get((site.id, camera.id)) == CameraState.OFFLINE
         for zone in camera.zones:
             row = counts.get((site.id, zone.id))

@@ -65,6 +65,8 @@ def read_snapshot(
     config: CrowdwatchConfig,
     now: datetime,
     levels: RoadLevelMemory | None = None,
+    *,
+    site_id: str | None = None,
 ) -> Snapshot:
     """Read the live picture.
 
@@ -74,6 +76,8 @@ def read_snapshot(
         now: the instant to judge freshness and trends at.
         levels: the process's road levels, held with hysteresis across reads; ``None``:
             each road at the raw level of its newest count.
+        site_id: only this site (one site's page: its rows, no alerts), instead of the
+            district (at 20,000 zones reading the district for one site cost ~0.6 s of CPU).
 
     Returns:
         The snapshot.
@@ -81,10 +85,13 @@ def read_snapshot(
     Raises:
         StorageError: a query failed or the database is away.
     """
-    zones, cameras = latest_zone_counts(conn), latest_camera_status(conn)
-    alerts = active_alerts(conn)
-    earlier = earlier_means(conn, now)
-    readings = site_readings(zone_readings(config, zones, cameras, now), config)
+    zones = latest_zone_counts(conn, site_id)
+    cameras = latest_camera_status(conn, site_id)
+    alerts = active_alerts(conn) if site_id is None else []
+    earlier = earlier_means(conn, now, site_id)
+    readings = site_readings(zone_readings(config, zones, cameras, now, site_id), config)
+    if site_id is not None:
+        readings = [r for r in readings if r.site.id == site_id]
     rows = {(r.site_id, r.zone_id): r for r in zones}
     held = road_levels(readings, levels) if levels is not None else {}
     return Snapshot(now, readings, rows, earlier, alerts, held)

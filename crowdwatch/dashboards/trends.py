@@ -33,19 +33,22 @@ class Trend(StrEnum):
 EARLIER_MEANS_SQL = """
 SELECT site_id, zone_id, sum(count_mean_sum) / nullif(sum(samples), 0)
 FROM zone_counts_1m
-WHERE bucket >= %(start)s AND bucket < %(end)s
+WHERE bucket >= %(start)s AND bucket < %(end)s {site}
 GROUP BY site_id, zone_id
 """
 """Mean count per zone over the buckets starting in ``[start, end)`` (plain rollup table or
-TimescaleDB continuous aggregate: the same columns)."""
+TimescaleDB continuous aggregate: the same columns); ``{site}`` narrows it to one site."""
 
 
-def earlier_means(conn: psycopg.Connection, now: datetime) -> dict[tuple[str, str], float]:
+def earlier_means(
+    conn: psycopg.Connection, now: datetime, site_id: str | None = None
+) -> dict[tuple[str, str], float]:
     """Every zone's mean count between 10 and 4 minutes before ``now``.
 
     Args:
         conn: an open connection.
         now: the present instant (UTC-aware).
+        site_id: only this site's zones; every site's when None.
 
     Returns:
         ``(site_id, zone_id) -> mean``; zones without buckets in the window are absent.
@@ -53,10 +56,11 @@ def earlier_means(conn: psycopg.Connection, now: datetime) -> dict[tuple[str, st
     Raises:
         StorageError: the query failed or the database is away.
     """
-    params = {"start": now - WINDOW_START, "end": now - WINDOW_END}
+    params = {"start": now - WINDOW_START, "end": now - WINDOW_END, "site": site_id}
+    sql = EARLIER_MEANS_SQL.format(site="" if site_id is None else "AND site_id = %(site)s")
     try:
         with conn.cursor() as cur:
-            cur.execute(EARLIER_MEANS_SQL, params)
+            cur.execute(sql, params)
             rows = cur.fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"database query failed: {exc}") from exc

@@ -281,8 +281,9 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
         status = 200 if body["database"]["ok"] else 503
         return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
-    def read_sites() -> Snapshot:
-        return snapshot(datetime.now(UTC))
+    def read_sites(site_id: str | None = None) -> Snapshot:
+        with database() as conn:
+            return read_snapshot(conn, config, datetime.now(UTC), road_levels, site_id=site_id)
 
     @app.get("/api/sites", **SITES_DOCS)
     def sites() -> JSONResponse:
@@ -293,8 +294,8 @@ def create_app(config: CrowdwatchConfig, db_url: str) -> FastAPI:
     @app.get("/api/sites/{site_id}", **SITE_DOCS)
     def one_site(site_id: str) -> JSONResponse:
         require_site(site_id)
-        snap = read_sites()
-        reading = next(r for r in snap.sites if r.site.id == site_id)
+        snap = read_sites(site_id)
+        [reading] = snap.sites
         body = site_json(reading, snap.zone_rows, snap.earlier, snap.road_levels)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

