@@ -507,7 +507,13 @@ class MqttConfig(Model):
         default=False,
         description="skip the broker host-name check (the CA check stays); testing only",
     )
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    keepalive_s: int = Field(
+        default=30,
+        ge=5,
+        le=3600,
+        description="seconds between keepalive pings; a broker takes a silent client for lost "
+        "(and sends its Last Will) after 1.5 of them, a client its broker after 1 to 2",
+    )
 
     @model_validator(mode="after")
     def _tls_settings_need_tls(self) -> Self:
