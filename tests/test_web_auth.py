@@ -49,6 +49,9 @@ NOW = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
         ("sun", "md5$abc", False),
         ("sun", "scrypt$0$8$1$c2FsdA$AAAA", False),
     ],
+    # Fixed ids: a fresh hash has a random salt, and test ids must be the same in every
+    # process that collects them (pytest-xdist's workers).
+    ids=["scrypt", "scrypt-wrong-case", "scrypt-unicode", "pbkdf2", "bad-salt", "md5", "n-zero"],
 )
 def test_verify_password(typed: str, stored: str, ok: bool) -> None:
     assert verify_password(typed, stored) is ok
