@@ -7,12 +7,14 @@ package with apt when we are allowed to.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,25 +58,21 @@ def system_user(name: str) -> SystemUser:
             raise ServiceUnavailable(
                 f"system user {name!r} is missing and useradd is not found"
             ) from None
-        proc = subprocess.run(
-            [
-                useradd,
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--shell",
-                "/bin/false",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise ServiceUnavailable(
-                f"cannot create system user {name!r}: {proc.stderr.strip()}"
-            ) from None
-        entry = pwd.getpwnam(name)
+        command = [useradd, "--system", "--user-group", "--no-create-home"]
+        command += ["--shell", "/bin/false", name]
+        # Parallel test processes (pytest -n) may add the same user at once: the one that
+        # loses finds it made ("already exists") or /etc/passwd locked, and tries again.
+        for attempt in range(5):
+            proc = subprocess.run(command, capture_output=True, text=True, check=False)
+            try:
+                entry = pwd.getpwnam(name)
+                break
+            except KeyError:
+                if attempt == 4:
+                    raise ServiceUnavailable(
+                        f"cannot create system user {name!r}: {proc.stderr.strip()}"
+                    ) from None
+                time.sleep(0.5)
     return SystemUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
@@ -84,6 +82,10 @@ def chown_tree(path: Path, user: SystemUser) -> None:
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
             os.chown(Path(root) / name, user.uid, user.gid)
+
+
+APT_LOCK = Path(tempfile.gettempdir()) / "crowdwatch-apt-install.lock"
+"""Held while :func:`apt_install` runs apt-get (an exclusive ``flock``)."""
 
 
 def apt_install(package: str) -> None:
@@ -100,13 +102,18 @@ def apt_install(package: str) -> None:
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     logger.warning("installing Debian package %s for the test services", package)
-    for cmd in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", package]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if proc.returncode != 0:
-            raise ServiceUnavailable(
-                f"'{' '.join(cmd)}' failed while installing {package!r}: "
-                f"{tail_text(proc.stdout + proc.stderr)}"
-            )
+    # One installation at a time: parallel test processes (pytest -n) that each find a
+    # package missing would otherwise fail on apt's own lock.  The second one waits, then
+    # finds the package installed (apt-get install of an installed package does nothing).
+    with APT_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for cmd in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", package]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if proc.returncode != 0:
+                raise ServiceUnavailable(
+                    f"'{' '.join(cmd)}' failed while installing {package!r}: "
+                    f"{tail_text(proc.stdout + proc.stderr)}"
+                )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
