@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
-from psycopg.rows import RowFactory, class_row, tuple_row
+from psycopg.rows import class_row, tuple_row
 
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.storage.queries import (
@@ -36,6 +36,7 @@ from crowdwatch.storage.queries import (
     ZONE_LATEST_COLUMNS,
     CameraStatusRow,
     ZoneLatest,
+    fetch_rows,
     zone_latest_row,
 )
 
@@ -69,7 +70,7 @@ def changed_zones(conn: psycopg.Connection, since: int) -> list[ZoneStamp]:
     Raises:
         StorageError: the query failed or the database is away.
     """
-    stamps: list[ZoneStamp] = _rows(
+    stamps: list[ZoneStamp] = fetch_rows(
         conn,
         "SELECT site_id, zone_id, ts FROM zone_latest WHERE changed_xid >= %s::xid8",
         tuple_row,
@@ -86,7 +87,7 @@ def zone_rows(conn: psycopg.Connection, zones: Sequence[tuple[str, str]]) -> lis
     """
     if not zones:
         return []
-    return _rows(
+    return fetch_rows(
         conn,
         f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest"
         " WHERE (site_id, zone_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
@@ -108,7 +109,7 @@ def changed_offline_reports(
     Raises:
         StorageError: the query failed or the database is away.
     """
-    return _rows(
+    return fetch_rows(
         conn,
         f"SELECT {CAMERA_STATUS_COLUMNS} FROM camera_latest_status"
         " WHERE changed_xid >= %s::xid8 AND (state = 'offline'"
@@ -116,14 +117,3 @@ def changed_offline_reports(
         class_row(CameraStatusRow),
         (str(since), [s for s, _ in held_offline], [c for _, c in held_offline]),
     )
-
-
-def _rows(
-    conn: psycopg.Connection, sql: str, row_factory: RowFactory[_T], params: Sequence[Any]
-) -> list[_T]:
-    try:
-        with conn.cursor(row_factory=row_factory) as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    except psycopg.Error as exc:
-        raise StorageError(f"cannot read the latest changes: {exc}") from exc

@@ -149,7 +149,7 @@ def _fetch_all(
         raise StorageError(f"database query failed: {exc}") from exc
 
 
-def _fetch_rows(
+def fetch_rows(
     conn: psycopg.Connection,
     sql: str,
     row_factory: RowFactory[_T],
@@ -205,8 +205,8 @@ def latest_zone_counts(conn: psycopg.Connection, site_id: str | None = None) -> 
         StorageError: the query failed or the database is away.
     """
     if site_id is None:
-        return _fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, zone_latest_row)
-    return _fetch_rows(
+        return fetch_rows(conn, LATEST_ZONE_COUNTS_SQL, zone_latest_row)
+    return fetch_rows(
         conn,
         f"SELECT {ZONE_LATEST_COLUMNS} FROM zone_latest WHERE site_id = %s ORDER BY zone_id",
         zone_latest_row,
@@ -266,7 +266,7 @@ def latest_camera_status(
         StorageError: the query failed or the database is away.
     """
     where, params = ("", ()) if site_id is None else ("WHERE site_id = %s ", (site_id,))
-    return _fetch_rows(
+    return fetch_rows(
         conn,
         f"SELECT {CAMERA_STATUS_COLUMNS} FROM camera_latest_status {where}"
         "ORDER BY site_id, camera_id",
@@ -465,7 +465,7 @@ def _point(*, bucket: datetime, **aggregates: Any) -> SeriesPoint:
 
 
 def _points(conn: psycopg.Connection, sql: str, params: Mapping[str, Any]) -> list[SeriesPoint]:
-    return _fetch_rows(conn, sql, kwargs_row(_point), params)
+    return fetch_rows(conn, sql, kwargs_row(_point), params)
 
 
 def zone_series(
@@ -668,7 +668,7 @@ def compare_with_reference_day(
         "site_id": site_id,
     }
     statement = REFERENCE_COMPARISON_SQL if site_id is None else REFERENCE_COMPARISON_SITE_SQL
-    return _fetch_rows(conn, statement, class_row(ReferenceComparison), params)
+    return fetch_rows(conn, statement, class_row(ReferenceComparison), params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,4 +781,4 @@ def daily_totals(
         "left_out": [f"{site}/{line}" for site, line in left_out],
     }
     statement = DAILY_TOTALS_SQL[(resolution, site_id is not None)]
-    return _fetch_rows(conn, statement, class_row(DailyTotal), params)
+    return fetch_rows(conn, statement, class_row(DailyTotal), params)
