@@ -141,6 +141,7 @@ def test_adaptation_runs_end_to_end_and_writes_a_model_the_edge_loads(
     report = json.loads((out / "adapt.json").read_text())
     kept_out = [f for f in report["frames"] if f["adapted"] is not None]
     assert len(kept_out) == 2 and report["fold_steps"] == [30, 30] and report["final_steps"] == 30
+    assert report["planned_steps"] == 30  # 3 runs of 30 steps fit 10 minutes on any box
     assert report["decision"]["adopt"] is (status == 0)
     # --method auto compared the three methods on the frames the fine-tune kept out.
     loo = report["leave_one_out"]

@@ -26,7 +26,8 @@ label``; or a makesense.ai point export). The recipe is sized for minutes on two
    ``OUT/candidate.onnx`` (and ``OUT/candidate.correction.json``) and the command exits 1.
    ``OUT/card.md`` and ``OUT/adapt.json`` record the figures and the decision either way.
 
-``--minutes`` (default 20) bounds the whole run: the step budget of each run shrinks to fit.
+``--minutes`` (default 20) bounds the whole run: a few timed steps plan how many steps every run
+(each fold and the final one alike) gets to fit it, ``--steps`` at most.
 ``--score DIR2`` also counts another labelled folder of the same camera with both models (what
 ``tests`` and the model card use to show that adaptation carries over to other days).
 """
@@ -148,6 +149,32 @@ def held_out_indices(frames: int, folds: int) -> list[int]:
     return sorted({i * frames // folds for i in range(folds)})
 
 
+PROBE_STEPS = 6
+"""Steps timed before the folds (the first one, which allocates, is not counted)."""
+BUDGET_SHARE = 0.9
+"""Of the time left, what the planned steps may fill: the rest is margin for a busier box."""
+
+
+def plan_steps(wanted: int, runs: int, step_s: float, left_s: float) -> int:
+    """The steps every run gets: ``wanted``, or as many as ``runs`` runs fit in the time left,
+    the same for each run.
+
+    Every fold then trains as long as the final model does, so the folds' leave-one-out error
+    (which decides adoption and ``auto``'s choice) measures the model that ships; when each run
+    instead filled its share of the clock, a busy box gave the folds 2-3x fewer steps than the
+    final run, and the choice between methods turned on the machine's load.
+
+    Example:
+        >>> plan_steps(500, 6, 0.25, 1200.0), plan_steps(500, 6, 0.5, 1200.0)
+        (500, 360)
+        >>> plan_steps(500, 6, 0.0, 1200.0), plan_steps(500, 6, 1.0, -5.0)
+        (500, 0)
+    """
+    if step_s <= 0.0:
+        return wanted
+    return max(0, min(wanted, int(BUDGET_SHARE * left_s / (runs * step_s))))
+
+
 def _decoder_parameters(net: DensityNet) -> list[torch.nn.Parameter]:
     chosen = []
     for name, parameter in net.named_parameters():
@@ -197,24 +224,26 @@ def train_decoder(
     frames: Sequence[FeatureFrame],
     negatives: Sequence[Features],
     args: argparse.Namespace,
+    steps: int,
     budget_s: float,
     seed: int,
 ) -> int:
     """Train ``net``'s decoder in place on crops of ``frames``; returns the steps it took.
 
-    The schedule (warm-up, cosine decay) follows whichever of ``args.steps`` and ``budget_s``
-    runs out first, so a slow or busy box still ends annealed within its time.
+    The schedule (warm-up, cosine decay) follows whichever of ``steps`` and ``budget_s`` runs
+    out first: the steps are planned to fit (:func:`plan_steps`), and the clock only cuts a run
+    that the box slowed down after the plan, still annealed within its time.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
     parameters = _decoder_parameters(net)
     optimiser = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-4)
     started = time.monotonic()
-    warmup = max(1, args.steps // 10)
+    warmup = max(1, steps // 10)
     step = 0
     net.train()
-    while step < args.steps:
-        progress = max(step / args.steps, (time.monotonic() - started) / max(budget_s, 1e-3))
+    while step < steps:
+        progress = max(step / steps, (time.monotonic() - started) / max(budget_s, 1e-3))
         if progress >= 1.0:
             break
         for group in optimiser.param_groups:
@@ -229,6 +258,22 @@ def train_decoder(
         step += 1
     net.eval()
     return step
+
+
+def time_step(
+    base: DensityNet,
+    frames: Sequence[FeatureFrame],
+    negatives: Sequence[Features],
+    args: argparse.Namespace,
+) -> float:
+    """Seconds one training step takes on this box now (median of ``PROBE_STEPS`` - 1)."""
+    net = _fresh(base)
+    times = []
+    for step in range(PROBE_STEPS):
+        begun = time.monotonic()
+        train_decoder(net, frames, negatives, args, 1, 1e9, args.seed + 10_000 + step)
+        times.append(time.monotonic() - begun)
+    return float(np.median(times[1:]))
 
 
 @torch.no_grad()
@@ -360,14 +405,25 @@ def _folds(
     budget_s = 60.0 * args.minutes
     held = held_out_indices(len(frames), args.folds)
     runs = len(held) + 1
+    args.run_steps = args.steps
+    if args.steps:
+        step_s = time_step(base, cached, negatives, args)
+        left_s = budget_s - (time.monotonic() - started)
+        args.run_steps = plan_steps(args.steps, runs, step_s, left_s)
+        print(
+            f"{args.run_steps} steps for each of {runs} runs (a step takes {step_s:.2f} s "
+            f"here, {left_s:.0f} s left of --minutes {args.minutes:g})",
+            flush=True,
+        )
     fold_steps = []
     for fold, index in enumerate(held):
         remaining = budget_s - (time.monotonic() - started)
         net = _fresh(base)
         others = [f for i, f in enumerate(cached) if i != index]
         steps = train_decoder(
-            net, others, negatives, args, remaining / (runs - fold), args.seed + fold
-        )
+            net, others, negatives, args, args.run_steps, remaining / (runs - fold),
+            args.seed + fold,
+        )  # fmt: skip
         held_maps[index] = map_frame(net, cached[index], frames[index].image.shape[:2])
         adapted[index] = held_maps[index].total()
         fold_steps.append(steps)
@@ -439,7 +495,9 @@ def adapt(args: argparse.Namespace) -> int:
     else:
         net = _fresh(base)
         remaining = budget_s - (time.monotonic() - started)
-        final_steps = train_decoder(net, cached, negatives, args, remaining, args.seed + 1000)
+        final_steps = train_decoder(
+            net, cached, negatives, args, args.run_steps, remaining, args.seed + 1000
+        )
         export_onnx(net, candidate)
     fitted = corrected if method == "correction" else on_tuned
     if fitted is not None and method != "finetune":
@@ -477,6 +535,8 @@ def adapt(args: argparse.Namespace) -> int:
             "gains": fitted.correction.gains.round(3).tolist(),
         },
         "decision": asdict(decision),
+        # Each run's steps as planned to fit --minutes on this box (None: nothing fine-tuned).
+        "planned_steps": getattr(args, "run_steps", None),
         "fold_steps": fold_steps,
         "final_steps": final_steps,
         "elapsed_s": round(elapsed, 1),
