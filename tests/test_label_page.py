@@ -192,6 +192,11 @@ def test_marking_and_deleting_by_touch_on_a_tablet(
         assert saved is not None
         assert np.allclose(sorted(saved), sorted([(940, 530), (960, 540), (980, 560)]), atol=1.0)
         page.screenshot(path=SCREENSHOTS / "label-tablet-820x1180.jpg", type="jpeg", quality=80)
+        # The help states whom to mark: one rule for every frame and every person labelling.
+        page.locator("#help-toggle").tap()
+        expect(page.locator("#help")).to_be_visible()
+        expect(page.locator("#help")).to_contain_text("lying under an umbrella, in the water")
+        page.screenshot(path=SCREENSHOTS / "label-tablet-help.jpg", type="jpeg", quality=80)
     finally:
         context.close()
 
