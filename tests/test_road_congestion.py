@@ -14,6 +14,7 @@ from crowdwatch.analytics.readings import ZoneReading, ZoneStatus
 from crowdwatch.contracts.config import CrowdwatchConfig, Site, SiteKind, parse_config
 from crowdwatch.contracts.congestion import CongestionLevel, RoadClass
 from crowdwatch.contracts.errors import ConfigError
+from crowdwatch.contracts.ground import road_length_m
 from crowdwatch.contracts.site_kinds import kind_rules, road_thresholds, spec
 from crowdwatch.simulator.crowd import SimulatedCamera
 
@@ -178,3 +179,38 @@ def test_the_simulator_drives_holiday_traffic_with_a_jam_that_builds_and_clears(
     # It builds over time and clears over time, never jumping from smooth to severe.
     levels = [level(q / 4) for q in range(4 * 24)]
     assert max(abs(a - b) for a, b in pairwise(levels)) <= 2
+
+
+def test_the_simulator_queues_at_a_stop_line_and_spills_back_only_in_the_jam() -> None:
+    raw = road_dict()
+    camera = raw["cameras"][0]
+    # 576 px of picture are 120 m of road: the approach runs 99 m back from the stop line,
+    # and its 2 lanes hold 30 vehicles at a standstill (6.7 m each), its capacity.
+    camera["calibration"] = {
+        "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
+        "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
+    }
+    camera["zones"][0] |= {
+        "lanes": 2,
+        "capacity": 30,
+        "approach": {"stop_line": [[0, 576], [768, 576]]},
+    }
+    config = make_config(config_dict(raw))
+    site = config.sites[0]
+    zone = site.cameras[0].zones[0]
+    length = road_length_m(zone, site.cameras[0].calibration)
+    assert length == pytest.approx(99.2, abs=0.1)
+    simulated = SimulatedCamera(site, site.cameras[0], seed=7)
+    queues = {}
+    for q in range(4 * 24):
+        message = simulated.counts(T0 + timedelta(minutes=15 * q), q / 4, 5.0, 900.0)
+        queue = message.zones[0].queue_length_m
+        assert queue is not None and 0.0 <= queue <= length
+        queues[q / 4] = queue / length
+    assert queues[4.0] < 0.1  # a few cars at a red light at night
+    assert max(queues[h] for h in (9.0, 9.5, 10.0)) >= 0.5  # the inbound peak's jam
+    assert max(queues[h] for h in (17.0, 17.5, 18.0)) >= 0.5  # the outbound one's
+    assert queues[22.0] < 0.25
+    # A section that is no approach publishes no queue.
+    plain = SimulatedCamera(road_config().sites[0], road_config().sites[0].cameras[0], seed=7)
+    assert plain.counts(T0, 9.5, 5.0, 900.0).zones[0].queue_length_m is None

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from factories import write_config
+from factories import config_dict, make_config, road_dict, write_config
 
 from crowdwatch.cli import main
 from crowdwatch.contracts.config import CrowdwatchConfig, SiteKind, load_config
@@ -211,3 +211,40 @@ def test_compared_days_of_a_week_in_golden_week(config: CrowdwatchConfig) -> Non
         date(2025, 6, 2),
         date(2025, 9, 27),
     ]
+
+
+def test_history_of_a_stop_line_s_approach_has_its_queue(db_url: str, timescale: bool) -> None:
+    raw = road_dict(site_id="road-gate")
+    camera = raw["cameras"][0]
+    # The approach runs 99 m back from the stop line; its 2 lanes hold 30 vehicles standing.
+    camera["calibration"] = {
+        "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
+        "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
+    }
+    camera["zones"][0] |= {
+        "lanes": 2,
+        "capacity": 30,
+        "approach": {"stop_line": [[0, 576], [768, 576]]},
+    }
+    config = make_config(config_dict(raw))
+    upgrade(db_url, config, timescale=timescale)
+    fill_history(config, db_url, [DAY], seed=3)
+    local = "(ts AT TIME ZONE 'Asia/Shanghai')"
+    with psycopg.connect(db_url) as conn:
+        raw_rows = conn.execute(
+            f"SELECT extract(hour FROM {local})::int, max(queue_length_m)::float,"
+            " count(*) - count(queue_length_m) FROM zone_counts GROUP BY 1"
+        ).fetchall()
+        rolled = conn.execute(
+            "SELECT extract(hour FROM (bucket AT TIME ZONE 'Asia/Shanghai'))::int,"
+            " max(queue_max)::float FROM zone_counts_15m GROUP BY 1"
+        ).fetchall()
+    longest = {hour: queue for hour, queue, _ in raw_rows}
+    assert all(missing == 0 for _, _, missing in raw_rows)  # every row of the approach has one
+    assert max(longest.values()) <= 99.2
+    # National Day's inbound and outbound peaks queue back over most of the approach; at
+    # opening time a red light holds a few cars.
+    assert longest[9] >= 50.0 and longest[17] >= 50.0
+    assert longest[6] < 25.0
+    # The rollups carry the longest queue (max), as the reports and Grafana read it.
+    assert dict(rolled) == pytest.approx(longest)

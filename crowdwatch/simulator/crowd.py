@@ -16,6 +16,7 @@ inbound morning and outbound evening peaks fill the section, and the vehicles' m
 follows Greenshields' model (``free_flow * (1 - vehicles / capacity)``, the site's capacity
 being the vehicles the section holds at a standstill) with a little noise, so a jam builds
 as the peak comes and clears after it; nobody walks on the carriageway (``count`` 0).
+A zone that is a stop line's approach also gets its queue (:func:`approach_queue_m`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from crowdwatch.contracts.config import Camera, CountingLine, Site, TrackedClass, Zone
-from crowdwatch.contracts.ground import lane_km
+from crowdwatch.contracts.congestion import JAM_DENSITY_PER_KM_LANE
+from crowdwatch.contracts.ground import lane_km, road_length_m
 from crowdwatch.contracts.messages import MAX_PEOPLE, CountMessage, LineCount, ZoneCount
 from crowdwatch.contracts.site_kinds import road_thresholds, spec
 from crowdwatch.simulator.curves import expected_occupancy
@@ -258,6 +260,7 @@ class SimulatedCamera:
             vehicles=vehicles,
             mean_speed_kmh=round(min(free_flow, max(1.0, speed)), 1),
             vehicle_density=vehicle_density(zone, self.camera, vehicles),
+            queue_length_m=approach_queue_m(zone, self.camera, vehicles, load),
         )
 
     def _line_count(
@@ -289,6 +292,44 @@ class SimulatedCamera:
             in_count=min(MAX_PEOPLE, poisson(self._rng, passing * in_share)),
             out_count=min(MAX_PEOPLE, poisson(self._rng, passing * (1 - in_share))),
         )
+
+
+RED_SHARE = 0.5
+"""Share of a signal cycle that is red: at light traffic, the most that stand at once are the
+approach's vehicles that arrived while it was red."""
+
+
+def approach_queue_m(zone: Zone, camera: Camera, vehicles: int, load: float) -> float | None:
+    """The longest queue back from a simulated stop line in an interval, in metres (as the edge
+    publishes it for ``zones[].approach``); ``None`` for a zone that is no approach.
+
+    The share of the approach's vehicles that stand grows with the load (the expected vehicles
+    over those the section holds at a standstill): ``RED_SHARE`` of them at light traffic (those
+    caught by a red), the load's share above it, all of them at a standstill, each lane's
+    standing vehicles ``1000 / JAM_DENSITY_PER_KM_LANE`` (6.7) m apart. At a standstill the
+    queue fills the approach (spill-back 1.0); it never reaches past it, as the camera sees
+    nothing beyond its zone.
+
+    Example:
+        >>> from crowdwatch.contracts.config import Calibration
+        >>> cal = Calibration(image_points=[(0, 0), (100, 0), (100, 100), (0, 100)],
+        ...                   ground_points_m=[(0, 0), (10, 0), (10, 100), (0, 100)])
+        >>> z = Zone(id="a", name={"zh": "进口道", "en": "approach"}, lanes=2,
+        ...          polygon=[(0, 0), (100, 0), (100, 100), (0, 100)],
+        ...          approach={"stop_line": [(0, 100), (100, 100)]})
+        >>> cam = Camera(id="c", source="simulated", frame_size=(100, 100), zones=[z],
+        ...              calibration=cal)
+        >>> approach_queue_m(z, cam, 4, 0.1), approach_queue_m(z, cam, 30, 1.0)
+        (6.7, 100.0)
+    """
+    if zone.approach is None:
+        return None
+    length = road_length_m(zone, camera.calibration)
+    if length is None:
+        return None
+    standing = vehicles / (zone.lanes or 1) * max(RED_SHARE, load)
+    # Rounded first: a rounded-up length would read as a queue past the approach's end.
+    return min(round(standing * 1000.0 / JAM_DENSITY_PER_KM_LANE, 1), length)
 
 
 def vehicle_density(zone: Zone, camera: Camera, vehicles: int) -> float | None:

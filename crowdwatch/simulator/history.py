@@ -44,7 +44,7 @@ from crowdwatch.contracts.config import CrowdwatchConfig, RetentionConfig, Site,
 from crowdwatch.contracts.errors import StorageError
 from crowdwatch.contracts.site_kinds import road_thresholds, spec
 from crowdwatch.reports.holidays import DayKind, HolidayCalendar
-from crowdwatch.simulator.crowd import line_share, vehicle_density
+from crowdwatch.simulator.crowd import approach_queue_m, line_share, vehicle_density
 from crowdwatch.simulator.curves import expected_occupancy
 from crowdwatch.storage.db import connect
 from crowdwatch.storage.migrate import upgrade
@@ -122,7 +122,8 @@ def _road_rows(
     row every :data:`ROAD_STEP`: no people; its vehicles, their mean
     speed by Greenshields (free flow on an empty road, a crawl as the holiday curve's
     inbound-morning and outbound-evening peaks fill it: the jams build and clear), their
-    density on zones with lanes, and its lines' traffic, inbound in the morning."""
+    density on zones with lanes, the queue at a stop line's approach, and its lines' traffic,
+    inbound in the morning."""
     zones: list[tuple[object, ...]] = []
     lines: list[tuple[object, ...]] = []
     free_flow = road_thresholds(site).free_flow_kmh
@@ -142,7 +143,8 @@ def _road_rows(
                     (ts, site.id, camera.id, zone.id, 0, 0, 0.0, ROAD_STEP.total_seconds(),
                      f"hist-{site.id}-{zone.id}-{stamp}", cars,
                      round(min(free_flow, max(1.0, speed)), 1),
-                     vehicle_density(zone, camera, cars))
+                     vehicle_density(zone, camera, cars),
+                     approach_queue_m(zone, camera, cars, load))
                 )  # fmt: skip
         # Its lines' crossings go in a row a quarter hour, as other sites' do (a rollup
         # refresh costs by the minutes it touches, and the demo waits for this one).
@@ -188,7 +190,7 @@ def _site_rows(
             peak = math.ceil(mean * (1.04 + 0.04 * rng.random()))
             zones.append(
                 (ts, site.id, camera_id, zone_id, round(mean), peak, round(mean, 2), 900.0,
-                 f"hist-{site.id}-{zone_id}-{ts:%Y%m%d%H%M}", None, None, None)
+                 f"hist-{site.id}-{zone_id}-{ts:%Y%m%d%H%M}", None, None, None, None)
             )  # fmt: skip
         if line_list:
             # Little's law: people present / mean stay arrive (and leave) per minute; a rise
@@ -323,7 +325,8 @@ def _copy(
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(
                 "COPY zone_counts (ts, site_id, camera_id, zone_id, count, count_max, count_mean,"
-                " interval_s, message_id, vehicles, mean_speed_kmh, vehicle_density) FROM STDIN"
+                " interval_s, message_id, vehicles, mean_speed_kmh, vehicle_density,"
+                " queue_length_m) FROM STDIN"
             ) as copy:
                 for row in zones:
                     copy.write_row(row)
