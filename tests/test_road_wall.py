@@ -41,25 +41,38 @@ def put_traffic(
     speed: float | None,
     ts: datetime | None = None,
     density: float | None = None,
+    queue: float | None = None,
 ) -> None:
-    """Upsert a road zone's newest row as ingest does: no people, vehicles, speed, density."""
+    """Upsert a road zone's newest row as ingest does: no people, vehicles, speed, density,
+    and the queue of an approach."""
     conn.execute(
         "INSERT INTO zone_latest (site_id, zone_id, camera_id, ts, count, count_max, count_mean,"
-        " vehicles, mean_speed_kmh, vehicle_density)"
-        " VALUES (%s, %s, 'cam1', %s, 0, 0, 0, %s, %s, %s)"
+        " vehicles, mean_speed_kmh, vehicle_density, queue_length_m)"
+        " VALUES (%s, %s, 'cam1', %s, 0, 0, 0, %s, %s, %s, %s)"
         " ON CONFLICT (site_id, zone_id) DO UPDATE SET ts = EXCLUDED.ts,"
         " vehicles = EXCLUDED.vehicles, mean_speed_kmh = EXCLUDED.mean_speed_kmh,"
-        " vehicle_density = EXCLUDED.vehicle_density",
-        (site_id, zone_id, ts or datetime.now(UTC), vehicles, speed, density),
+        " vehicle_density = EXCLUDED.vehicle_density, queue_length_m = EXCLUDED.queue_length_m",
+        (site_id, zone_id, ts or datetime.now(UTC), vehicles, speed, density, queue),
     )
 
 
 def two_way_road() -> dict[str, Any]:
     site = road_dict(site_id="road-gate")
     site["name"] = {"zh": "滨海大道入口", "en": "Coastal Avenue Gate"}
-    zone = site["cameras"][0]["zones"][0]
-    site["cameras"][0]["zones"] = [
-        zone | {"id": "inbound", "name": {"zh": "进城", "en": "Inbound"}},
+    camera = site["cameras"][0]
+    zone = camera["zones"][0]
+    # Inbound ends at the gate's stop line: an approach 99.2 m long (576 px are 120 m).
+    camera["calibration"] = {
+        "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
+        "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
+    }
+    camera["zones"] = [
+        zone
+        | {
+            "id": "inbound",
+            "name": {"zh": "进城", "en": "Inbound"},
+            "approach": {"stop_line": [[0, 576], [768, 576]]},
+        },
         zone | {"id": "outbound", "name": {"zh": "出城", "en": "Outbound"}},
     ]
     return site
@@ -97,7 +110,7 @@ def roads(db_url: str, serve: Serve) -> Iterator[httpx.Client]:
         # An expressway at 28 km/h: moderate (20-35).  An arterial whose outbound lane
         # crawls at 26 km/h (light, 20-30) while inbound flows: the slower lane speaks.
         put_traffic(conn, "road-tunnel", "carriageway", 64, 28.0, then)
-        put_traffic(conn, "road-gate", "inbound", 12, 45.0, then)
+        put_traffic(conn, "road-gate", "inbound", 12, 45.0, then, queue=60.0)
         put_traffic(conn, "road-gate", "outbound", 30, 26.0, then)
         # No calibration on the ring road's camera: its level comes from density, a model.
         put_traffic(conn, "road-coast", "carriageway", 30, None, then, density=80.0)
@@ -116,8 +129,15 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
         "level_name": {"zh": "中度拥堵", "en": "moderate congestion"},
         "level_source": "speed",
         "level_note": None,
+        "queue_m": None,  # no stop line in the tunnel
+        "queue_share": None,
     }
     assert road["zones"][0]["traffic"]["level"] == 4
+    # The gate's inbound approach queues 60 m back from its stop line, 60% of the approach.
+    gate_api = roads.get("/api/sites/road-gate").json()
+    inbound = next(z for z in gate_api["zones"] if z["zone_id"] == "inbound")
+    assert (inbound["traffic"]["queue_m"], inbound["traffic"]["queue_share"]) == (60.0, 0.61)
+    assert (gate_api["traffic"]["queue_m"], gate_api["traffic"]["queue_share"]) == (60.0, 0.61)
     assert roads.get("/api/sites/stop-a").json()["traffic"] is None
 
     page = browser.new_page(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
@@ -133,6 +153,8 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
         expect(gate.locator(".lv-3")).to_have_text("轻度拥堵")
         expect(gate.locator(".speed")).to_have_text("26 km/h")
         expect(gate.locator(".vehicles")).to_have_text("42")
+        expect(gate.locator(".queue")).to_have_text("60 m")
+        expect(tunnel.locator(".queue")).to_have_text("–")
         # A road graded from density says that it is a model, and shows the density.
         coast = page.locator("#road-road-coast")
         expect(coast.locator(".lv-3")).to_have_text("轻度拥堵")  # 60 * (1 - 80/150) = 28 km/h
@@ -172,6 +194,11 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
         expect(tunnel.locator(".lv-5")).to_have_text("严重拥堵", timeout=5_000)
         expect(tunnel.locator(".speed")).to_have_text("14 km/h")
         expect(tunnel.locator(".vehicles")).to_have_text("88")
+        # The gate's queue reaches the end of its approach: it spills back over the junction
+        # behind, which the wall says in red.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            put_traffic(conn, "road-gate", "inbound", 30, 8.0, queue=99.2)
+        expect(gate.locator(".queue")).to_have_text("99 m溢出 spill-back", timeout=5_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=ARTIFACTS / "wall-roads-1920x1080.png")
     finally:
@@ -254,6 +281,7 @@ def test_the_phone_page_shows_a_road_by_its_level_not_as_people(
         expect(tunnel).to_have_class("site s-full")
         expect(page.locator("#site-road-gate .word")).to_have_text("轻度拥堵 light congestion")
         expect(page.locator("#site-road-gate .count")).to_have_text("42")
+        expect(page.locator("#site-road-gate .queue")).to_have_text("排队 queue 60 m")
         coast = page.locator("#site-road-coast")
         expect(coast.locator(".word")).to_have_text("轻度拥堵 light congestion")
         expect(coast.locator(".note")).to_have_text("按密度推算, 模型估计 · from density, a model")

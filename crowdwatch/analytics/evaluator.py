@@ -40,7 +40,6 @@ from crowdwatch.analytics.rules import (
 )
 from crowdwatch.analytics.summaries import AlertFacts, alert_text
 from crowdwatch.contracts.config import AlertMetric, AlertRule, Site
-from crowdwatch.contracts.ground import road_length_m
 from crowdwatch.contracts.messages import AlertMessage, CountMethod
 from crowdwatch.contracts.site_kinds import road_level
 
@@ -188,24 +187,9 @@ def congestion_level(reading: ZoneReading) -> float | None:
     return None if level is None else float(level)
 
 
-def approach_length_m(reading: ZoneReading) -> float | None:
-    """The length of an approach zone, metres (its ``length_m`` or from its camera's
-    calibration); ``None`` for a zone that is no approach or whose length is unknown."""
-    if reading.zone.approach is None:
-        return None
-    camera = next((c for c in reading.site.cameras if c.id == reading.camera_id), None)
-    try:
-        return road_length_m(reading.zone, camera.calibration if camera is not None else None)
-    except ValueError:
-        return None  # drawn above the horizon: the edge refuses to start on it
-
-
 def queue_spillback(reading: ZoneReading) -> float | None:
     """An approach's queue over its length: 1.0 reaches its upstream end (spills back)."""
-    length = approach_length_m(reading)
-    if reading.queue_length_m is None or not length:
-        return None
-    return reading.queue_length_m / length
+    return reading.queue_share
 
 
 class AlertEvaluator:
@@ -407,7 +391,7 @@ class AlertEvaluator:
             speed_kmh=reading.mean_speed_kmh,
             vehicle_density=reading.vehicle_density,
             queue_m=reading.queue_length_m,
-            approach_m=approach_length_m(reading),
+            approach_m=reading.approach_m,
         )
         value: float | None
         # Exhaustive: a new metric fails mypy here instead of silently reading density.

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from crowdwatch.contracts.config import CrowdwatchConfig, Site, Zone
-from crowdwatch.contracts.ground import derived_capacities
+from crowdwatch.contracts.ground import derived_capacities, road_length_m
 from crowdwatch.contracts.messages import CameraState, CountMethod
 from crowdwatch.storage.queries import CameraStatusRow, ZoneLatest
 
@@ -66,6 +66,26 @@ class ZoneReading:
     """vehicles per km per lane (OK status and a road zone with lanes only)"""
     queue_length_m: float | None = None
     """the queue back from the stop line (OK status and an approach zone only)"""
+
+    @property
+    def approach_m(self) -> float | None:
+        """The length of an approach zone, metres (its ``length_m`` or from its camera's
+        calibration); ``None`` for a zone that is no approach or whose length is unknown."""
+        if self.zone.approach is None:
+            return None
+        camera = next((c for c in self.site.cameras if c.id == self.camera_id), None)
+        try:
+            return road_length_m(self.zone, camera.calibration if camera is not None else None)
+        except ValueError:
+            return None  # drawn above the horizon: the edge refuses to start on it
+
+    @property
+    def queue_share(self) -> float | None:
+        """The queue over its approach's length: 1.0 reaches its upstream end (spills back)."""
+        length = self.approach_m
+        if self.queue_length_m is None or not length:
+            return None
+        return self.queue_length_m / length
 
     @property
     def capacity(self) -> int:

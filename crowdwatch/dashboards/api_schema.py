@@ -63,6 +63,12 @@ class TrafficOut(Out):
     model"""
     level_note: Names | None
     """how the pages say a level from density: "from density, a model" (null otherwise)"""
+    queue_m: float | None
+    """the longest queue back from a stop line in the newest interval, metres (an approach
+    zone; a road: its fullest approach; null elsewhere)"""
+    queue_share: float | None
+    """that queue over its approach's length: 1.0 reaches the approach's upstream end (the
+    queue spills back past what the camera sees)"""
 
 
 class ZoneOut(Out):

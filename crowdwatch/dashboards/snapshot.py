@@ -142,6 +142,14 @@ def _wait(row: ZoneLatest | None, reading: ZoneReading) -> float | None:
     return round(row.longest_wait_s, 1)
 
 
+def _queue(reading: ZoneReading) -> tuple[float, float] | None:
+    # Only an approach with a measured length has a queue to show (and to call a spill-back).
+    share = reading.queue_share
+    if share is None or reading.queue_length_m is None:
+        return None
+    return reading.queue_length_m, share
+
+
 def _method(row: ZoneLatest | None, reading: ZoneReading) -> str | None:
     # The method belongs to the count shown: none when the count is withheld (stale, offline).
     if row is None or reading.count is None or row.method is None:
@@ -162,10 +170,12 @@ def traffic_json(
     speed_kmh: float | None,
     density: float | None = None,
     held: SectionLevel | None = None,
+    queue: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Vehicles, mean speed, density and congestion level (``TrafficOut``) of a road or road
-    zone: the ``held`` level (with hysteresis) where given, else the raw one; its
-    ``level_source`` says what it was graded from (``density``: a model)."""
+    """Vehicles, mean speed, density, congestion level and stop-line queue (``TrafficOut``)
+    of a road or road zone: the ``held`` level (with hysteresis) where given, else the raw
+    one; its ``level_source`` says what it was graded from (``density``: a model); ``queue``:
+    metres and share of the approach (an approach zone, or a road's fullest approach)."""
     raw = road_level(site, speed_kmh, vehicles, density)
     level = held.level if held is not None and raw is not None else raw
     source = level_source(speed_kmh, density) if level is not None else None
@@ -181,6 +191,8 @@ def traffic_json(
             if source == LEVEL_SOURCE_DENSITY
             else None
         ),
+        "queue_m": None if queue is None else _round(queue[0], 1),
+        "queue_share": None if queue is None else _round(queue[1], 2),
     }
 
 
@@ -195,9 +207,16 @@ def _site_traffic(
     counted = [t["vehicles"] for t in shown if t["vehicles"] is not None]
     speeds = [t["speed_kmh"] for t in shown if t["speed_kmh"] is not None]
     densities = [t["density"] for t in shown if t["density"] is not None]
+    # Likewise its fullest approach: the queue nearest to spilling back.
+    queues = [(t["queue_m"], t["queue_share"]) for t in shown if t["queue_share"] is not None]
     vehicles = sum(counted) if counted else None
     return traffic_json(
-        site, vehicles, min(speeds, default=None), max(densities, default=None), held
+        site,
+        vehicles,
+        min(speeds, default=None),
+        max(densities, default=None),
+        held,
+        max(queues, key=lambda q: q[1], default=None),
     )
 
 
@@ -236,6 +255,7 @@ def zone_json(
                 reading.mean_speed_kmh,
                 reading.vehicle_density,
                 (levels or {}).get(key),
+                _queue(reading),
             )
             if spec(reading.site.kind).vehicles
             else None
