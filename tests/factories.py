@@ -65,6 +65,25 @@ def road_dict(road: dict[str, Any] | None = None, site_id: str = "road-tunnel") 
     return site
 
 
+APPROACH_CALIBRATION = {
+    "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
+    "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
+}
+"""576 px of a road camera's picture are 120 m of road: a zone over rows 100-576 with its stop
+line across the bottom is an approach 99.2 m long."""
+APPROACH = {"approach": {"stop_line": [[0, 576], [768, 576]]}}
+
+
+def approach_road_dict(site_id: str = "road-gate") -> dict[str, Any]:
+    """A road whose carriageway ends at a stop line (``APPROACH``): 2 lanes, 99.2 m, holding
+    30 vehicles at a standstill (6.7 m each), its capacity."""
+    site = road_dict(site_id=site_id)
+    camera = site["cameras"][0]
+    camera["calibration"] = APPROACH_CALIBRATION
+    camera["zones"][0] |= {"lanes": 2, "capacity": 30, **APPROACH}
+    return site
+
+
 def config_dict(*sites: dict[str, Any]) -> dict[str, Any]:
     return {
         "district": {"id": "test", "name": {"zh": "测试区", "en": "Test District"}},

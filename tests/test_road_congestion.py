@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from factories import config_dict, make_config, road_dict, site_dict
+from factories import approach_road_dict, config_dict, make_config, road_dict, site_dict
 
 from crowdwatch.analytics.evaluator import AlertEvaluator, congestion_level
 from crowdwatch.analytics.readings import ZoneReading, ZoneStatus
@@ -182,20 +182,7 @@ def test_the_simulator_drives_holiday_traffic_with_a_jam_that_builds_and_clears(
 
 
 def test_the_simulator_queues_at_a_stop_line_and_spills_back_only_in_the_jam() -> None:
-    raw = road_dict()
-    camera = raw["cameras"][0]
-    # 576 px of picture are 120 m of road: the approach runs 99 m back from the stop line,
-    # and its 2 lanes hold 30 vehicles at a standstill (6.7 m each), its capacity.
-    camera["calibration"] = {
-        "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
-        "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
-    }
-    camera["zones"][0] |= {
-        "lanes": 2,
-        "capacity": 30,
-        "approach": {"stop_line": [[0, 576], [768, 576]]},
-    }
-    config = make_config(config_dict(raw))
+    config = make_config(config_dict(approach_road_dict()))
     site = config.sites[0]
     zone = site.cameras[0].zones[0]
     length = road_length_m(zone, site.cameras[0].calibration)

@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from factories import config_dict, make_config, road_dict, site_dict
+from factories import (
+    APPROACH,
+    APPROACH_CALIBRATION,
+    config_dict,
+    make_config,
+    road_dict,
+    site_dict,
+)
 from playwright.sync_api import Browser, expect
 from web_server import Serve
 
@@ -61,18 +68,10 @@ def two_way_road() -> dict[str, Any]:
     site["name"] = {"zh": "滨海大道入口", "en": "Coastal Avenue Gate"}
     camera = site["cameras"][0]
     zone = camera["zones"][0]
-    # Inbound ends at the gate's stop line: an approach 99.2 m long (576 px are 120 m).
-    camera["calibration"] = {
-        "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
-        "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
-    }
+    # Inbound ends at the gate's stop line: an approach 99.2 m long.
+    camera["calibration"] = APPROACH_CALIBRATION
     camera["zones"] = [
-        zone
-        | {
-            "id": "inbound",
-            "name": {"zh": "进城", "en": "Inbound"},
-            "approach": {"stop_line": [[0, 576], [768, 576]]},
-        },
+        zone | {"id": "inbound", "name": {"zh": "进城", "en": "Inbound"}, **APPROACH},
         zone | {"id": "outbound", "name": {"zh": "出城", "en": "Outbound"}},
     ]
     return site

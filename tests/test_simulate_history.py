@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from factories import config_dict, make_config, road_dict, write_config
+from factories import approach_road_dict, config_dict, make_config, write_config
 
 from crowdwatch.cli import main
 from crowdwatch.contracts.config import CrowdwatchConfig, SiteKind, load_config
@@ -214,19 +214,8 @@ def test_compared_days_of_a_week_in_golden_week(config: CrowdwatchConfig) -> Non
 
 
 def test_history_of_a_stop_line_s_approach_has_its_queue(db_url: str, timescale: bool) -> None:
-    raw = road_dict(site_id="road-gate")
-    camera = raw["cameras"][0]
-    # The approach runs 99 m back from the stop line; its 2 lanes hold 30 vehicles standing.
-    camera["calibration"] = {
-        "image_points": [[0, 0], [768, 0], [768, 576], [0, 576]],
-        "ground_points_m": [[0, 0], [15, 0], [15, 120], [0, 120]],
-    }
-    camera["zones"][0] |= {
-        "lanes": 2,
-        "capacity": 30,
-        "approach": {"stop_line": [[0, 576], [768, 576]]},
-    }
-    config = make_config(config_dict(raw))
+    # The approach runs 99.2 m back from the stop line; its 2 lanes hold 30 vehicles standing.
+    config = make_config(config_dict(approach_road_dict()))
     upgrade(db_url, config, timescale=timescale)
     fill_history(config, db_url, [DAY], seed=3)
     local = "(ts AT TIME ZONE 'Asia/Shanghai')"
