@@ -211,7 +211,7 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
     [target] = panel.targets
     with psycopg.connect(db_url, autocommit=True) as conn:
         put_traffic(conn, "road-tunnel", "carriageway", 64, 28.0)
-        put_traffic(conn, "road-gate", "inbound", 12, 45.0)
+        put_traffic(conn, "road-gate", "inbound", 12, 45.0, queue=60.0)
         put_traffic(conn, "road-gate", "outbound", 30, 26.0)
         # No speed measured on the hilltop road: its density graded by Greenshields' rule,
         # 60 km/h * (1 - 110 / 150) = 16 km/h on an arterial, as the wall grades it.
@@ -223,6 +223,9 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         # An empty road is smooth, not "no data".
         put_traffic(conn, "road-coast", "carriageway", 0, None)
         empty = conn.execute(target.sql).fetchall()
+        # The gate's approach queues to its end: a spill-back, as the wall says it.
+        put_traffic(conn, "road-gate", "inbound", 30, 8.0, queue=99.2)
+        spilled = conn.execute(target.sql).fetchall()
     got = [(r["site_id"], r["level"], r["speed_kmh"], r["vehicles"]) for r in rows]
     assert got == [
         ("road-hill", 4, None, 40),  # from density: moderate
@@ -240,6 +243,15 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
     assert [r[:3] for r in empty if r[0] == "road-coast"] == [
         ("road-coast", "环岛路 Island Ring Road", 1)
     ]
+    # The queue of a road's fullest approach, as the wall shows it; none without a stop line.
+    assert {r["site_id"]: r["queue"] for r in rows} == {
+        "road-hill": None,
+        "road-tunnel": None,
+        "road-gate": "60 m",
+        "road-coast": None,
+    }
+    queue = names.index("queue")
+    assert [r[queue] for r in spilled if r[0] == "road-gate"] == ["99 m · 溢出 spill-back"]
 
 
 def test_grafanas_road_drill_down_shows_speed_and_vehicles_over_time(db_url: str) -> None:

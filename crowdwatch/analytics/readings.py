@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from crowdwatch.contracts.config import CrowdwatchConfig, Site, Zone
-from crowdwatch.contracts.ground import derived_capacities, road_length_m
+from crowdwatch.contracts.ground import approach_length_m, derived_capacities
 from crowdwatch.contracts.messages import CameraState, CountMethod
 from crowdwatch.storage.queries import CameraStatusRow, ZoneLatest
 
@@ -71,13 +71,8 @@ class ZoneReading:
     def approach_m(self) -> float | None:
         """The length of an approach zone, metres (its ``length_m`` or from its camera's
         calibration); ``None`` for a zone that is no approach or whose length is unknown."""
-        if self.zone.approach is None:
-            return None
         camera = next((c for c in self.site.cameras if c.id == self.camera_id), None)
-        try:
-            return road_length_m(self.zone, camera.calibration if camera is not None else None)
-        except ValueError:
-            return None  # drawn above the horizon: the edge refuses to start on it
+        return approach_length_m(self.zone, camera.calibration if camera is not None else None)
 
     @property
     def queue_share(self) -> float | None:

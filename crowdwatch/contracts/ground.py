@@ -144,6 +144,18 @@ def road_length_m(zone: Zone, calibration: Calibration | None) -> float | None:
     return round(best[1], 3)
 
 
+def approach_length_m(zone: Zone, calibration: Calibration | None) -> float | None:
+    """The length of a stop line's approach, metres, what its queue is a share of; ``None``
+    for a zone that is no approach or whose length is unknown (a vertex above the horizon
+    too: the edge refuses to start on it, so nothing is ever measured there)."""
+    if zone.approach is None:
+        return None
+    try:
+        return road_length_m(zone, calibration) or None
+    except ValueError:
+        return None
+
+
 def lane_km(zone: Zone, calibration: Calibration | None) -> float | None:
     """A road zone's lane-kilometres (its length along the road times its ``lanes``): what
     its density in vehicles per km per lane divides by; ``None`` for a zone without lanes.

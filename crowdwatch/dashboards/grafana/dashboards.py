@@ -18,6 +18,7 @@ from statistics import fmean
 
 from crowdwatch.contracts.config import CrowdwatchConfig
 from crowdwatch.contracts.congestion import CongestionLevel
+from crowdwatch.contracts.ground import approach_length_m
 from crowdwatch.contracts.site_kinds import KindView, road_thresholds, spec
 from crowdwatch.dashboards.grafana.model import (
     Dashboard,
@@ -133,6 +134,18 @@ LEVEL_COLOURS = {
 }
 
 
+def approach_lengths(config: CrowdwatchConfig) -> list[tuple[str, str, float]]:
+    """``(site_id, zone_id, length_m)`` of every stop line's approach whose length is known
+    (the road table's queue is a share of it, as the wall's is)."""
+    return [
+        (site.id, zone.id, length)
+        for site in config.sites
+        for camera in site.cameras
+        for zone in camera.zones
+        if (length := approach_length_m(zone, camera.calibration)) is not None
+    ]
+
+
 def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Panel | None:
     """Every road coloured by its congestion level, with speed and vehicles; ``None``
     when the district has no road."""
@@ -167,8 +180,8 @@ def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Pane
         (
             SqlTarget(
                 "A",
-                sql.road_traffic(bounds),
-                ("site_id", "road", "level", "basis", "speed_kmh", "vehicles"),
+                sql.road_traffic(bounds, approach_lengths(config)),
+                ("site_id", "road", "level", "basis", "speed_kmh", "vehicles", "queue"),
             ),
         ),
         options=table_options(),
@@ -196,6 +209,7 @@ def _roads_panel(config: CrowdwatchConfig, sql: PanelSql, grid: GridPos) -> Pane
                 {"displayName": "平均车速 Mean speed", "unit": "velocitykmh", "decimals": 0},
             ),
             _named("vehicles", "车辆 Vehicles"),
+            _named("queue", "排队 Queue"),
             _named("updated", "更新 Updated", "dateTimeFromNow"),
         ),
     )

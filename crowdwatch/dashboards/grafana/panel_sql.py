@@ -213,8 +213,12 @@ WHERE s.kind IN ({_kinds_viewed(KindView.QUEUE)})
 ORDER BY occupancy DESC NULLS LAST, s.site_id
 """
 
-    def road_traffic(self, roads: Sequence[tuple[str, SpeedThresholds]]) -> str:
-        """Every road now: its congestion level, slowest zone's mean speed, vehicles.
+    def road_traffic(
+        self,
+        roads: Sequence[tuple[str, SpeedThresholds]],
+        approaches: Sequence[tuple[str, str, float]] = (),
+    ) -> str:
+        """Every road now: its congestion level, slowest zone's mean speed, vehicles, queue.
 
         The level is GB/T 33171-2016's from each road's own thresholds (written in as
         literals from the config), by the rule of the wall and the alert engine
@@ -222,24 +226,43 @@ ORDER BY occupancy DESC NULLS LAST, s.site_id
         empty road smooth; without a speed, its densest zone's vehicles per km per lane by
         Greenshields' rule (``free_flow * (1 - density / 150)``); vehicles with neither no
         level. ``basis`` says so where the level came from density (as the wall's note does):
-        a model's estimate, not a measured speed.
+        a model's estimate, not a measured speed. ``queue`` is its fullest approach's queue
+        (the largest share of its length), "溢出 spill-back" once it reaches the end, as the
+        wall shows it.
 
         Args:
             roads: ``(site_id, thresholds)`` of every road (at least one).
+            approaches: ``(site_id, zone_id, length_m)`` of every approach zone with a length.
 
-        Columns: site_id, road, level, basis, speed_kmh, vehicles, updated.
+        Columns: site_id, road, level, basis, speed_kmh, vehicles, queue, updated.
         """
         if not roads:
             raise ValueError("road_traffic: expected at least one road's thresholds")
         values = ",\n       ".join(
-            f"('{site_id.replace(chr(39), chr(39) * 2)}', {a:g}, {b:g}, {c:g}, {d:g}, "
-            f"{t.free_flow_kmh:g})"
+            f"({quote_literal(site_id)}, {a:g}, {b:g}, {c:g}, {d:g}, {t.free_flow_kmh:g})"
             for site_id, t in roads
             for a, b, c, d in (t.bounds,)
+        )
+        lengths = (
+            "VALUES "
+            + ", ".join(
+                f"({quote_literal(site_id)}, {quote_literal(zone_id)}, {length:.3f})"
+                for site_id, zone_id, length in approaches
+            )
+            if approaches
+            else "SELECT NULL::text, NULL::text, NULL::numeric WHERE false"
         )
         return f"""
 WITH bounds (site_id, a, b, c, d, free_flow) AS (
 VALUES {values}
+), approaches (site_id, zone_id, length_m) AS (
+{lengths}
+), fullest AS (
+    SELECT DISTINCT ON (l.site_id) l.site_id, l.queue_length_m AS queue_m,
+           l.queue_length_m / a.length_m AS share
+    FROM zone_latest l JOIN approaches a USING (site_id, zone_id)
+    WHERE l.ts > now() - {self.stale} AND l.queue_length_m IS NOT NULL
+    ORDER BY l.site_id, l.queue_length_m / a.length_m DESC
 ), now_roads AS (
     SELECT site_id, min(mean_speed_kmh) AS speed_kmh, sum(vehicles) AS vehicles,
            max(vehicle_density) AS density, max(ts) AS updated
@@ -271,10 +294,13 @@ SELECT s.site_id,
        END AS basis,
        n.speed_kmh::double precision AS speed_kmh,
        n.vehicles::bigint AS vehicles,
+       round(q.queue_m)::bigint || ' m'
+           || CASE WHEN q.share >= 1 THEN ' · 溢出 spill-back' ELSE '' END AS queue,
        n.updated
 FROM sites s
 JOIN bounds t ON t.site_id = s.site_id
 LEFT JOIN graded n ON n.site_id = s.site_id
+LEFT JOIN fullest q ON q.site_id = s.site_id
 ORDER BY level DESC NULLS LAST, s.site_id
 """
 
