@@ -130,6 +130,7 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
         "level_note": None,
         "queue_m": None,  # no stop line in the tunnel
         "queue_share": None,
+        "spills_back": None,
     }
     assert road["zones"][0]["traffic"]["level"] == 4
     # The gate's inbound approach queues 60 m back from its stop line, 60% of the approach.
@@ -137,6 +138,7 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
     inbound = next(z for z in gate_api["zones"] if z["zone_id"] == "inbound")
     assert (inbound["traffic"]["queue_m"], inbound["traffic"]["queue_share"]) == (60.0, 0.61)
     assert (gate_api["traffic"]["queue_m"], gate_api["traffic"]["queue_share"]) == (60.0, 0.61)
+    assert gate_api["traffic"]["spills_back"] is False
     assert roads.get("/api/sites/stop-a").json()["traffic"] is None
 
     page = browser.new_page(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
@@ -193,11 +195,12 @@ def test_the_wall_colours_each_road_by_its_level_with_speed_and_vehicles(
         expect(tunnel.locator(".lv-5")).to_have_text("严重拥堵", timeout=5_000)
         expect(tunnel.locator(".speed")).to_have_text("14 km/h")
         expect(tunnel.locator(".vehicles")).to_have_text("88")
-        # The gate's queue reaches the end of its approach: it spills back over the junction
-        # behind, which the wall says in red.
+        # The gate's queue fills its approach (90 of 99.2 m: where the spill-back alert fires,
+        # a stopped car's anchor never reaching the very end): it blocks the junction behind,
+        # which the wall says in red.
         with psycopg.connect(db_url, autocommit=True) as conn:
-            put_traffic(conn, "road-gate", "inbound", 30, 8.0, queue=99.2)
-        expect(gate.locator(".queue")).to_have_text("99 m溢出 spill-back", timeout=5_000)
+            put_traffic(conn, "road-gate", "inbound", 30, 8.0, queue=90.0)
+        expect(gate.locator(".queue")).to_have_text("90 m溢出 spill-back", timeout=5_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=ARTIFACTS / "wall-roads-1920x1080.png")
     finally:
@@ -223,8 +226,8 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         # An empty road is smooth, not "no data".
         put_traffic(conn, "road-coast", "carriageway", 0, None)
         empty = conn.execute(target.sql).fetchall()
-        # The gate's approach queues to its end: a spill-back, as the wall says it.
-        put_traffic(conn, "road-gate", "inbound", 30, 8.0, queue=99.2)
+        # The gate's approach fills: a spill-back, as the wall says it.
+        put_traffic(conn, "road-gate", "inbound", 30, 8.0, queue=90.0)
         spilled = conn.execute(target.sql).fetchall()
     got = [(r["site_id"], r["level"], r["speed_kmh"], r["vehicles"]) for r in rows]
     assert got == [
@@ -251,7 +254,7 @@ def test_grafanas_road_table_grades_each_road_as_the_wall_does(db_url: str) -> N
         "road-coast": None,
     }
     queue = names.index("queue")
-    assert [r[queue] for r in spilled if r[0] == "road-gate"] == ["99 m · 溢出 spill-back"]
+    assert [r[queue] for r in spilled if r[0] == "road-gate"] == ["90 m · 溢出 spill-back"]
 
 
 def test_grafanas_road_drill_down_shows_speed_and_vehicles_over_time(db_url: str) -> None:

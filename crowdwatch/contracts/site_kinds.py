@@ -29,6 +29,12 @@ from crowdwatch.contracts.config import LocalizedName, RoadOptions, Site, SiteKi
 from crowdwatch.contracts.congestion import CongestionLevel, SpeedThresholds, speed_from_density
 from crowdwatch.contracts.reports import DEFAULT_LEVELS
 
+SPILLBACK_SHARE = 0.9
+"""An approach's queue at this share of its length or more fills it: the last stopped vehicle
+within a tenth of the approach's length of its upstream end (a vehicle's anchor is inside the
+zone, so 1.0 is never measured). The road kind's spill-back rule fires at it, and the pages
+and Grafana mark such a queue "spill-back"."""
+
 
 class KindView(StrEnum):
     """The extra view a kind's sites get besides the list of every site."""
@@ -255,7 +261,7 @@ SITE_KINDS: dict[SiteKind, KindSpec] = {
                 {
                     "id": "road-queue-spillback",
                     "metric": "queue_spillback",
-                    "fire_at": 0.9,
+                    "fire_at": SPILLBACK_SHARE,
                     "clear_at": 0.7,
                     "for_s": 60,
                     "keep_firing_for_s": 60,

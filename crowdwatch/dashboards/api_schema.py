@@ -67,8 +67,10 @@ class TrafficOut(Out):
     """the longest queue back from a stop line in the newest interval, metres (an approach
     zone; a road: its fullest approach; null elsewhere)"""
     queue_share: float | None
-    """that queue over its approach's length: 1.0 reaches the approach's upstream end (the
-    queue spills back past what the camera sees)"""
+    """that queue over its approach's length (1.0: the approach's upstream end)"""
+    spills_back: bool | None
+    """the queue fills its approach (``queue_share`` 0.9 or more, where the road kind's
+    spill-back alert fires): it blocks the junction behind"""
 
 
 class ZoneOut(Out):

@@ -22,6 +22,7 @@ from crowdwatch.contracts.site_kinds import (
     DENSITY_SOURCE_TEXT,
     LEVEL_SOURCE_DENSITY,
     SITE_KINDS,
+    SPILLBACK_SHARE,
     level_source,
     road_level,
     spec,
@@ -193,6 +194,7 @@ def traffic_json(
         ),
         "queue_m": None if queue is None else _round(queue[0], 1),
         "queue_share": None if queue is None else _round(queue[1], 2),
+        "spills_back": None if queue is None else queue[1] >= SPILLBACK_SHARE,
     }
 
 

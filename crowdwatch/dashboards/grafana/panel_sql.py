@@ -26,7 +26,12 @@ from zoneinfo import ZoneInfo
 
 from crowdwatch.contracts.congestion import JAM_DENSITY_PER_KM_LANE, SpeedThresholds
 from crowdwatch.contracts.db_schema import ROLLUP_ORIGIN
-from crowdwatch.contracts.site_kinds import DENSITY_SOURCE_TEXT, SITE_KINDS, KindView
+from crowdwatch.contracts.site_kinds import (
+    DENSITY_SOURCE_TEXT,
+    SITE_KINDS,
+    SPILLBACK_SHARE,
+    KindView,
+)
 from crowdwatch.dashboards.trends import (
     MIN_CHANGE_PEOPLE,
     MIN_CHANGE_SHARE,
@@ -227,8 +232,8 @@ ORDER BY occupancy DESC NULLS LAST, s.site_id
         Greenshields' rule (``free_flow * (1 - density / 150)``); vehicles with neither no
         level. ``basis`` says so where the level came from density (as the wall's note does):
         a model's estimate, not a measured speed. ``queue`` is its fullest approach's queue
-        (the largest share of its length), "溢出 spill-back" once it reaches the end, as the
-        wall shows it.
+        (the largest share of its length), "溢出 spill-back" once it fills it
+        (:data:`~crowdwatch.contracts.site_kinds.SPILLBACK_SHARE`), as the wall shows it.
 
         Args:
             roads: ``(site_id, thresholds)`` of every road (at least one).
@@ -295,7 +300,8 @@ SELECT s.site_id,
        n.speed_kmh::double precision AS speed_kmh,
        n.vehicles::bigint AS vehicles,
        round(q.queue_m)::bigint || ' m'
-           || CASE WHEN q.share >= 1 THEN ' · 溢出 spill-back' ELSE '' END AS queue,
+           || CASE WHEN q.share >= {SPILLBACK_SHARE:g} THEN ' · 溢出 spill-back' ELSE '' END
+           AS queue,
        n.updated
 FROM sites s
 JOIN bounds t ON t.site_id = s.site_id
