@@ -165,7 +165,7 @@ def test_past_days_of_roads_have_vehicles_speeds_and_jams(
             assert hourly[(site_id, peak)][1] < hourly[(site_id, 6)][1] / 2, (site_id, peak)
     # The example's tunnel-exit carriageway has lanes: its density is written too.
     with_density = {s: sum(v[2] for (site, _), v in hourly.items() if site == s) for s in roads}
-    assert with_density == {"road-tunnel-exit": 16 * 12, "road-coastal-gate": 0}
+    assert with_density == {"road-tunnel-exit": 16 * 12, "road-coastal-gate": 16 * 12}
 
 
 def test_history_twice_over_one_range_is_refused(
