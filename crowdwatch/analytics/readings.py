@@ -71,16 +71,18 @@ class ZoneReading:
     def approach_m(self) -> float | None:
         """The length of an approach zone, metres (its ``length_m`` or from its camera's
         calibration); ``None`` for a zone that is no approach or whose length is unknown."""
+        if self.zone.approach is None:  # most zones: no camera lookup on the alert hot path
+            return None
         camera = next((c for c in self.site.cameras if c.id == self.camera_id), None)
         return approach_length_m(self.zone, camera.calibration if camera is not None else None)
 
     @property
     def queue_share(self) -> float | None:
         """The queue over its approach's length: 1.0 reaches its upstream end (spills back)."""
-        length = self.approach_m
-        if self.queue_length_m is None or not length:
+        if self.queue_length_m is None:
             return None
-        return self.queue_length_m / length
+        length = self.approach_m
+        return None if not length else self.queue_length_m / length
 
     @property
     def capacity(self) -> int:

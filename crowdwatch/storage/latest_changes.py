@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import TypeVar
 
 import psycopg
 from psycopg.rows import class_row, tuple_row
@@ -39,9 +38,6 @@ from crowdwatch.storage.queries import (
     fetch_rows,
     zone_latest_row,
 )
-
-_T = TypeVar("_T")
-
 
 ZoneStamp = tuple[str, str, datetime]
 """``(site_id, zone_id, ts)``: which zone's newest count changed, and its time."""
